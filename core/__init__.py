@@ -1,0 +1,1 @@
+"""The explanation engine (to be filled by the engine issue)."""

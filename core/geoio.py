@@ -1,0 +1,178 @@
+"""Raster input and output with GDAL: windowed reads, atomic GeoTIFF writes.
+
+Nothing here reads a whole raster: every read is a window, so a 20000 x 20000 scene costs what
+a 2000 x 2000 one does. Every write goes to a temporary name in the target folder and is
+renamed into place when complete, so a failed or cancelled run never leaves a half-written file.
+"""
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _gdal():
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    return gdal
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What is known of a raster without reading its pixels."""
+
+    path: str
+    width: int
+    height: int
+    n_bands: int
+    geotransform: tuple
+    crs_wkt: str
+    nodata: tuple  # per band, None where unset
+    dtypes: tuple  # per band GDAL type names
+
+    @property
+    def pixel_size(self):
+        """(x size, y size) in CRS units; y is positive."""
+        return abs(self.geotransform[1]), abs(self.geotransform[5])
+
+
+def raster_info(path):
+    """Open ``path`` with GDAL and describe it.
+
+    Raises ``ValueError`` with a message naming the file when GDAL cannot open it.
+    """
+    gdal = _gdal()
+    try:
+        ds = gdal.Open(str(path), gdal.GA_ReadOnly)
+    except RuntimeError as exc:
+        raise ValueError(f"GDAL cannot open the raster {path!s}: {exc}") from exc
+    if ds is None:
+        raise ValueError(f"GDAL cannot open the raster {path!s}")
+    bands = [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
+    return RasterInfo(
+        path=str(path), width=ds.RasterXSize, height=ds.RasterYSize, n_bands=ds.RasterCount,
+        geotransform=tuple(ds.GetGeoTransform()), crs_wkt=ds.GetProjection() or "",
+        nodata=tuple(b.GetNoDataValue() for b in bands),
+        dtypes=tuple(gdal.GetDataTypeName(b.DataType) for b in bands))
+
+
+def read_window(path, row0, col0, height, width, bands=None):
+    """Read a window as float32 ``[height, width, C]``; nodata and out-of-raster pixels are NaN.
+
+    Parameters
+    ----------
+    path : str
+        Any raster GDAL opens.
+    row0, col0 : int
+        Top-left pixel of the window; may be negative or extend past the raster (those pixels
+        are NaN), so a window centred on a region near the edge keeps its size.
+    height, width : int
+    bands : sequence of int, optional
+        1-based band numbers in model-channel order; default all bands.
+    """
+    gdal = _gdal()
+    ds = gdal.Open(str(path), gdal.GA_ReadOnly)
+    bands = list(bands) if bands else list(range(1, ds.RasterCount + 1))
+    out = np.full((height, width, len(bands)), np.nan, dtype=np.float32)
+    r0, c0 = max(row0, 0), max(col0, 0)
+    r1, c1 = min(row0 + height, ds.RasterYSize), min(col0 + width, ds.RasterXSize)
+    if r1 <= r0 or c1 <= c0:
+        return out
+    for i, b in enumerate(bands):
+        band = ds.GetRasterBand(int(b))
+        data = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0).astype(np.float32)
+        nodata = band.GetNoDataValue()
+        if nodata is not None:
+            data[data == np.float32(nodata)] = np.nan
+        out[r0 - row0:r1 - row0, c0 - col0:c1 - col0, i] = data
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    On any exception (cancellation included) the temporary file is removed and ``path`` is
+    left untouched.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{ext}", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, tmp + ".aux.xml"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
+def window_geotransform(geotransform, row0, col0):
+    """Geotransform of the window whose top-left pixel is (row0, col0) of ``geotransform``."""
+    x0, dx, rx, y0, ry, dy = geotransform
+    return (x0 + col0 * dx + row0 * rx, dx, rx, y0 + col0 * ry + row0 * dy, ry, dy)
+
+
+@contextlib.contextmanager
+def geotiff_writer(path, width, height, n_bands, geotransform, crs_wkt, *, nodata=None,
+                   band_names=None, metadata=None, dtype="Float32", color_table=None,
+                   category_names=None):
+    """Create a tiled, compressed GeoTIFF under a temporary name and yield the GDAL dataset.
+
+    The caller writes blocks (``ds.GetRasterBand(b).WriteArray(block, xoff, yoff)``); the file
+    is renamed to ``path`` only when the block ends without an exception.
+    ``metadata`` is a dict of str written to the dataset's default metadata domain.
+    """
+    gdal = _gdal()
+    gdt = gdal.GetDataTypeByName(dtype)
+    with atomic_path(path) as tmp:
+        ds = gdal.GetDriverByName("GTiff").Create(
+            tmp, int(width), int(height), int(n_bands), gdt,
+            options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
+        try:
+            ds.SetGeoTransform(tuple(geotransform))
+            if crs_wkt:
+                ds.SetProjection(crs_wkt)
+            if metadata:
+                ds.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+            for i in range(int(n_bands)):
+                band = ds.GetRasterBand(i + 1)
+                if nodata is not None:
+                    band.SetNoDataValue(float(nodata))
+                if band_names is not None:
+                    band.SetDescription(str(band_names[i]))
+                if color_table is not None:
+                    table = gdal.ColorTable()
+                    for value, rgba in color_table.items():
+                        table.SetColorEntry(int(value), tuple(int(c) for c in rgba))
+                    band.SetRasterColorTable(table)
+                    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+                if category_names is not None:
+                    band.SetRasterCategoryNames(list(category_names))
+            yield ds
+            ds.FlushCache()
+        finally:
+            ds = None
+
+
+def write_geotiff(path, bands, geotransform, crs_wkt, **options):
+    """Write ``bands`` ``[B, H, W]`` (or ``[H, W]``) as a GeoTIFF, atomically.
+
+    ``options`` are those of :func:`geotiff_writer`.
+    """
+    bands = np.asarray(bands)
+    if bands.ndim == 2:
+        bands = bands[None]
+    n, height, width = bands.shape
+    with geotiff_writer(path, width, height, n, geotransform, crs_wkt, **options) as ds:
+        for i in range(n):
+            ds.GetRasterBand(i + 1).WriteArray(bands[i])
+    return str(path)
