@@ -109,6 +109,8 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+        if os.path.exists(tmp + ".aux.xml"):  # GDAL's side-car (category names, statistics)
+            os.replace(tmp + ".aux.xml", path + ".aux.xml")
     finally:
         for leftover in (tmp, tmp + ".aux.xml"):
             if os.path.exists(leftover):
@@ -121,46 +123,70 @@ def window_geotransform(geotransform, row0, col0):
     return (x0 + col0 * dx + row0 * rx, dx, rx, y0 + col0 * ry + row0 * dy, ry, dy)
 
 
+class _BlockWriter:
+    """Holds the only reference to a GDAL dataset being written, so closing it really closes it."""
+
+    def __init__(self, ds):
+        self._ds = ds
+
+    def write(self, band, block, xoff=0, yoff=0):
+        """Write ``block`` ``[h, w]`` into 1-based ``band`` at pixel offset (xoff, yoff)."""
+        self._ds.GetRasterBand(int(band)).WriteArray(np.asarray(block), int(xoff), int(yoff))
+
+    def close(self):
+        if self._ds is not None:
+            self._ds.FlushCache()
+            self._ds = None
+
+
 @contextlib.contextmanager
 def geotiff_writer(path, width, height, n_bands, geotransform, crs_wkt, *, nodata=None,
                    band_names=None, metadata=None, dtype="Float32", color_table=None,
                    category_names=None):
-    """Create a tiled, compressed GeoTIFF under a temporary name and yield the GDAL dataset.
+    """Create a tiled, compressed GeoTIFF under a temporary name and yield a block writer.
 
-    The caller writes blocks (``ds.GetRasterBand(b).WriteArray(block, xoff, yoff)``); the file
-    is renamed to ``path`` only when the block ends without an exception.
+    The caller writes blocks with ``writer.write(band, block, xoff, yoff)`` (band 1-based); the
+    dataset is closed, then the file renamed to ``path``, only when the block ends without an
+    exception; otherwise the temporary file is removed.
     ``metadata`` is a dict of str written to the dataset's default metadata domain.
     """
     gdal = _gdal()
     gdt = gdal.GetDataTypeByName(dtype)
     with atomic_path(path) as tmp:
-        ds = gdal.GetDriverByName("GTiff").Create(
+        writer = _BlockWriter(gdal.GetDriverByName("GTiff").Create(
             tmp, int(width), int(height), int(n_bands), gdt,
-            options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
+            options=["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]))
         try:
-            ds.SetGeoTransform(tuple(geotransform))
-            if crs_wkt:
-                ds.SetProjection(crs_wkt)
-            if metadata:
-                ds.SetMetadata({str(k): str(v) for k, v in metadata.items()})
-            for i in range(int(n_bands)):
-                band = ds.GetRasterBand(i + 1)
-                if nodata is not None:
-                    band.SetNoDataValue(float(nodata))
-                if band_names is not None:
-                    band.SetDescription(str(band_names[i]))
-                if color_table is not None:
-                    table = gdal.ColorTable()
-                    for value, rgba in color_table.items():
-                        table.SetColorEntry(int(value), tuple(int(c) for c in rgba))
-                    band.SetRasterColorTable(table)
-                    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
-                if category_names is not None:
-                    band.SetRasterCategoryNames(list(category_names))
-            yield ds
-            ds.FlushCache()
+            _describe(writer._ds, geotransform, crs_wkt, nodata, band_names, metadata,
+                      color_table, category_names)
+            yield writer
         finally:
-            ds = None
+            writer.close()
+
+
+def _describe(ds, geotransform, crs_wkt, nodata, band_names, metadata, color_table,
+              category_names):
+    """Set georeferencing, metadata and per-band descriptions of a new dataset."""
+    gdal = _gdal()
+    ds.SetGeoTransform(tuple(geotransform))
+    if crs_wkt:
+        ds.SetProjection(crs_wkt)
+    if metadata:
+        ds.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+    for i in range(ds.RasterCount):
+        band = ds.GetRasterBand(i + 1)
+        if nodata is not None:
+            band.SetNoDataValue(float(nodata))
+        if band_names is not None:
+            band.SetDescription(str(band_names[i]))
+        if color_table is not None:
+            table = gdal.ColorTable()
+            for value, rgba in color_table.items():
+                table.SetColorEntry(int(value), tuple(int(c) for c in rgba))
+            band.SetRasterColorTable(table)
+            band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+        if category_names is not None:
+            band.SetRasterCategoryNames(list(category_names))
 
 
 def write_geotiff(path, bands, geotransform, crs_wkt, **options):
@@ -172,7 +198,74 @@ def write_geotiff(path, bands, geotransform, crs_wkt, **options):
     if bands.ndim == 2:
         bands = bands[None]
     n, height, width = bands.shape
-    with geotiff_writer(path, width, height, n, geotransform, crs_wkt, **options) as ds:
+    with geotiff_writer(path, width, height, n, geotransform, crs_wkt, **options) as writer:
         for i in range(n):
-            ds.GetRasterBand(i + 1).WriteArray(bands[i])
+            writer.write(i + 1, bands[i])
+    return str(path)
+
+
+VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON",
+                  ".shp": "ESRI Shapefile", ".fgb": "FlatGeobuf"}
+
+
+def write_polygons(path, layer_name, polygons, fields, crs_wkt, *, metadata=None):
+    """Write shapely polygons (map coordinates) with attribute columns, atomically.
+
+    Parameters
+    ----------
+    path : str
+        Output file; the driver follows the extension (.gpkg, .geojson, .shp, .fgb).
+    layer_name : str
+    polygons : sequence of shapely geometries
+    fields : dict of str -> sequence
+        Column name -> one value per polygon (int, float or str; None is NULL).
+    crs_wkt : str
+    metadata : dict, optional
+        Layer metadata (GeoPackage keeps it in gpkg_metadata).
+    """
+    gdal = _gdal()
+    from osgeo import ogr, osr
+
+    ogr.UseExceptions()
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in VECTOR_DRIVERS:
+        raise ValueError(f"cannot write cells to '{path}': use a .gpkg (or .geojson, .shp, .fgb) "
+                         "file name")
+    srs = None
+    if crs_wkt:
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(crs_wkt)
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    kinds = {}
+    for name, values in fields.items():
+        sample = next((v for v in values if v is not None), 0.0)
+        kinds[name] = (ogr.OFTInteger64 if isinstance(sample, (int, np.integer))
+                       else ogr.OFTString if isinstance(sample, str) else ogr.OFTReal)
+    with atomic_path(path) as tmp:
+        ds = gdal.GetDriverByName(VECTOR_DRIVERS[ext]).Create(tmp, 0, 0, 0, gdal.GDT_Unknown)
+        try:
+            layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon)
+            for name, kind in kinds.items():
+                layer.CreateField(ogr.FieldDefn(name, kind))
+            if metadata:
+                layer.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+            defn = layer.GetLayerDefn()
+            layer.StartTransaction()
+            for i, poly in enumerate(polygons):
+                feat = ogr.Feature(defn)
+                feat.SetGeometry(ogr.CreateGeometryFromWkb(poly.wkb))
+                for name, values in fields.items():
+                    value = values[i]
+                    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                        feat.SetFieldNull(name)
+                    elif kinds[name] == ogr.OFTReal:
+                        feat.SetField(name, float(value))
+                    elif kinds[name] == ogr.OFTInteger64:
+                        feat.SetField(name, int(value))
+                    else:
+                        feat.SetField(name, str(value))
+                layer.CreateFeature(feat)
+            layer.CommitTransaction()
+        finally:
+            ds = None
     return str(path)

@@ -127,9 +127,9 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
             probs[~ok] = -1.0
             if prob_ds is not None:
                 for b in range(k):
-                    prob_ds.GetRasterBand(b + 1).WriteArray(probs[..., b], 0, acc_top)
+                    prob_ds.write(b + 1, probs[..., b], 0, acc_top)
             if class_ds is not None:
-                class_ds.GetRasterBand(1).WriteArray(classes, 0, acc_top)
+                class_ds.write(1, classes, 0, acc_top)
             for buf in (acc, wsum, valid):
                 buf[:-n] = buf[n:].copy()
                 buf[-n:] = 0

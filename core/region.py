@@ -1,0 +1,87 @@
+"""Regions of interest: from map geometries to a pixel mask inside an explanation window."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Window:
+    """A square (or rectangular) block of the raster's own pixel grid."""
+
+    row0: int
+    col0: int
+    height: int
+    width: int
+
+    @property
+    def shape(self):
+        return self.height, self.width
+
+
+def pixel_bounds(geometry, geotransform):
+    """(row0, row1, col0, col1) half-open pixel bounds of a shapely geometry in map coordinates.
+
+    Assumes a north-up geotransform (no rotation), as GDAL writes for projected scenes.
+    """
+    x0, dx, _, y0, _, dy = geotransform
+    minx, miny, maxx, maxy = geometry.bounds
+    cols = sorted(((minx - x0) / dx, (maxx - x0) / dx))
+    rows = sorted(((maxy - y0) / dy, (miny - y0) / dy))
+    row0, col0 = int(np.floor(rows[0])), int(np.floor(cols[0]))
+    row1 = max(int(np.ceil(rows[1])), row0 + 1)
+    col1 = max(int(np.ceil(cols[1])), col0 + 1)
+    return row0, row1, col0, col1
+
+
+def place_window(bounds, size, raster_height, raster_width):
+    """The ``size`` x ``size`` window centred on the region's pixel ``bounds``.
+
+    The window is shifted to lie inside the raster where the raster is large enough, so it
+    always holds as much image as possible. Raises ``ValueError`` when the region does not fit.
+    """
+    row0, row1, col0, col1 = bounds
+    if row1 - row0 > size or col1 - col0 > size:
+        raise ValueError(
+            f"the region of interest spans {row1 - row0} x {col1 - col0} pixels, more than the "
+            f"{size} x {size} explanation window. Increase WINDOW or draw a smaller region.")
+    out = []
+    for lo, hi, extent in ((row0, row1, raster_height), (col0, col1, raster_width)):
+        start = (lo + hi) // 2 - size // 2
+        if extent >= size:
+            start = min(max(start, 0), extent - size)
+        start = min(start, lo)
+        start = max(start, hi - size)
+        out.append(int(start))
+    return Window(out[0], out[1], size, size)
+
+
+def region_mask(geometry, geotransform, window):
+    """Pixels of ``window`` that belong to the region, as bool ``[height, width]``.
+
+    Polygons take the pixels whose centres they contain; a polygon too small to contain any
+    centre, a point or a line takes the pixels it touches (at least the pixel under it), so a
+    single click is a one-pixel region.
+    """
+    import shapely
+    from shapely import affinity
+
+    x0, dx, _, y0, _, dy = geotransform
+    # Map coordinates -> window pixel coordinates (x = column, y = row).
+    pix = affinity.affine_transform(
+        geometry, [1 / dx, 0, 0, 1 / dy, -x0 / dx - window.col0, -y0 / dy - window.row0])
+    mask = np.zeros(window.shape, dtype=bool)
+    polys = [g for g in getattr(pix, "geoms", [pix]) if g.geom_type in ("Polygon", "MultiPolygon")]
+    if polys:
+        rows, cols = np.mgrid[0:window.height, 0:window.width]
+        inside = shapely.contains_xy(shapely.union_all(polys), cols.ravel() + 0.5,
+                                     rows.ravel() + 0.5)
+        mask |= inside.reshape(window.shape)
+    if not mask.any():
+        # Points, lines, slivers: every pixel square the geometry intersects.
+        r0, r1, c0, c1 = pixel_bounds(pix, (0, 1, 0, 0, 0, 1))
+        for r in range(max(r0, 0), min(r1, window.height)):
+            for c in range(max(c0, 0), min(c1, window.width)):
+                if pix.intersects(shapely.box(c, r, c + 1, r + 1)):
+                    mask[r, c] = True
+    return mask
