@@ -78,7 +78,8 @@ def test_pointwise_model_tiled_equals_direct(tmp_path):
     ds = gdal.Open(str(tmp_path / "p.tif"))
     assert [ds.GetRasterBand(b).GetDescription() for b in (1, 2)] == ["sea", "oil"]
     cds = gdal.Open(str(tmp_path / "c.tif"))
-    assert cds.GetRasterBand(1).GetRasterCategoryNames() == ["sea", "oil"]
+    info = gdal.Info(cds)  # the 3.6 bindings' GetCategoryNames() returns None; gdalinfo reads them
+    assert "Categories:" in info and "0: sea" in info and "1: oil" in info
     assert cds.GetRasterBand(1).GetColorTable().GetCount() >= 2
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
 
