@@ -1,0 +1,296 @@
+"""Multi-scale occlusion with dynamic granularity and offsets.
+
+After the seed paper's sections 4.3-4.12: the image is occluded recursively by quadrants
+(depth 1 = the four quadrants of the image, each depth halves the cell size, down to
+``max_depth``); every node's importance is the score drop its occlusion causes; a node's
+children are kept only where their summed importance reaches the node's own, and
+near-zero nodes are dropped; the grid is shifted by every multiple of half the smallest
+cell up to the largest cell, one tree (and heatmap) per offset, cropped to the image;
+the ``n_best`` heatmaps with the most importance per covered area are averaged.
+
+Beyond the seed, the trees of all offsets are grown together, breadth first: a
+rectangle shared by several offsets or depths is evaluated once, children of pruned
+nodes are never evaluated, and all rectangles of one depth are evaluated in batches.
+"""
+
+from dataclasses import dataclass
+from typing import List, Tuple, Union
+
+import numpy as np
+
+from .batching import check_cancel, run_batched
+
+_EMPTY = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A leaf of a pruned occlusion tree.
+
+    Attributes
+    ----------
+    rect : tuple of int
+        ``(row0, row1, col0, col1)``, half-open, pixels.
+    depth : int
+        0 for the whole image, 1 for quadrants, ...
+    importance : float or ndarray, shape (D,)
+        Unoccluded score minus the score with ``rect`` occluded.
+    offset : tuple of int
+        ``(rows, cols)`` shift of the grid of the tree holding this leaf, pixels.
+    """
+
+    rect: Tuple[int, int, int, int]
+    depth: int
+    importance: Union[float, np.ndarray]
+    offset: Tuple[int, int]
+
+
+@dataclass(frozen=True)
+class OcclusionResult:
+    """Result of :func:`multiscale_occlusion`.
+
+    Attributes
+    ----------
+    heatmap : ndarray, shape (H, W) or (D, H, W)
+        Mean of the ``n_best`` selected offset heatmaps; each paints its leaves'
+        importance (score units) and 0 where no leaf survives.
+    leaves : list of Leaf
+        Leaves of the selected offset trees, best tree first.
+    n_evaluations : int
+        Rectangles passed to ``score_fn`` (the unoccluded one included, if evaluated).
+    n_naive_evaluations : int
+        Evaluations the seed's per-offset algorithm spends on the same trees (no cache:
+        every offset evaluates its own root and every child it expands).
+    n_offsets : int
+        Offset trees built.
+    unoccluded_score : float or ndarray, shape (D,)
+    best_offsets : list of tuple of int
+        ``(rows, cols)`` pixel offsets of the selected trees, best first.
+    """
+
+    heatmap: np.ndarray
+    leaves: List[Leaf]
+    n_evaluations: int
+    n_naive_evaluations: int
+    n_offsets: int
+    unoccluded_score: Union[float, np.ndarray]
+    best_offsets: List[Tuple[int, int]]
+
+
+def multiscale_occlusion(score_fn, shape, *, max_depth=4, n_best=5, offsets=True,
+                         min_importance=0.01, unoccluded_score=None, cache=True,
+                         batch_size=64, progress=None, cancel=None):
+    """Explain a score by multi-scale occlusion.
+
+    Parameters
+    ----------
+    score_fn : callable
+        ``score_fn(rects)`` takes int rectangles of shape (n, 4), rows
+        ``(row0, row1, col0, col1)`` half-open in pixels, and returns the model score
+        with each rectangle occluded, shape (n,) or (n, D). An empty rectangle
+        ``(0, 0, 0, 0)`` must mean "nothing occluded": it is asked for once to get
+        the unoccluded score, unless ``unoccluded_score`` is given. All other
+        rectangles are non-empty and inside the image. With D > 1 the tree is built
+        on column 0 and every column gets a heatmap from the same evaluations.
+    shape : tuple of int
+        ``(H, W)``, pixels.
+    max_depth : int
+        Deepest level; depth ``d`` cells are ``H / 2**d`` by ``W / 2**d`` pixels.
+    n_best : int
+        Offset heatmaps averaged into ``heatmap``.
+    offsets : bool
+        If True, one tree per grid shift ``(i, j) * half the smallest cell`` for
+        ``0 <= i, j < 2**max_depth`` (so up to the largest cell); if False, one tree.
+    min_importance : float
+        A node whose importance magnitude (column 0) is at most ``min_importance``
+        times the largest importance magnitude among the root and the depth-1 cells of
+        all offsets is dropped with its subtree (its area stays 0). 0 drops only
+        exact zeros.
+    unoccluded_score : float or array_like of shape (D,), optional
+        The model's score on the unoccluded input, if already known.
+    cache : bool
+        True evaluates each distinct rectangle once; False evaluates every tree's
+        nodes separately, as the seed does (same heatmap, for comparison).
+    batch_size : int
+    progress : callable(float), optional
+        Called after every batch with the fraction of an upper bound of the
+        evaluations, and with 1.0 at the end.
+    cancel : callable() -> bool, optional
+        Checked before every batch; True raises ``ExplanationCancelled``.
+
+    Returns
+    -------
+    OcclusionResult
+    """
+    h, w = (int(v) for v in shape)
+    depth_max = int(max_depth)
+    if h < 1 or w < 1 or depth_max < 1:
+        raise ValueError("shape must be positive and max_depth at least 1")
+    grid = _Grid(h, w, depth_max, bool(offsets))
+    ev = _Evaluator(score_fn, batch_size, progress, cancel, grid.upper_bound(cache))
+    if unoccluded_score is None:
+        s0 = ev.scores([_EMPTY], [_EMPTY])[0]
+        naive = 1
+    else:
+        s0 = np.atleast_1d(np.asarray(unoccluded_score, dtype=np.float64))
+        naive = 0
+    root = (0, grid.t, 0, grid.t)
+    keys = [grid.rect(root) if cache else (i, 0, root) for i in range(grid.n_offsets)]
+    root_imp = s0 - ev.scores(keys, [grid.rect(root)] * len(keys))[0]
+    naive += grid.n_offsets
+    frontier = [(i, root, root_imp) for i in range(grid.n_offsets)]
+    leaves = [[] for _ in range(grid.n_offsets)]
+    threshold = None
+    for depth in range(depth_max):
+        kids = [grid.children(i, node, depth) for i, node, _ in frontier]
+        flat = [(i, c) for (i, _, _), cs in zip(frontier, kids) for c in cs]
+        naive += len(flat)
+        keys = [grid.rect(c) if cache else (i, depth + 1, c) for i, c in flat]
+        imps = s0 - ev.scores(keys, [grid.rect(c) for _, c in flat])
+        if threshold is None:
+            scale = max(np.abs(root_imp[0]), np.abs(imps[:, 0]).max(initial=0.0))
+            threshold = float(min_importance) * scale
+        frontier = _prune(frontier, kids, imps, threshold, leaves, depth)
+    for i, node, imp in frontier:
+        leaves[i].append((node, depth_max, imp))
+    ev.finish()
+    return _combine(grid, leaves, s0, int(n_best), ev.count, naive)
+
+
+def naive_multiscale_occlusion(score_fn, shape, **kwargs):
+    """:func:`multiscale_occlusion` without the rectangle cache (the seed's cost)."""
+    return multiscale_occlusion(score_fn, shape, cache=False, **kwargs)
+
+
+def _prune(frontier, kids, imps, threshold, leaves, depth):
+    """Keep children whose summed importance reaches the parent's; return next frontier."""
+    nxt, k = [], 0
+    for (i, node, imp), cs in zip(frontier, kids):
+        child_imps = imps[k:k + len(cs)]
+        k += len(cs)
+        live = np.abs(child_imps[:, 0]) > threshold
+        total = child_imps[live, 0].sum()
+        tol = 1e-9 * (abs(imp[0]) + np.abs(child_imps[live, 0]).sum())
+        if imp[0] > total + tol:
+            if abs(imp[0]) > threshold:
+                leaves[i].append((node, depth, imp))
+        else:
+            nxt.extend((i, c, ci) for c, ci, ok in zip(cs, child_imps, live) if ok)
+    return nxt
+
+
+def _combine(grid, leaves, s0, n_best, n_eval, n_naive):
+    """Rank offset trees by importance per covered area, average the best heatmaps."""
+    density = np.full(grid.n_offsets, -np.inf)
+    for i, tree in enumerate(leaves):
+        if tree:
+            area = sum(_area(grid.rect(node)) for node, _, _ in tree)
+            density[i] = sum(imp[0] for _, _, imp in tree) / area
+    order = np.argsort(-density, kind="stable")[:max(1, min(n_best, grid.n_offsets))]
+    heat = np.zeros((len(s0), grid.h, grid.w))
+    out_leaves = []
+    scalar = len(s0) == 1
+    for i in order:
+        for node, depth, imp in leaves[i]:
+            r0, r1, c0, c1 = grid.rect(node)
+            heat[:, r0:r1, c0:c1] += imp[:, None, None]
+            out_leaves.append(Leaf((r0, r1, c0, c1), depth,
+                                   float(imp[0]) if scalar else imp.copy(), grid.offset_px(i)))
+    heat /= len(order)
+    return OcclusionResult(
+        heatmap=heat[0] if scalar else heat, leaves=out_leaves, n_evaluations=n_eval,
+        n_naive_evaluations=n_naive, n_offsets=grid.n_offsets,
+        unoccluded_score=float(s0[0]) if scalar else s0,
+        best_offsets=[grid.offset_px(i) for i in order])
+
+
+def _area(rect):
+    return (rect[1] - rect[0]) * (rect[3] - rect[2])
+
+
+class _Grid:
+    """Cell geometry in half-units of the smallest cell (``T = 2**(max_depth + 1)``)."""
+
+    def __init__(self, h, w, max_depth, offsets):
+        self.h, self.w, self.max_depth = h, w, max_depth
+        self.t = 2 ** (max_depth + 1)
+        n = 2 ** max_depth if offsets else 1
+        self.shifts = [(a, b) for a in range(n) for b in range(n)]
+        self.n_offsets = len(self.shifts)
+
+    def rect(self, node):
+        ty0, ty1, tx0, tx1 = node
+        t = self.t
+        return (ty0 * self.h // t, ty1 * self.h // t, tx0 * self.w // t, tx1 * self.w // t)
+
+    def offset_px(self, i):
+        a, b = self.shifts[i]
+        return (a * self.h // self.t, b * self.w // self.t)
+
+    def _cuts(self, t0, t1, shift, step):
+        first = shift + ((t0 - shift) // step + 1) * step
+        return [t0] + list(range(first, t1, step)) + [t1]
+
+    def children(self, i, node, depth):
+        """Non-empty children (depth + 1) of ``node`` in offset tree ``i``."""
+        step = 2 ** (self.max_depth - depth)
+        ay, ax = self.shifts[i]
+        ys = self._cuts(node[0], node[1], ay, step)
+        xs = self._cuts(node[2], node[3], ax, step)
+        out = []
+        for y0, y1 in zip(ys[:-1], ys[1:]):
+            for x0, x1 in zip(xs[:-1], xs[1:]):
+                c = (y0, y1, x0, x1)
+                if _area(self.rect(c)) > 0:
+                    out.append(c)
+        return out
+
+    def upper_bound(self, cache):
+        """Evaluations of the unpruned trees (distinct rectangles if ``cache``)."""
+        total = 2
+        for depth in range(1, self.max_depth + 1):
+            step = 2 ** (self.max_depth + 1 - depth)
+            ys = {a: self._cuts(0, self.t, a, step) for a in {s[0] for s in self.shifts}}
+            xs = {b: self._cuts(0, self.t, b, step) for b in {s[1] for s in self.shifts}}
+            if cache:
+                rows = {(v[0] * self.h // self.t, v[1] * self.h // self.t)
+                        for cut in ys.values() for v in zip(cut[:-1], cut[1:])}
+                cols = {(v[0] * self.w // self.t, v[1] * self.w // self.t)
+                        for cut in xs.values() for v in zip(cut[:-1], cut[1:])}
+                total += len(rows) * len(cols)
+            else:
+                total += sum((len(ys[a]) - 1) * (len(xs[b]) - 1) for a, b in self.shifts)
+        return total
+
+
+class _Evaluator:
+    """Scores keyed rectangles in batches, each key once; counts evaluations."""
+
+    def __init__(self, score_fn, batch_size, progress, cancel, total):
+        self.fn, self.batch_size = score_fn, batch_size
+        self.progress, self.cancel, self.total = progress, cancel, max(total, 1)
+        self.memo = {}
+        self.count = 0
+
+    def scores(self, keys, rects):
+        """Scores of ``rects`` (one per key), shape (n, D); new keys are evaluated."""
+        new, seen = [], set()
+        for key, rect in zip(keys, rects):
+            if key not in self.memo and key not in seen:
+                seen.add(key)
+                new.append((key, rect))
+        check_cancel(self.cancel)
+        if new:
+            arr = np.asarray([r for _, r in new], dtype=np.int64).reshape(-1, 4)
+            res = run_batched(self.fn, arr, self.batch_size, progress=self.progress,
+                              cancel=self.cancel, done=self.count,
+                              total=max(self.total, self.count + len(new)))
+            res = np.asarray(res, dtype=np.float64).reshape(len(new), -1)
+            for (key, _), row in zip(new, res):
+                self.memo[key] = row
+            self.count += len(new)
+        return np.stack([self.memo[k] for k in keys]) if keys else np.zeros((0, 1))
+
+    def finish(self):
+        if self.progress is not None:
+            self.progress(1.0)

@@ -1,0 +1,197 @@
+"""Kernel SHAP against independent oracles: brute-force Shapley values and known games."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seg_explainer.core.errors import ExplanationCancelled
+from seg_explainer.core.kernel_shap import kernel_shap
+
+
+def brute_force_shapley(v, m):
+    """Shapley values from the permutation-weight formula, one coalition at a time."""
+    cache = {}
+
+    def value(members):
+        key = frozenset(members)
+        if key not in cache:
+            z = np.zeros((1, m), dtype=bool)
+            z[0, list(key)] = True
+            cache[key] = np.asarray(v(z), dtype=float)[0]
+        return cache[key]
+
+    phi = []
+    for i in range(m):
+        others = [j for j in range(m) if j != i]
+        total = 0.0
+        for r in range(m):
+            weight = math.factorial(r) * math.factorial(m - r - 1) / math.factorial(m)
+            for subset in itertools.combinations(others, r):
+                total = total + weight * (value(subset + (i,)) - value(subset))
+        phi.append(total)
+    return np.array(phi)
+
+
+def product_max_game(m, seed=0):
+    w = np.random.default_rng(seed).normal(size=m)
+    return lambda z: np.prod(np.where(z, 1 + 0.5 * w, 1.0), axis=1) + np.max(z * w, axis=1)
+
+
+def threshold_game(m, seed=1):
+    w = np.random.default_rng(seed).uniform(0.5, 2.0, size=m)
+    return lambda z: (z @ w > w.sum() / 2).astype(float) + 0.3 * z[:, 0] * z[:, 1]
+
+
+class Recorder:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, z):
+        self.calls.append(np.array(z, copy=True))
+        return self.fn(z)
+
+
+@pytest.mark.parametrize("game", [product_max_game, threshold_game])
+@pytest.mark.parametrize("m", [3, 6, 9])
+def test_exact_enumeration_matches_brute_force(game, m):
+    v = game(m)
+    res = kernel_shap(v, m, 2 ** m - 2)
+    assert res.exact
+    assert res.n_evaluations == 2 ** m
+    np.testing.assert_allclose(res.values, brute_force_shapley(v, m), atol=1e-10)
+    np.testing.assert_array_equal(res.standard_errors, 0.0)
+
+
+def test_linear_game_recovered_with_small_budget():
+    m = 10
+    w = np.random.default_rng(3).normal(size=m)
+    for sampling in ("balanced", "leverage", "kernel"):
+        res = kernel_shap(lambda z: 2.0 + z @ w, m, 40, seed=5, sampling=sampling)
+        assert not res.exact
+        np.testing.assert_allclose(res.values, w, atol=1e-9)
+        assert res.base_value == pytest.approx(2.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 14), budget=st.integers(0, 300), seed=st.integers(0, 10 ** 6),
+       sampling=st.sampled_from(["balanced", "leverage", "kernel"]))
+def test_efficiency_at_any_budget(m, budget, seed, sampling):
+    v = product_max_game(m, seed % 7)
+    res = kernel_shap(v, m, budget, seed=seed, sampling=sampling)
+    assert abs(res.values.sum() - (res.full_value - res.base_value)) < 1e-9
+    assert res.n_evaluations <= budget + 2
+
+
+def test_symmetry_and_dummy_under_full_enumeration():
+    # features 0 and 1 symmetric, feature 4 a dummy
+    def v(z):
+        z = z.astype(float)
+        return (z[:, 0] + z[:, 1]) ** 2 * (1 + z[:, 2]) - z[:, 3] * z[:, 2]
+
+    res = kernel_shap(v, 5, 100)
+    assert res.exact
+    assert res.values[0] == pytest.approx(res.values[1], abs=1e-12)
+    assert res.values[4] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("members", [(0,), (1, 4), (0, 2, 5, 6)])
+def test_unanimity_game(members):
+    m = 7
+    res = kernel_shap(lambda z: z[:, list(members)].all(axis=1).astype(float), m, 500)
+    expected = np.zeros(m)
+    expected[list(members)] = 1 / len(members)
+    np.testing.assert_allclose(res.values, expected, atol=1e-12)
+
+
+def test_vector_output_equals_per_column_runs():
+    m = 9
+    games = [product_max_game(m, 0), threshold_game(m, 1), lambda z: z @ np.arange(m)]
+
+    def stacked(z):
+        return np.stack([g(z) for g in games], axis=1)
+
+    for budget in (60, 2 ** m):
+        res = kernel_shap(stacked, m, budget, seed=2)
+        assert res.values.shape == (m, 3) and res.standard_errors.shape == (m, 3)
+        for d, g in enumerate(games):
+            one = kernel_shap(g, m, budget, seed=2)
+            np.testing.assert_allclose(res.values[:, d], one.values, atol=1e-9)
+            np.testing.assert_allclose(res.standard_errors[:, d], one.standard_errors,
+                                       atol=1e-9)
+            assert res.base_value[d] == pytest.approx(one.base_value)
+
+
+def test_deterministic_for_a_seed():
+    v = threshold_game(12)
+    a = kernel_shap(v, 12, 300, seed=11)
+    b = kernel_shap(v, 12, 300, seed=11)
+    c = kernel_shap(v, 12, 300, seed=12)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert not np.array_equal(a.values, c.values)
+
+
+@pytest.mark.parametrize("m,budget", [(12, 500), (12, 4000), (40, 300), (300, 700)])
+def test_no_duplicate_coalition_and_batches_bounded(m, budget):
+    rec = Recorder(lambda z: z.sum(axis=1) ** 1.5)
+    res = kernel_shap(rec, m, budget, batch_size=17)
+    rows = np.concatenate(rec.calls)
+    assert all(len(c) <= 17 for c in rec.calls)
+    assert rows.dtype == bool and rows.shape[1] == m
+    assert len({r.tobytes() for r in rows}) == len(rows) == res.n_evaluations
+    assert res.n_evaluations <= budget + 2
+
+
+def test_cancel_before_first_batch():
+    rec = Recorder(lambda z: z.sum(axis=1))
+    with pytest.raises(ExplanationCancelled):
+        kernel_shap(rec, 8, 100, cancel=lambda: True)
+    assert rec.calls == []
+
+
+def test_progress_reaches_one():
+    seen = []
+    kernel_shap(lambda z: z.sum(axis=1) ** 2, 10, 200, batch_size=16, progress=seen.append)
+    assert seen[-1] == pytest.approx(1.0)
+    assert all(0 <= a <= b <= 1 for a, b in zip(seen, seen[1:]))
+
+
+def test_error_shrinks_with_budget_and_standard_errors_are_calibrated():
+    m = 12
+    rng = np.random.default_rng(0)
+    w, a = rng.normal(size=m), rng.normal(size=m)
+
+    def v(z):
+        z = z.astype(float)
+        return np.tanh(z @ w / 2) + (z @ a) ** 2 / m + z[:, 0] * z[:, 3] * z[:, 7]
+
+    truth = kernel_shap(v, m, 2 ** m).values
+    errors, ses, spreads = [], [], []
+    for budget in (100, 400, 1600):
+        runs = [kernel_shap(v, m, budget, seed=s) for s in range(12)]
+        est = np.array([r.values for r in runs])
+        errors.append(np.mean(np.sum((est - truth) ** 2, axis=1)))
+        ses.append(np.mean([r.standard_errors for r in runs], axis=0))
+        spreads.append(est.std(axis=0))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < errors[0] / 4
+    for se, spread in zip(ses, spreads):   # standard errors within a factor of ~2
+        ratio = se.mean() / spread.mean()
+        assert 0.5 < ratio < 2.0
+
+
+def test_large_number_of_features_runs():
+    m = 600
+    w = np.random.default_rng(1).normal(size=m)
+    res = kernel_shap(lambda z: np.tanh(z @ w / 10), m, 1500, batch_size=256)
+    assert res.values.shape == (m,)
+    assert abs(res.values.sum() - (res.full_value - res.base_value)) < 1e-9
+    assert np.all(np.isfinite(res.standard_errors))
+
+
+def test_l1_reg_not_supported():
+    with pytest.raises(NotImplementedError):
+        kernel_shap(lambda z: z.sum(axis=1), 4, 10, l1_reg=True)
