@@ -131,6 +131,22 @@ class Explanation:
     params: dict
     details: dict = field(default_factory=dict)
 
+    @property
+    def contribution_total(self):
+        """What the explanation's parts add up to, per explained class, ndarray [D].
+
+        SHAP: the sum of the cell values, equal to ``full_value - base_value`` (efficiency).
+        Occlusion: the summed importance of the leaves of the best offset tree (occlusions
+        are not additive, so this may differ from ``full_value - base_value``). RISE: its
+        saliency has no additive decomposition; ``full_value - base_value`` is given.
+        """
+        if self.method == "shap":
+            return np.sum([c["value"] for c in self.cells], axis=0)
+        if self.method == "occlusion" and self.cells:
+            best = self.cells[0]["offset"]
+            return np.sum([c["value"] for c in self.cells if c["offset"] == best], axis=0)
+        return np.asarray(self.full_value) - np.asarray(self.base_value)
+
 
 # --------------------------------------------------------------------------- validation
 

@@ -3,6 +3,8 @@
 
 def all_algorithms():
     """Return a fresh instance of every algorithm of the provider."""
+    from .explain import ExplainOcclusionAlgorithm, ExplainRiseAlgorithm, ExplainShapAlgorithm
     from .segment import SegmentAlgorithm
 
-    return [SegmentAlgorithm()]
+    return [SegmentAlgorithm(), ExplainShapAlgorithm(), ExplainRiseAlgorithm(),
+            ExplainOcclusionAlgorithm()]

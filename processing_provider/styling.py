@@ -1,0 +1,84 @@
+"""Styling and grouping of result layers when QGIS loads them (on the main thread)."""
+
+from pathlib import Path
+
+from qgis.core import (QgsColorRampShader, QgsProcessingLayerPostProcessorInterface,
+                       QgsProject, QgsRasterLayer)
+
+STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
+# Post-processors must outlive the algorithm run that created them.
+_ALIVE = []
+
+
+def unit_ramp_scale(layer):
+    """Largest absolute value of band 1 of a raster layer (1.0 when it is all zero)."""
+    stats = layer.dataProvider().bandStatistics(1)
+    return max(abs(stats.minimumValue), abs(stats.maximumValue)) or 1.0
+
+
+def apply_style(layer, style):
+    """Load ``resources/styles/<style>.qml``; raster ramps (unit scale) are rescaled to the data."""
+    layer.loadNamedStyle(str(STYLES_DIR / f"{style}.qml"))
+    if isinstance(layer, QgsRasterLayer):
+        renderer = layer.renderer()
+        shader = getattr(renderer, "shader", lambda: None)()
+        ramp = shader.rasterShaderFunction() if shader is not None else None
+        if isinstance(ramp, QgsColorRampShader):
+            scale = unit_ramp_scale(layer)
+            items = [QgsColorRampShader.ColorRampItem(i.value * scale, i.color, i.label)
+                     for i in ramp.colorRampItemList()]
+            ramp.setColorRampItemList(items)
+            ramp.setMinimumValue(items[0].value)
+            ramp.setMaximumValue(items[-1].value)
+            renderer.setClassificationMin(items[0].value)
+            renderer.setClassificationMax(items[-1].value)
+    layer.triggerRepaint()
+
+
+def place_in_group(layer, group_name, above_source=None):
+    """Move ``layer``'s tree node into the group ``group_name``, created above ``above_source``.
+
+    ``above_source`` is the data source of the input raster: the group goes just above its
+    layer in the layer tree, or at the top when it is not in the project.
+    """
+    root = QgsProject.instance().layerTreeRoot()
+    node = root.findLayer(layer.id())
+    if node is None:
+        return
+    group = root.findGroup(group_name)
+    if group is None:
+        index = 0
+        if above_source:
+            for i, child in enumerate(root.children()):
+                lyr = getattr(child, "layer", lambda: None)()
+                if lyr is not None and lyr.source().split("|")[0] == above_source:
+                    index = i
+                    break
+        group = root.insertGroup(index, group_name)
+    clone = node.clone()
+    group.addChildNode(clone)
+    node.parent().removeChildNode(node)
+
+
+class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
+    """Applies one of our QML styles and files the layer under the run's group."""
+
+    def __init__(self, style, group_name, name, above_source=None):
+        super().__init__()
+        self.style, self.group_name, self.name = style, group_name, name
+        self.above_source = above_source
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        layer.setName(self.name)
+        apply_style(layer, self.style)
+        place_in_group(layer, self.group_name, self.above_source)
+
+
+def style_on_load(context, destination, style, group_name, name, above_source=None):
+    """Arrange for the output at ``destination`` to be styled and grouped when it is loaded."""
+    if not context.willLoadLayerOnCompletion(destination):
+        return
+    processor = StyleAndGroup(style, group_name, name, above_source)
+    _ALIVE.append(processor)
+    del _ALIVE[:-256]
+    context.layerToLoadOnCompletionDetails(destination).setPostProcessor(processor)

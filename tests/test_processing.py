@@ -1,0 +1,268 @@
+"""The Processing algorithms on the sample scene and model: outputs, georeferencing, metadata,
+graphical models, qgis_process, and bad input."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from osgeo import gdal, ogr
+
+from helpers_qgis import ROOT, qgis_process
+
+ROI_OIL = "{regions}|layername=regions|subset=\"name\" = 'oil'"
+SMALL = {"WINDOW": 128, "BATCH_SIZE": 8, "SEED": 3}
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_processing):
+    from qgis.core import QgsApplication
+    from seg_explainer.processing_provider.provider import SegExplainerProvider
+
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("segexplainer") is None:
+        registry.addProvider(SegExplainerProvider())
+    yield registry.providerById("segexplainer")
+
+
+def run(alg, params, feedback=None):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    return processing.run(f"segexplainer:{alg}", params, context=QgsProcessingContext(),
+                          feedback=feedback or QgsProcessingFeedback())
+
+
+def recording_feedback():
+    """A feedback that keeps the errors reported to the user (the log a toolbox user reads)."""
+    from qgis.core import QgsProcessingFeedback
+
+    class Recording(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.errors = []
+
+        def reportError(self, error, fatalError=False):  # noqa: N802, N803
+            self.errors.append(error)
+
+    return Recording()
+
+
+def _array(path, band=1):
+    ds = gdal.Open(str(path))
+    return ds.GetRasterBand(band).ReadAsArray(), ds.GetGeoTransform(), ds.GetProjection(), \
+        ds.GetMetadata(), ds.GetRasterBand(band).GetNoDataValue()
+
+
+def _region(path, name):
+    """The named sample region as a shapely geometry (no OGR objects outlive this call)."""
+    import shapely
+
+    ds = ogr.Open(path)
+    layer = ds.GetLayer("regions")
+    layer.SetAttributeFilter(f"name = '{name}'")
+    feature = layer.GetNextFeature()
+    return shapely.from_wkb(bytes(feature.GetGeometryRef().ExportToWkb()))
+
+
+def _outputs(tmp_path, prefix, cells=True):
+    out = {"EXCITATION": str(tmp_path / f"{prefix}_exc.tif"),
+           "INHIBITION": str(tmp_path / f"{prefix}_inh.tif"),
+           "SIGNED": str(tmp_path / f"{prefix}_signed.tif"),
+           "REPORT": str(tmp_path / f"{prefix}_report.png")}
+    if cells:
+        out["CELLS"] = str(tmp_path / f"{prefix}_cells.gpkg")
+    return out
+
+
+def test_explain_shap_outputs_are_on_the_raster_grid_and_add_up(provider, sample_data, tmp_path):
+    out = _outputs(tmp_path, "shap")
+    res = run("explain_shap", {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+                               "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil",
+                               "HEX_SIZE": 16, "N_SAMPLES": 150, **SMALL, **out})
+    exc, gt, crs, meta, nodata = _array(out["EXCITATION"])
+    inh, gt2, _, _, _ = _array(out["INHIBITION"])
+    signed, _, _, _, _ = _array(out["SIGNED"])
+    scene = gdal.Open(sample_data["scene"])
+    sgt = scene.GetGeoTransform()
+    assert exc.shape == (128, 128) and gt == gt2
+    assert gt[1] == sgt[1] and gt[5] == sgt[5]
+    for origin, step, i in ((gt[0], sgt[1], 0), (gt[3], sgt[5], 3)):
+        offset = (origin - sgt[i]) / step
+        assert abs(offset - round(offset)) < 1e-9  # snapped to the raster's pixel grid
+    assert "32631" in crs or "UTM zone 31N" in crs
+    valid = exc != nodata
+    assert (exc[valid] >= 0).all() and (inh[valid] >= 0).all()
+    np.testing.assert_allclose(signed[valid], exc[valid] - inh[valid], atol=1e-6)
+    assert meta["method"] == "shap" and meta["class"] == "oil" and meta["seed"] == "3"
+    assert len(meta["model_sha256"]) == 64 and meta["seg_explainer_version"]
+    assert json.loads(meta["parameters"])["hex_size"] == 16
+    assert res["PREDICTION"] > 0.5
+    cells_ds = ogr.Open(out["CELLS"])  # keep the dataset alive while its layer is used
+    layer = cells_ds.GetLayer(0)
+    values = [f["value"] for f in layer]
+    assert len(values) > 20 and all(f is not None for f in values)
+    # Efficiency through the whole stack: the cells' values add up to prediction - base value.
+    assert abs(sum(values) - (res["PREDICTION"] - res["BASE_VALUE"])) < 1e-4
+    assert abs(res["SUM_CONTRIBUTIONS"] - sum(values)) < 1e-6
+    layer.ResetReading()
+    ranks = sorted(f["rank"] for f in layer)
+    assert ranks == list(range(1, len(values) + 1))
+    assert layer.GetMetadata()["model_sha256"] == meta["model_sha256"]
+    # The strongest excitation lies in the region of interest's neighbourhood.
+    layer.ResetReading()
+    best = max(layer, key=lambda f: f["value"])
+    best_cell = shapely.from_wkb(bytes(best.GetGeometryRef().ExportToWkb()))
+    assert best_cell.distance(_region(sample_data["regions"], "oil")) < 100.0
+    assert Path(out["REPORT"]).stat().st_size > 10_000
+
+
+def test_explain_rise_and_occlusion(provider, sample_data, tmp_path):
+    rise_out = _outputs(tmp_path, "rise", cells=False)
+    res = run("explain_rise", {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+                               "ROI": ROI_OIL.format(**sample_data), "CLASS": "1",
+                               "N_MASKS": 60, **SMALL, **rise_out})
+    assert res["N_EVALUATIONS"] >= 60
+    exc, gt, _, meta, _ = _array(rise_out["EXCITATION"])
+    assert meta["method"] == "rise" and exc.max() > 0
+    occ_out = _outputs(tmp_path, "occ")
+    res = run("explain_occlusion", {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+                                    "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil",
+                                    "MAX_DEPTH": 2, "N_BEST": 2, **SMALL, **occ_out})
+    cells_ds = ogr.Open(occ_out["CELLS"])
+    layer = cells_ds.GetLayer(0)
+    depths = [f["depth"] for f in layer]
+    assert depths and set(depths) <= {0, 1, 2}  # 0 = the whole window, kept when pruning says so
+    assert res["N_EVALUATIONS"] >= 5  # unoccluded image, whole window, four quadrants at least
+
+
+def test_segment_writes_named_probabilities_and_a_paletted_class_map(provider, sample_data,
+                                                                      tmp_path):
+    scene = gdal.Open(sample_data["scene"])
+    gt = scene.GetGeoTransform()
+    # An extent of 300 x 300 pixels around the oil region.
+    centre = _region(sample_data["regions"], "oil").centroid
+    cx, cy = centre.x, centre.y
+    half = 150 * gt[1]
+    extent = f"{cx - half},{cx + half},{cy - half},{cy + half} [EPSG:32631]"
+    res = run("segment", {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+                          "EXTENT": extent, "TILE_SIZE": 128, "OVERLAP": 16,
+                          "PROBABILITIES": str(tmp_path / "p.tif"),
+                          "CLASSES": str(tmp_path / "c.tif")})
+    probs = gdal.Open(res["PROBABILITIES"])
+    assert probs.RasterCount == 4
+    assert [probs.GetRasterBand(b).GetDescription() for b in range(1, 5)] == \
+        ["sea", "oil", "lookalike", "ship"]
+    p = probs.ReadAsArray()
+    np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=1e-4)
+    classes = gdal.Open(res["CLASSES"])
+    assert classes.GetRasterBand(1).GetColorTable() is not None
+    c = classes.ReadAsArray()
+    # Against the truth over the same pixels: the class map finds the oil.
+    pgt = classes.GetGeoTransform()
+    col0, row0 = round((pgt[0] - gt[0]) / gt[1]), round((pgt[3] - gt[3]) / gt[5])
+    truth = gdal.Open(sample_data["truth"]).ReadAsArray(col0, row0, c.shape[1], c.shape[0])
+    inter = ((c == 1) & (truth == 1)).sum()
+    union = ((c == 1) | (truth == 1)).sum()
+    assert union > 0 and inter / union > 0.5
+
+
+def test_graphical_model_chains_segment_and_explain(provider, sample_data, tmp_path):
+    import processing
+    from qgis.core import (QgsProcessingContext, QgsProcessingFeedback,
+                           QgsProcessingModelAlgorithm)
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(ROOT / "tests" / "data" / "segment_and_explain.model3"))
+    res = processing.run(model, {
+        "scene": sample_data["scene"], "model": sample_data["model"],
+        "roi": ROI_OIL.format(**sample_data), "class": "oil",
+        "segment:probabilities": str(tmp_path / "probs.tif"),
+        "explain:excitation": str(tmp_path / "exc.tif"),
+        "explain:inhibition": str(tmp_path / "inh.tif")},
+        context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    assert gdal.Open(res["segment:probabilities"]).RasterCount == 4
+    exc = gdal.Open(res["explain:excitation"]).ReadAsArray()
+    inh = gdal.Open(res["explain:inhibition"]).ReadAsArray()
+    assert exc.shape == inh.shape == (128, 128) and exc.max() > 0
+
+
+def test_qgis_process_runs_explain_shap_headless(sample_data, tmp_path):
+    out = _outputs(tmp_path, "cli")
+    args = ["run", "segexplainer:explain_shap", "--", f"INPUT={sample_data['scene']}",
+            f"MODEL={sample_data['model']}", f"ROI={ROI_OIL.format(**sample_data)}",
+            "CLASS=oil", "HEX_SIZE=32", "N_SAMPLES=40", "WINDOW=128"]
+    args += [f"{k}={v}" for k, v in out.items()]
+    proc = qgis_process(args, tmp_path / "qp")
+    assert "0...10...20" in proc.stdout  # progress
+    assert "SUM_CONTRIBUTIONS" in proc.stdout
+    for key in ("EXCITATION", "INHIBITION", "CELLS"):
+        assert Path(out[key]).is_file()
+
+
+BAD_INPUT = [
+    ("region outside the raster", {"ROI": "POINT_FAR"}, "outside the raster"),
+    ("region larger than the window", {"WINDOW": 16}, "Increase WINDOW"),
+    ("not an ONNX model", {"MODEL": "NOT_ONNX"}, "ONNX"),
+    ("unknown class", {"CLASS": "whale"}, "no class 'whale'"),
+    ("band count", {"INPUT": "TWO_BANDS"}, "channel"),
+    ("empty region layer", {"ROI": "EMPTY"}, "no features"),
+    ("raster without CRS", {"INPUT": "NO_CRS"}, "coordinate reference system"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, sample_data):
+    folder = tmp_path_factory.mktemp("bad")
+    not_onnx = folder / "model.onnx"
+    not_onnx.write_text("this is not a model")
+    src = gdal.Open(sample_data["scene"])
+    data = src.GetRasterBand(1).ReadAsArray(0, 0, 256, 256)
+    two = gdal.GetDriverByName("GTiff").Create(str(folder / "two.tif"), 256, 256, 2,
+                                               gdal.GDT_Float32)
+    two.SetGeoTransform(src.GetGeoTransform())
+    two.SetProjection(src.GetProjection())
+    for b in (1, 2):
+        two.GetRasterBand(b).WriteArray(data)
+    two = None
+    nocrs = gdal.GetDriverByName("GTiff").Create(str(folder / "nocrs.tif"), 256, 256, 1,
+                                                 gdal.GDT_Float32)
+    nocrs.GetRasterBand(1).WriteArray(data)
+    nocrs = None
+    gt = src.GetGeoTransform()
+    far = folder / "far.geojson"
+    far.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": {"type": "Point", "coordinates": [gt[0] - 50_000, gt[3] + 50_000]}}],
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}}}))
+    corner = folder / "corner.geojson"
+    x, y = gt[0] + 100 * gt[1], gt[3] + 100 * gt[5]
+    corner.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": {"type": "Point", "coordinates": [x, y]}}],
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}}}))
+    return {"NOT_ONNX": str(not_onnx), "TWO_BANDS": str(folder / "two.tif"),
+            "NO_CRS": str(folder / "nocrs.tif"), "POINT_FAR": str(far),
+            "CORNER": str(corner),
+            "EMPTY": ROI_OIL.format(**sample_data).replace("'oil'", "'nothing'")}
+
+
+@pytest.mark.parametrize("case,change,message", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_stops_with_a_clear_message_and_no_output(provider, sample_data, bad_inputs,
+                                                            tmp_path, case, change, message):
+    from qgis.core import QgsProcessingException
+
+    params = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+              "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil", "HEX_SIZE": 32,
+              "N_SAMPLES": 20, **SMALL, **_outputs(tmp_path, "bad")}
+    if case in ("band count", "raster without CRS"):
+        params["ROI"] = bad_inputs["CORNER"]
+    params.update({k: bad_inputs.get(v, v) for k, v in change.items()})
+    feedback = recording_feedback()
+    with pytest.raises(QgsProcessingException) as raised:
+        run("explain_shap", params, feedback)
+    # Errors found while preparing reach the user through the log, the rest in the exception.
+    assert re.search(message, " ".join([str(raised.value), *feedback.errors]))
+    assert list(tmp_path.iterdir()) == []
