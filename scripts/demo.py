@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "resources" / "sample" / "oil_unet.onnx"
 WRAPPER = ROOT / "scripts" / "qgis_process.sh"
 REGIONS = ["oil", "sea", "boundary"]
+WINDOW = 256
 METHODS = {
-    "shap": {"HEX_SIZE": 32, "N_SAMPLES": 600},
-    "rise": {"N_MASKS": 400, "GRID_SIZE": 8, "P_KEEP": 0.5},
+    "shap": {"HEX_SIZE": 16, "N_SAMPLES": 600},
+    "rise": {"N_MASKS": 500, "GRID_SIZE": 8, "P_KEEP": 0.5},
     "occlusion": {"MAX_DEPTH": 4, "N_BEST": 5},
 }
 
@@ -70,7 +71,7 @@ def main(argv=None):
                 outputs["CELLS"] = f"{target}_cells.gpkg"
             t0 = time.perf_counter()
             res = qgis_process(f"segexplainer:explain_{method}", {
-                "INPUT": scene, "MODEL": MODEL, "ROI": roi, "CLASS": "oil", **params,
+                "INPUT": scene, "MODEL": MODEL, "ROI": roi, "CLASS": "oil", "WINDOW": WINDOW, **params,
                 **outputs})
             rows.append((region, method, res["PREDICTION"], res["BASE_VALUE"],
                          res["SUM_CONTRIBUTIONS"], int(res["N_EVALUATIONS"]),
@@ -81,7 +82,8 @@ def main(argv=None):
               "evaluations | seconds |\n|---|---|---|---|---|---|---|\n")
     table = header + "".join(f"| {r} | {m} | {p:.3f} | {b:.3f} | {s:.3f} | {n} | {t:.1f} |\n"
                              for r, m, p, b, s, n, t in rows)
-    params = "".join(f"- {m}: {p}\n" for m, p in METHODS.items())
+    params = f"- window: {WINDOW} x {WINDOW} px\n" + "".join(
+        f"- {m}: {p}\n" for m, p in METHODS.items())
     (out / "summary.md").write_text(f"# Demo summary\n\n{table}\nParameters:\n{params}")
     print("\n" + table + "\nParameters:\n" + params + f"\nOutputs in {out}")
 

@@ -266,3 +266,36 @@ def test_bad_input_stops_with_a_clear_message_and_no_output(provider, sample_dat
     # Errors found while preparing reach the user through the log, the rest in the exception.
     assert re.search(message, " ".join([str(raised.value), *feedback.errors]))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_dialog_runs_several_rows(provider, sample_data, qgis_iface, tmp_path):
+    """QGIS's own batch-processing dialog, two rows (oil and sea), run as a user would."""
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from processing.tools import dataobjects
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("segexplainer:explain_rise")
+    dialog = BatchAlgorithmDialog(alg)
+    panel = dialog.mainWidget()
+    panel.checkLoadLayersOnCompletion.setChecked(False)
+    while panel.batchRowCount() < 2:
+        panel.addRow()
+    context = dataobjects.createContext()
+    for row, region in enumerate(["oil", "sea"]):
+        values = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+                  "ROI": ROI_OIL.format(**sample_data).replace("'oil'", f"'{region}'"),
+                  "CLASS": "oil", "N_MASKS": 30, "WINDOW": 96, "BATCH_SIZE": 8}
+        for name, value in values.items():
+            panel.wrappers[row][panel.parameter_to_column[name]].setParameterValue(value,
+                                                                                 context)
+        for name in ("EXCITATION", "INHIBITION"):
+            widget = panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column[name])
+            widget.setValue(str(tmp_path / f"{region}_{name.lower()}.tif"))
+    dialog.runAlgorithm()
+    for region in ("oil", "sea"):
+        ds = gdal.Open(str(tmp_path / f"{region}_excitation.tif"))
+        assert ds is not None and ds.GetMetadata()["method"] == "rise"
+    oil = json.loads(gdal.Open(str(tmp_path / "oil_excitation.tif")).GetMetadata()["window"])
+    sea = json.loads(gdal.Open(str(tmp_path / "sea_excitation.tif")).GetMetadata()["window"])
+    assert oil != sea  # each row explained its own region
+    dialog.close()
