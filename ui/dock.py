@@ -1,19 +1,974 @@
-"""The Segmentation Explainer dock."""
+"""The Segmentation Explainer dock: pick a raster, a model, a class and a region, then explain.
 
-from qgis.PyQt.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
+The dock only gathers parameters; the work is done by the same Processing algorithms the
+toolbox runs (``segexplainer:explain_shap``, ``explain_rise``, ``explain_occlusion``), in QGIS's
+task manager (:mod:`.task`). Everything the user sets is remembered in QgsSettings under
+``seg_explainer/``.
+"""
+
+import re
+import time
+from pathlib import Path
+
+from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsMapLayerProxyModel,
+                       QgsProcessingFeatureSourceDefinition, QgsProcessingParameterNumber,
+                       QgsProject, QgsSettings, QgsVectorLayer, QgsWkbTypes)
+from qgis.gui import QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox, QgsSpinBox
+from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
+from qgis.PyQt.QtGui import QDesktopServices
+from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget, QFormLayout,
+                                 QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
+                                 QPushButton, QRadioButton, QScrollArea, QSizePolicy,
+                                 QTabWidget, QVBoxLayout, QWidget)
+
+from . import deps
+from .estimate import evaluations, format_duration, resolve_window
+
+SETTINGS = "seg_explainer"
+MAX_RECENT_MODELS = 8
+METHODS = [("shap", "SHAP"), ("rise", "RISE"), ("occlusion", "Occlusion")]
+#: Raster providers the algorithms cannot read window by window.
+EXCLUDED_RASTER_PROVIDERS = ["wms", "wcs", "arcgismapserver", "postgresraster",
+                             "virtualraster", "vectortile"]
+TOOLTIPS = {
+    "HEX_SIZE": "Hexagon circumradius in pixels. 22 gives about 224 hexagonal cells on a "
+                "512 x 512 window (the seed paper's setting). Smaller cells give finer maps but "
+                "need more model evaluations.",
+    "N_SAMPLES": "Coalitions (on/off patterns of the cells) the model is run on. 0 = automatic: "
+                 "2 M + 2048 for M cells. With 2^M or more the Shapley values are exact.",
+    "N_MASKS": "Random masks the model is run on (RISE, Petsiuk et al. 2018: 2000 to 8000). "
+               "More masks give a smoother, more stable map.",
+    "GRID_SIZE": "Each mask is a GRID_SIZE x GRID_SIZE grid of random on/off cells, "
+                 "bilinearly upsampled and randomly shifted (RISE default 8). Larger = finer.",
+    "P_KEEP": "Probability that a mask grid cell keeps the image (RISE default 0.5).",
+    "MAX_DEPTH": "Depth of the occlusion quadtree: the smallest rectangles are "
+                 "WINDOW / 2^MAX_DEPTH pixels wide (default 4).",
+    "N_BEST": "Offset grids whose heatmaps are averaged, best first by importance per covered "
+              "area (default 5).",
+    "WINDOW": "Edge of the square explanation window around the region, in pixels of the "
+              "raster. 0 = the model's tile size (else 512). Small windows run faster.",
+    "BASELINE": "What switched-off pixels become. The per-band image mean is the SAR default; "
+                "'infill' is for occlusion only, 'inpaint' is slow and not for RISE.",
+    "BASELINE_VALUE": "Raw raster value of switched-off pixels for the 'Constant' baseline.",
+    "SEED": "Random seed: the same seed and parameters give the same explanation.",
+    "BATCH_SIZE": "Images per model call. Larger batches are faster on a GPU and need more "
+                  "memory.",
+}
+#: Short labels of the method parameters (the algorithm's full description is in the tooltip).
+LABELS = {"HEX_SIZE": "Hexagon size (px)", "N_SAMPLES": "Samples", "N_MASKS": "Masks",
+          "GRID_SIZE": "Mask grid size", "P_KEEP": "Keep probability",
+          "MAX_DEPTH": "Quadtree depth", "N_BEST": "Offsets averaged"}
+SAMPLE_HINT = ("e.g. the sample scene: resources/sample/scene.py writes scene_vv_db.tif, and "
+               "resources/sample/oil_unet.onnx is a model for it")
+
+
+def _safe(text):
+    """A file-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
+
+
+def _settings():
+    return QgsSettings()
+
+
+def _key(name):
+    return f"{SETTINGS}/{name}"
+
+
+def open_file(path):
+    """Open ``path`` with the desktop's default application (the report PNG)."""
+    return QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
 
 class SegExplainerDock(QDockWidget):
-    """Dock widget: pick a layer, a model and a region, then explain."""
+    """Dock widget: pick a layer, a model and a region, then explain.
+
+    Signals
+    -------
+    runningChanged(bool)
+        An explanation started (True) or ended (False).
+    runFinished(object)
+        The finished :class:`~.task.ExplainRun` (successful, cancelled or failed).
+    """
+
+    runningChanged = pyqtSignal(bool)
+    runFinished = pyqtSignal(object)
 
     def __init__(self, iface, parent=None):
         super().__init__("Segmentation Explainer", parent)
         self.iface = iface
         self.setObjectName("SegExplainerDock")
-        body = QWidget(self)
+        self.model_info = None
+        self.model_error = ""
+        self.region_geometry = None
+        self.region_crs = None
+        self.map_tool = None
+        self.draw_action = None
+        self.current_run = None
+        self.last_run = None
+        self.last_report = None
+        self.estimate_task = None
+        self.pip_task = None
+        self._seconds_per_batch = {}
+        self.param_widgets = {m: {} for m, _ in METHODS}
+        self.missing = {}
+        self.message_widget = None
+        self._restoring = False
+
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
         layout = QVBoxLayout(body)
-        self.hint = QLabel("Open a raster layer, pick an ONNX model and draw a region of interest.")
+        self._build_deps_box(layout)
+        self.hint = QLabel()
         self.hint.setWordWrap(True)
+        self.hint.setObjectName("SegExplainerHint")
+        self.hint.setStyleSheet("QLabel { background: #fff8dc; border: 1px solid #e0c060; "
+                                "padding: 4px; }")
         layout.addWidget(self.hint)
+        self.form = QWidget()
+        form_layout = QVBoxLayout(self.form)
+        form_layout.setContentsMargins(0, 0, 0, 0)
+        self._build_input_box(form_layout)
+        self._build_region_box(form_layout)
+        self._build_method_tabs(form_layout)
+        self._build_output_box(form_layout)
+        layout.addWidget(self.form)
         layout.addStretch(1)
-        self.setWidget(body)
+        scroll.setWidget(body)
+        # Run, Cancel, progress and the result stay visible below the scrolling form.
+        container = QWidget()
+        outer = QVBoxLayout(container)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll, 1)
+        run_panel = QWidget()
+        self._build_run_box(QVBoxLayout(run_panel))
+        outer.addWidget(run_panel)
+        self.setWidget(container)
+
+        self.refresh_dependencies()
+        self.restore_settings()
+        self.update_state()
+
+    # ====================================================================== building
+    def _build_deps_box(self, layout):
+        self.deps_box = QGroupBox("Missing Python packages")
+        box = QVBoxLayout(self.deps_box)
+        self.deps_label = QLabel()
+        self.deps_label.setWordWrap(True)
+        box.addWidget(self.deps_label)
+        self.deps_button = QPushButton("Install missing packages")
+        self.deps_button.clicked.connect(self.install_dependencies)
+        box.addWidget(self.deps_button)
+        self.deps_status = QLabel()
+        self.deps_status.setWordWrap(True)
+        box.addWidget(self.deps_status)
+        self.deps_box.setVisible(False)
+        layout.addWidget(self.deps_box)
+
+    def _build_input_box(self, layout):
+        group = QGroupBox("Raster and model")
+        form = QFormLayout(group)
+        self.raster_combo = QgsMapLayerComboBox()
+        self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
+        self.raster_combo.setExcludedProviders(EXCLUDED_RASTER_PROVIDERS)
+        self.raster_combo.setToolTip("The raster to explain (a file GDAL can read, e.g. a "
+                                     "GeoTIFF). Its bands go to the model in order.")
+        self.raster_combo.layerChanged.connect(self.update_state)
+        form.addRow("Raster layer", self.raster_combo)
+
+        self.model_widget = QgsFileWidget()
+        self.model_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
+        self.model_widget.setFilter("ONNX models (*.onnx)")
+        self.model_widget.setDialogTitle("Choose an ONNX segmentation model")
+        self.model_widget.setToolTip("An ONNX semantic segmentation model; its metadata (class "
+                                     "names, tile size, input scaling) is read automatically.")
+        self.model_widget.fileChanged.connect(self.load_model)
+        form.addRow("Model", self.model_widget)
+        self.recent_combo = QComboBox()
+        self.recent_combo.setToolTip("Models used recently")
+        self.recent_combo.activated.connect(self._recent_chosen)
+        form.addRow("Recent", self.recent_combo)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        self.model_label.setTextFormat(Qt.TextFormat.RichText)
+        form.addRow(self.model_label)
+        self.class_combo = QComboBox()
+        self.class_combo.setToolTip("The class whose mean probability over the region is "
+                                    "explained.")
+        self.class_combo.currentIndexChanged.connect(self.update_estimate)
+        form.addRow("Class", self.class_combo)
+        layout.addWidget(group)
+
+    def _build_region_box(self, layout):
+        group = QGroupBox("Region of interest")
+        box = QVBoxLayout(group)
+        self.region_drawn_radio = QRadioButton("Drawn region")
+        self.region_layer_radio = QRadioButton("Features of a layer")
+        self.region_buttons = QButtonGroup(self)
+        self.region_buttons.addButton(self.region_drawn_radio, 0)
+        self.region_buttons.addButton(self.region_layer_radio, 1)
+        self.region_drawn_radio.setChecked(True)
+        self.region_drawn_radio.toggled.connect(self.update_state)
+        row = QHBoxLayout()
+        row.addWidget(self.region_drawn_radio)
+        self.draw_button = QPushButton("Draw region of interest")
+        self.draw_button.setToolTip("Left click adds a vertex, right click finishes, Esc "
+                                    "cancels. A single click gives one pixel; two clicks, a "
+                                    "rectangle; or press, drag and release for a rectangle.")
+        self.draw_button.clicked.connect(self.start_drawing)
+        row.addWidget(self.draw_button)
+        box.addLayout(row)
+        self.region_label = QLabel("No region drawn yet.")
+        self.region_label.setWordWrap(True)
+        box.addWidget(self.region_label)
+        box.addWidget(self.region_layer_radio)
+        row = QHBoxLayout()
+        self.region_layer_combo = QgsMapLayerComboBox()
+        self.region_layer_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer
+                                           | QgsMapLayerProxyModel.Filter.PointLayer)
+        self.region_layer_combo.setToolTip("A polygon or point layer: the union of its "
+                                           "features is the region (reprojected to the "
+                                           "raster's CRS).")
+        self.region_layer_combo.layerChanged.connect(self.update_state)
+        self.region_layer_combo.activated.connect(self._region_layer_chosen)
+        row.addWidget(self.region_layer_combo, 1)
+        self.selected_only = QCheckBox("Selected features only")
+        self.selected_only.toggled.connect(self.update_state)
+        row.addWidget(self.selected_only)
+        box.addLayout(row)
+        layout.addWidget(group)
+
+    def _algorithm_definitions(self, method):
+        from ..processing_provider.explain import (ExplainOcclusionAlgorithm,
+                                                   ExplainRiseAlgorithm, ExplainShapAlgorithm)
+
+        cls = {"shap": ExplainShapAlgorithm, "rise": ExplainRiseAlgorithm,
+               "occlusion": ExplainOcclusionAlgorithm}[method]
+        return [param for _, param, _ in cls().method_parameters()]
+
+    @staticmethod
+    def _number_widget(param, special=None):
+        """A spin box from a Processing number parameter: its range, default and clear value."""
+        is_double = param.dataType() == QgsProcessingParameterNumber.Double
+        widget = QgsDoubleSpinBox() if is_double else QgsSpinBox()
+        minimum = param.minimum()
+        maximum = param.maximum()
+        if is_double:
+            widget.setDecimals(2)
+            widget.setSingleStep(0.05)
+            widget.setRange(max(minimum, -1e9), min(maximum, 1e9))
+        else:
+            widget.setRange(int(max(minimum, -2**31 + 1)), int(min(maximum, 2**31 - 1)))
+        default = param.defaultValue()
+        widget.setClearValue(default)
+        widget.setShowClearButton(True)
+        widget.setValue(default)
+        if special:
+            widget.setSpecialValueText(special)
+        tip = TOOLTIPS.get(param.name(), "")
+        widget.setToolTip(f"<p><b>{param.name()}</b>: {param.description()} (default "
+                          f"{default}).</p><p>{tip}</p>")
+        return widget
+
+    def _build_method_tabs(self, layout):
+        self.tabs = QTabWidget()
+        for method, title in METHODS:
+            page = QWidget()
+            form = QFormLayout(page)
+            for param in self._algorithm_definitions(method):
+                special = "auto" if param.name() == "N_SAMPLES" else None
+                widget = self._number_widget(param, special)
+                widget.valueChanged.connect(self.update_estimate)
+                label = QLabel(LABELS.get(param.name(), param.description()))
+                label.setToolTip(widget.toolTip())
+                label.setWordWrap(True)
+                form.addRow(label, widget)
+                self.param_widgets[method][param.name()] = widget
+            self.tabs.addTab(page, title)
+        self.tabs.setTabToolTip(0, "Hexagonal Kernel SHAP: Shapley values of hexagonal cells; "
+                                   "they add up to prediction minus base value.")
+        self.tabs.setTabToolTip(1, "RISE: random smooth masks, score-weighted average.")
+        self.tabs.setTabToolTip(2, "Multi-scale occlusion: a quadtree of occluded "
+                                   "rectangles.")
+        self.tabs.currentChanged.connect(self.update_estimate)
+        layout.addWidget(self.tabs)
+
+        from ..processing_provider.explain import BASELINE_LABELS, ExplainShapAlgorithm
+
+        common = QGroupBox("Common parameters")
+        form = QFormLayout(common)
+        self._definitions_source = ExplainShapAlgorithm().create()  # owns the definitions
+        definitions = {p.name(): p for p in self._definitions_source.parameterDefinitions()}
+        self.window_spin = self._number_widget(definitions["WINDOW"], "the model's tile size")
+        self.window_spin.setMaximum(8192)
+        self.window_spin.valueChanged.connect(self.update_estimate)
+        form.addRow("Window (px)", self.window_spin)
+        self.baseline_combo = QComboBox()
+        self.baseline_combo.addItems(BASELINE_LABELS)
+        self.baseline_combo.setToolTip(TOOLTIPS["BASELINE"])
+        self.baseline_combo.currentIndexChanged.connect(self._baseline_changed)
+        form.addRow("Baseline", self.baseline_combo)
+        self.baseline_value_spin = self._number_widget(definitions["BASELINE_VALUE"])
+        self.baseline_value_spin.setDecimals(4)
+        self.baseline_value_spin.setEnabled(False)
+        form.addRow("Baseline value", self.baseline_value_spin)
+        self.seed_spin = self._number_widget(definitions["SEED"])
+        form.addRow("Seed", self.seed_spin)
+        self.batch_spin = self._number_widget(definitions["BATCH_SIZE"])
+        self.batch_spin.setMaximum(4096)
+        self.batch_spin.valueChanged.connect(self.update_estimate)
+        form.addRow("Batch size", self.batch_spin)
+        layout.addWidget(common)
+
+    def _build_output_box(self, layout):
+        group = QGroupBox("Output")
+        form = QFormLayout(group)
+        self.output_widget = QgsFileWidget()
+        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.output_widget.setDialogTitle("Folder for the explanation rasters and report")
+        self.output_widget.setToolTip("Excitation, inhibition and signed rasters (GeoTIFF), "
+                                      "the cells (GeoPackage) and the report figure (PNG) are "
+                                      "written here, each named after the raster, class, "
+                                      "method and time.")
+        self.output_widget.setFilePath(str(Path.home() / "seg_explainer_results"))
+        form.addRow("Output folder", self.output_widget)
+        row = QHBoxLayout()
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                          QSizePolicy.Policy.Preferred)
+        row.addWidget(self.estimate_label, 1)
+        self.estimate_button = QPushButton("Estimate time")
+        self.estimate_button.setToolTip("Times one model call on BATCH_SIZE windows (in the "
+                                        "background) and extrapolates to the whole run.")
+        self.estimate_button.clicked.connect(self.start_estimate)
+        row.addWidget(self.estimate_button)
+        form.addRow(row)
+        layout.addWidget(group)
+
+    def _build_run_box(self, layout):
+        row = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Explain the region with the method of the open tab (in the "
+                                   "background; see the task manager).")
+        self.run_button.clicked.connect(self.run)
+        row.addWidget(self.run_button)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running explanation; no files are left "
+                                      "behind.")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        layout.addWidget(self.progress)
+        row = QHBoxLayout()
+        self.result_label = QLabel()
+        self.result_label.setWordWrap(True)
+        row.addWidget(self.result_label, 1)
+        self.report_button = QPushButton("Open report")
+        self.report_button.setToolTip("Open the report figure (PNG) of the last run")
+        self.report_button.setEnabled(False)
+        self.report_button.clicked.connect(self.open_report)
+        row.addWidget(self.report_button)
+        layout.addLayout(row)
+
+    # ====================================================================== dependencies
+    def refresh_dependencies(self):
+        """Show what is missing, if anything. Returns ``{module: requirement}``."""
+        missing = deps.missing_modules()
+        self.missing = missing
+        if missing:
+            names = ", ".join(f"<b>{module}</b> (pip: {req})" for module, req in missing.items())
+            self.deps_label.setText(
+                f"<p>QGIS's Python cannot import {names}. Without "
+                f"{'it' if len(missing) == 1 else 'them'} no model can be run.</p>"
+                f"<p>One click installs {'it' if len(missing) == 1 else 'them'} with pip into "
+                f"<tt>{deps.deps_dir()}</tt> (this QGIS profile only; numpy stays at the "
+                f"version QGIS runs, {deps.numpy_version()}). Or install with your QGIS "
+                f"installer (OSGeo4W, conda, apt).</p>")
+            self.deps_button.setEnabled(self.pip_task is None)
+        self.deps_box.setVisible(bool(missing))
+        return missing
+
+    def make_install_task(self):
+        """The pip task for the missing packages (not started)."""
+        return deps.PipInstallTask(list(self.missing.values()), done=self._deps_installed)
+
+    def install_dependencies(self):
+        """Run pip in the background for the missing packages."""
+        if not self.missing or self.pip_task is not None:
+            return None
+        self.pip_task = self.make_install_task()
+        self.deps_button.setEnabled(False)
+        self.deps_status.setText("Installing (see the task manager)... " +
+                                 " ".join(self.pip_task.command))
+        from .task import start_task
+
+        start_task(self.pip_task)
+        return self.pip_task
+
+    def _deps_installed(self, task):
+        self.pip_task = None
+        self.deps_status.setText(task.message)
+        still = self.refresh_dependencies()
+        if task.ok and not still:
+            self.deps_status.setText(task.message + " Ready.")
+            self._message("Python packages installed.", task.message, Qgis.MessageLevel.Success)
+            self.load_model(self.model_widget.filePath())
+        elif task.ok:
+            self.deps_status.setText(task.message + " Restart QGIS to use them.")
+        self.update_state()
+
+    # ====================================================================== model
+    def _recent_chosen(self, index):
+        path = self.recent_combo.itemData(index)
+        if path:
+            self.model_widget.setFilePath(path)
+
+    def recent_models(self):
+        value = _settings().value(_key("recent_models"), []) or []
+        if isinstance(value, str):  # QSettings gives a one-item list back as a string
+            value = [value]
+        return [p for p in value if p]
+
+    def _remember_model(self, path):
+        recent = [path] + [p for p in self.recent_models() if p != path]
+        recent = recent[:MAX_RECENT_MODELS]
+        settings = _settings()
+        settings.setValue(_key("recent_models"), recent)
+        settings.setValue(_key("last_model"), path)
+        self._fill_recent(recent)
+
+    def _fill_recent(self, recent=None):
+        recent = self.recent_models() if recent is None else recent
+        self.recent_combo.blockSignals(True)
+        self.recent_combo.clear()
+        self.recent_combo.addItem("Recent models..." if recent else "(no recent model)", "")
+        for path in recent:
+            self.recent_combo.addItem(Path(path).name, path)
+            self.recent_combo.setItemData(self.recent_combo.count() - 1, path,
+                                          Qt.ItemDataRole.ToolTipRole)
+        self.recent_combo.blockSignals(False)
+
+    def load_model(self, path):
+        """Read the model's metadata and show it; errors become a message, not a traceback."""
+        path = (path or "").strip()
+        self.model_info = None
+        self.model_error = ""
+        previous_class = self.class_combo.currentText() or \
+            _settings().value(_key("class"), "", type=str)
+        self.class_combo.clear()
+        if not path:
+            self.model_label.setText("")
+            self.update_state()
+            return None
+        from ..core.errors import ModelError
+
+        try:
+            from ..core.model import SegmentationModel
+
+            info = SegmentationModel.load(path).describe()
+        except ModelError as exc:
+            self.model_error = f"This model cannot be used: {exc}"
+        except ImportError as exc:
+            self.model_error = (f"A Python package is missing ({exc}); install it with the "
+                                f"button above.")
+        except Exception as exc:  # anything else: still a message
+            self.model_error = f"This model cannot be read ({type(exc).__name__}: {exc})."
+        if self.model_error:
+            self.model_label.setText(f"<span style='color:#b00000'>{_html(self.model_error)}"
+                                     "</span>")
+            self.update_state()
+            return None
+        self.model_info = info
+        self.model_label.setText(describe_html(info))
+        self.class_combo.blockSignals(True)
+        self.class_combo.addItems(info["classes"])
+        index = self.class_combo.findText(previous_class) if previous_class else -1
+        if index < 0:
+            index = 1 if len(info["classes"]) > 1 else 0
+        self.class_combo.setCurrentIndex(index)
+        self.class_combo.blockSignals(False)
+        if not self._restoring:
+            self._remember_model(path)
+        self.update_state()
+        return info
+
+    # ====================================================================== region
+    def canvas(self):
+        try:
+            return self.iface.mapCanvas()
+        except AttributeError:
+            return None
+
+    def ensure_map_tool(self):
+        """The "Draw region of interest" map tool (created on first use)."""
+        if self.map_tool is None:
+            canvas = self.canvas()
+            if canvas is None:
+                return None
+            from .map_tool import RegionMapTool
+
+            self.map_tool = RegionMapTool(canvas)
+            self.map_tool.regionDrawn.connect(self.set_region)
+            self.map_tool.drawingCancelled.connect(self._drawing_cancelled)
+            if self.draw_action is not None:
+                self.map_tool.setAction(self.draw_action)
+        return self.map_tool
+
+    def start_drawing(self):
+        tool = self.ensure_map_tool()
+        if tool is None:
+            return None
+        self.region_drawn_radio.setChecked(True)
+        self.canvas().setMapTool(tool)
+        self.canvas().setFocus()
+        return tool
+
+    def _drawing_cancelled(self):
+        self.region_label.setText(self._region_text() + " (drawing cancelled)")
+
+    def set_region(self, geometry, crs):
+        """Use ``geometry`` (in ``crs``) as the drawn region of interest."""
+        self.region_geometry = QgsGeometry(geometry)
+        self.region_crs = crs
+        tool = self.map_tool
+        if tool is not None and (tool.geometry is None or not tool.geometry.equals(geometry)):
+            tool.show_region(geometry, crs)  # a region set by code: outline it too
+        self.region_drawn_radio.setChecked(True)
+        self.region_label.setText(self._region_text())
+        self.update_state()
+
+    def _region_text(self):
+        geom = self.region_geometry
+        if geom is None or geom.isEmpty():
+            return "No region drawn yet."
+        authid = self.region_crs.authid() if self.region_crs else ""
+        if geom.type() == QgsWkbTypes.GeometryType.PointGeometry:
+            p = geom.asPoint()
+            return f"Drawn point (one pixel) at {p.x():.1f}, {p.y():.1f} ({authid})."
+        return f"Drawn polygon of {_area_text(geom, self.region_crs)} ({authid})."
+
+    def _region_layer_chosen(self, _index):
+        """The user picked a region layer (not a layer added to the project): use it."""
+        if self.region_layer_combo.currentLayer() is not None:
+            self.region_layer_radio.setChecked(True)
+        self.update_state()
+
+    def region_parameter(self):
+        """``(ROI parameter value, outline layer, problem)`` for the current region choice."""
+        if self.region_drawn_radio.isChecked():
+            if self.region_geometry is None or self.region_geometry.isEmpty():
+                return None, None, ("Draw a region of interest (toolbar button 'Draw region of "
+                                    "interest': left click adds vertices, right click "
+                                    "finishes; one click = one pixel), or choose a layer's "
+                                    "features.")
+            layer = region_memory_layer(self.region_geometry, self.region_crs)
+            return layer, layer, None
+        layer = self.region_layer_combo.currentLayer()
+        if layer is None:
+            return None, None, "Choose a polygon or point layer for the region of interest."
+        selected = self.selected_only.isChecked()
+        if selected and layer.selectedFeatureCount() == 0:
+            return None, None, (f"No feature of '{layer.name()}' is selected; select some, or "
+                                "untick 'Selected features only'.")
+        features = layer.getSelectedFeatures() if selected else layer.getFeatures()
+        geoms = [QgsGeometry(f.geometry()) for f in features if f.hasGeometry()]
+        if not geoms:
+            return None, None, f"The layer '{layer.name()}' has no features with a geometry."
+        outline = region_memory_layer(QgsGeometry.unaryUnion(geoms), layer.crs())
+        return QgsProcessingFeatureSourceDefinition(layer.id(), selected), outline, None
+
+    # ====================================================================== state
+    def problems(self):
+        """What stops a run, as sentences for the user (empty when ready)."""
+        found = []
+        if self.missing:
+            found.append("Install the missing Python packages first (button above).")
+        raster = self.raster_combo.currentLayer()
+        if raster is None:
+            found.append("No raster layer is open. Add one with Layer > Add Layer > Add Raster "
+                         f"Layer ({SAMPLE_HINT}) and choose it above.")
+        if self.model_error:
+            found.append(self.model_error)
+        elif self.model_info is None:
+            found.append("Choose an ONNX segmentation model (.onnx).")
+        elif raster is not None:
+            channels = self.model_info.get("n_channels")
+            if channels and raster.bandCount() != channels:
+                found.append(f"The model takes {channels} band(s) but '{raster.name()}' has "
+                             f"{raster.bandCount()}; choose a raster with {channels} band(s) "
+                             "(or use the Processing algorithm, which can pick bands).")
+        if self.region_drawn_radio.isChecked():
+            if self.region_geometry is None:
+                found.append("Draw a region of interest (toolbar: 'Draw region of interest'; "
+                             "left click adds vertices, right click finishes, Esc cancels, one "
+                             "click = one pixel), or choose a layer's features.")
+        elif self.region_layer_combo.currentLayer() is None:
+            found.append("Choose a polygon or point layer for the region of interest.")
+        elif self.selected_only.isChecked() and \
+                self.region_layer_combo.currentLayer().selectedFeatureCount() == 0:
+            found.append("No feature of the region layer is selected.")
+        return found
+
+    def is_running(self):
+        return self.current_run is not None
+
+    def update_state(self, *_):
+        problems = self.problems()
+        running = self.is_running()
+        if problems:
+            self.hint.setText("<br>".join(f"&bull; {_html(p)}" for p in problems))
+        self.hint.setVisible(bool(problems))
+        self.run_button.setEnabled(not problems and not running)
+        self.cancel_button.setEnabled(running)
+        self.form.setEnabled(not running)
+        self.estimate_button.setEnabled(self.model_info is not None and not running
+                                        and self.estimate_task is None)
+        self.update_estimate()
+
+    def _baseline_changed(self, index):
+        from ..processing_provider.explain import BASELINES
+
+        self.baseline_value_spin.setEnabled(BASELINES[index] == "constant")
+
+    # ====================================================================== parameters
+    def current_method(self):
+        return METHODS[self.tabs.currentIndex()][0]
+
+    def method_values(self, method=None):
+        method = method or self.current_method()
+        return {key: widget.value() for key, widget in self.param_widgets[method].items()}
+
+    def window(self):
+        return resolve_window(self.window_spin.value(), self.model_info)
+
+    def update_estimate(self, *_):
+        """Model evaluations of the run, and its time once a batch has been timed."""
+        if self.model_info is None:
+            self.estimate_label.setText("Choose a model to see the cost of a run.")
+            return None
+        method = self.current_method()
+        window = self.window()
+        try:
+            count, exact = evaluations(method, window, self.method_values(method))
+        except Exception as exc:  # e.g. a missing package
+            self.estimate_label.setText(f"No estimate ({exc}).")
+            return None
+        text = f"{'' if exact else 'at most '}{count:,} model evaluations of {window} x " \
+               f"{window} px"
+        per_batch = self._seconds_per_batch.get(self._estimate_key())
+        seconds = None
+        if per_batch is not None:
+            seconds = per_batch * count / max(1, self.batch_spin.value())
+            text += f"; about {format_duration(seconds)} (one batch of " \
+                    f"{self.batch_spin.value()} took {per_batch:.2f} s)"
+        else:
+            text += "; press 'Estimate time' to time one batch"
+        self.estimate_label.setText(text + ".")
+        return count, seconds
+
+    def _estimate_key(self):
+        return (self.model_info or {}).get("path"), self.window(), self.batch_spin.value()
+
+    def start_estimate(self):
+        """Time one batch in the background (a QgsTask)."""
+        if self.model_info is None or self.estimate_task is not None:
+            return None
+        raster = self.raster_combo.currentLayer()
+        channels = self.model_info.get("n_channels") or (raster.bandCount() if raster else 1)
+        from .task import EstimateTask, start_task
+
+        key = self._estimate_key()
+        task = EstimateTask(self.model_info["path"], self.window(), channels,
+                            self.batch_spin.value(), done=lambda t: self._estimated(t, key))
+        self.estimate_task = task
+        self.estimate_button.setEnabled(False)
+        self.estimate_label.setText("Timing one batch...")
+        start_task(task)
+        return task
+
+    def _estimated(self, task, key):
+        self.estimate_task = None
+        if task.seconds_per_batch is not None:
+            self._seconds_per_batch[key] = task.seconds_per_batch
+        self.update_state()
+        if task.error:
+            self.estimate_label.setText(f"The model could not be timed: {task.error}")
+
+    # ====================================================================== run
+    def build_parameters(self):
+        """``(algorithm id, parameters, outline layer, group name, raster)``; raises ValueError
+        with a user-facing message when something is missing."""
+        problems = self.problems()
+        if problems:
+            raise ValueError(problems[0])
+        roi, outline, problem = self.region_parameter()
+        if problem:
+            raise ValueError(problem)
+        method = self.current_method()
+        raster = self.raster_combo.currentLayer()
+        folder = Path(self.output_widget.filePath().strip() or
+                      Path.home() / "seg_explainer_results")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"The output folder {folder} cannot be created ({exc}); choose "
+                             "another.") from None
+        class_name = self.class_combo.currentText()
+        stem = f"{_safe(raster.name())}_{_safe(class_name)}_{method}_" \
+               f"{time.strftime('%Y%m%d_%H%M%S')}"
+        base, n = stem, 1
+        while any(folder.glob(stem + "_*")):
+            n += 1
+            stem = f"{base}-{n}"
+        params = {
+            "INPUT": raster, "MODEL": self.model_info["path"], "ROI": roi, "CLASS": class_name,
+            "WINDOW": self.window_spin.value(), "BASELINE": self.baseline_combo.currentIndex(),
+            "BASELINE_VALUE": self.baseline_value_spin.value(), "SEED": self.seed_spin.value(),
+            "BATCH_SIZE": self.batch_spin.value(),
+            "EXCITATION": str(folder / f"{stem}_excitation.tif"),
+            "INHIBITION": str(folder / f"{stem}_inhibition.tif"),
+            "SIGNED": str(folder / f"{stem}_signed.tif"),
+            "REPORT": str(folder / f"{stem}_report.png"),
+        }
+        if method != "rise":
+            params["CELLS"] = str(folder / f"{stem}_cells.gpkg")
+        params.update(self.method_values(method))
+        if outline is not None:
+            outline.setName("region of interest")
+        group = f"{class_name} - {method} - {time.strftime('%H:%M:%S')}"
+        return f"segexplainer:explain_{method}", params, outline, group, raster
+
+    def run(self):
+        """Start the explanation in the task manager. Returns the run, or None."""
+        if self.is_running():
+            return None
+        try:
+            algorithm_id, params, outline, group, raster = self.build_parameters()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return None
+        self.save_settings()
+        from .task import ExplainRun
+
+        run = ExplainRun(algorithm_id, params, group, raster.source().split("|")[0],
+                         region_layer=outline)
+        run.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        run.done.connect(self._run_done)
+        self.progress.setValue(0)
+        self.result_label.setText("Running... (see also the task manager)")
+        if not run.start():
+            self._show_error(run.error)
+            return None
+        self.current_run = run
+        self.update_state()
+        self.runningChanged.emit(True)
+        return run
+
+    def cancel(self):
+        """Cancel the running explanation (it stops before its next batch)."""
+        if self.current_run is not None:
+            self.result_label.setText("Cancelling...")
+            self.current_run.cancel()
+
+    def _run_done(self, run):
+        self.current_run = None
+        self.last_run = run
+        if run.ok:
+            summary = run.summary()
+            self.progress.setValue(100)
+            self.result_label.setText(f"<b>{_html(run.group_name)}</b>: {_html(summary)}")
+            report = run.results.get("REPORT")
+            self.last_report = report if report and Path(report).exists() else None
+            self.report_button.setEnabled(self.last_report is not None)
+            self._message("Explanation ready", f"{run.group_name}: {summary}",
+                          Qgis.MessageLevel.Success, report=self.last_report)
+            if run.error:
+                self._show_error(run.error)
+        elif run.cancelled:
+            self.progress.setValue(0)
+            self.result_label.setText("Explanation cancelled; no files were written.")
+            self._message("Explanation cancelled", "No files were written.",
+                          Qgis.MessageLevel.Info)
+        else:
+            self.progress.setValue(0)
+            self._show_error(run.error)
+        self.update_state()
+        self.runningChanged.emit(False)
+        self.runFinished.emit(run)
+
+    def open_report(self):
+        if self.last_report:
+            open_file(self.last_report)
+
+    # ====================================================================== messages
+    def _message_bar(self):
+        try:
+            return self.iface.messageBar()
+        except AttributeError:
+            return None
+
+    def _message(self, title, text, level, report=None, duration=10):
+        bar = self._message_bar()
+        if bar is None:
+            return None
+        if report is None:
+            bar.pushMessage(title, text, level=level, duration=duration)
+            return None
+        widget = bar.createMessage(title, text)
+        button = QPushButton("Open report", widget)
+        button.clicked.connect(lambda: open_file(report))
+        widget.layout().addWidget(button)
+        bar.pushWidget(widget, level, duration)
+        self.message_widget = widget
+        return widget
+
+    def _show_error(self, text):
+        self.result_label.setText(f"<span style='color:#b00000'>{_html(text)}</span>")
+        self._message("Segmentation Explainer", text, Qgis.MessageLevel.Critical, duration=0)
+
+    # ====================================================================== settings
+    def save_settings(self):
+        settings = _settings()
+        settings.setValue(_key("method"), self.current_method())
+        for method, widgets in self.param_widgets.items():
+            for key, widget in widgets.items():
+                settings.setValue(_key(f"{method}/{key}"), widget.value())
+        settings.setValue(_key("WINDOW"), self.window_spin.value())
+        settings.setValue(_key("BASELINE"), self.baseline_combo.currentIndex())
+        settings.setValue(_key("BASELINE_VALUE"), self.baseline_value_spin.value())
+        settings.setValue(_key("SEED"), self.seed_spin.value())
+        settings.setValue(_key("BATCH_SIZE"), self.batch_spin.value())
+        settings.setValue(_key("output_folder"), self.output_widget.filePath())
+        if self.class_combo.currentText():
+            settings.setValue(_key("class"), self.class_combo.currentText())
+        if self.model_info is not None:
+            settings.setValue(_key("last_model"), self.model_info["path"])
+
+    def restore_settings(self):
+        settings = _settings()
+        self._restoring = True
+        try:
+            for method, widgets in self.param_widgets.items():
+                for key, widget in widgets.items():
+                    value = settings.value(_key(f"{method}/{key}"), None)
+                    if value is not None:
+                        widget.setValue(float(value) if isinstance(widget, QgsDoubleSpinBox)
+                                        else int(float(value)))
+            for key, widget in (("WINDOW", self.window_spin), ("SEED", self.seed_spin),
+                                ("BATCH_SIZE", self.batch_spin),
+                                ("BASELINE_VALUE", self.baseline_value_spin)):
+                value = settings.value(_key(key), None)
+                if value is not None:
+                    widget.setValue(float(value) if isinstance(widget, QgsDoubleSpinBox)
+                                    else int(float(value)))
+            baseline = settings.value(_key("BASELINE"), None)
+            if baseline is not None:
+                self.baseline_combo.setCurrentIndex(int(baseline))
+            method = settings.value(_key("method"), "shap", type=str)
+            names = [m for m, _ in METHODS]
+            self.tabs.setCurrentIndex(names.index(method) if method in names else 0)
+            folder = settings.value(_key("output_folder"), "", type=str)
+            if folder:
+                self.output_widget.setFilePath(folder)
+            self._fill_recent()
+            last = settings.value(_key("last_model"), "", type=str)
+            if last and Path(last).is_file():
+                self.model_widget.setFilePath(last)  # loads it through fileChanged
+        finally:
+            self._restoring = False
+
+    # ====================================================================== life cycle
+    def shutdown(self):
+        """Plugin unload: cancel work, take the map tool off the canvas, save settings."""
+        self.save_settings()
+        if self.current_run is not None:
+            self.current_run.cancel()
+        if self.map_tool is not None:
+            canvas = self.canvas()
+            if canvas is not None and canvas.mapTool() is self.map_tool:
+                canvas.unsetMapTool(self.map_tool)
+            self.map_tool.remove_bands()
+            self.map_tool.deleteLater()
+            self.map_tool = None
+
+    def closeEvent(self, event):  # noqa: N802 (Qt API)
+        self.save_settings()
+        super().closeEvent(event)
+
+
+def region_memory_layer(geometry, crs, name="region of interest"):
+    """A memory layer holding ``geometry`` (polygon or point) in ``crs``, outline-styled."""
+    is_point = geometry.type() == QgsWkbTypes.GeometryType.PointGeometry
+    kind = "MultiPoint" if is_point and geometry.isMultipart() else \
+        "Point" if is_point else "MultiPolygon"
+    layer = QgsVectorLayer(kind, name, "memory")
+    if crs is not None:
+        layer.setCrs(crs)
+    geom = QgsGeometry(geometry)
+    if not is_point:
+        geom.convertToMultiType()
+    feature = QgsFeature()
+    feature.setGeometry(geom)
+    layer.dataProvider().addFeatures([feature])
+    layer.updateExtents()
+    _outline_style(layer, is_point)
+    return layer
+
+
+def _outline_style(layer, is_point):
+    from qgis.core import QgsMarkerSymbol, QgsFillSymbol, QgsSingleSymbolRenderer
+
+    if is_point:
+        symbol = QgsMarkerSymbol.createSimple({"name": "cross2", "color": "255,0,255",
+                                               "size": "4", "outline_color": "255,0,255",
+                                               "outline_width": "0.6"})
+    else:
+        symbol = QgsFillSymbol.createSimple({"style": "no", "outline_color": "255,0,255",
+                                             "outline_width": "0.6"})
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+
+
+def _area_text(geometry, crs):
+    """The area of ``geometry`` (in ``crs``) on the ellipsoid: "3 200 m2", "1.25 km2"."""
+    from qgis.core import QgsDistanceArea
+
+    measure = QgsDistanceArea()
+    if crs is not None and crs.isValid():
+        measure.setSourceCrs(crs, QgsProject.instance().transformContext())
+        measure.setEllipsoid(crs.ellipsoidAcronym() or "EPSG:7030")
+    area = measure.measureArea(geometry)
+    if area >= 1e6:
+        return f"{area / 1e6:.3g} km\u00b2"
+    return f"{area:,.0f} m\u00b2"
+
+
+def describe_html(info):
+    """What the model's metadata says, as a short HTML table."""
+    scaling = info.get("scaling") or {}
+    scaling_text = ", ".join(f"{k} {v}" for k, v in scaling.items()) or "none"
+    shape = ["?" if d is None else str(d) for d in (info.get("input_shape") or [])]
+    tile = info.get("tile_size")
+    rows = [
+        ("Classes", ", ".join(f"{i} {c}" for i, c in enumerate(info.get("classes", [])))),
+        ("Tile size", f"{tile} px" if tile else "any (window 512 px by default)"),
+        ("Input", f"[{', '.join(shape)}] {info.get('input_layout')} "
+                  f"({info.get('input_layout_source')}), "
+                  f"{info.get('n_channels') or 'any number of'} channel(s)"),
+        ("Scaling", scaling_text),
+        ("Activation", f"{info.get('output_activation')} "
+                       f"({info.get('output_activation_source')})"),
+    ]
+    return "<table>" + "".join(
+        f"<tr><td><i>{k}</i>&nbsp;</td><td>{_html(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _html(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("\n", "<br>"))

@@ -39,7 +39,7 @@
       </minMaxOrigin>
       <rastershader>
         <colorrampshader labelPrecision="6" clip="0" colorRampType="INTERPOLATED" classificationMode="1" minimumValue="0" maximumValue="1">
-          <item alpha="247" value="0" label="0" color="#fcf500"/>
+          <item alpha="0" value="0" label="0" color="#f7fcf5"/>
           <item alpha="255" value="0.25" label="" color="#c7e9c0"/>
           <item alpha="255" value="1" label="excitation" color="#00441b"/>
           <rampLegendSettings minimumLabel="" direction="0" prefix="" useContinuousLegend="1" maximumLabel="" orientation="2" suffix="">

@@ -39,7 +39,7 @@
       </minMaxOrigin>
       <rastershader>
         <colorrampshader labelPrecision="6" clip="0" colorRampType="INTERPOLATED" classificationMode="1" minimumValue="0" maximumValue="1">
-          <item alpha="255" value="0" label="0" color="#f5f000"/>
+          <item alpha="0" value="0" label="0" color="#fff5f0"/>
           <item alpha="255" value="0.25" label="" color="#fcbba1"/>
           <item alpha="255" value="1" label="inhibition" color="#67000d"/>
           <rampLegendSettings minimumLabel="" direction="0" prefix="" useContinuousLegend="1" maximumLabel="" orientation="2" suffix="">

@@ -39,7 +39,7 @@
       </minMaxOrigin>
       <rastershader>
         <colorrampshader labelPrecision="6" clip="0" colorRampType="INTERPOLATED" classificationMode="1" minimumValue="0" maximumValue="1">
-          <item alpha="0" value="0" label="0" color="#000400"/>
+          <item alpha="0" value="0" label="0" color="#000004"/>
           <item alpha="255" value="0.5" label="0.5" color="#b63679"/>
           <item alpha="255" value="1" label="1" color="#fcfdbf"/>
           <rampLegendSettings minimumLabel="" direction="0" prefix="" useContinuousLegend="1" maximumLabel="" orientation="2" suffix="">

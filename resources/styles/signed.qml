@@ -41,7 +41,7 @@
         <colorrampshader labelPrecision="6" clip="0" colorRampType="INTERPOLATED" classificationMode="1" minimumValue="-1" maximumValue="1">
           <item alpha="255" value="-1" label="inhibition" color="#b2182b"/>
           <item alpha="255" value="-0.5" label="" color="#ef8a62"/>
-          <item alpha="247" value="0" label="0" color="#f7f700"/>
+          <item alpha="0" value="0" label="0" color="#f7f7f7"/>
           <item alpha="255" value="0.5" label="" color="#91cf60"/>
           <item alpha="255" value="1" label="excitation" color="#1a9850"/>
           <rampLegendSettings minimumLabel="" direction="0" prefix="" useContinuousLegend="1" maximumLabel="" orientation="2" suffix="">

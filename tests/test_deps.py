@@ -1,0 +1,187 @@
+"""Missing Python packages: the dock says what is missing and installs it with pip, in a task,
+into a plugin-private folder, with numpy pinned to the version QGIS runs. Nothing is downloaded:
+pip is replaced by a script that records its command line."""
+
+import importlib.util
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import numpy
+import pytest
+
+
+@pytest.fixture()
+def settings_group(monkeypatch):
+    from qgis.core import QgsSettings
+
+    import seg_explainer.ui.dock as dock_module
+
+    group = f"seg_explainer_test_deps_{os.getpid()}"
+    monkeypatch.setattr(dock_module, "SETTINGS", group)
+    yield group
+    QgsSettings().remove(group)
+
+
+@pytest.fixture()
+def no_onnxruntime(monkeypatch):
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        if name.split(".")[0] == "onnxruntime":
+            return None
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # "import onnxruntime" fails too
+
+
+@pytest.fixture()
+def fake_python(tmp_path):
+    """A stand-in for python that records ``-m pip ...`` calls instead of running pip."""
+    log = tmp_path / "pip-calls.txt"
+    script = tmp_path / "python3"
+    script.write_text(f"""#!/bin/sh
+echo "$@" >> {log}
+for arg in "$@"; do
+  case "$prev" in -c) cat "$arg" >> {log};; esac
+  prev="$arg"
+done
+echo "Successfully installed (pretend)"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script, log
+
+
+def _wait(predicate, timeout=30.0):
+    from qgis.core import QgsApplication
+
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("condition not met in time")
+        QgsApplication.processEvents()
+        time.sleep(0.005)
+
+
+def test_missing_modules_sees_a_missing_package(no_onnxruntime):
+    from seg_explainer.ui import deps
+
+    missing = deps.missing_modules()
+    assert missing == {"onnxruntime": "onnxruntime"}
+
+
+def test_dock_says_what_is_missing_and_blocks_runs(qgis_iface, qgis_new_project, no_onnxruntime,
+                                                   settings_group):
+    from seg_explainer.ui import deps
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    dock = SegExplainerDock(qgis_iface)
+    assert not dock.deps_box.isHidden()
+    text = dock.deps_label.text()
+    assert "onnxruntime" in text and str(deps.deps_dir()) in text
+    assert numpy.__version__ in text
+    assert dock.deps_button.isEnabled()
+    assert any("Install the missing Python packages" in p for p in dock.problems())
+    assert not dock.run_button.isEnabled()
+
+
+def test_install_command_pins_numpy_and_targets_the_private_folder(qgis_iface, qgis_new_project,
+                                                                   no_onnxruntime,
+                                                                   settings_group):
+    from qgis.core import QgsApplication
+
+    from seg_explainer.ui import deps
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    dock = SegExplainerDock(qgis_iface)
+    task = dock.make_install_task()
+    command = task.command
+    target = Path(QgsApplication.qgisSettingsDirPath()) / "python" / "seg_explainer_deps"
+    assert deps.deps_dir() == target
+    assert command[1:4] == ["-m", "pip", "install"]
+    assert command[command.index("--target") + 1] == str(target)
+    constraints = Path(command[command.index("-c") + 1])
+    assert constraints.parent == target
+    assert command[-1] == "onnxruntime"
+    assert deps.constraints_text() == f"numpy=={numpy.__version__}\n"
+    assert Path(command[0]).name.startswith("python")
+
+
+def test_install_runs_pip_in_a_task_and_adds_the_folder_to_sys_path(
+        qgis_iface, qgis_new_project, no_onnxruntime, settings_group, fake_python, tmp_path,
+        monkeypatch):
+    from qgis.core import QgsApplication
+
+    from seg_explainer.ui import deps
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    script, log = fake_python
+    target = tmp_path / "seg_explainer_deps"
+    monkeypatch.setattr(deps, "deps_dir", lambda: target)
+    monkeypatch.setattr(deps, "find_python", lambda: str(script))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    dock = SegExplainerDock(qgis_iface)
+    task = dock.install_dependencies()
+    assert task is not None and not dock.deps_button.isEnabled()
+    assert task in QgsApplication.taskManager().tasks()
+    _wait(lambda: dock.pip_task is None)
+    assert task.ok, task.message
+    calls = log.read_text()
+    assert "-m pip --version" in calls
+    assert f"install --disable-pip-version-check --no-input --upgrade --target {target} -c " \
+           f"{target / 'numpy-constraints.txt'} onnxruntime" in calls
+    assert f"numpy=={numpy.__version__}" in calls
+    assert str(target) in sys.path
+    assert "Installed onnxruntime" in dock.deps_status.text()
+
+
+def test_failed_pip_is_reported_not_raised(tmp_path, monkeypatch):
+    from seg_explainer.ui import deps
+
+    script = tmp_path / "python3"
+    script.write_text("#!/bin/sh\ncase \"$3\" in --version) exit 0;; esac\n"
+                      "echo 'ERROR: No matching distribution found for onnxruntime'; exit 1\n")
+    script.chmod(0o755)
+    task = deps.PipInstallTask(["onnxruntime"], target=tmp_path / "deps", python=str(script))
+    assert task.run() is False
+    assert "No matching distribution" in task.message and "exit code 1" in task.message
+
+
+def test_python_is_found_next_to_a_qgis_binary(tmp_path):
+    from seg_explainer.ui import deps
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    qgis = folder / "qgis"
+    qgis.write_text("")
+    python = folder / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    found = deps.python_candidates(executable=str(qgis), prefix=str(tmp_path / "none"))
+    assert found[0] == str(python)
+    assert str(qgis) not in found
+
+
+def test_deps_folder_is_appended_once(tmp_path, monkeypatch):
+    from seg_explainer.ui import deps
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert deps.add_deps_dir_to_path(tmp_path) is True
+    assert deps.add_deps_dir_to_path(tmp_path) is False
+    assert sys.path[-1] == str(tmp_path) and sys.path.count(str(tmp_path)) == 1
+
+
+def test_model_without_onnxruntime_is_a_readable_message(qgis_iface, qgis_new_project,
+                                                         no_onnxruntime, settings_group,
+                                                         tmp_path):
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not really a model")
+    dock = SegExplainerDock(qgis_iface)
+    assert dock.load_model(str(model)) is None
+    text = dock.model_label.text()
+    assert "onnxruntime" in text and "Traceback" not in text

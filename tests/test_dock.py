@@ -1,0 +1,474 @@
+"""The dock in a real headless QGIS: model metadata, hints, settings, and runs of the
+``segexplainer:explain_*`` algorithms in the task manager (tiny ONNX model, small windows)."""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem,
+                       QgsCoordinateTransform, QgsFeature, QgsGeometry, QgsPointXY, QgsProject,
+                       QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+from qgis.PyQt.QtCore import QElapsedTimer, QPoint, Qt, QTimer
+from qgis.PyQt.QtTest import QTest
+
+RASTER_CRS = QgsCoordinateReferenceSystem("EPSG:32631")
+CANVAS_CRS = QgsCoordinateReferenceSystem("EPSG:3857")
+X0, Y0, PIXEL = 480000.0, 5890000.0, 10.0
+SIZE = 160
+PATCH = (60, 90, 70, 110)  # rows, cols of the dark ("oil") patch: row0, row1, col0, col1
+
+
+# --------------------------------------------------------------------------- data
+
+def build_tiny_model(path, tile=64):
+    """A 3x3-average segmentation model: oil where the neighbourhood is darker than -21 dB."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.zeros((2, 1, 3, 3), np.float32)
+    w[1, 0] = -1.0 / 9.0
+    b = np.array([0.0, -21.0], np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["logits"], pads=[1, 1, 1, 1]),
+             helper.make_node("Softmax", ["logits"], ["y"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                      ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, value in {"model_type": '"Segmentor"', "class_names": '["sea", "oil"]',
+                       "tiles_size": str(tile),
+                       "seg_explainer_input_scaling": '{"type": "none"}',
+                       "seg_explainer_output_activation": '"none"'}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def write_raster(path):
+    from osgeo import gdal, osr
+
+    rng = np.random.default_rng(3)
+    data = (-16.0 + rng.normal(0, 1.0, (SIZE, SIZE))).astype(np.float32)
+    r0, r1, c0, c1 = PATCH
+    data[r0:r1, c0:c1] -= 10.0
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), SIZE, SIZE, 1, gdal.GDT_Float32)
+    ds.SetGeoTransform([X0, PIXEL, 0, Y0, 0, -PIXEL])
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32631)
+    ds.SetProjection(srs.ExportToWkt())
+    ds.GetRasterBand(1).WriteArray(data)
+    ds = None
+    return str(path)
+
+
+def utm(col, row):
+    """Map coordinates (EPSG:32631) of a pixel position."""
+    return QgsPointXY(X0 + col * PIXEL, Y0 - row * PIXEL)
+
+
+def patch_polygon_3857():
+    """The dark patch (shrunk by 3 px) as a polygon in the canvas CRS EPSG:3857."""
+    r0, r1, c0, c1 = PATCH
+    ring = [utm(c0 + 3, r0 + 3), utm(c1 - 3, r0 + 3), utm(c1 - 3, r1 - 3), utm(c0 + 3, r1 - 3)]
+    geom = QgsGeometry.fromPolygonXY([ring])
+    geom.transform(QgsCoordinateTransform(RASTER_CRS, CANVAS_CRS, QgsProject.instance()))
+    return geom
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dock_data")
+    return {"model": build_tiny_model(folder / "tiny.onnx"),
+            "raster": write_raster(folder / "scene.tif")}
+
+
+@pytest.fixture()
+def settings_group(monkeypatch):
+    """Keep the tests' QgsSettings away from the user's ``seg_explainer/`` group."""
+    from qgis.core import QgsSettings
+
+    import seg_explainer.ui.dock as dock_module
+
+    group = f"seg_explainer_test_{os.getpid()}"
+    monkeypatch.setattr(dock_module, "SETTINGS", group)
+    QgsSettings().remove(group)
+    yield group
+    QgsSettings().remove(group)
+
+
+@pytest.fixture()
+def provider(qgis_processing):
+    from seg_explainer.processing_provider.provider import SegExplainerProvider
+
+    registry = QgsApplication.processingRegistry()
+    prov = SegExplainerProvider()
+    registry.addProvider(prov)
+    yield prov
+    registry.removeProvider(prov)
+
+
+@pytest.fixture()
+def raster(files, qgis_new_project):
+    layer = QgsRasterLayer(files["raster"], "scene", "gdal")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+@pytest.fixture()
+def dock(qgis_iface, qgis_new_project, settings_group):
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    qgis_iface.messageBar().clear_messages()
+    widget = SegExplainerDock(qgis_iface)
+    widget.show()
+    yield widget
+    if widget.current_run is not None:
+        widget.cancel()
+        _wait(lambda: widget.current_run is None)
+    widget.shutdown()
+    widget.close()
+    widget.deleteLater()
+
+
+@pytest.fixture()
+def ready(dock, raster, files, provider, tmp_path):
+    """A dock set up for a small run: tiny model, window 64, region drawn in EPSG:3857."""
+    dock.raster_combo.setLayer(raster)
+    dock.model_widget.setFilePath(files["model"])
+    assert dock.model_info is not None, dock.model_label.text()
+    dock.set_region(patch_polygon_3857(), CANVAS_CRS)
+    dock.window_spin.setValue(64)
+    dock.batch_spin.setValue(32)
+    dock.output_widget.setFilePath(str(tmp_path / "out"))
+    return dock
+
+
+def _wait(predicate, timeout=60.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("condition not met in time")
+        QgsApplication.processEvents()
+        time.sleep(0.002)
+
+
+def _select_method(dock, method):
+    from seg_explainer.ui.dock import METHODS
+
+    dock.tabs.setCurrentIndex([m for m, _ in METHODS].index(method))
+
+
+def _group_children(group):
+    return [child.name() for child in group.children()]
+
+
+# --------------------------------------------------------------------------- widgets
+
+def test_no_raster_layer_gives_a_hint_not_a_failure(dock, qgis_iface, provider):
+    assert not dock.hint.isHidden()
+    assert "No raster layer is open" in dock.hint.text()
+    assert "Add Raster Layer" in dock.hint.text()
+    assert not dock.run_button.isEnabled()
+    assert dock.run() is None
+    errors = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
+    assert any("No raster layer is open" in e for e in errors)
+
+
+def test_only_raster_layers_are_offered(dock, raster):
+    vector = QgsVectorLayer("Polygon?crs=EPSG:32631", "polygons", "memory")
+    QgsProject.instance().addMapLayer(vector)
+    names = [dock.raster_combo.itemText(i) for i in range(dock.raster_combo.count())]
+    assert names == ["scene"]
+    regions = [dock.region_layer_combo.itemText(i)
+               for i in range(dock.region_layer_combo.count())]
+    assert regions == ["polygons"]
+
+
+def test_model_metadata_is_shown_and_fills_the_classes(dock, files, raster):
+    dock.raster_combo.setLayer(raster)
+    info = dock.load_model(files["model"])
+    assert info["classes"] == ["sea", "oil"]
+    text = dock.model_label.text()
+    for expected in ["0 sea, 1 oil", "64 px", "NCHW", "none (metadata)", "type none"]:
+        assert expected in text, (expected, text)
+    assert [dock.class_combo.itemText(i) for i in range(dock.class_combo.count())] == \
+        ["sea", "oil"]
+    assert dock.class_combo.currentText() == "oil"
+    assert dock.recent_models()[0] == info["path"]
+
+
+def test_unreadable_model_is_a_readable_message(dock, tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x00\x01 definitely not protobuf")
+    assert dock.load_model(str(bad)) is None
+    text = dock.model_label.text()
+    assert "cannot be used" in text and "broken.onnx" in text
+    assert "Traceback" not in text
+    assert dock.class_combo.count() == 0
+    assert dock.load_model(str(tmp_path / "missing.onnx")) is None
+    assert "not found" in dock.model_label.text()
+
+
+def test_method_tabs_carry_the_papers_defaults(dock):
+    values = {m: dock.method_values(m) for m in ("shap", "rise", "occlusion")}
+    assert values == {"shap": {"HEX_SIZE": 22, "N_SAMPLES": 0},
+                      "rise": {"N_MASKS": 2000, "GRID_SIZE": 8, "P_KEEP": 0.5},
+                      "occlusion": {"MAX_DEPTH": 4, "N_BEST": 5}}
+    assert [dock.tabs.tabText(i) for i in range(3)] == ["SHAP", "RISE", "Occlusion"]
+    assert dock.window_spin.value() == 0 and dock.batch_spin.value() == 16
+    assert dock.seed_spin.value() == 0 and dock.baseline_combo.currentIndex() == 0
+    for widgets in dock.param_widgets.values():
+        for widget in widgets.values():
+            assert "default" in widget.toolTip()
+
+
+def test_settings_persist_across_sessions(qgis_iface, dock, files, raster, tmp_path):
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    dock.load_model(files["model"])
+    _select_method(dock, "rise")
+    dock.param_widgets["rise"]["N_MASKS"].setValue(777)
+    dock.param_widgets["shap"]["HEX_SIZE"].setValue(9)
+    dock.window_spin.setValue(96)
+    dock.seed_spin.setValue(5)
+    dock.output_widget.setFilePath(str(tmp_path / "results"))
+    dock.save_settings()
+    again = SegExplainerDock(qgis_iface)
+    try:
+        assert again.current_method() == "rise"
+        assert again.param_widgets["rise"]["N_MASKS"].value() == 777
+        assert again.param_widgets["shap"]["HEX_SIZE"].value() == 9
+        assert again.window_spin.value() == 96 and again.seed_spin.value() == 5
+        assert again.output_widget.filePath() == str(tmp_path / "results")
+        assert again.model_info is not None and again.model_info["path"] == files["model"]
+        assert again.recent_combo.itemData(1) == files["model"]
+    finally:
+        again.shutdown()
+        again.deleteLater()
+
+
+def test_estimate_counts_evaluations_and_times_one_batch(ready):
+    from seg_explainer.ui.estimate import hexagon_count
+
+    cells = hexagon_count(64, 22)
+    _select_method(ready, "shap")
+    count, seconds = ready.update_estimate()
+    assert count == min(2 * cells + 2048, 2 ** cells - 2) + 2
+    _select_method(ready, "rise")
+    assert ready.update_estimate() == (2001, None)
+    task = ready.start_estimate()
+    assert task is not None
+    _wait(lambda: ready.estimate_task is None)
+    assert task.seconds_per_batch is not None and task.seconds_per_batch > 0
+    count, seconds = ready.update_estimate()
+    assert seconds == pytest.approx(task.seconds_per_batch * 2001 / 32)
+    assert "about" in ready.estimate_label.text()
+
+
+def test_draw_tool_from_the_dock_sets_the_region(dock, qgis_iface, raster):
+    canvas = qgis_iface.mapCanvas()
+    canvas.show()
+    canvas.resize(600, 600)
+    QTest.qWait(10)
+    canvas.setDestinationCrs(CANVAS_CRS)
+    transform = QgsCoordinateTransform(RASTER_CRS, CANVAS_CRS, QgsProject.instance())
+    canvas.setExtent(transform.transformBoundingBox(
+        QgsRectangle(X0, Y0 - SIZE * PIXEL, X0 + SIZE * PIXEL, Y0)))
+    tool = dock.start_drawing()
+    assert canvas.mapTool() is tool
+    target = utm(100, 40)
+    p = canvas.getCoordinateTransform().transform(transform.transform(target))
+    pos = QPoint(round(p.x()), round(p.y()))
+    for button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+        QTest.mouseClick(canvas.viewport(), button, Qt.KeyboardModifier.NoModifier, pos)
+    assert dock.region_crs.authid() == "EPSG:3857"
+    point = QgsGeometry(dock.region_geometry)
+    point.transform(QgsCoordinateTransform(CANVAS_CRS, RASTER_CRS, QgsProject.instance()))
+    assert point.asPoint().distance(target) < 2 * canvas.mapUnitsPerPixel()
+    assert "one pixel" in dock.region_label.text()
+    canvas.unsetMapTool(tool)
+
+
+# --------------------------------------------------------------------------- runs
+
+def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_iface,
+                                                            tmp_path):
+    from qgis.core import QgsSingleBandPseudoColorRenderer
+
+    from seg_explainer.processing_provider.styling import unit_ramp_scale
+    from seg_explainer.ui.estimate import hexagon_count
+
+    _select_method(ready, "shap")
+    ready.param_widgets["shap"]["HEX_SIZE"].setValue(8)
+    ready.param_widgets["shap"]["N_SAMPLES"].setValue(120)
+    expected_count, _ = ready.update_estimate()
+    run = ready.run()
+    assert run is not None, ready.result_label.text()
+    assert run.task in QgsApplication.taskManager().tasks()
+    assert not ready.run_button.isEnabled() and ready.cancel_button.isEnabled()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    r = run.results
+    assert r["N_EVALUATIONS"] == expected_count
+    assert r["PREDICTION"] > 0.95  # the region is the dark patch: oil
+    assert r["SUM_CONTRIBUTIONS"] == pytest.approx(r["PREDICTION"] - r["BASE_VALUE"], abs=1e-3)
+    root = QgsProject.instance().layerTreeRoot()
+    group = root.findGroup(run.group_name)
+    assert group is not None and run.group_name.startswith("oil - shap - ")
+    assert _group_children(group) == ["region of interest", "cells", "signed", "excitation",
+                                      "inhibition"]
+    names = [child.name() for child in root.children()]
+    assert names.index(run.group_name) < names.index("scene")
+    signed = [layer for layer in run.layers if layer.name() == "signed"][0]
+    renderer = signed.renderer()
+    assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
+    assert renderer.classificationMax() == pytest.approx(unit_ramp_scale(signed))
+    cells = [layer for layer in run.layers if layer.name() == "cells"][0]
+    assert cells.featureCount() == hexagon_count(64, 8)
+    # The window (64 x 64 px of the raster grid) is placed around the region, which was drawn
+    # in EPSG:3857 and reprojected by the algorithm.
+    assert signed.crs().authid() == "EPSG:32631"
+    assert (signed.width(), signed.height()) == (64, 64)
+    centre = utm((PATCH[2] + PATCH[3]) / 2, (PATCH[0] + PATCH[1]) / 2)
+    assert signed.extent().contains(centre)
+    region = [layer for layer in run.layers if layer.name() == "region of interest"][0]
+    assert ready.region_drawn_radio.isChecked()  # the new outline layer did not take over
+    assert region.featureCount() == 1 and region.crs().authid() == "EPSG:3857"
+    # Summary and report
+    text = ready.result_label.text()
+    assert "prediction" in text and f"{expected_count} model evaluations" in text
+    assert ready.report_button.isEnabled() and Path(ready.last_report).is_file()
+    assert ready.message_widget.findChildren(type(ready.report_button))[0].text() == \
+        "Open report"
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(files) == 5 and not any(".part" in f for f in files)
+
+
+def test_run_keeps_the_gui_responsive(ready):
+    _select_method(ready, "rise")
+    ready.param_widgets["rise"]["N_MASKS"].setValue(3000)
+    ready.batch_spin.setValue(16)
+    gaps = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.elapsed()]
+
+    def tick():
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(20)
+    run = ready.run()
+    assert run is not None
+    progress = []
+    run.progressChanged.connect(progress.append)
+    _wait(lambda: ready.current_run is None)
+    timer.stop()
+    assert run.ok, run.error
+    assert len(gaps) > 10  # the run took long enough to measure
+    assert max(gaps) < 500, max(gaps)
+    assert len(progress) > 5 and max(progress) == pytest.approx(100)
+
+
+def test_cancel_stops_the_run_and_leaves_no_files(ready, tmp_path):
+    _select_method(ready, "rise")
+    ready.param_widgets["rise"]["N_MASKS"].setValue(500000)  # minutes if not cancelled
+    ready.batch_spin.setValue(8)
+    run = ready.run()
+    assert run is not None
+    progress = []
+    run.progressChanged.connect(progress.append)
+    _wait(lambda: len(progress) >= 2)
+    ready.cancel()
+    _wait(lambda: ready.current_run is None, timeout=20)
+    assert run.cancelled and not run.ok
+    assert "cancelled" in ready.result_label.text()
+    out = tmp_path / "out"
+    assert list(out.iterdir()) == []
+    assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is None
+    assert ready.run_button.isEnabled() and not ready.cancel_button.isEnabled()
+
+
+def test_selected_features_of_a_layer_as_region(ready, tmp_path):
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "regions", "memory")
+    to_wgs = QgsCoordinateTransform(RASTER_CRS, QgsCoordinateReferenceSystem("EPSG:4326"),
+                                    QgsProject.instance())
+    features = []
+    for c0, r0 in [(75, 65), (10, 10)]:
+        ring = [utm(c0, r0), utm(c0 + 20, r0), utm(c0 + 20, r0 + 15), utm(c0, r0 + 15)]
+        geom = QgsGeometry.fromPolygonXY([ring])
+        geom.transform(to_wgs)
+        feature = QgsFeature()
+        feature.setGeometry(geom)
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    QgsProject.instance().addMapLayer(layer)
+    ready.region_layer_combo.setLayer(layer)
+    assert ready.region_drawn_radio.isChecked()  # a layer appearing does not switch the source
+    ready.region_layer_combo.activated.emit(ready.region_layer_combo.currentIndex())  # user pick
+    assert ready.region_layer_radio.isChecked()
+    ready.selected_only.setChecked(True)
+    assert any("selected" in p for p in ready.problems())
+    layer.selectByIds([layer.getFeatures().__next__().id()])
+    assert ready.problems() == []
+    _select_method(ready, "occlusion")
+    ready.param_widgets["occlusion"]["MAX_DEPTH"].setValue(2)
+    ready.param_widgets["occlusion"]["N_BEST"].setValue(1)
+    run = ready.run()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    assert run.results["PREDICTION"] > 0.95  # the selected feature lies on the dark patch
+    group = QgsProject.instance().layerTreeRoot().findGroup(run.group_name)
+    assert _group_children(group)[0] == "region of interest"
+    assert run.group_name.startswith("oil - occlusion - ")
+
+
+def test_region_outside_the_raster_is_a_readable_error(ready, qgis_iface, tmp_path):
+    far = QgsGeometry.fromPointXY(QgsPointXY(1000000.0, 7000000.0))  # EPSG:3857, far north
+    ready.set_region(far, CANVAS_CRS)
+    _select_method(ready, "rise")
+    ready.param_widgets["rise"]["N_MASKS"].setValue(10)
+    run = ready.run()
+    if run is not None:
+        _wait(lambda: ready.current_run is None)
+        assert not run.ok and not run.cancelled
+    text = ready.result_label.text()
+    assert "outside the raster" in text and "Traceback" not in text
+    errors = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
+    assert any("outside the raster" in e for e in errors)
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_toolbar_actions_open_the_dock_draw_run_and_unload(qgis_iface, qgis_new_project,
+                                                           settings_group, qgis_processing):
+    import seg_explainer
+
+    canvas = qgis_iface.mapCanvas()
+    plugin = seg_explainer.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        names = [a.objectName() for a in plugin.toolbar.actions()]
+        assert names == ["SegExplainerShowDock", "SegExplainerDrawRegion", "SegExplainerRun",
+                         "SegExplainerCancel"]
+        assert not plugin.cancel_action.isEnabled()
+        plugin.draw_action.trigger()
+        assert plugin.dock is not None and not plugin.dock.isHidden()
+        assert canvas.mapTool() is plugin.dock.map_tool
+        assert plugin.draw_action.isChecked()
+        plugin.run_action.trigger()  # nothing to run yet: a hint, no exception
+        assert "No raster layer is open" in plugin.dock.result_label.text()
+    finally:
+        plugin.unload()
+    assert canvas.mapTool() is None
+    assert plugin.dock is None and plugin.toolbar is None and plugin.actions == []
