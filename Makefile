@@ -8,7 +8,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup test demo qgis package sample-model bench clean
+.PHONY: help setup test demo qgis package sample-model bench screenshot clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -33,3 +33,6 @@ sample-model: setup
 
 clean:
 	rm -rf .cache dist demo_output .pytest_cache
+
+screenshot: setup
+	@bash scripts/screenshot.sh

@@ -1,0 +1,53 @@
+"""Run inside QGIS (--code) by scripts/screenshot.sh: sample scene, dock, one SHAP run, READY."""
+import os
+from qgis.core import QgsGeometry, QgsPointXY, QgsRectangle
+from qgis.utils import iface, plugins
+from qgis.PyQt.QtCore import QTimer, Qt
+from qgis.PyQt.QtWidgets import QDockWidget
+
+SHOT = os.environ["SEGX_SHOT"]
+MODEL = os.path.join(os.environ["SEGX_ROOT"], "resources", "sample", "oil_unet.onnx")
+WINDOW = int(os.environ.get("SEGX_WINDOW", "192"))
+HEX = int(os.environ.get("SEGX_HEX", "8"))
+
+
+def start():
+    win = iface.mainWindow()
+    win.setGeometry(0, 0, 1600, 1000)
+    for dw in win.findChildren(QDockWidget):
+        if dw.objectName() in ("Browser", "Browser2"):
+            dw.hide()
+    layer = iface.addRasterLayer(f"{SHOT}/sample/scene_vv_db.tif", "scene_vv_db (VV, dB)")
+    plugin = plugins["seg_explainer"]
+    plugin.actions[0].setChecked(True)
+    dock = plugin.dock
+    win.resizeDocks([dock], [440], Qt.Orientation.Horizontal)
+    dock.raster_combo.setLayer(layer)
+    dock.model_widget.setFilePath(MODEL)
+    # A 120 m disc on the sample's oil/sea "boundary" region.
+    region = QgsGeometry.fromPointXY(QgsPointXY(482775.0, 5879485.0)).buffer(120.0, 16)
+    dock.start_drawing()  # the map tool is active, as after drawing
+    dock.set_region(region, layer.crs())  # as if drawn with the map tool
+    dock.tabs.setCurrentIndex(0)
+    dock.param_widgets["shap"]["HEX_SIZE"].setValue(HEX)
+    dock.param_widgets["shap"]["N_SAMPLES"].setValue(0)
+    dock.window_spin.setValue(WINDOW)
+    dock.batch_spin.setValue(16)
+    dock.output_widget.setFilePath(f"{SHOT}/out")
+    run = dock.run()
+    run.done.connect(finished)
+
+
+def finished(run):
+    if not run.ok:
+        open(f"{SHOT}/READY", "w").write("FAILED " + run.error)
+        return
+    signed = [l for l in run.layers if l.name() == "signed"][0]
+    extent = QgsRectangle(signed.extent())
+    extent.scale(1.25)
+    iface.mapCanvas().setExtent(extent)
+    iface.mapCanvas().refresh()
+    QTimer.singleShot(6000, lambda: open(f"{SHOT}/READY", "w").write(run.summary()))
+
+
+QTimer.singleShot(4000, start)
