@@ -72,12 +72,14 @@ def main(argv=None):
                 outputs["CELLS"] = f"{target}_cells.gpkg"
             t0 = time.perf_counter()
             res = qgis_process(f"segexplainer:explain_{method}", {
-                "INPUT": scene, "MODEL": MODEL, "ROI": roi, "CLASS": class_name, "WINDOW": WINDOW, **params,
+                "INPUT": scene, "MODEL": MODEL, "ROI": roi, "CLASS": class_name,
+                "WINDOW": WINDOW, **params,
                 **outputs})
             rows.append((region, class_name, method, res["PREDICTION"], res["BASE_VALUE"],
                          res["SUM_CONTRIBUTIONS"], int(res["N_EVALUATIONS"]),
                          time.perf_counter() - t0))
-            print(f"  {region:9s} {class_name:4s} {method:9s} done in {rows[-1][-1]:.1f} s", flush=True)
+            print(f"  {region:9s} {class_name:4s} {method:9s} done in {rows[-1][-1]:.1f} s",
+                  flush=True)
 
     header = ("| region | class | method | prediction | base value | sum of contributions | "
               "evaluations | seconds |\n|---|---|---|---|---|---|---|---|\n")
