@@ -7,7 +7,7 @@ renamed into place when complete, so a failed or cancelled run never leaves a ha
 
 import contextlib
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,30 +91,87 @@ def read_window(path, row0, col0, height, width, bands=None):
     return out
 
 
+def temporary_name(path):
+    """A fresh hidden name beside ``path`` with the same extension: ``.<name>.<random>.part<ext>``.
+
+    The file itself is not created. Drivers that write side-car files (GDAL's ``.aux.xml``, a
+    shapefile's ``.shx``/``.dbf``/``.prj``, a GeoPackage's ``-wal``) name them after it, so
+    :func:`file_family` finds them.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    base, ext = os.path.splitext(os.path.basename(path))
+    return os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.part{ext}")
+
+
+def file_family(tmp, final=None):
+    """``[(file, renamed)]``: ``tmp`` and its side-cars, with their names beside ``final``.
+
+    A side-car shares ``tmp``'s stem (``tmp`` without its extension): ``<stem>.shx`` becomes
+    ``<final stem>.shx`` and ``<tmp>.aux.xml`` becomes ``<final>.aux.xml``. The main file comes
+    last, so a reader that sees it also sees its side-cars.
+    """
+    tmp = os.fspath(tmp)
+    folder, name = os.path.split(os.path.abspath(tmp))
+    stem = os.path.splitext(name)[0]
+    final_stem = os.path.splitext(os.path.abspath(os.fspath(final)))[0] if final else None
+    try:
+        names = sorted(n for n in os.listdir(folder)
+                       if n != name and (n.startswith(stem + ".") or n.startswith(name)))
+    except OSError:
+        names = []
+    family = [(os.path.join(folder, n), final_stem and final_stem + n[len(stem):])
+              for n in names]
+    if os.path.lexists(tmp):
+        family.append((tmp, final_stem and final_stem + name[len(stem):]))
+    return family
+
+
+def remove_family(tmp):
+    """Remove ``tmp`` and every side-car named after it; never raises."""
+    for leftover, _ in file_family(tmp):
+        with contextlib.suppress(OSError):
+            os.unlink(leftover)
+
+
+def commit_family(tmp, final):
+    """Rename ``tmp`` and its side-cars to ``final``'s names; returns the new paths.
+
+    A stale ``<final>.aux.xml`` (statistics or class names of an older file) is removed when
+    the new file has none.
+    """
+    final = os.path.abspath(os.fspath(final))
+    family = file_family(tmp, final)
+    if not family or family[-1][0] != os.path.abspath(os.fspath(tmp)):
+        raise FileNotFoundError(f"the output {final} was not written")
+    if (final + ".aux.xml") not in {dst for _, dst in family} and \
+            os.path.exists(final + ".aux.xml"):
+        os.unlink(final + ".aux.xml")
+    done = []
+    for src, dst in family:
+        os.replace(src, dst)
+        done.append(dst)
+    return done
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
-    On any exception (cancellation included) the temporary file is removed and ``path`` is
-    left untouched.
+    Side-car files the writer makes beside the temporary file (``.aux.xml``, a shapefile's
+    ``.shx``, ``.dbf``, ``.prj``...) are renamed with it. On any exception (cancellation
+    included) the temporary file and its side-cars are removed and ``path`` is left untouched.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         os.makedirs(folder, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{ext}", dir=folder)
-    os.close(fd)
-    os.unlink(tmp)
+    tmp = temporary_name(path)
     try:
         yield tmp
-        os.replace(tmp, path)
-        if os.path.exists(tmp + ".aux.xml"):  # GDAL's side-car (category names, statistics)
-            os.replace(tmp + ".aux.xml", path + ".aux.xml")
+        commit_family(tmp, path)
     finally:
-        for leftover in (tmp, tmp + ".aux.xml"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+        remove_family(tmp)
 
 
 def window_geotransform(geotransform, row0, col0):

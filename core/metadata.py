@@ -83,6 +83,8 @@ MAX_VALUE_CHARS = 64 * 1024
 MAX_LIST_LENGTH = 4096
 #: Deepest nesting accepted in a metadata value.
 MAX_DEPTH = 8
+#: Largest magnitude of a number in a metadata value (floats beyond it are infinite anyway).
+MAX_NUMBER = 1e300
 
 DEEPNESS_KEYS = (
     "model_type", "class_names", "names", "resolution", "tiles_size", "tile_size",
@@ -208,6 +210,9 @@ def _check_structure(value, depth=0):
             _check_structure(item, depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError("non-finite number")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+        # would overflow float(): 1e400 written as an integer
+        raise ValueError("number too large")
 
 
 def _check_length(key, text):

@@ -18,8 +18,9 @@ from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import (feedback_callbacks, file_sha256, load_model, plugin_version,
-                     raster_source_path)
+from .common import (THREADS, CheckedModel, OutputSet, check_writable, feedback_callbacks,
+                     file_sha256, forget_outputs, load_model, plugin_version,
+                     raster_source_path, threads_parameter, write_failure)
 from .styling import style_on_load
 
 NODATA = -9999.0
@@ -108,6 +109,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed", defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Images per model call", defaultValue=16, minValue=1))
+        self.addParameter(threads_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(self.EXCITATION, "Excitation"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.INHIBITION, "Inhibition"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -155,12 +157,57 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         return True
 
     # -- worker thread ------------------------------------------------------------------------
+    def _destinations(self, parameters, context):
+        """``[(key, path)]`` of the outputs asked for, in writing order."""
+        keys = [self.EXCITATION, self.INHIBITION, self.SIGNED]
+        if self.HAS_CELLS:
+            keys.append(self.CELLS)
+        out = [(key, self.parameterAsOutputLayer(parameters, key, context)) for key in keys]
+        out.append((self.REPORT, self.parameterAsFileOutput(parameters, self.REPORT, context)))
+        return [(key, path) for key, path in out if path]
+
+    def check_job(self, job, params):
+        """Refuse parameters that cannot work on this window (ValueError); none by default."""
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.errors import ExplanationCancelled, ModelError
 
         started = time.perf_counter()
+        destinations = self._destinations(parameters, context)
+        try:
+            result = self._explain(parameters, context, feedback, started, destinations)
+        except ExplanationCancelled:
+            forget_outputs(context, [path for _, path in destinations])
+            feedback.reportError("Explanation cancelled; no output was written.")
+            return {}
+        except QgsProcessingException:
+            forget_outputs(context, [path for _, path in destinations])
+            raise
+        except MemoryError:
+            forget_outputs(context, [path for _, path in destinations])
+            raise QgsProcessingException(
+                "Not enough memory for this explanation. Lower BATCH_SIZE or WINDOW.") from None
+        except (ModelError, ValueError) as exc:
+            forget_outputs(context, [path for _, path in destinations])
+            raise QgsProcessingException(str(exc)) from exc
+        except Exception as exc:  # a model that fails mid-run: say so, keep QGIS alive
+            forget_outputs(context, [path for _, path in destinations])
+            raise QgsProcessingException(f"The model failed during the explanation: {exc}") \
+                from exc
+        return result
+
+    def _explain(self, parameters, context, feedback, started, destinations):
+        from ..core.batching import check_cancel
+        from ..core.errors import ModelError
+
+        cancel = feedback.isCanceled if feedback is not None else None
+        check_cancel(cancel)
+        for key, path in destinations:
+            check_writable(path, key)
         model_path = self.parameterAsFile(parameters, self.MODEL, context)
-        model = load_model(model_path)
+        model = CheckedModel(load_model(
+            model_path, self.parameterAsInt(parameters, THREADS, context) or None))
+        check_cancel(cancel)
         class_index = resolve_class(self.parameterAsString(parameters, self.CLASS, context),
                                     model.class_names)
         params = {engine: self._value(parameters, key, param, context)
@@ -177,6 +224,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         window_size = self.parameterAsInt(parameters, self.WINDOW, context)
         try:
             job = prepare_job(model, self._source, self._bands, self._roi_wkb, window_size)
+            self.check_job(job, params)
         except (ModelError, ValueError) as exc:
             raise QgsProcessingException(str(exc)) from exc
         for warning in job["warnings"]:
@@ -187,17 +235,8 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         progress, cancel = feedback_callbacks(feedback)
         from ..core.explain import explain_region
 
-        try:
-            result = explain_region(model, job["image"], job["mask"], [class_index], self.METHOD,
-                                    progress=progress, cancel=cancel, **params)
-        except ExplanationCancelled:
-            feedback.reportError("Explanation cancelled; no output was written.")
-            return {}
-        except (ModelError, ValueError) as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        except Exception as exc:  # a model that fails mid-run: say so, keep QGIS alive
-            raise QgsProcessingException(f"The model failed during the explanation: {exc}") \
-                from exc
+        result = explain_region(model, job["image"], job["mask"], [class_index], self.METHOD,
+                                progress=progress, cancel=cancel, **params)
         class_name = model.class_names[class_index]
         full = float(np.ravel(result.full_value)[0])
         base = float(np.ravel(result.base_value)[0])
@@ -205,9 +244,10 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         summary = [f"prediction {full:.4f}", f"base value {base:.4f}",
                    f"sum of contributions {total:.4f}", f"{result.n_evaluations} evaluations"]
         metadata = run_metadata(model_path, class_name, self.METHOD, result.params,
-                                window=job["window"])
+                                window=job["window"], source=self._source, bands=job["bands"],
+                                roi_wkb=self._roi_wkb)
         outputs = self._write_outputs(parameters, context, job, result, metadata, class_name,
-                                      summary)
+                                      summary, feedback)
         outputs.update(PREDICTION=full, BASE_VALUE=base, SUM_CONTRIBUTIONS=total,
                        N_EVALUATIONS=int(result.n_evaluations),
                        SECONDS=time.perf_counter() - started)
@@ -221,45 +261,66 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             return self.parameterAsInt(parameters, key, context)
         raise TypeError(key)
 
-    def _write_outputs(self, parameters, context, job, result, metadata, class_name, summary):
+    def _write_outputs(self, parameters, context, job, result, metadata, class_name, summary,
+                       feedback=None):
+        """Write every output under a temporary name, then rename them all together.
+
+        A failure (disk full, a driver error) or a cancellation while writing removes every
+        file of the run, those already complete included: the outputs appear together or not
+        at all.
+        """
+        from ..core.batching import check_cancel
+        from ..core.errors import ExplanationCancelled
         from ..core.geoio import write_geotiff
 
+        cancel = feedback.isCanceled if feedback is not None else None
         info, gt = job["info"], job["geotransform"]
         nodata = job["nodata"]
-        group = f"{class_name} - {self.METHOD} - {time.strftime('%H:%M:%S')}"
         outputs = {}
-        rasters = [(self.EXCITATION, result.excitation, "excitation"),
-                   (self.INHIBITION, result.inhibition, "inhibition"),
-                   (self.SIGNED, result.signed, "signed")]
-        for key, values, style in rasters:
-            path = self.parameterAsOutputLayer(parameters, key, context)
-            if not path:
-                continue
-            data = np.where(nodata, NODATA, values).astype(np.float32)
-            write_geotiff(path, data, gt, info.crs_wkt, nodata=NODATA, band_names=[style],
-                          metadata=dict(metadata, output=style))
-            style_on_load(context, path, style, group, f"{style} ({class_name}, {self.METHOD})",
-                          self._source)
-            outputs[key] = path
-        if self.HAS_CELLS:
-            path = self.parameterAsOutputLayer(parameters, self.CELLS, context)
-            if path:
-                write_cells(path, result, gt, info.crs_wkt, metadata)
-                style_on_load(context, path, "cells", group, f"cells ({class_name}, "
-                              f"{self.METHOD})", self._source)
-                outputs[self.CELLS] = path
-        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
-        if report:
-            from ..core.report import write_report
-
-            write_report(
-                report, job["image"][..., 0], job["mask"],
-                result.prediction[..., result.classes[0]], result.signed,
-                title=f"{self.TITLE}: class '{class_name}' on {self._layer_name}",
-                lines=summary,
-                cells=[c["polygon"] for c in result.cells] if self.HAS_CELLS else None)
-            outputs[self.REPORT] = report
+        rasters = {self.EXCITATION: result.excitation, self.INHIBITION: result.inhibition,
+                   self.SIGNED: result.signed}
+        styles = {self.EXCITATION: "excitation", self.INHIBITION: "inhibition",
+                  self.SIGNED: "signed", self.CELLS: "cells"}
+        with OutputSet() as files:
+            for key, path in self._destinations(parameters, context):
+                check_cancel(cancel)
+                try:
+                    tmp = files.temporary(path)
+                    if key in rasters:
+                        data = np.where(nodata, NODATA, rasters[key]).astype(np.float32)
+                        write_geotiff(tmp, data, gt, info.crs_wkt, nodata=NODATA,
+                                      band_names=[styles[key]],
+                                      metadata=dict(metadata, output=styles[key]))
+                    elif key == self.CELLS:
+                        write_cells(tmp, result, gt, info.crs_wkt, metadata)
+                    else:
+                        self._write_report(tmp, job, result, class_name, summary)
+                except ExplanationCancelled:
+                    raise
+                except Exception as exc:  # disk full, permissions, driver errors
+                    raise write_failure(exc, key) from None
+                outputs[key] = path
+            check_cancel(cancel)
+            try:
+                files.commit()
+            except OSError as exc:
+                raise write_failure(exc) from None
+        group = f"{class_name} - {self.METHOD} - {time.strftime('%H:%M:%S')}"
+        for key, path in outputs.items():
+            if key in styles:
+                style_on_load(context, path, styles[key], group,
+                              f"{styles[key]} ({class_name}, {self.METHOD})", self._source)
         return outputs
+
+    def _write_report(self, path, job, result, class_name, summary):
+        from ..core.report import write_report
+
+        write_report(
+            path, job["image"][..., 0], job["mask"],
+            result.prediction[..., result.classes[0]], result.signed,
+            title=f"{self.TITLE}: class '{class_name}' on {self._layer_name}",
+            lines=summary,
+            cells=[c["polygon"] for c in result.cells] if self.HAS_CELLS else None)
 
 
 def resolve_class(text, class_names):
@@ -324,6 +385,17 @@ def prepare_job(model, source, bands, roi_wkb, window_size):
         warnings.append("The region crosses the raster's edge; only its part inside the raster "
                         "is explained.")
     window = place_window(pixel_bounds(clipped, gt), size, info.height, info.width)
+    if _is_geographic(info.crs_wkt):
+        warnings.append(
+            "The raster's CRS is geographic (degrees). The window, the region and the cells are "
+            "on the raster's own pixel grid, so cells are regular in pixels, not on the ground "
+            "(away from the equator a pixel is narrower east-west than north-south). Reproject "
+            "the raster to a projected CRS for cells of equal ground size.")
+    if size > info.height or size > info.width:
+        warnings.append(
+            f"The {size} x {size} px window is larger than the raster ({info.height} x "
+            f"{info.width} px); the part outside the raster is nodata, shown to the model as "
+            "the image's mean.")
     image = read_window(source, window.row0, window.col0, window.height, window.width, bands)
     nodata = np.isnan(image).all(axis=-1)
     mask = region_mask(clipped, gt, window)
@@ -338,17 +410,48 @@ def prepare_job(model, source, bands, roi_wkb, window_size):
         raise ValueError("INPUT: the explanation window holds only nodata.")
     return {"info": info, "window": window, "image": image, "mask": mask, "nodata": nodata,
             "geotransform": window_geotransform(gt, window.row0, window.col0),
-            "warnings": warnings}
+            "warnings": warnings, "bands": bands}
 
 
-def run_metadata(model_path, class_name, method, params, window=None):
-    """What every output records: model file and hash, class, method, parameters, version."""
+def _is_geographic(crs_wkt):
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    try:
+        srs.ImportFromWkt(crs_wkt)
+    except RuntimeError:
+        return False
+    return bool(srs.IsGeographic())
+
+
+#: Longest region outline written into the outputs' metadata as WKT; longer ones are
+#: recorded by their SHA-256 only.
+MAX_REGION_WKT = 32 * 1024
+
+
+def run_metadata(model_path, class_name, method, params, window=None, source=None, bands=None,
+                 roi_wkb=None):
+    """What every output records, enough to run it again: model file and hash, input raster,
+    bands, region (WKT in the raster's CRS), window, class, method, parameters, seed, version."""
     meta = {"seg_explainer_version": plugin_version(), "model_file": str(model_path),
             "model_sha256": file_sha256(model_path), "class": class_name, "method": method,
             "parameters": json.dumps(params, sort_keys=True, default=str),
             "seed": str(params.get("seed"))}
     if window is not None:
         meta["window"] = json.dumps([window.row0, window.col0, window.height, window.width])
+    if source is not None:
+        meta["input_raster"] = str(source)
+    if bands is not None:
+        meta["bands"] = json.dumps([int(b) for b in bands])
+    if roi_wkb is not None:
+        import hashlib
+
+        import shapely
+
+        wkt = shapely.to_wkt(shapely.from_wkb(roi_wkb), rounding_precision=-1)  # exact
+        meta["region_sha256"] = hashlib.sha256(roi_wkb).hexdigest()
+        if len(wkt) <= MAX_REGION_WKT:
+            meta["region_wkt"] = wkt
     return meta
 
 
@@ -385,6 +488,19 @@ class ExplainShapAlgorithm(ExplainAlgorithm):
             "minus the base value (everything switched off). With N_SAMPLES >= 2^M the values "
             "are exact. CELLS holds the hexagons with value, standard error and rank "
             "(1 = strongest excitation).</p>")
+
+    def check_job(self, job, params):
+        from ..core.cells import hexagon_grid
+
+        window = job["window"]
+        hex_size = params["hex_size"]
+        n_cells = hexagon_grid(window.height, window.width, hex_size).n_cells
+        if n_cells < 2:
+            raise ValueError(
+                f"HEX_SIZE: the {window.height} x {window.width} px window holds a single "
+                f"hexagon of circumradius {hex_size:g} px, so no part of the image can be "
+                f"compared with another. Lower HEX_SIZE (at most {max(2, window.width // 4)}) "
+                "or raise WINDOW.")
 
     def method_parameters(self):
         return [

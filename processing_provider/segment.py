@@ -1,13 +1,17 @@
 """segexplainer:segment: run the model over a raster, tile by tile, without seams."""
 
+import json
+import re
+
 from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingParameterBand, QgsProcessingParameterExtent,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer)
 
-from .common import feedback_callbacks, file_sha256, load_model, plugin_version, \
-    raster_source_path
+from .common import (THREADS, CheckedModel, OutputSet, check_writable, feedback_callbacks,
+                     file_sha256, forget_outputs, load_model, plugin_version,
+                     raster_source_path, threads_parameter, write_failure)
 
 
 class SegmentAlgorithm(QgsProcessingAlgorithm):
@@ -61,6 +65,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             defaultValue=-1, minValue=-1))
         self.addParameter(QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Tiles per model call", defaultValue=4, minValue=1))
+        self.addParameter(threads_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.PROBABILITIES, "Class probabilities"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -79,34 +84,92 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.errors import ExplanationCancelled, ModelError
-        from ..core.tiling import segment_raster
 
-        model_path = self.parameterAsFile(parameters, self.MODEL, context)
-        model = load_model(model_path)
         probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context)
         classes = self.parameterAsOutputLayer(parameters, self.CLASSES, context) or None
+        destinations = [(self.PROBABILITIES, probs)] + ([(self.CLASSES, classes)] if classes
+                                                         else [])
+        try:
+            return self._segment(parameters, context, feedback, destinations)
+        except ExplanationCancelled:
+            forget_outputs(context, [path for _, path in destinations])
+            feedback.reportError("Segmentation cancelled; no output was written.")
+            return {}
+        except QgsProcessingException:
+            forget_outputs(context, [path for _, path in destinations])
+            raise
+        except MemoryError:
+            forget_outputs(context, [path for _, path in destinations])
+            raise QgsProcessingException(
+                "Not enough memory to segment. Lower TILE_SIZE or BATCH_SIZE.") from None
+        except (ModelError, ValueError) as exc:
+            forget_outputs(context, [path for _, path in destinations])
+            raise QgsProcessingException(str(exc)) from exc
+        except OSError as exc:
+            forget_outputs(context, [path for _, path in destinations])
+            raise write_failure(exc) from None
+        except Exception as exc:  # a model (or driver) failing mid-run: say so, keep QGIS alive
+            forget_outputs(context, [path for _, path in destinations])
+            raise write_failure(exc) if _is_write_error(exc) else QgsProcessingException(
+                f"The model failed during the segmentation: {exc}") from exc
+
+    def _segment(self, parameters, context, feedback, destinations):
+        from ..core.batching import check_cancel
+        from ..core.tiling import segment_raster
+
+        cancel = feedback.isCanceled if feedback is not None else None
+        check_cancel(cancel)
+        for key, path in destinations:
+            check_writable(path, key)
+        model_path = self.parameterAsFile(parameters, self.MODEL, context)
+        model = CheckedModel(load_model(
+            model_path, self.parameterAsInt(parameters, THREADS, context) or None))
+        check_cancel(cancel)
+        _check_bands(model, self._source, self._bands)
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         metadata = {"seg_explainer_version": plugin_version(), "model_file": model_path,
-                    "model_sha256": file_sha256(model_path), "method": "segment"}
+                    "model_sha256": file_sha256(model_path), "method": "segment",
+                    "input_raster": self._source,
+                    "parameters": json.dumps({"bands": self._bands, "window": self._window,
+                                              "tile_size": tile, "overlap": overlap},
+                                             sort_keys=True)}
         progress, cancel = feedback_callbacks(feedback)
-        try:
+        paths = dict(destinations)
+        with OutputSet() as files:
+            tmp = {key: files.temporary(path) for key, path in destinations}
             summary = segment_raster(
-                model, self._source, probs, classes, bands=self._bands, window=self._window,
-                tile_size=tile, overlap=None if overlap < 0 else overlap,
+                model, self._source, tmp[self.PROBABILITIES], tmp.get(self.CLASSES),
+                bands=self._bands, window=self._window, tile_size=tile,
+                overlap=None if overlap < 0 else overlap,
                 batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 metadata=metadata, progress=progress, cancel=cancel)
-        except ExplanationCancelled:
-            feedback.reportError("Segmentation cancelled; no output was written.")
-            return {}
-        except (ModelError, ValueError) as exc:
-            raise QgsProcessingException(str(exc)) from exc
+            check_cancel(cancel)
+            files.commit()
         feedback.pushInfo(f"{summary['n_tiles']} tiles of {summary['tile_size']} px, overlap "
                           f"{summary['overlap']} px; pixels per class: {summary['class_counts']}")
-        results = {self.PROBABILITIES: probs}
-        if classes:
-            results[self.CLASSES] = classes
-        return results
+        return dict(paths)
+
+
+def _check_bands(model, source, bands):
+    """The band count must be the model's channel count: say which BANDS to choose."""
+    from ..core.geoio import raster_info
+
+    info = raster_info(source)
+    bands = list(bands) if bands else list(range(1, info.n_bands + 1))
+    if any(b < 1 or b > info.n_bands for b in bands):
+        raise QgsProcessingException(f"BANDS: the raster has bands 1 to {info.n_bands}; "
+                                     f"{bands} asks for others.")
+    if model.n_channels is not None and len(bands) != model.n_channels:
+        raise QgsProcessingException(
+            f"BANDS: the model takes {model.n_channels} channel(s) but {len(bands)} band(s) "
+            f"were given (the raster has {info.n_bands}). Choose {model.n_channels} band(s) "
+            "in model-channel order with BANDS.")
+
+
+def _is_write_error(exc):
+    """True for GDAL's errors of a full disk (it raises RuntimeError, not OSError)."""
+    return bool(re.search(r"no space left|disk full|free disk space", str(exc), re.IGNORECASE))
 
 
 def _extent_to_window(layer, extent):

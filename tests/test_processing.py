@@ -22,9 +22,13 @@ def provider(qgis_processing):
     from seg_explainer.processing_provider.provider import SegExplainerProvider
 
     registry = QgsApplication.processingRegistry()
+    added = None
     if registry.providerById("segexplainer") is None:
-        registry.addProvider(SegExplainerProvider())
+        added = SegExplainerProvider()
+        registry.addProvider(added)
     yield registry.providerById("segexplainer")
+    if added is not None:  # leave the registry as found, for the plugin load/unload tests
+        registry.removeProvider(added)
 
 
 def run(alg, params, feedback=None):
