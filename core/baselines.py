@@ -245,12 +245,21 @@ def infill_value(image, rect):
     return np.where(count > 0, mean, band_means(image)).astype(np.float32)
 
 
-def infill_rects(image, rects):
-    """:func:`infill_rect` for many rectangles: ``[n, 4]`` -> ``[n, H, W, C]`` float32."""
+def infill_rects(image, rects, window=None):
+    """:func:`infill_rect` for many rectangles: ``[n, 4]`` -> ``[n, H, W, C]`` float32.
+
+    ``window`` ``(row0, row1, col0, col1)``, optional: return only that part of every filled
+    image, ``[n, row1 - row0, col1 - col0, C]`` (the fill values still come from the whole
+    image, so they equal the uncropped ones).
+    """
     image = _as_image(image)
+    h, w = image.shape[:2]
+    f0, f1, g0, g1 = (0, h, 0, w) if window is None else (int(v) for v in window)
     rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
-    out = np.repeat(image[None], len(rects), axis=0)
+    out = np.repeat(image[None, f0:f1, g0:g1], len(rects), axis=0)
     for i, rect in enumerate(rects):
         r0, r1, c0, c1 = _clip_rect(image, rect)
-        out[i, r0:r1, c0:c1] = infill_value(image, rect)
+        r0, r1, c0, c1 = max(r0, f0), min(r1, f1), max(c0, g0), min(c1, g1)
+        if r1 > r0 and c1 > c0:
+            out[i, r0 - f0:r1 - f0, c0 - g0:c1 - g0] = infill_value(image, rect)
     return out

@@ -124,15 +124,45 @@ class Cells:
         keep = run_row == rr[1:]  # drop the pair spanning two rows
         run_row, run_start, run_end = run_row[keep], run_start[keep], run_end[keep]
         run_label = labels[run_row, run_start]
-        boxes = shapely.box(run_start, run_row, run_end, run_row + 1)
-        order = np.argsort(run_label, kind="stable")
+        order = np.argsort(run_label, kind="stable")   # by cell, then raster order
         bounds = np.searchsorted(run_label[order], np.arange(self.n_cells + 1))
         out = []
         for i in range(self.n_cells):
-            geom = shapely.union_all(boxes[order[bounds[i]:bounds[i + 1]]])
-            geom = geom.simplify(0)  # drop the collinear vertices between runs
-            out.append(geom)
+            sel = order[bounds[i]:bounds[i + 1]]
+            ring = _row_convex_outline(run_row[sel], run_start[sel], run_end[sel])
+            if ring is not None:     # one run per row, overlapping rows: trace the outline
+                out.append(shapely.Polygon(ring))
+                continue
+            boxes = shapely.box(run_start[sel], run_row[sel], run_end[sel], run_row[sel] + 1)
+            geom = shapely.union_all(boxes)
+            out.append(geom.simplify(0))  # drop the collinear vertices between runs
         return out
+
+
+def _row_convex_outline(rows, starts, ends):
+    """Outline ring of a cell with one run per row in consecutive, overlapping rows.
+
+    ``rows`` ascending; returns an (N, 2) array of (x, y) vertices without collinear ones,
+    or None when the cell is not of that shape (the caller then unions the runs' boxes).
+    """
+    n = len(rows)
+    if n == 0 or np.any(np.diff(rows) != 1):
+        return None
+    if n > 1 and (np.any(starts[1:] >= ends[:-1]) or np.any(ends[1:] <= starts[:-1])):
+        return None
+    r = rows.astype(np.float64)
+    left = np.empty((2 * n, 2))
+    left[0::2, 0], left[0::2, 1] = starts, r            # down the left side
+    left[1::2, 0], left[1::2, 1] = starts, r + 1
+    right = np.empty((2 * n, 2))
+    right[0::2, 0], right[0::2, 1] = ends[::-1], r[::-1] + 1   # up the right side
+    right[1::2, 0], right[1::2, 1] = ends[::-1], r[::-1]
+    ring = np.concatenate([left, right])
+    ring = ring[np.any(ring != np.roll(ring, 1, axis=0), axis=1)]       # repeated points
+    prev, nxt = np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0)
+    collinear = ((prev[:, 0] == ring[:, 0]) & (ring[:, 0] == nxt[:, 0])) | \
+                ((prev[:, 1] == ring[:, 1]) & (ring[:, 1] == nxt[:, 1]))
+    return ring[~collinear]
 
 
 def _validate(height, width, size):

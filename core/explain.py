@@ -25,6 +25,17 @@ values **inhibition**.
 Nodata: NaN pixels of the image (any band) are replaced by the per-band mean of the valid
 pixels before anything else, the baselines are computed from the valid pixels only, and
 nodata pixels are left out of the region score (unless the region holds nothing else).
+
+Receptive-field cropping (``crop="auto"``): the prediction of a fully convolutional model
+over a small region depends only on a neighbourhood of it. The engine then looks for the
+smallest window around the region whose prediction over the region matches the full
+window's within ``crop_tolerance`` (see :func:`find_crop`), and runs every masked
+evaluation on that crop only. Cells, masks and rectangles stay defined on the full window
+(so are the nodata fill and the baseline image, so values are comparable with an uncropped
+run); the parts outside the crop cannot change the region score, so SHAP cells wholly
+outside it are dummy players (exactly 0), occluded rectangles wholly outside it have
+exactly 0 importance and cost no evaluation, and RISE's masks are unchanged (the crop only
+changes where the model is run).
 """
 
 import time
@@ -55,7 +66,12 @@ DEFAULTS = {
     "blur_sigma": 8.0,
     "seed": 0,
     "batch_size": 16,
+    "crop": None,
+    "crop_tolerance": 1e-6,
+    "crop_multiple": 32,
 }
+#: Parameters every method uses (cropping).
+_CROP_PARAMS = ("crop", "crop_tolerance", "crop_multiple")
 # The parameters each method uses (and records in Explanation.params).
 _USED = {
     "shap": ("hex_size", "cell_shape", "n_samples", "baseline", "baseline_value", "blur_sigma",
@@ -108,10 +124,15 @@ class Explanation:
     seconds : float
         Wall time of the whole run.
     params : dict
-        Every parameter the method used, defaults filled in (``n_samples`` resolved).
+        Every parameter the method used, defaults filled in (``n_samples`` resolved). With
+        ``crop="auto"`` also ``crop``, ``crop_tolerance``, ``crop_multiple`` and
+        ``crop_window``, the crop used (``[row0, row1, col0, col1]``, half-open pixels of
+        the image) or None when the whole image was used.
     details : dict
-        Method-specific facts: SHAP ``n_cells`` and ``exact``; occlusion
-        ``n_naive_evaluations``, ``n_offsets``, ``best_offsets``; RISE ``mean_score``.
+        Method-specific facts: SHAP ``n_cells``, ``n_players`` (cells in the coalitions:
+        all of them, or those meeting the crop) and ``exact``; occlusion
+        ``n_naive_evaluations``, ``n_offsets``, ``best_offsets``; RISE ``mean_score``. With
+        ``crop="auto"``, ``crop``: the search's record (see :func:`find_crop`).
     """
 
     method: str
@@ -171,6 +192,15 @@ def _check_params(method, params):
     for name in ("n_masks", "grid_size", "max_depth", "n_best", "batch_size"):
         positive_int(name)
     positive_int("seed", 0)
+    positive_int("crop_multiple")
+    if p["crop"] not in (None, "auto"):
+        raise ValueError(f"crop must be None (no cropping) or 'auto', got {p['crop']!r}")
+    tol = p["crop_tolerance"]
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) or \
+            not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"crop_tolerance must be a number >= 0 (probability units), got "
+                         f"{tol!r}")
+    p["crop_tolerance"] = float(tol)
     if p["n_samples"] is not None:
         positive_int("n_samples", 0)
     if not (isinstance(p["hex_size"], (int, float, np.number)) and np.isfinite(p["hex_size"])
@@ -322,6 +352,31 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
             Random seed (SHAP, RISE): the result is a function of the seed.
         batch_size : int, default 16
             Images per model call; progress and cancellation act between batches.
+        crop : {None, "auto"}, default None
+            None runs every evaluation on the whole image. "auto" first finds the smallest
+            crop of the image around the region whose prediction over the region matches
+            the whole image's within ``crop_tolerance`` (:func:`find_crop`), then runs the
+            masked evaluations on that crop only; everything else (cells, masks,
+            rectangles, nodata fill, baseline image) stays defined on the whole image.
+            SHAP cells wholly outside the crop are dummy players: they are left out of the
+            coalitions and get exactly 0 (cells partly inside are kept); occlusion
+            rectangles wholly outside it get exactly 0 without an evaluation; RISE's masks
+            are unchanged. For a model whose prediction over the region depends only on the
+            crop (a fully convolutional model with a receptive field inside it) the result
+            equals the uncropped one up to float rounding, at a fraction of the cost. No
+            crop is used (the run is the uncropped one) when none smaller than the image
+            passes the check, with a model of fixed input size, or with baseline
+            "inpaint" (it depends on pixels outside any crop); ``details["crop"]`` says
+            which crop was used and why.
+        crop_tolerance : float, default 1e-6
+            Largest accepted difference (probability units) between a candidate crop's and
+            the whole image's prediction: per-pixel probabilities of every class over the
+            region, and the region score, on the check images.
+        crop_multiple : int, default 32
+            Crop edges lie on multiples of this many pixels from the image's top-left
+            corner (or on the image's edges), so that a model's pooling grid stays aligned:
+            use the model's total stride (32 for a 5-level U-Net; 1 for a model without
+            striding).
 
     Returns
     -------
@@ -343,31 +398,53 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
     if (region & valid).any():
         region = region & valid
     filled = fill_nodata(image, valid)
-    scorer = _Scorer(model, filled, region, classes, p["batch_size"])
-    prog = _Monotone(progress)
+    h, w = region.shape
     if p["baseline"] in STATIC_KINDS:
         base_img = baseline_image(filled, p["baseline"], value=p["baseline_value"],
                                   sigma=p["blur_sigma"], valid_mask=valid)
     else:
         base_img = None
 
+    crop_record, full_prediction, n_search = None, None, 0
+    win = (0, h, 0, w)
+    if p["crop"] == "auto":
+        crop_record, full_prediction = _auto_crop(model, filled, base_img, region, classes, p,
+                                                  cancel)
+        n_search = crop_record["n_evaluations"]
+        if crop_record["window"] is not None:
+            win = tuple(crop_record["window"])
+    frame = (slice(win[0], win[1]), slice(win[2], win[3]))
+    image_f = filled[frame]
+    base_f = base_img[frame] if base_img is not None else None
+    scorer = _Scorer(model, image_f, region[frame], classes, p["batch_size"])
+    scorer.n_evaluations = n_search
+    prog = _Monotone(progress)
+
     def images_for(masks):
-        if base_img is not None:
-            return composite(filled, base_img, masks)
+        """Masks on the frame (the crop, or the whole image) -> images on the frame."""
+        if base_f is not None:
+            return composite(image_f, base_f, masks)
+        # "inpaint" is never cropped: the frame is the whole image
         return np.stack([composite(filled, inpaint_masked(filled, m), m[None])[0]
                          for m in masks])
 
     run = {"shap": _run_shap, "rise": _run_rise, "occlusion": _run_occlusion}[method]
-    out = run(scorer, filled, p, images_for, prog, cancel)
-    prediction = scorer.unperturbed(cancel)
-    full_value = prediction.reshape(-1, prediction.shape[-1])[scorer.idx][:, list(classes)]
-    full_value = full_value.mean(axis=0, dtype=np.float64)
+    out = run(scorer, filled, p, images_for, prog, cancel, win)
+    prediction = full_prediction if full_prediction is not None else \
+        scorer.unperturbed(cancel)
+    full_value = prediction.reshape(-1, prediction.shape[-1])[np.flatnonzero(region.ravel())]
+    full_value = full_value[:, list(classes)].mean(axis=0, dtype=np.float64)
     prog(1.0)
     signed_all = np.asarray(out["signed"], dtype=np.float32).reshape(len(classes),
                                                                       *region.shape)
     signed = signed_all[0]
     params_used = {k: p[k] for k in _USED[method]}
     params_used["method"] = method
+    details = out["details"]
+    if crop_record is not None:
+        params_used.update({k: p[k] for k in _CROP_PARAMS})
+        params_used["crop_window"] = crop_record["window"]
+        details["crop"] = crop_record
     return Explanation(
         method=method, classes=classes,
         class_names=tuple(model.class_names[c] for c in classes),
@@ -375,7 +452,168 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
         inhibition=np.maximum(-signed, 0), cells=tuple(out["cells"]),
         base_value=out["base_value"], full_value=full_value, prediction=prediction,
         region_mask=region, n_evaluations=scorer.n_evaluations,
-        seconds=time.perf_counter() - start, params=params_used, details=out["details"])
+        seconds=time.perf_counter() - start, params=params_used, details=details)
+
+
+# --------------------------------------------------------------------------- cropping
+
+_CHECK_BLOCK = 32      # block size of the random half-masked check image, pixels
+_FIRST_MARGIN = 16     # first margin tried around the region, pixels (rounded up)
+
+
+def check_images(image, baseline, seed=0):
+    """The images a crop is checked on: the image, all switched off, half switched off.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        No NaN.
+    baseline : ndarray, shape (H, W, C)
+        What switched-off pixels become.
+    seed : int
+        Seed of the half mask (random 32 x 32 pixel blocks, each kept with probability 1/2).
+
+    Returns
+    -------
+    ndarray, shape (3, H, W, C), float32
+
+    Notes
+    -----
+    The unperturbed image alone is a weak check: where the model is confident its
+    probabilities saturate and hide what lies outside the crop. Switched-off images are
+    what the explanation evaluates, and there the region is rarely saturated.
+    """
+    h, w = image.shape[:2]
+    rng = np.random.default_rng(seed)
+    n_r, n_c = -(-h // _CHECK_BLOCK), -(-w // _CHECK_BLOCK)
+    keep = np.repeat(np.repeat(rng.random((n_r, n_c)) < 0.5, _CHECK_BLOCK, 0),
+                     _CHECK_BLOCK, 1)[:h, :w]
+    half = np.where(keep[..., None], image, baseline)
+    return np.stack([image, np.broadcast_to(baseline, image.shape), half]).astype(np.float32)
+
+
+def find_crop(predict, images, region, classes, *, tolerance=1e-6, multiple=32, cancel=None):
+    """The smallest crop around a region whose prediction over it matches the whole image's.
+
+    Candidates are the region's bounding box grown by a margin on every side, with edges
+    moved outwards onto multiples of ``multiple`` pixels from the image's top-left corner
+    and clipped to the image (so a crop is centred on the region but for the snapping and
+    the image's edges). The margin doubles from 16 pixels (rounded up to ``multiple``) until
+    a candidate passes (or reaches the whole image), then the smallest passing margin is
+    found by bisection in steps of ``multiple``. A candidate passes when, on every check
+    image, the largest absolute difference between its and the whole image's prediction
+    over the region - per-pixel probabilities of every class, and the region score of every
+    class in ``classes`` - is at most ``tolerance``. Each candidate costs one
+    ``predict`` call on the check images cropped to it.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(images)`` maps float32 ``[N, h, w, C]`` to probabilities ``[N, h, w, K]``
+        for any crop size it is given.
+    images : ndarray, shape (N, H, W, C)
+        The check images (e.g. :func:`check_images`).
+    region : ndarray of bool, shape (H, W)
+        Not empty.
+    classes : sequence of int
+    tolerance : float
+        Probability units.
+    multiple : int
+        Crop edges snap to multiples of this (pixels).
+    cancel : callable() -> bool, optional
+        Checked before every candidate.
+
+    Returns
+    -------
+    dict
+        ``window``: ``[row0, row1, col0, col1]`` of the crop, or None when no crop smaller
+        than the image passed; ``shape``: the crop's (or the image's) ``[height, width]``;
+        ``margin`` (pixels, None without a crop); ``max_difference`` of the chosen crop
+        (0.0 for the whole image); ``candidates``: every candidate checked, in order, with
+        its ``window`` and ``max_difference``; ``n_evaluations``: images predicted (the whole
+        image's included); ``reason`` (str, when no crop is used); and ``prediction``: the
+        whole image's probabilities on the check images, ``[N, H, W, K]``.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    n, h, w = images.shape[:3]
+    region = np.asarray(region, dtype=bool)
+    classes = list(classes)
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    b0, b1, b2, b3 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    step = max(1, int(multiple))
+    check_cancel(cancel)
+    full_pred = np.asarray(predict(images), dtype=np.float32)
+    ref = full_pred[:, region]                                   # (N, R, K)
+    ref_score = ref[:, :, classes].mean(axis=1, dtype=np.float64)
+    whole = (0, h, 0, w)
+    tried = {}
+    record = {"candidates": []}
+
+    def window(margin):
+        return (max(0, (b0 - margin) // step * step), min(h, -(-(b1 + margin) // step) * step),
+                max(0, (b2 - margin) // step * step), min(w, -(-(b3 + margin) // step) * step))
+
+    def passes(k):
+        win = window(k * step)
+        if win == whole:
+            return True
+        if win not in tried:
+            check_cancel(cancel)
+            r0, r1, c0, c1 = win
+            pred = np.asarray(predict(np.ascontiguousarray(images[:, r0:r1, c0:c1])),
+                              dtype=np.float32)
+            got = pred[:, region[r0:r1, c0:c1]]
+            score = got[:, :, classes].mean(axis=1, dtype=np.float64)
+            diff = max(float(np.abs(got.astype(np.float64) - ref).max()),
+                       float(np.abs(score - ref_score).max()))
+            tried[win] = diff
+            record["candidates"].append({"window": list(win), "max_difference": diff})
+        return tried[win] <= tolerance
+
+    lo, hi = -1, -(-_FIRST_MARGIN // step)         # margins in units of `step`
+    while not passes(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    win = window(hi * step)
+    used = win != whole
+    record.update(
+        window=list(win) if used else None,
+        shape=[win[1] - win[0], win[3] - win[2]] if used else [h, w],
+        margin=hi * step if used else None,
+        max_difference=tried[win] if used else 0.0,
+        n_evaluations=n * (1 + len(tried)),
+        reason=None if used else "no crop smaller than the image matches its prediction "
+                                 f"over the region within {tolerance:g}",
+        prediction=full_pred)
+    return record
+
+
+def _auto_crop(model, image, base_img, region, classes, p, cancel):
+    """Run :func:`find_crop` for explain_region; (record, whole-image prediction or None)."""
+    def skip(reason):
+        return {"window": None, "shape": list(region.shape), "margin": None,
+                "max_difference": None, "candidates": [], "n_evaluations": 0,
+                "reason": reason}, None
+
+    if getattr(model, "fixed_size", None) is not None:
+        return skip("the model takes inputs of a fixed size only")
+    if p["baseline"] == "inpaint":
+        return skip("baseline 'inpaint' depends on pixels outside any crop")
+    if base_img is None:                     # infill: the whole image occluded = band means
+        base_img = baseline_image(image, "mean")
+    images = check_images(image, base_img, seed=p["seed"])
+    record = find_crop(lambda x: model.predict(x, batch_size=p["batch_size"]), images, region,
+                       classes, tolerance=p["crop_tolerance"], multiple=p["crop_multiple"],
+                       cancel=cancel)
+    prediction = record.pop("prediction")[0]
+    record["tolerance"] = p["crop_tolerance"]
+    return record, prediction
 
 
 def _as_rows(values):
@@ -383,37 +621,53 @@ def _as_rows(values):
     return v[:, None] if v.ndim == 1 else v
 
 
-def _run_shap(scorer, image, p, images_for, prog, cancel):
+def _run_shap(scorer, image, p, images_for, prog, cancel, win):
     from .cells import hexagon_grid, square_grid
     from .kernel_shap import kernel_shap
 
     grid = hexagon_grid if p["cell_shape"] == "hexagon" else square_grid
     cells = grid(*image.shape[:2], p["hex_size"])
     m = cells.n_cells
+    r0, r1, c0, c1 = win
+    labels = cells.labels[r0:r1, c0:c1]
+    # the players: cells meeting the frame; the others are dummies (exactly 0)
+    present = np.zeros(m, dtype=bool)
+    present[labels.ravel()] = True
+    players = np.flatnonzero(present)
+    local = np.full(m, -1, dtype=np.int64)
+    local[players] = np.arange(len(players))
+    local_labels = local[labels]
+    n_players = len(players)
     if p["n_samples"] is None:
-        p["n_samples"] = 2 * m + 2048
+        p["n_samples"] = 2 * n_players + 2048
 
     def value_fn(coalitions):
         z = np.asarray(coalitions, dtype=bool)
-        return scorer(images_for(z[:, cells.labels]), keep_all=z.all(axis=1))
+        return scorer(images_for(z[:, local_labels]), keep_all=z.all(axis=1))
 
-    res = kernel_shap(value_fn, m, p["n_samples"], seed=p["seed"], batch_size=p["batch_size"],
-                      progress=prog, cancel=cancel)
-    values, se = _as_rows(res.values), _as_rows(res.standard_errors)
+    res = kernel_shap(value_fn, n_players, p["n_samples"], seed=p["seed"],
+                      batch_size=p["batch_size"], progress=prog, cancel=cancel)
+    played, played_se = _as_rows(res.values), _as_rows(res.standard_errors)
+    values = np.zeros((m, played.shape[1]))
+    se = np.zeros((m, played.shape[1]))
+    values[players] = played
+    se[players] = played_se
     polygons = cells.polygons()
     areas = cells.areas
     table = [{"id": i, "polygon": polygons[i], "value": values[i].copy(),
               "standard_error": se[i].copy(), "area": int(areas[i])} for i in range(m)]
     return {"signed": cells.paint(values), "cells": table,
             "base_value": np.atleast_1d(np.asarray(res.base_value, float)),
-            "details": {"n_cells": m, "exact": bool(res.exact)}}
+            "details": {"n_cells": m, "n_players": n_players, "exact": bool(res.exact)}}
 
 
-def _run_rise(scorer, image, p, images_for, prog, cancel):
+def _run_rise(scorer, image, p, images_for, prog, cancel, win):
     from .rise import rise
 
+    r0, r1, c0, c1 = win
+
     def score_fn(masks):
-        masks = np.asarray(masks, dtype=np.float32)
+        masks = np.asarray(masks, dtype=np.float32)[:, r0:r1, c0:c1]
         return scorer(images_for(masks), keep_all=np.all(masks >= 1.0, axis=(1, 2)))
 
     res = rise(score_fn, image.shape[:2], p["n_masks"], grid_size=p["grid_size"],
@@ -424,24 +678,38 @@ def _run_rise(scorer, image, p, images_for, prog, cancel):
             "details": {"mean_score": mean}}
 
 
-def _run_occlusion(scorer, image, p, images_for, prog, cancel):
+def _run_occlusion(scorer, image, p, images_for, prog, cancel, win):
     import shapely
 
     from .occlusion import multiscale_occlusion
 
     h, w = image.shape[:2]
+    f0, f1, g0, g1 = win
     everything_occluded = []     # the root rectangle's score: the base value
+    unoccluded = []              # the frame's unoccluded score, computed once
 
     def score_fn(rects):
         rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
-        keep_all = (rects[:, 1] <= rects[:, 0]) | (rects[:, 3] <= rects[:, 2])
-        if p["baseline"] == "infill":
-            scores = scorer(infill_rects(image, rects), keep_all=keep_all)
-        else:
-            masks = np.ones((len(rects), h, w), dtype=bool)
-            for i, (r0, r1, c0, c1) in enumerate(rects):
-                masks[i, max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)] = False
-            scores = scorer(images_for(masks), keep_all=keep_all)
+        # each rectangle's part inside the frame, in frame pixels
+        local = np.stack([np.clip(rects[:, 0], f0, f1), np.clip(rects[:, 1], f0, f1),
+                          np.clip(rects[:, 2], g0, g1), np.clip(rects[:, 3], g0, g1)], axis=1)
+        local -= np.array([f0, f0, g0, g0])
+        hits = (local[:, 1] > local[:, 0]) & (local[:, 3] > local[:, 2])
+        scores = np.empty((len(rects), len(scorer.classes)))
+        if hits.any():
+            sel = local[hits]
+            if p["baseline"] == "infill":
+                images = infill_rects(image, rects[hits], window=win)
+            else:
+                masks = np.ones((len(sel), f1 - f0, g1 - g0), dtype=bool)
+                for i, (r0, r1, c0, c1) in enumerate(sel):
+                    masks[i, r0:r1, c0:c1] = False
+                images = images_for(masks)
+            scores[hits] = scorer(images, keep_all=np.zeros(len(sel), dtype=bool))
+        if not hits.all():       # nothing of the frame occluded: the unoccluded score
+            if not unoccluded:
+                unoccluded.append(scorer(scorer.image[None], keep_all=np.ones(1, bool))[0])
+            scores[~hits] = unoccluded[0]
         whole = np.all(rects == (0, h, 0, w), axis=1)
         if whole.any() and not everything_occluded:
             everything_occluded.append(np.atleast_1d(scores[int(np.argmax(whole))]).copy())
