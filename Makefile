@@ -36,3 +36,6 @@ clean:
 
 screenshot: setup
 	@bash scripts/screenshot.sh
+
+bench: setup
+	@bash scripts/bench.sh

@@ -21,7 +21,17 @@ problem exactly when the budget allows every coalition, and otherwise on a sampl
   exactly their share of the kernel's mass;
 * the constrained problem is solved in float64 in the subspace ``sum(phi) = const``
   (eigen-decomposition of the projected normal matrix), so the efficiency constraint
-  holds to rounding error at any budget.
+  holds to rounding error at any budget;
+* for few features (``C(M, 3) <= 1000``) and enough rows, a third-order surrogate is fitted
+  to the sampled values (unpenalised linear and pairwise terms, ridge-penalised triple
+  products, ridge chosen by generalised cross-validation, infinity included) and used as a
+  control variate: ``phi = KernelSHAP(v - q) + Shapley(q)`` for its third-order part ``q``,
+  whose Shapley values are exact (each triple's coefficient split three ways). This is
+  Kernel SHAP as a polynomial regression with interaction terms (as in "PolySHAP"); with
+  complementary pairs a second-order fit gave no gain in our trials, the third order does
+  (see BENCHMARKS.md). The identity holds for any ``q``, so the result stays exact under
+  full enumeration, efficient at any budget, and plain Kernel SHAP when cross-validation
+  rejects the triple products.
 """
 
 import itertools
@@ -37,6 +47,9 @@ _SAMPLINGS = ("balanced", "leverage", "kernel")
 _ENUMERATE_LIMIT = 200_000     # strata with at most this many pairs are listed, not rejected
 _ROW_BLOCK = 2048              # rows per block when forming the normal equations
 _RIDGE_CAP = 1e-2              # largest ridge tried, relative to the mean eigenvalue
+_MAX_TRIPLES = 1000            # third-order surrogate only when C(M, 3) is at most this
+_MAX_SURROGATE_CELLS = 2 ** 24  # ... and rows * terms is at most this
+_ROWS_PER_TERM = 2.0           # ... and there are at least this many rows per term
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,7 @@ class ShapleyResult:
 
 
 def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_reg=False,
-                sampling="balanced", progress=None, cancel=None):
+                sampling="balanced", surrogate=True, progress=None, cancel=None):
     """Estimate Shapley values with Kernel SHAP.
 
     Parameters
@@ -105,6 +118,11 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         our trials while each of them loses clearly in some regime (kernel for many
         features, leverage for few). Every choice is weighted back to the kernel, so
         all are consistent.
+    surrogate : bool
+        Use the third-order surrogate as a control variate (see the module notes) when it
+        applies: ``C(M, 3) <= 1000`` (M <= 19), at least two sampled rows per regression
+        term (``M + C(M, 2) + C(M, 3)``; e.g. 596 for M = 12, 1392 for M = 16), and the
+        budget short of full enumeration. False gives plain Kernel SHAP (for comparison).
     progress : callable(float), optional
         Called after every batch with the fraction of evaluations done.
     cancel : callable() -> bool, optional
@@ -127,7 +145,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     Standard errors come from the sandwich (linearisation) variance of the estimator,
     clustered by complementary pair, computed within each sampled size stratum with a
     finite-population correction; enumerated strata contribute no variance, and the
-    ridge's bias is not included.
+    ridge's bias is not included. With the surrogate, the residuals are those of the whole
+    third-order fit, inflated by ``1 / (1 - leverage)`` (HC3) to undo its optimism.
     """
     if l1_reg:
         raise NotImplementedError(
@@ -154,7 +173,10 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     y = values.reshape(len(coalitions), -1)
     v0, v1 = y[0], y[1]
 
-    phi, se = _solve(design, y[2:] - v0, v1 - v0)
+    if surrogate:
+        phi, se = _solve_with_surrogate(design, y[2:] - v0, v1 - v0)
+    else:
+        phi, se = _solve(design, y[2:] - v0, v1 - v0)
     if scalar:
         phi, se, v0, v1 = phi[:, 0], se[:, 0], float(v0[0]), float(v1[0])
     return ShapleyResult(values=phi, standard_errors=se, base_value=v0, full_value=v1,
@@ -294,8 +316,126 @@ def _distinct_subsets(m, s, count, population, rng):
 
 # --------------------------------------------------------------------------- solve
 
-def _solve(design, y, delta):
-    """Constrained weighted least squares; returns values and standard errors, (M, D)."""
+def _solve_with_surrogate(design, y, delta):
+    """``_solve`` with the third-order control variate where it applies, (M, D) twice."""
+    fit = None if design["exact"] else _third_order_basis(design["z"], design["w"], design)
+    if fit is None:
+        return _solve(design, y, delta)
+    triples, coef_fn = fit
+    z, w = design["z"], design["w"]
+    m = z.shape[1]
+    split = np.zeros((m, len(triples)))                  # Shapley values of each triple
+    for k in range(3):
+        split[triples[:, k], np.arange(len(triples))] = 1.0 / 3.0
+    q_rows = np.zeros_like(y)
+    q_full = np.zeros(y.shape[1])
+    fits = []
+    for col in range(y.shape[1]):
+        fits.append(coef_fn(y[:, col]))
+        a, q = fits[-1][:2]
+        if a is not None:
+            q_rows[:, col] = q
+            q_full[col] = a.sum()
+    hats = []
+    phi, se = _solve(design, y - q_rows, delta - q_full, hats=hats,
+                     ridge=[f[0] is None for f in fits])
+    for col, (a, q, influence) in enumerate(fits):
+        if a is None:
+            continue
+        phi[:, col] += split @ a
+        se[:, col] = influence(hats[col], split)
+    phi -= (phi.sum(axis=0) - delta) / m                 # remove rounding drift
+    return phi, se
+
+
+def _third_order_basis(z, w, design_rows):
+    """Factorise the weighted third-order regression once; None when it does not apply.
+
+    Returns ``(triples, coef_fn)``: ``triples`` (P, 3) feature indices, and
+    ``coef_fn(y) -> (a, q, se_fn)``: the GCV-ridge coefficients of the triple products
+    (P,), their part of the fit on the rows (R,), and ``se_fn(h, split)`` giving the
+    standard errors of the final values; ``(None, None, None)`` when cross-validation
+    prefers no triple products.
+
+    The final values are linear in ``y``: ``phi = G y`` with
+    ``G = h Z' W (I - T A) + split A`` (``A`` maps ``y`` to ``a``, ``T`` holds the triple
+    products, ``h`` is Kernel SHAP's map). Their standard errors are the pair-clustered,
+    stratified sandwich of the influences ``G[:, k] r_k / (1 - lev_k)``, with ``r`` the
+    residuals of the whole third-order fit and ``lev`` its leverages (the HC3 correction,
+    which undoes the fit's optimism); only sampled rows contribute.
+    """
+    n, m = z.shape
+    n_pairs = m * (m - 1) // 2
+    n_triples = math.comb(m, 3)
+    n_base = m + n_pairs
+    if n_triples == 0 or n_triples > _MAX_TRIPLES or n * (n_triples + n_base) > \
+            _MAX_SURROGATE_CELLS or n < _ROWS_PER_TERM * (n_base + n_triples):
+        return None
+    zf = z.astype(np.float64)
+    sw = np.sqrt(w)
+    iu = np.triu_indices(m, 1)
+    triples = np.asarray(list(itertools.combinations(range(m), 3)), dtype=int)
+    base = np.concatenate([zf, zf[:, iu[0]] * zf[:, iu[1]]], axis=1) * sw[:, None]
+    q_basis, r = np.linalg.qr(base)
+    diag = np.abs(np.diag(r))
+    q_basis = q_basis[:, diag > diag.max() * 1e-10]
+    t_rows = zf[:, triples[:, 0]] * zf[:, triples[:, 1]] * zf[:, triples[:, 2]]
+    tw = t_rows * sw[:, None]
+    tw -= q_basis @ (q_basis.T @ tw)                      # partial out the base terms
+    u, s, vt = np.linalg.svd(tw, full_matrices=False)
+    keep = s > s.max(initial=0.0) * 1e-10
+    u, s, vt = u[:, keep], s[keep], vt[keep]
+    if len(s) == 0:
+        return None
+    lams = np.concatenate([[0.0], (s ** 2).mean() * np.logspace(-6, 3, 37)])
+    k_base = q_basis.shape[1]
+
+    def coef_fn(y):
+        yw = y * sw
+        yr = yw - q_basis @ (q_basis.T @ yw)
+        uy = u.T @ yr
+        rss_none = float(yr @ yr)
+        best = rss_none / max(1 - k_base / n, 1e-12) ** 2       # lambda = infinity
+        best_lam = None
+        for lam in lams:
+            f = s ** 2 / (s ** 2 + lam)
+            rss = rss_none - float((uy ** 2 * (2 * f - f ** 2)).sum())
+            df = k_base + float(f.sum())
+            if df >= n - 1:
+                continue
+            g = max(rss, 0.0) / (1 - df / n) ** 2
+            if g < best * (1 - 1e-9):
+                best, best_lam = g, lam
+        if best_lam is None:
+            return None, None, None
+        f = s / (s ** 2 + best_lam)
+        a = vt.T @ (uy * f)
+        fitted_w = (yw - yr) + u @ (uy * s * f)              # weighted fit of all terms
+        lev = (q_basis ** 2).sum(axis=1) + (u ** 2 @ (s * f))
+        resid = (y - fitted_w / sw) / (1.0 - np.clip(lev, 0.0, 0.99))
+
+        def se_fn(h, split):
+            zw = (zf * w[:, None]).T                                       # Z' W, (M, R)
+            # d phi / d a: the Shapley split of the triples, minus Kernel SHAP of their
+            # rows, minus their share of the efficiency constant c = (delta - sum a) / M
+            shift = (1.0 - h @ (zw @ zf.sum(axis=1))) / m
+            c = split - h @ (zw @ t_rows) - shift[:, None]                 # (M, P)
+            g = h @ zw + ((c @ (vt.T * f)) @ u.T) * sw                     # phi = g y
+            return _influence_se(design_rows, g * resid)
+
+        return a, t_rows @ a, se_fn
+
+    return triples, coef_fn
+
+
+def _solve(design, y, delta, hats=None, ridge=True):
+    """Constrained weighted least squares; returns values and standard errors, (M, D).
+
+    ``ridge`` (a bool, or one per column) False skips the GCV ridge (used after the
+    surrogate, where rows are plentiful and a ridge would only bias the residual's values).
+    ``hats``, if a list, receives each column's ``(M, M)`` map from the normal equations'
+    right-hand side to the values (for the surrogate's standard errors).
+    """
     z, w = design["z"], design["w"]
     m, d = z.shape[1], y.shape[1]
     if len(z) == 0:
@@ -316,12 +456,16 @@ def _solve(design, y, delta):
     se = np.zeros((m, d))
     for col in range(d):                            # each output column on its own
         bt = v.T @ rhs[:, col]
-        lam = 0.0 if design["exact"] else _gcv_ridge(e, bt, rss0[col], len(z))
+        use_ridge = ridge[col] if isinstance(ridge, (list, tuple)) else ridge
+        lam = 0.0 if design["exact"] or not use_ridge else \
+            _gcv_ridge(e, bt, rss0[col], len(z))
         phi[:, col] = c[col] + v @ (bt / (e + lam))
         phi[:, col] -= (phi[:, col].sum() - delta[col]) / m     # remove rounding drift
         if not design["exact"]:
             h = (v / (e + lam)) @ v.T
             se[:, col] = _standard_errors(design, y[:, col], phi[:, col], h)
+            if hats is not None:
+                hats.append(h)
     return phi, se
 
 
@@ -381,6 +525,17 @@ def _standard_errors(design, y, phi, h):
         g[start // 2:(start + len(zb)) // 2] = gz[0::2] + gz[1::2]
     g = _center_by_stratum(g, design["pair_stratum"], design["fpc"])
     return np.sqrt(((g @ h) ** 2).sum(axis=0))
+
+
+def _influence_se(design, influence):
+    """Pair-clustered, stratified standard errors from per-row influences (M, R), (M,)."""
+    n0 = design["n_enum"]
+    g = influence[:, n0:].T
+    if len(g) == 0:
+        return np.zeros(influence.shape[0])
+    g = g[0::2] + g[1::2]                                 # per complementary pair
+    g = _center_by_stratum(g, design["pair_stratum"], design["fpc"])
+    return np.sqrt((g ** 2).sum(axis=0))
 
 
 def _center_by_stratum(g, strata, fpc):

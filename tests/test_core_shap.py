@@ -195,3 +195,46 @@ def test_large_number_of_features_runs():
 def test_l1_reg_not_supported():
     with pytest.raises(NotImplementedError):
         kernel_shap(lambda z: z.sum(axis=1), 4, 10, l1_reg=True)
+
+
+def third_order_game(m, seed=4):
+    rng = np.random.default_rng(seed)
+    terms = [(rng.choice(m, size=k, replace=False), rng.normal()) for k in (1, 2, 3) * m]
+    return lambda z: sum(c * z[:, list(t)].all(axis=1) for t, c in terms)
+
+
+def test_surrogate_recovers_a_third_order_game():
+    m, budget = 10, 600            # 55 + 120 regression terms: the surrogate applies
+    v = third_order_game(m)
+    truth = brute_force_shapley(v, m)
+    errs = {}
+    for surrogate in (True, False):
+        runs = [kernel_shap(v, m, budget, seed=s, surrogate=surrogate) for s in range(4)]
+        for r in runs:
+            assert abs(r.values.sum() - (r.full_value - r.base_value)) < 1e-9
+            assert not r.exact
+        errs[surrogate] = np.mean([np.linalg.norm(r.values - truth) for r in runs])
+    assert errs[True] < 1e-3 * np.linalg.norm(truth)
+    assert errs[False] > 10 * errs[True]
+
+
+def test_surrogate_standard_errors_are_calibrated():
+    m = 10
+    rng = np.random.default_rng(5)
+    w, a = rng.normal(size=m), rng.normal(size=m)
+
+    def v(z):
+        z = z.astype(float)
+        return 1 / (1 + np.exp(-(z @ w))) + 0.5 * np.sin(z @ a) \
+            + z[:, 0] * z[:, 1] * z[:, 2] * z[:, 3]
+
+    truth = kernel_shap(v, m, 2 ** m).values
+    for budget in (400, 800):
+        runs = [kernel_shap(v, m, budget, seed=s) for s in range(16)]
+        plain = [kernel_shap(v, m, budget, seed=s, surrogate=False) for s in range(16)]
+        est = np.array([r.values for r in runs])
+        err = np.mean(np.sum((est - truth) ** 2, axis=1))
+        err_plain = np.mean([np.sum((r.values - truth) ** 2) for r in plain])
+        assert err < err_plain
+        ratio = np.mean([r.standard_errors for r in runs]) / est.std(axis=0).mean()
+        assert 0.5 < ratio < 2.0

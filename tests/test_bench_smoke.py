@@ -1,0 +1,97 @@
+"""A short run of every benchmark in bench/, so the benchmark code cannot rot.
+
+Runs each ``bench/bench_<name>.py`` with ``run(quick=True)`` in the project venv, where shap
+is not installed (its column must then be skipped, not crash). Asserts on structure and on
+facts that could be false; never on time.
+"""
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+_setup = importlib.import_module("_setup")
+run_all = importlib.import_module("run_all")
+
+NAMES = run_all.discover()
+
+
+def check_structure(out):
+    assert isinstance(out["title"], str) and out["title"]
+    assert isinstance(out["markdown"], str) and out["markdown"].strip()
+    assert out["rows"], "a benchmark must put at least one row in the table"
+    for row in out["rows"]:
+        assert set(row) >= {"benchmark", "measure", "result", "goal", "met"}
+        assert row["met"] in (True, False, None)
+
+
+_RUNS = {}
+
+
+def quick_run(name):
+    """``bench_<name>.run(quick=True)``, once per test session."""
+    if name not in _RUNS:
+        _RUNS[name] = importlib.import_module(f"bench_{name}").run(quick=True)
+    return _RUNS[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_benchmark_runs_quick(name):
+    check_structure(quick_run(name))
+
+
+def test_shap_accuracy_facts():
+    out = quick_run("shap_accuracy")
+    if not _setup.has_module("shap"):
+        assert "shap" not in {k for g in out["results"] for r in g["rows"] for k in r}
+        assert any("not installed" in str(r["result"]) for r in out["rows"])
+    names = {g["game"] for g in out["results"]}
+    assert {"linear", "interactions", "smooth"} <= names
+    for g in out["results"]:
+        rows = g["rows"]
+        full = 2 ** g["m"] - 2
+        assert rows[-1]["budget"] == full
+        assert rows[-1]["ours"] < 1e-9, "full enumeration must be exact"
+        assert rows[-1]["ours_evals"] == 2 ** g["m"]
+        if g["game"] == "linear":
+            assert max(r["ours"] for r in rows) < 1e-9, "a linear game is recovered exactly"
+        else:
+            errs = [r["ours"] for r in rows]
+            assert all(a > b for a, b in zip(errs, errs[1:])), f"{g['game']}: {errs}"
+
+
+def test_exact_shapley_oracle_agrees_with_brute_force():
+    b = importlib.import_module("bench_shap_accuracy")
+    m = 6
+    v = b.interaction_game(m, 3)
+    table = b.tabulate(v, m)
+    phi = b.exact_shapley(table, m)
+    assert phi.sum() == pytest.approx(table[-1] - table[0])
+    from test_core_shap import brute_force_shapley
+    np.testing.assert_allclose(phi, brute_force_shapley(v, m), atol=1e-12)
+
+
+def test_occlusion_heatmaps_equal_and_counts_consistent():
+    out = quick_run("occlusion")
+    for r in out["results"]:
+        assert r["equal"]
+        np.testing.assert_allclose(r["heatmap_ours"], r["heatmap_naive"])
+        assert r["naive"] == r["naive_predicted"]
+        assert r["naive"] >= r["ours"] > 0
+        assert r["new_model_runs_naive"] == 0, "the seed's rectangles are all among ours"
+
+
+def test_run_all_writes_report(tmp_path, monkeypatch):
+    fake = tmp_path / "bench_fake.py"
+    fake.write_text("def run(quick):\n    raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(run_all, "discover", lambda: ["fake"])
+    out = tmp_path / "B.md"
+    assert run_all.main(["--quick", "--out", str(out)]) == 1
+    text = out.read_text()
+    assert "FAILED: RuntimeError: boom" in text and "| benchmark |" in text
+    assert "Machine:" in text and "Command:" in text
