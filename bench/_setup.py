@@ -47,14 +47,6 @@ def sample_available():
     return SAMPLE_MODEL.is_file() and SAMPLE_SCENE.is_file()
 
 
-def file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_key(**inputs):
     """A short hash of JSON-serialisable inputs, for cache file names."""
     text = json.dumps(inputs, sort_keys=True, default=str)

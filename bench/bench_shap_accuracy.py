@@ -23,6 +23,7 @@ import numpy as np
 
 import _setup
 from _setup import fmt_err, md_table, summary_row
+from seg_explainer.core.model import file_sha256
 
 FULL_SEEDS = 20
 QUICK_SEEDS = 3
@@ -145,7 +146,7 @@ def model_game(m_range, shape, quick):
     cells = hexagon_grid(h, w, hex_size)
     size = f"{h} x {w}"
     m = cells.n_cells
-    key = _setup.cache_key(model=_setup.file_digest(_setup.SAMPLE_MODEL), size=size,
+    key = _setup.cache_key(model=file_sha256(_setup.SAMPLE_MODEL), size=size,
                            origin=origin, hex_size=hex_size, m=m, baseline="mean", cls=1,
                            version=1)
     name = f"shap_model_game_{key}"

@@ -59,7 +59,8 @@ def infer_layout(shape, n_channels=None):
     return "NCHW"
 
 
-def _file_sha256(path):
+def file_sha256(path):
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -260,7 +261,7 @@ class SegmentationModel:
             raise ModelError(
                 f"the metadata names {len(names)} classes ({', '.join(names)}) but the model "
                 f"outputs {n_classes}; fix the model's class_names metadata")
-        return cls(session, path, _file_sha256(path), meta, input_layout=layout,
+        return cls(session, path, file_sha256(path), meta, input_layout=layout,
                    layout_source=layout_source, output_activation=activation,
                    activation_source=activation_source, n_raw_classes=n_raw, class_names=names)
 

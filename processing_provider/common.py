@@ -3,7 +3,6 @@ into messages a user understands."""
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import tempfile
@@ -21,14 +20,6 @@ def plugin_version():
             return line.split("=", 1)[1].strip()
     return "unknown"
 
-
-def file_sha256(path, chunk=1 << 20):
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def raster_source_path(layer, param_name="INPUT"):

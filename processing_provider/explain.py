@@ -19,7 +19,7 @@ from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing,
                        QgsProcessingParameterVectorDestination)
 
 from .common import (THREADS, CheckedModel, OutputSet, check_writable, feedback_callbacks,
-                     file_sha256, forget_outputs, load_model, plugin_version,
+                     forget_outputs, load_model, plugin_version,
                      raster_source_path, threads_parameter, write_failure)
 from .styling import style_on_load
 
@@ -243,7 +243,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         total = float(np.ravel(result.contribution_total)[0])
         summary = [f"prediction {full:.4f}", f"base value {base:.4f}",
                    f"sum of contributions {total:.4f}", f"{result.n_evaluations} evaluations"]
-        metadata = run_metadata(model_path, class_name, self.METHOD, result.params,
+        metadata = run_metadata(model, class_name, self.METHOD, result.params,
                                 window=job["window"], source=self._source, bands=job["bands"],
                                 roi_wkb=self._roi_wkb)
         outputs = self._write_outputs(parameters, context, job, result, metadata, class_name,
@@ -429,12 +429,12 @@ def _is_geographic(crs_wkt):
 MAX_REGION_WKT = 32 * 1024
 
 
-def run_metadata(model_path, class_name, method, params, window=None, source=None, bands=None,
+def run_metadata(model, class_name, method, params, window=None, source=None, bands=None,
                  roi_wkb=None):
     """What every output records, enough to run it again: model file and hash, input raster,
     bands, region (WKT in the raster's CRS), window, class, method, parameters, seed, version."""
-    meta = {"seg_explainer_version": plugin_version(), "model_file": str(model_path),
-            "model_sha256": file_sha256(model_path), "class": class_name, "method": method,
+    meta = {"seg_explainer_version": plugin_version(), "model_file": str(model.path),
+            "model_sha256": model.sha256, "class": class_name, "method": method,
             "parameters": json.dumps(params, sort_keys=True, default=str),
             "seed": str(params.get("seed"))}
     if window is not None:

@@ -10,7 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingExcep
                        QgsProcessingParameterRasterLayer)
 
 from .common import (THREADS, CheckedModel, OutputSet, check_writable, feedback_callbacks,
-                     file_sha256, forget_outputs, load_model, plugin_version,
+                     forget_outputs, load_model, plugin_version,
                      raster_source_path, threads_parameter, write_failure)
 
 
@@ -129,7 +129,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         metadata = {"seg_explainer_version": plugin_version(), "model_file": model_path,
-                    "model_sha256": file_sha256(model_path), "method": "segment",
+                    "model_sha256": model.sha256, "method": "segment",
                     "input_raster": self._source,
                     "parameters": json.dumps({"bands": self._bands, "window": self._window,
                                               "tile_size": tile, "overlap": overlap},
