@@ -20,17 +20,10 @@ SAMPLE_MODEL = ROOT / "resources" / "sample" / "oil_unet.onnx"
 SAMPLE_SCENE = ROOT / "resources" / "sample" / "scene.py"
 
 
-def _register_package():
-    if "seg_explainer" in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        "seg_explainer", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["seg_explainer"] = module
-    spec.loader.exec_module(module)
+sys.path.insert(0, str(ROOT / "scripts"))
+from dev_import import register_package  # noqa: E402
 
-
-_register_package()
+register_package(ROOT)
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -89,16 +82,17 @@ def sample_scene():
     return _SCENE["scene"]
 
 
-def oil_window(size):
-    """A ``size`` x ``size`` (or ``(rows, cols)``) window of the demo scene centred on its
-    oil region.
+def oil_window(size, name="oil", min_radius=1.0):
+    """A ``size`` x ``size`` (or ``(rows, cols)``) window of the demo scene centred on one of
+    its regions (default the oil region).
 
     Returns
     -------
     image : ndarray, shape (rows, cols, 1), float32
         Raw sigma0 (dB), nodata as NaN.
     region : ndarray of bool, shape (rows, cols)
-        The oil region of interest (a disc).
+        The region of interest: a disc of the region's radius (at least ``min_radius``
+        pixels), at least its centre pixel.
     origin : tuple of int
         (row, col) of the window in the scene.
     """
@@ -106,13 +100,15 @@ def oil_window(size):
     s, regions = sample_scene()
     db = s["sigma0_db"]
     n = db.shape[0]
-    r = regions["oil"]
+    r = regions[name]
     r0 = int(np.clip(round(r["row"] - h / 2), 0, n - h))
     c0 = int(np.clip(round(r["col"] - w / 2), 0, n - w))
     image = db[r0:r0 + h, c0:c0 + w].astype(np.float32).copy()
     image[~s["valid"][r0:r0 + h, c0:c0 + w]] = np.nan
     rr, cc = np.indices((h, w)) + 0.5
-    region = np.hypot(rr + r0 - r["row"], cc + c0 - r["col"]) <= max(r["radius_px"], 1.0)
+    region = np.hypot(rr + r0 - r["row"], cc + c0 - r["col"]) <= max(r["radius_px"], min_radius)
+    if not region.any():
+        region[int(r["row"]) - r0, int(r["col"]) - c0] = True
     return image[:, :, None], region, (r0, c0)
 
 

@@ -59,8 +59,13 @@ class OcclusionResult:
     n_evaluations : int
         Rectangles passed to ``score_fn`` (the unoccluded one included, if evaluated).
     n_naive_evaluations : int
-        Evaluations the seed's per-offset algorithm spends on the same trees (no cache:
-        every offset evaluates its own root and every child it expands).
+        Evaluations the seed's algorithm spends on the same heatmap: every offset's tree
+        grown whole to ``max_depth`` and evaluated node by node before it is pruned
+        (see :func:`naive_multiscale_occlusion`), the unoccluded score included.
+    n_unshared_evaluations : int
+        Evaluations of pruning while growing, as here, but without sharing rectangles
+        between trees and depths: every offset evaluates its own root and every child
+        it expands.
     n_offsets : int
         Offset trees built.
     unoccluded_score : float or ndarray, shape (D,)
@@ -72,6 +77,7 @@ class OcclusionResult:
     leaves: List[Leaf]
     n_evaluations: int
     n_naive_evaluations: int
+    n_unshared_evaluations: int
     n_offsets: int
     unoccluded_score: Union[float, np.ndarray]
     best_offsets: List[Tuple[int, int]]
@@ -154,12 +160,94 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=4, n_best=5, offsets=True
     for i, node, imp in frontier:
         leaves[i].append((node, depth_max, imp))
     ev.finish()
-    return _combine(grid, leaves, s0, int(n_best), ev.count, naive)
+    seed = grid.full_tree_evaluations() + (unoccluded_score is None)
+    return _combine(grid, leaves, s0, int(n_best), ev.count, seed, naive)
 
 
-def naive_multiscale_occlusion(score_fn, shape, **kwargs):
-    """:func:`multiscale_occlusion` without the rectangle cache (the seed's cost)."""
-    return multiscale_occlusion(score_fn, shape, cache=False, **kwargs)
+def naive_multiscale_occlusion(score_fn, shape, *, max_depth=4, n_best=5, offsets=True,
+                               min_importance=0.01, unoccluded_score=None, batch_size=64,
+                               progress=None, cancel=None):
+    """The seed's algorithm, for comparison: every offset tree grown whole, then pruned.
+
+    As in the seed paper (sections 4.4 and 4.5): each offset's quadtree is built to
+    ``max_depth`` with every node evaluated, one tree after the other, and only then pruned
+    top-down by the same rules as :func:`multiscale_occlusion` (near-zero children dropped,
+    children kept where their summed importance reaches the parent's). Same parameters and
+    result; ``n_evaluations == n_naive_evaluations``. Gives the same heatmap and leaves as
+    :func:`multiscale_occlusion`, at the seed's cost.
+    """
+    h, w = (int(v) for v in shape)
+    depth_max = int(max_depth)
+    if h < 1 or w < 1 or depth_max < 1:
+        raise ValueError("shape must be positive and max_depth at least 1")
+    grid = _Grid(h, w, depth_max, bool(offsets))
+    total = grid.full_tree_evaluations() + (unoccluded_score is None)
+    count = 0
+
+    def evaluate(rects):
+        nonlocal count
+        arr = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+        res = run_batched(score_fn, arr, batch_size, progress=progress, cancel=cancel,
+                          done=count, total=total)
+        count += len(arr)
+        return np.asarray(res, dtype=np.float64).reshape(len(arr), -1)
+
+    check_cancel(cancel)
+    if unoccluded_score is None:
+        s0 = evaluate([_EMPTY])[0]
+    else:
+        s0 = np.atleast_1d(np.asarray(unoccluded_score, dtype=np.float64))
+    root = (0, grid.t, 0, grid.t)
+    trees = []
+    for i in range(grid.n_offsets):                   # one whole tree per offset
+        levels = [([root], np.zeros(0, dtype=int))]
+        for depth in range(depth_max):
+            kids, parents = [], []
+            for p, node in enumerate(levels[-1][0]):
+                cs = grid.children(i, node, depth)
+                kids.extend(cs)
+                parents.extend([p] * len(cs))
+            levels.append((kids, np.asarray(parents, dtype=int)))
+        nodes = [n for lv, _ in levels for n in lv]
+        imps = s0 - evaluate([grid.rect(n) for n in nodes])
+        bounds = np.cumsum([0] + [len(lv) for lv, _ in levels])
+        trees.append([(lv, par, imps[a:b]) for (lv, par), a, b
+                      in zip(levels, bounds[:-1], bounds[1:])])
+    scale = max(abs(trees[0][0][2][0, 0]),
+                max(np.abs(t[1][2][:, 0]).max(initial=0.0) for t in trees))
+    threshold = float(min_importance) * scale
+    pruned = [_prune_whole_tree(tree, threshold) for tree in trees]
+    unshared = (unoccluded_score is None) + grid.n_offsets + sum(n for _, n in pruned)
+    if progress is not None:
+        progress(1.0)
+    return _combine(grid, [lv for lv, _ in pruned], s0, int(n_best), count, count, unshared)
+
+
+def _prune_whole_tree(levels, threshold):
+    """Top-down pruning of a fully evaluated tree.
+
+    Returns the leaves in breadth-first order and how many of the tree's non-root nodes
+    have a parent that pruning reaches (what growing and pruning together evaluates: a
+    reached node's children are scored to decide whether to keep them).
+    """
+    leaves, expanded_kids = [], 0
+    reached = np.ones(1, dtype=bool)
+    for depth in range(len(levels) - 1):
+        nodes, _, imp = levels[depth]
+        _, parent, kid_imp = levels[depth + 1]
+        live = np.abs(kid_imp[:, 0]) > threshold
+        total = np.zeros(len(nodes))
+        mag = np.zeros(len(nodes))
+        np.add.at(total, parent[live], kid_imp[live, 0])
+        np.add.at(mag, parent[live], np.abs(kid_imp[live, 0]))
+        stop = imp[:, 0] > total + 1e-9 * (np.abs(imp[:, 0]) + mag)
+        for k in np.flatnonzero(reached & stop & (np.abs(imp[:, 0]) > threshold)):
+            leaves.append((nodes[k], depth, imp[k]))
+        expanded_kids += int(reached[parent].sum())
+        reached = (reached & ~stop)[parent] & live
+    nodes, _, imp = levels[-1]
+    leaves.extend((nodes[k], len(levels) - 1, imp[k]) for k in np.flatnonzero(reached))
+    return leaves, expanded_kids
 
 
 def _prune(frontier, kids, imps, threshold, leaves, depth):
@@ -179,7 +267,7 @@ def _prune(frontier, kids, imps, threshold, leaves, depth):
     return nxt
 
 
-def _combine(grid, leaves, s0, n_best, n_eval, n_naive):
+def _combine(grid, leaves, s0, n_best, n_eval, n_naive, n_unshared):
     """Rank offset trees by importance per covered area, average the best heatmaps."""
     density = np.full(grid.n_offsets, -np.inf)
     for i, tree in enumerate(leaves):
@@ -199,7 +287,9 @@ def _combine(grid, leaves, s0, n_best, n_eval, n_naive):
     heat /= len(order)
     return OcclusionResult(
         heatmap=heat[0] if scalar else heat, leaves=out_leaves, n_evaluations=n_eval,
-        n_naive_evaluations=n_naive, n_offsets=grid.n_offsets,
+        n_naive_evaluations=n_naive,
+        n_unshared_evaluations=n_unshared,
+        n_offsets=grid.n_offsets,
         unoccluded_score=float(s0[0]) if scalar else s0,
         best_offsets=[grid.offset_px(i) for i in order])
 
@@ -244,6 +334,21 @@ class _Grid:
                 if _area(self.rect(c)) > 0:
                     out.append(c)
         return out
+
+    def full_tree_evaluations(self):
+        """Nodes of every offset's whole tree, roots included (the seed's evaluations)."""
+        total = 0
+        for a, b in self.shifts:
+            for depth in range(self.max_depth + 1):
+                step = 2 ** (self.max_depth + 1 - depth)
+                rows = self._cuts(0, self.t, a, step) if depth else [0, self.t]
+                cols = self._cuts(0, self.t, b, step) if depth else [0, self.t]
+                n_r = sum(y1 * self.h // self.t > y0 * self.h // self.t
+                          for y0, y1 in zip(rows[:-1], rows[1:]))
+                n_c = sum(x1 * self.w // self.t > x0 * self.w // self.t
+                          for x0, x1 in zip(cols[:-1], cols[1:]))
+                total += n_r * n_c
+        return total
 
     def upper_bound(self, cache):
         """Evaluations of the unpruned trees (distinct rectangles if ``cache``)."""

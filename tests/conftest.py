@@ -1,6 +1,5 @@
 """Test set-up: make the checkout importable as ``seg_explainer``, whatever its folder is called."""
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -8,20 +7,10 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from dev_import import register_package  # noqa: E402
 
-
-def _register_package():
-    if "seg_explainer" in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        "seg_explainer", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["seg_explainer"] = module
-    spec.loader.exec_module(module)
-
-
-_register_package()
-
+register_package(ROOT)
 
 import pytest  # noqa: E402
 

@@ -81,8 +81,8 @@ def test_occlusion_heatmaps_equal_and_counts_consistent():
         assert r["equal"]
         np.testing.assert_allclose(r["heatmap_ours"], r["heatmap_naive"])
         assert r["naive"] == r["naive_predicted"]
-        assert r["naive"] >= r["ours"] > 0
-        assert r["new_model_runs_naive"] == 0, "the seed's rectangles are all among ours"
+        # whole trees cost more than pruning while growing, which costs more than sharing
+        assert r["naive"] > r["unshared"] >= r["ours"] > 0
 
 
 def test_run_all_writes_report(tmp_path, monkeypatch):

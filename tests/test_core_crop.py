@@ -152,6 +152,29 @@ def test_find_crop_tolerance_trades_size_for_exactness():
     assert sizes[0] == (3 + 6) ** 2 and sizes[-1] < sizes[0]
 
 
+def test_find_crop_counts_what_it_predicts_and_rejects_at_the_first_failing_image():
+    h, w = 64, 64
+    x = np.stack([image(h, w, seed=k) for k in range(3)])
+    region = region_at(h, w, 30, 33, 30, 33)
+    model = BoxModel(7)
+    seen = []
+
+    def predict(images):
+        seen.append(len(images))
+        return model.predict(images)
+
+    rec = find_crop(predict, x, region, [1], tolerance=1e-6, multiple=4)
+    assert rec["n_evaluations"] == sum(seen) == 3 + sum(c["images_checked"]
+                                                        for c in rec["candidates"])
+    passed = [c for c in rec["candidates"] if c["max_difference"] <= 1e-6]
+    failed = [c for c in rec["candidates"] if c["max_difference"] > 1e-6]
+    assert failed and passed
+    assert all(c["images_checked"] == 3 for c in passed)
+    assert all(c["images_checked"] == 1 for c in failed)   # these images all differ
+    r0, r1, c0, c1 = rec["window"]                          # 7 x 7 box: 3 px of context
+    assert r0 <= 27 and r1 >= 36 and c0 <= 27 and c1 >= 36
+
+
 # ------------------------------------------------------------------ SHAP
 
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seg_explainer.core.errors import ExplanationCancelled
 from seg_explainer.core.occlusion import multiscale_occlusion, naive_multiscale_occlusion
@@ -121,9 +123,57 @@ def test_cache_matches_naive_with_fewer_evaluations(f):
     assert [lf.rect for lf in a.leaves] == [lf.rect for lf in b.leaves]
     assert a.n_offsets == b.n_offsets == 64
     assert b.n_evaluations == b.n_naive_evaluations == a.n_naive_evaluations
-    assert a.n_evaluations < b.n_evaluations
+    assert b.n_unshared_evaluations == a.n_unshared_evaluations
+    assert a.n_evaluations < a.n_unshared_evaluations < b.n_evaluations
     assert len(cached.rects()) == a.n_evaluations
     assert len(naive.rects()) == b.n_evaluations
+
+
+def _whole_tree_rects(h, w, depth, shift):
+    """Every node of one offset's whole tree, from the seed's description (an oracle)."""
+    t = 2 ** (depth + 1)
+    out = []
+    for d in range(depth + 1):
+        step = t // 2 ** d
+        cuts = [[0] + [v for v in range(1, t) if d and v % step == s % step] + [t]
+                for s in shift]
+        rows = {(a * h // t, b * h // t) for a, b in zip(cuts[0][:-1], cuts[0][1:])}
+        cols = {(a * w // t, b * w // t) for a, b in zip(cuts[1][:-1], cuts[1][1:])}
+        out += [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols
+                if r1 > r0 and c1 > c0]
+    return out
+
+
+@pytest.mark.parametrize("depth,offsets", [(1, True), (2, True), (3, False), (3, True)])
+def test_naive_grows_every_whole_tree(depth, offsets):
+    score = MapScore(blob_map())
+    res = naive_multiscale_occlusion(score, (H, W), max_depth=depth, offsets=offsets)
+    n = 2 ** depth if offsets else 1
+    expected = [r for a in range(n) for b in range(n)
+                for r in _whole_tree_rects(H, W, depth, (a, b))]
+    got = [tuple(int(v) for v in r) for r in score.rects()[1:]]
+    assert sorted(got) == sorted(expected)
+    assert res.n_evaluations == len(expected) + 1 == res.n_naive_evaluations
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), depth=st.integers(1, 3), offsets=st.booleans(),
+       power=st.floats(0.3, 3.0), n_best=st.integers(1, 6),
+       min_importance=st.sampled_from([0.0, 0.01, 0.1]))
+def test_ours_equals_the_seeds_algorithm(seed, depth, offsets, power, n_best, min_importance):
+    rng = np.random.default_rng(seed)
+    wmap = rng.gamma(0.3, size=(H, W)) * (rng.random((H, W)) < 0.3)
+    wmap -= 0.2 * rng.random((H, W)) * (rng.random((H, W)) < 0.1)   # some negative pixels
+    f = lambda x: np.sign(x) * np.abs(x) ** power                       # noqa: E731
+    kw = dict(max_depth=depth, offsets=offsets, n_best=n_best, min_importance=min_importance)
+    a = multiscale_occlusion(MapScore(wmap, f), (H, W), **kw)
+    b = naive_multiscale_occlusion(MapScore(wmap, f), (H, W), **kw)
+    np.testing.assert_array_equal(a.heatmap, b.heatmap)
+    assert [(lf.rect, lf.depth, lf.offset) for lf in a.leaves] == \
+        [(lf.rect, lf.depth, lf.offset) for lf in b.leaves]
+    assert a.best_offsets == b.best_offsets
+    assert a.n_naive_evaluations == b.n_evaluations
+    assert a.n_evaluations <= a.n_unshared_evaluations == b.n_unshared_evaluations
 
 
 def test_cache_saves_most_evaluations_on_an_additive_score():
