@@ -333,8 +333,8 @@ def run(quick=False):
              f"by seed). Budget = coalitions besides the empty and full one (shap's "
              f"`nsamples`); `2^M - 2` is full enumeration. \"ours\" is `kernel_shap` "
              f"with its defaults (balanced sampling, third-order surrogate where it applies: "
-             f"at least 1.2 rows per regression term, i.e. budgets >= 358 for M = 12 and "
-             f">= 836 for M = 16); \"without surrogate\" is `surrogate=False`. shap's "
+             f"rows exceeding the P regression terms by min(P, 300), i.e. "
+             f"budgets >= 598 for M = 12 and >= 996 for M = 16); \"without surrogate\" is `surrogate=False`. shap's "
              f"evaluations are the distinct coalitions it ran (it may run fewer than its "
              f"budget near full enumeration)."]
     if not with_shap:

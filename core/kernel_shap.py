@@ -49,7 +49,8 @@ _ROW_BLOCK = 2048              # rows per block when forming the normal equation
 _RIDGE_CAP = 1e-2              # largest ridge tried, relative to the mean eigenvalue
 _MAX_TRIPLES = 1000            # third-order surrogate only when C(M, 3) is at most this
 _MAX_SURROGATE_CELLS = 2 ** 24  # ... and rows * terms is at most this
-_ROWS_PER_TERM = 1.2           # ... and there are at least this many rows per term
+_SPARE_ROWS = 300              # ... and rows exceed terms by min(terms, this): closer to a
+                               # square fit the standard errors come out far too small
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,11 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         all are consistent.
     surrogate : bool
         Use the third-order surrogate as a control variate (see the module notes) when it
-        applies: ``C(M, 3) <= 1000`` (M <= 19), at least 1.2 sampled rows per regression
-        term (``M + C(M, 2) + C(M, 3)``; e.g. 358 for M = 12, 836 for M = 16; the ridge
-        chosen by cross-validation keeps the fit stable this close to square), and the
+        applies: ``C(M, 3) <= 1000`` (M <= 19), sampled rows exceeding the regression
+        terms (``P = M + C(M, 2) + C(M, 3)``) by ``min(P, 300)`` (e.g. 350 rows for
+        M = 10, 598 for M = 12, 996 for M = 16; the ridge chosen by cross-validation keeps
+        the values accurate closer to a square fit, but their standard errors then come
+        out too small), and the
         budget short of full enumeration. False gives plain Kernel SHAP (for comparison).
     progress : callable(float), optional
         Called after every batch with the fraction of evaluations done.
@@ -370,7 +373,8 @@ def _third_order_basis(z, w, design_rows):
     n_triples = math.comb(m, 3)
     n_base = m + n_pairs
     if n_triples == 0 or n_triples > _MAX_TRIPLES or n * (n_triples + n_base) > \
-            _MAX_SURROGATE_CELLS or n < _ROWS_PER_TERM * (n_base + n_triples):
+            _MAX_SURROGATE_CELLS or \
+            n < n_base + n_triples + min(n_base + n_triples, _SPARE_ROWS):
         return None
     zf = z.astype(np.float64)
     sw = np.sqrt(w)
