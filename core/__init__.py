@@ -3,6 +3,7 @@
 The public surface, re-exported here::
 
     SegmentationModel.load(path)             an ONNX segmentation model
+    check_model_file(path)                   refuse external data outside the model's folder
     hexagon_grid, square_grid                cells that tile a window
     kernel_shap, rise, multiscale_occlusion  the estimators, over batched value functions
     explain_region                           one entry point for all three methods
@@ -19,13 +20,14 @@ from .metadata import ModelMetadata, parse_metadata
 from .metrics import CausalMetrics, deletion_insertion
 from .model import SegmentationModel
 from .occlusion import OcclusionResult, multiscale_occlusion, naive_multiscale_occlusion
+from .onnx_check import ModelFileError, check_model_file
 from .rise import RiseResult, rise
 from .tiling import segment_raster
 
 __all__ = [
     "Cells", "CausalMetrics", "Explanation", "ExplanationCancelled", "ModelError",
-    "ModelMetadata", "OcclusionResult", "RiseResult", "SegmentationModel", "ShapleyResult",
-    "baseline_image", "composite", "deletion_insertion", "explain_region", "hexagon_grid",
-    "infill_rect", "kernel_shap", "multiscale_occlusion", "naive_multiscale_occlusion",
-    "parse_metadata", "rise", "segment_raster", "square_grid",
+    "ModelFileError", "ModelMetadata", "OcclusionResult", "RiseResult", "SegmentationModel",
+    "ShapleyResult", "baseline_image", "check_model_file", "composite", "deletion_insertion",
+    "explain_region", "hexagon_grid", "infill_rect", "kernel_shap", "multiscale_occlusion",
+    "naive_multiscale_occlusion", "parse_metadata", "rise", "segment_raster", "square_grid",
 ]

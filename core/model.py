@@ -4,7 +4,9 @@
 the input scaling and standardisation (from the model's metadata, see
 :mod:`seg_explainer.core.metadata`), channels-first or channels-last inputs, fixed or
 dynamic batch and spatial sizes, and whether the output holds probabilities, softmax logits
-or sigmoid logits. ``onnxruntime`` is imported only when a model is loaded.
+or sigmoid logits. ``onnxruntime`` is imported only when a model is loaded, and only after
+:func:`~seg_explainer.core.onnx_check.check_model_file` has checked that the file reads no
+data from outside its own folder.
 """
 
 import hashlib
@@ -14,6 +16,7 @@ import numpy as np
 
 from .errors import ModelError
 from .metadata import parse_metadata
+from .onnx_check import check_model_file, custom_operator_message
 
 # onnxruntime input element types -> numpy dtypes.
 _ORT_DTYPES = {
@@ -134,6 +137,7 @@ class SegmentationModel:
         self._input_shape = tuple(_dim(d) for d in inp.shape)
         self._input_dtype = _ORT_DTYPES.get(inp.type, np.float32)
         self._output_name = session.get_outputs()[0].name
+        self._shapes_run = set()  # input shapes (without the batch axis) the model ran on
         self._mean = np.asarray(metadata.standardization_mean or (0.0,), dtype=np.float32)
         self._std = np.asarray(metadata.standardization_std or (1.0,), dtype=np.float32)
 
@@ -160,7 +164,9 @@ class SegmentationModel:
         Raises
         ------
         ModelError
-            When the file is missing, is not an ONNX model, has more than one input, an input
+            When the file is missing, is not an ONNX model, keeps weights in a data file
+            outside its own folder (or a missing one; see :mod:`.onnx_check`: nothing outside
+            the folder is read), uses a custom operator, has more than one input, an input
             that is not a 4-D image, malformed metadata, or metadata that contradicts the
             model. The message says what to do.
         """
@@ -168,6 +174,12 @@ class SegmentationModel:
         if not os.path.isfile(path):
             raise ModelError(f"model file not found: {path}; check the path, or choose the "
                              f".onnx file again")
+        try:
+            check_model_file(path)  # before onnxruntime reads any external data
+        except OSError as exc:
+            raise ModelError(f"cannot read the model file {path} ({exc.strerror or exc}); "
+                             "check that you may read it, or copy it to a local folder") \
+                from None
         try:
             import onnxruntime as ort
         except ImportError:
@@ -187,6 +199,9 @@ class SegmentationModel:
             session = ort.InferenceSession(path, sess_options=options,
                                            providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types
+            custom = custom_operator_message(path, str(exc))
+            if custom is not None:
+                raise ModelError(custom) from None
             raise ModelError(
                 f"{os.path.basename(path)} is not an ONNX model onnxruntime {ort.__version__} "
                 f"can read ({str(exc).strip()[:300]}); export the model to ONNX (opset <= 20) "
@@ -368,10 +383,16 @@ class SegmentationModel:
         try:
             out = self._session.run([self._output_name], {self._input_name: feed})[0]
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"the model failed on an input of shape {list(feed.shape)} "
-                f"({str(exc).strip()[:300]}); check that the raster's bands and size suit the "
-                f"model") from None
+            if self._runs_on(feed.shape):  # the size suits it: the values or the machine
+                fix = ("the model runs on inputs of this size, so the values given to it (the "
+                       "raster's or the baseline's) or the machine (e.g. memory) made it fail; "
+                       "try another baseline or a smaller batch size, and tell the model's "
+                       "author if it persists")
+            else:
+                fix = "check that the raster's bands and size suit the model"
+            raise ModelError(f"the model failed on an input of shape {list(feed.shape)} "
+                             f"({str(exc).strip()[:300]}); {fix}") from None
+        self._shapes_run.add(feed.shape[1:])
         out = np.asarray(out, dtype=np.float32)
         if out.ndim == 3:
             out = out[..., None]
@@ -388,6 +409,24 @@ class SegmentationModel:
                 f"{h} x {w} pixels; only models whose output has the input's size are "
                 f"supported; re-export the model with the upsampling included")
         return out
+
+    def _runs_on(self, shape):
+        """True if the model runs on an input of ``shape`` (model layout, batch axis first).
+
+        Used to tell why a call failed: True when it has run on that size before, or runs now
+        on a pseudo-random input of that size (one image, or the fixed batch).
+        """
+        if tuple(shape[1:]) in self._shapes_run:
+            return True
+        n = self._fixed_batch or 1
+        x = np.random.default_rng(0).standard_normal((n, *shape[1:]))
+        try:
+            self._session.run([self._output_name],
+                              {self._input_name: x.astype(self._input_dtype)})
+        except Exception:  # noqa: BLE001 (any failure means: not this size)
+            return False
+        self._shapes_run.add(tuple(shape[1:]))
+        return True
 
     def _activate(self, out):
         act = self.output_activation

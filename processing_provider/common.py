@@ -54,53 +54,52 @@ def threads_parameter():
     return param
 
 
-# onnxruntime's words for an operator it does not have: "<domain>:<op>(<version>) is not a
-# registered function/op" (custom operators, e.g. onnxruntime-extensions' PyOp).
-_UNKNOWN_OP = re.compile(r"([\w.]*):(\w+)\(-?\d+\) is not a registered function/op")
-
-
 def load_model(path, n_threads=None):
     """Load an ONNX model through core, turning its errors into a QgsProcessingException.
 
-    The file is checked first (:func:`.onnx_check.check_model_file`): a model may only read
-    data files kept in its own folder. Custom operator libraries are never registered, so a
-    model needing one (a Python operator included) is refused, not run. ``n_threads`` 0 or
+    Core checks the file first (:func:`..core.onnx_check.check_model_file`): a model may only
+    read data files kept in its own folder. Custom operator libraries are never registered, so
+    a model needing one (a Python operator included) is refused, not run. ``n_threads`` 0 or
     None is onnxruntime's default.
     """
     from ..core.errors import ModelError
     from ..core.model import SegmentationModel
-    from .onnx_check import ModelFileError, check_model_file
+    from ..core.onnx_check import ModelFileError
 
     if not path or not os.path.isfile(path):
         raise QgsProcessingException(
             f"MODEL: the model file '{path}' does not exist. Choose an .onnx segmentation "
             "model file.")
     try:
-        check_model_file(path)
+        return SegmentationModel.load(path, n_threads=n_threads or None)
     except ModelFileError as exc:
         raise QgsProcessingException(f"MODEL: {exc}.") from None
-    except OSError as exc:
-        raise QgsProcessingException(f"MODEL: cannot read the model file '{path}' "
-                                     f"({exc.strerror or exc}).") from None
-    try:
-        return SegmentationModel.load(path, n_threads=n_threads or None)
-    except ImportError as exc:
-        raise QgsProcessingException(
-            f"The Python package onnxruntime is missing ({exc}). Install it from the "
-            "Segmentation Explainer dock, or with pip into QGIS's Python.") from exc
     except ModelError as exc:
-        unknown = _UNKNOWN_OP.search(str(exc))
-        if unknown:
-            domain, op = unknown.groups()
-            raise QgsProcessingException(
-                f"MODEL: the model uses the operator '{op}' of domain '{domain or 'ai.onnx'}', "
-                "which onnxruntime does not provide (a custom operator). Custom operator "
-                "libraries are never loaded; re-export the model with standard ONNX "
-                "operators.") from None
-        raise QgsProcessingException(f"MODEL: {exc}") from exc
+        raise QgsProcessingException(f"MODEL: {exc}") from None
     except MemoryError:
         raise QgsProcessingException("MODEL: not enough memory to load the model. Close other "
                                      "programs or use a smaller model.") from None
+
+
+def open_model_for_run(algorithm, parameters, context, feedback, destinations):
+    """The start of every algorithm's run: returns ``(model_path, model)``.
+
+    Stops at once if the run was cancelled, checks that every ``(key, path)`` of
+    ``destinations`` can be written (before the model's slow load), loads the ``MODEL``
+    parameter's file with ``THREADS`` onnxruntime threads, wrapped in :class:`CheckedModel`,
+    and stops if the run was cancelled meanwhile (``ExplanationCancelled``).
+    """
+    from ..core.batching import check_cancel
+
+    cancel = feedback.isCanceled if feedback is not None else None
+    check_cancel(cancel)
+    for key, path in destinations:
+        check_writable(path, key)
+    model_path = algorithm.parameterAsFile(parameters, algorithm.MODEL, context)
+    model = CheckedModel(load_model(
+        model_path, algorithm.parameterAsInt(parameters, THREADS, context) or None))
+    check_cancel(cancel)
+    return model_path, model
 
 
 class CheckedModel:

@@ -1,7 +1,12 @@
-"""The dock in a real headless QGIS: model metadata, hints, settings, and runs of the
-``segexplainer:explain_*`` algorithms in the task manager (tiny ONNX model, small windows)."""
+"""The dock in a real headless QGIS: model metadata, hints, settings, runs of the
+``segexplainer:explain_*`` algorithms in the task manager (tiny ONNX model, small windows),
+and the dock's rows of the robustness matrix: bad models, cancel at every stage, unwritable
+folders, a full disk and models failing mid-run."""
 
 import os
+import re
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -9,9 +14,12 @@ import numpy as np
 import pytest
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem,
                        QgsCoordinateTransform, QgsFeature, QgsGeometry, QgsPointXY, QgsProject,
-                       QgsRasterLayer, QgsRectangle, QgsVectorLayer)
-from qgis.PyQt.QtCore import QElapsedTimer, QPoint, Qt, QTimer
+                       QgsRasterLayer, QgsRectangle, QgsTask, QgsVectorLayer)
+from qgis.PyQt.QtCore import QElapsedTimer, QPoint, QRunnable, Qt, QThreadPool, QTimer
 from qgis.PyQt.QtTest import QTest
+
+from faults import (BAD_MODELS, ENOSPC, GPU_OOM, NO_SPACE, disk_full_after, failing_model,
+                    files_in, model_fails_after, unwritable_folder)
 
 RASTER_CRS = QgsCoordinateReferenceSystem("EPSG:32631")
 CANVAS_CRS = QgsCoordinateReferenceSystem("EPSG:3857")
@@ -127,6 +135,7 @@ def dock(qgis_iface, qgis_new_project, settings_group):
     from seg_explainer.ui.dock import SegExplainerDock
 
     qgis_iface.messageBar().clear_messages()
+    canvas = qgis_iface.mapCanvas()
     widget = SegExplainerDock(qgis_iface)
     widget.show()
     yield widget
@@ -136,6 +145,8 @@ def dock(qgis_iface, qgis_new_project, settings_group):
     widget.shutdown()
     widget.close()
     widget.deleteLater()
+    canvas.stopRendering()  # returns once a render of the run's layers has stopped
+    QgsProject.instance().removeAllMapLayers()
 
 
 @pytest.fixture()
@@ -472,3 +483,278 @@ def test_toolbar_actions_open_the_dock_draw_run_and_unload(qgis_iface, qgis_new_
         plugin.unload()
     assert canvas.mapTool() is None
     assert plugin.dock is None and plugin.toolbar is None and plugin.actions == []
+
+
+# --------------------------------------------------------------------------- bad input, faults
+# The dock's rows of the robustness matrix (README.md, "Bad input and faults"): the same broken
+# models and injected faults as test_robustness.py (from faults.py), met through the dock and
+# its background task. Every case ends with the dock's message, no file left, no Python
+# exception escaping to QGIS (no traceback dialog), and the dock ready for the next run.
+
+DOCK_BAD_MODELS = [case for case in BAD_MODELS if case[0] in (
+    "not ONNX", "truncated ONNX", "custom operator", "external data outside its folder",
+    "external data at an absolute path", "external data file missing", "two inputs")]
+
+
+class _Gate:
+    """Holds the task's thread at a chosen point until the test, on the main thread, has
+    acted (pressed Cancel, looked at the files)."""
+
+    def __init__(self):
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def stop_here(self):  # the task's thread
+        self.reached.set()
+        if not self.release.wait(60):
+            raise RuntimeError("the test never released the task")
+
+
+class _PoolBlocker(QRunnable):
+    """Occupies one thread of the global thread pool, where QGIS's task manager runs tasks."""
+
+    def __init__(self, release):
+        super().__init__()
+        self.release = release
+        self.setAutoDelete(False)
+
+    def run(self):
+        self.release.wait(60)
+
+
+@pytest.fixture()
+def python_errors(monkeypatch):
+    """Exceptions that escaped to Python's excepthook (QGIS shows those in a traceback
+    dialog); the test asserts there are none."""
+    caught = []
+    monkeypatch.setattr(sys, "excepthook", lambda *info: caught.append(info))
+    return caught
+
+
+def _critical(qgis_iface):
+    return qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
+
+
+def _fast_shap(dock, batch=8):
+    """SHAP on 64 x 64 px with 120 coalitions: 15 batches of 8 (plus the unmasked image)."""
+    _select_method(dock, "shap")
+    dock.param_widgets["shap"]["HEX_SIZE"].setValue(8)
+    dock.param_widgets["shap"]["N_SAMPLES"].setValue(120)
+    dock.batch_spin.setValue(batch)
+
+
+def _assert_ready_after(dock, run, python_errors, n_layers):
+    """The run left no group, layer or Python exception, and the dock takes the next run."""
+    assert dock.current_run is None and not dock.is_running()
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+    assert dock.form.isEnabled() and dock.progress.value() == 0
+    assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is None
+    assert len(QgsProject.instance().mapLayers()) == n_layers
+    assert python_errors == []
+    for text in (dock.result_label.text(), run.error, *dock.iface.messageBar().get_messages(
+            Qgis.MessageLevel.Critical)):
+        assert "Traceback" not in text
+
+
+def _next_run_works(dock, tmp_path):
+    """Runs once more (the faults are gone): five result files and the layers."""
+    out = tmp_path / "next"
+    dock.output_widget.setFilePath(str(out))
+    run = dock.run()
+    assert run is not None, dock.result_label.text()
+    _wait(lambda: dock.current_run is None)
+    assert run.ok, run.error
+    assert len(files_in(out)) == 5 and not any(".part" in f for f in files_in(out))
+    assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is not None
+
+
+@pytest.mark.parametrize("case,make,message", DOCK_BAD_MODELS,
+                         ids=[c[0] for c in DOCK_BAD_MODELS])
+def test_bad_model_picked_in_the_dock_shows_the_message_and_enables_no_run(
+        ready, qgis_iface, tmp_path, python_errors, case, make, message):
+    from seg_explainer.ui.dock import _html
+
+    good = ready.model_info["path"]
+    assert ready.run_button.isEnabled()
+    folder = tmp_path / "model"
+    folder.mkdir()
+    bad = str(make(folder))
+    tasks = len(QgsApplication.taskManager().tasks())
+    ready.model_widget.setFilePath(bad)  # what the file dialog does
+    assert ready.model_info is None
+    error = ready.model_error
+    assert error.startswith("This model cannot be used: ")
+    assert re.search(message, error, re.DOTALL), error
+    assert _html(error) in ready.model_label.text() and _html(error) in ready.hint.text()
+    assert not ready.hint.isHidden()
+    assert ready.class_combo.count() == 0
+    assert not ready.run_button.isEnabled() and not ready.estimate_button.isEnabled()
+    assert ready.run() is None  # the toolbar's Run: the message again, no task
+    assert ready.current_run is None
+    assert len(QgsApplication.taskManager().tasks()) == tasks
+    assert _html(error) in ready.result_label.text()
+    assert any(error in text for text in _critical(qgis_iface))
+    assert bad not in ready.recent_models()
+    assert python_errors == [] and "Traceback" not in ready.model_label.text()
+    ready.model_widget.setFilePath(good)  # choosing a good model again makes it ready
+    assert ready.model_info is not None and ready.run_button.isEnabled()
+
+
+@pytest.mark.parametrize("stage", ["before start", "during model evaluations",
+                                   "while writing"])
+def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, monkeypatch,
+                                                            python_errors, stage):
+    from seg_explainer.core import geoio
+    from seg_explainer.core.model import SegmentationModel
+
+    _fast_shap(ready)
+    n_layers = len(QgsProject.instance().mapLayers())
+    out = tmp_path / "out"
+    gate = _Gate()
+    loads, predictions, writes = [], [], []
+    real_load, real_predict = SegmentationModel.load.__func__, SegmentationModel.predict
+    real_write = geoio.write_geotiff
+    stop_at_batch = 3
+
+    def load(cls, *args, **kwargs):
+        loads.append(1)
+        return real_load(cls, *args, **kwargs)
+
+    def predict(self, images, batch_size=None):
+        predictions.append(len(images))
+        if stage == "during model evaluations" and len(predictions) == stop_at_batch:
+            gate.stop_here()
+        return real_predict(self, images, batch_size=batch_size)
+
+    def write_geotiff(path, *args, **kwargs):
+        writes.append(path)
+        if stage == "while writing" and len(writes) == 2:  # EXCITATION is complete
+            gate.stop_here()
+        return real_write(path, *args, **kwargs)
+
+    release_pool = threading.Event()
+    with monkeypatch.context() as patch:
+        patch.setattr(SegmentationModel, "load", classmethod(load))
+        patch.setattr(SegmentationModel, "predict", predict)
+        patch.setattr(geoio, "write_geotiff", write_geotiff)
+        if stage == "before start":  # the task waits in the task manager's queue
+            pool = QThreadPool.globalInstance()
+            blockers = [_PoolBlocker(release_pool) for _ in range(pool.maxThreadCount())]
+            for blocker in blockers:
+                pool.start(blocker)
+            _wait(lambda: pool.activeThreadCount() >= len(blockers))
+        try:
+            run = ready.run()
+            assert run is not None, ready.result_label.text()
+            if stage == "before start":
+                assert run.task.status() == QgsTask.TaskStatus.Queued
+            else:
+                _wait(gate.reached.is_set)
+            if stage == "while writing":  # the complete EXCITATION, under a temporary name
+                assert [Path(f).suffix for f in files_in(out)] == [".tif"]
+                assert ".part" in files_in(out)[0] and files_in(out)[0].startswith(".")
+            ready.cancel_button.click()
+            gate.release.set()
+            _wait(lambda: ready.current_run is None, timeout=20)
+        finally:
+            gate.release.set()
+            release_pool.set()
+        if stage == "before start":  # the task never ran, even once the pool was free
+            _wait(lambda: QThreadPool.globalInstance().activeThreadCount() == 0)
+            assert run.task is None
+    assert run.cancelled and not run.ok
+    assert ready.result_label.text() == "Explanation cancelled; no files were written."
+    assert files_in(out) == []
+    if stage == "before start":
+        assert loads == [] and predictions == [] and writes == []
+    elif stage == "during model evaluations":
+        # stopped before the batch after the one running when Cancel was pressed
+        assert len(predictions) == stop_at_batch and writes == []
+    else:
+        assert len(writes) == 2 and len(predictions) > stop_at_batch
+    _assert_ready_after(ready, run, python_errors, n_layers)
+    _next_run_works(ready, tmp_path)
+
+
+def test_output_folder_not_writable_is_a_message_in_the_dock(ready, qgis_iface, tmp_path,
+                                                              python_errors):
+    _fast_shap(ready)
+    n_layers = len(QgsProject.instance().mapLayers())
+    folder = unwritable_folder(tmp_path)
+    ready.output_widget.setFilePath(str(folder))
+    run = ready.run()
+    assert run is not None
+    _wait(lambda: ready.current_run is None)
+    assert not run.ok and not run.cancelled
+    message = rf"EXCITATION: cannot write to the folder '{re.escape(str(folder))}' \(.+\)\. " \
+              "Choose a folder you can write to."
+    assert re.search(message, ready.result_label.text()), ready.result_label.text()
+    assert any(re.search(message, text) for text in _critical(qgis_iface))
+    assert not list(folder.glob("*scene_oil_shap_*"))  # nothing, not even temporary files
+    _assert_ready_after(ready, run, python_errors, n_layers)
+    # A folder that cannot even be created (its path runs through a file): the dock says so
+    # before any task starts.
+    (tmp_path / "a_file").write_text("x")
+    ready.output_widget.setFilePath(str(tmp_path / "a_file" / "results"))
+    assert ready.run() is None and ready.current_run is None
+    text = ready.result_label.text()
+    assert "cannot be created" in text and "choose another" in text
+    assert python_errors == []
+    _next_run_works(ready, tmp_path)
+
+
+def test_disk_full_while_writing_is_a_message_in_the_dock(ready, qgis_iface, tmp_path,
+                                                          monkeypatch, python_errors):
+    _fast_shap(ready)
+    n_layers = len(QgsProject.instance().mapLayers())
+    with monkeypatch.context() as patch:
+        writes = disk_full_after(patch, 1, ENOSPC)  # EXCITATION is written, INHIBITION fails
+        run = ready.run()
+        assert run is not None
+        _wait(lambda: ready.current_run is None)
+    assert len(writes) == 2
+    assert not run.ok and not run.cancelled
+    message = f"INHIBITION: {NO_SPACE}. Nothing was written."
+    assert message in ready.result_label.text(), ready.result_label.text()
+    assert any(message in text for text in _critical(qgis_iface))
+    assert files_in(tmp_path / "out") == []  # the complete EXCITATION went too
+    _assert_ready_after(ready, run, python_errors, n_layers)
+    _next_run_works(ready, tmp_path)
+
+
+@pytest.mark.parametrize("fault", ["model failing on some inputs",
+                                   "model failing after 2 calls"])
+def test_model_failing_mid_run_ends_the_task_with_its_message(ready, qgis_iface, tmp_path,
+                                                              monkeypatch, python_errors,
+                                                              fault):
+    _fast_shap(ready)
+    n_layers = len(QgsProject.instance().mapLayers())
+    calls = []
+    with monkeypatch.context() as patch:
+        if fault == "model failing on some inputs":
+            # The image passes (values < 100 dB); the constant baseline 1000 makes it fail.
+            ready.model_widget.setFilePath(failing_model(tmp_path / "failing.onnx"))
+            assert ready.model_info is not None, ready.model_label.text()
+            ready.baseline_combo.setCurrentIndex(2)
+            ready.baseline_value_spin.setValue(1000.0)
+            cause = r".*indices element out of data bounds.*"
+        else:
+            calls = model_fails_after(patch, 2, GPU_OOM)
+            cause = re.escape(GPU_OOM)
+        # The model runs on 64 x 64 px windows: the message does not blame the size.
+        expected = r"the model failed on an input of shape \[\d+, 1, 64, 64\] \(" + cause + \
+                   r"\); the model runs on inputs of this size, so the values .* or the " \
+                   r"machine .* try another baseline or a smaller batch size"
+        run = ready.run()
+        assert run is not None
+        _wait(lambda: ready.current_run is None)
+    assert not run.ok and not run.cancelled
+    assert re.search(expected, ready.result_label.text(), re.DOTALL), ready.result_label.text()
+    assert re.search(expected, run.error, re.DOTALL)
+    assert any(re.search(expected, text, re.DOTALL) for text in _critical(qgis_iface))
+    if calls:
+        assert len(calls) == 3
+    assert files_in(tmp_path / "out") == []
+    _assert_ready_after(ready, run, python_errors, n_layers)
+    ready.baseline_combo.setCurrentIndex(0)  # the same model works on the image
+    _next_run_works(ready, tmp_path)

@@ -1,26 +1,27 @@
-"""Bad input, faults and cancellation: the matrix of docs/robustness.md, one test (or one
-parametrised case) per row, run through the Processing algorithms as a toolbox user would.
+"""Bad input, faults and cancellation: the matrix of README.md ("Bad input and faults"), one
+test (or one parametrised case) per row, run through the Processing algorithms as a toolbox
+user would (the dock's rows are in test_dock.py), plus the engine's own model checks.
 
 Every failure must stop with a message that says what was wrong and what to do, leave no file
 behind (not even the outputs that were already complete), and leave QGIS able to run again.
-Tiny ONNX models (built here with onnx.helper) and a 160 x 160 px raster keep this fast; the
-sample model is used only where a real network matters (thread counts, batch sizes).
+Tiny ONNX models (built in faults.py with onnx.helper) and a 160 x 160 px raster keep this
+fast; the sample model is used only where a real network matters (thread counts, batch sizes).
 """
 
-import errno
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from osgeo import gdal, ogr, osr
 
+from faults import (B1, BAD_MODELS, ENOSPC, GDAL_ENOSPC, META, NO_SPACE, W1, class_output,
+                    conv_init, disk_full_after, failing_model, graph_model, image_input,
+                    model_fails_after, tiny_model, unwritable_folder)
 from test_core_model import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,9 +29,6 @@ SAMPLE_MODEL = ROOT / "resources" / "sample" / "oil_unet.onnx"
 GT = (500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0)
 SIZE = 160
 NODATA = -9999.0
-# 1x1 convolution, two classes: p(oil) = softmax(0, 0.2 x + 3), 0.5 at x = -15 dB.
-W1, B1 = np.array([[0.0], [0.2]]), np.array([0.0, 3.0])
-META = {"class_names": '["sea", "oil"]', "seg_explainer_output_activation": "none"}
 FAST = {"WINDOW": 64, "BATCH_SIZE": 8, "SEED": 5, "HEX_SIZE": 12, "N_SAMPLES": 40}
 
 
@@ -173,47 +171,6 @@ def box_wkt(c0, r0, c1, r1, gt=GT):
     return f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
 
 
-def _graph_model(path, nodes, inputs, outputs, initializers=(), metadata=None, opsets=None):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    model = helper.make_model(graph, opset_imports=opsets or [helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    onnx.save(model, str(path))
-    return str(path)
-
-
-def _x(c=1):
-    return helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, "H", "W"])
-
-
-def _y(k=2):
-    return helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", k, "H", "W"])
-
-
-def _conv_init():
-    return [numpy_helper.from_array(W1.reshape(2, 1, 1, 1).astype(np.float32), "w"),
-            numpy_helper.from_array(B1.astype(np.float32), "b")]
-
-
-def failing_model(path, threshold=100.0):
-    """Softmax of the 1x1 convolution, but a Gather fails when the batch's maximum > threshold
-    (its index becomes 10, outside a 2-element table): a model that fails on some inputs."""
-    consts = [numpy_helper.from_array(np.array(threshold, np.float32), "thr"),
-              numpy_helper.from_array(np.array(10, np.int64), "ten"),
-              numpy_helper.from_array(np.zeros(2, np.float32), "table")]
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["logits"]),
-             helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
-             helper.make_node("Greater", ["m", "thr"], ["big"]),
-             helper.make_node("Cast", ["big"], ["big_i"], to=TensorProto.INT64),
-             helper.make_node("Mul", ["big_i", "ten"], ["idx"]),
-             helper.make_node("Gather", ["table", "idx"], ["zero"], axis=0),
-             helper.make_node("Add", ["logits", "zero"], ["z"]),
-             helper.make_node("Softmax", ["z"], ["y"], axis=1)]
-    return _graph_model(path, nodes, [_x()], [_y()], _conv_init() + consts, META)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Rasters, regions and models of the matrix, written once."""
@@ -273,97 +230,12 @@ def data(tmp_path_factory):
 # --------------------------------------------------------------------------- bad model files
 
 
-def _not_onnx(folder, data):
-    path = folder / "model.onnx"
-    path.write_text("this is not a model")
-    return path
-
-
-def _truncated(folder, data):
-    path = folder / "model.onnx"
-    raw = Path(data["model"]).read_bytes()
-    path.write_bytes(raw[: len(raw) // 2])
-    return path
-
-
-def _custom_op(folder, data):
-    return _graph_model(folder / "model.onnx",
-                        [helper.make_node("PyOp", ["x"], ["y"], domain="ai.onnx.contrib")],
-                        [_x()], [_y()], metadata=META,
-                        opsets=[helper.make_opsetid("", 13),
-                                helper.make_opsetid("ai.onnx.contrib", 1)])
-
-
-def _external(location):
-    def make(folder, data):
-        secret = folder.parent / "secret.bin"
-        secret.write_bytes(W1.reshape(2, 1, 1, 1).astype(np.float32).tobytes())
-        (folder / "model_dir").mkdir()
-        path = folder / "model_dir" / "model.onnx"
-        model = onnx.load(data["model"])
-        tensor = next(t for t in model.graph.initializer if t.name == "w")
-        tensor.ClearField("raw_data")
-        tensor.ClearField("float_data")
-        tensor.data_location = TensorProto.EXTERNAL
-        loc = location.replace("ABS", str(secret))
-        for key, value in (("location", loc), ("offset", "0"), ("length", "8")):
-            entry = tensor.external_data.add()
-            entry.key, entry.value = key, value
-        onnx.save(model, str(path))
-        return path
-    return make
-
-
-def _two_inputs(folder, data):
-    return build_model(folder / "model.onnx", weights=W1, bias=B1, extra_input=True)
-
-
-def _rank3(folder, data):
-    return _graph_model(
-        folder / "model.onnx", [helper.make_node("Identity", ["x"], ["y"])], [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 8])])
-
-
-def _classifier(folder, data):
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["l"]),
-             helper.make_node("GlobalAveragePool", ["l"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["y"])]
-    return _graph_model(folder / "model.onnx", nodes, [_x()],
-                        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
-                        _conv_init(), META)
-
-
-def _python_in_metadata(folder, data):
-    sentinel = folder.parent / "PWNED"
-    meta = dict(META, class_names=f"__import__('os').system('touch {sentinel}')")
-    return build_model(folder / "model.onnx", weights=W1, bias=B1, activation="softmax",
-                       metadata=meta)
-
-
-BAD_MODELS = [
-    ("model file missing", lambda folder, data: folder / "missing.onnx", "does not exist"),
-    ("not ONNX", _not_onnx, "not an ONNX model.*export"),
-    ("truncated ONNX", _truncated, "not an ONNX model.*export"),
-    ("custom operator", _custom_op, "operator 'PyOp'.*custom operator.*standard ONNX"),
-    ("external data outside its folder", _external("../secret.bin"),
-     "outside the model's own folder"),
-    ("external data at an absolute path", _external("ABS"), "outside the model's own folder"),
-    ("external data file missing", _external("weights.bin"), "weights file 'weights.bin' is "
-     "missing"),
-    ("two inputs", _two_inputs, "2 inputs.*single input"),
-    ("input rank 3", _rank3, "rank 3.*4-D"),
-    ("output not a per-pixel map", _classifier, "not a per-pixel map"),
-    ("Python code in metadata", _python_in_metadata, "class_names.*expected"),
-]
-
-
 @pytest.mark.parametrize("alg", ["explain_shap", "segment"])
 @pytest.mark.parametrize("case,make,message", BAD_MODELS, ids=[c[0] for c in BAD_MODELS])
 def test_bad_model_file(provider, data, tmp_path, alg, case, make, message):
     folder = tmp_path / "model"
     folder.mkdir()
-    model = str(make(folder, data))
+    model = str(make(folder))
     out = tmp_path / "out"
     out.mkdir()
     if alg == "segment":
@@ -373,6 +245,71 @@ def test_bad_model_file(provider, data, tmp_path, alg, case, make, message):
                   **FAST, **explain_outputs(out)}
     fails(alg, params, message, out)
     assert not (tmp_path / "PWNED").exists()  # metadata is never run as code
+
+
+ENGINE_BAD_MODELS = [c for c in BAD_MODELS if c[0] != "model file missing"]
+
+
+@pytest.mark.parametrize("case,make,message", ENGINE_BAD_MODELS,
+                         ids=[c[0] for c in ENGINE_BAD_MODELS])
+def test_engine_refuses_bad_model_files(tmp_path, monkeypatch, case, make, message):
+    """The same checks without QGIS: SegmentationModel.load raises a ModelError naming the
+    problem and the fix (the dock and the algorithms get them from here). A model whose
+    weights are outside its folder never reaches onnxruntime, so nothing there is read."""
+    import onnxruntime as ort
+
+    from seg_explainer.core import ModelError, SegmentationModel
+
+    sessions = []
+    real_session = ort.InferenceSession
+
+    def session(path_or_bytes, *args, **kwargs):
+        sessions.append(path_or_bytes)
+        return real_session(path_or_bytes, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = make(folder)
+    with pytest.raises(ModelError) as raised:
+        SegmentationModel.load(path)
+    assert re.search(message, str(raised.value), re.DOTALL), str(raised.value)
+    assert "Traceback" not in str(raised.value)
+    if case.startswith("external data"):
+        assert sessions == []
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_engine_accepts_what_the_checks_must_not_refuse(tmp_path):
+    """External data beside the model, and an operator of a custom domain that the model
+    defines itself (a local function), are fine: the model loads and runs."""
+    import onnx
+
+    from seg_explainer.core import SegmentationModel
+    from seg_explainer.core.onnx_check import custom_operators, scan_model_file
+
+    model = onnx.load(tiny_model(tmp_path / "base.onnx"))
+    onnx.save(model, str(tmp_path / "beside.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="beside.bin", size_threshold=0)
+    assert scan_model_file(tmp_path / "beside.onnx").external == ["beside.bin", "beside.bin"]
+    x = np.full((1, 4, 4, 1), -15.0, np.float32)
+    expected = SegmentationModel.load(tmp_path / "base.onnx").predict(x)
+    np.testing.assert_array_equal(SegmentationModel.load(tmp_path / "beside.onnx").predict(x),
+                                  expected)
+    # Softmax of the convolution, as a function 'Segment' of the domain 'my.models'.
+    body = [helper.make_node("Conv", ["a", "w", "b"], ["l"]),
+            helper.make_node("Softmax", ["l"], ["out"], axis=1)]
+    function = helper.make_function("my.models", "Segment", ["a", "w", "b"], ["out"], body,
+                                    [helper.make_opsetid("", 13)])
+    path = graph_model(tmp_path / "local.onnx",
+                       [helper.make_node("Segment", ["x", "w", "b"], ["y"],
+                                         domain="my.models")],
+                       [image_input()], [class_output()], conv_init(), META,
+                       opsets=[helper.make_opsetid("", 13), helper.make_opsetid("my.models", 1)],
+                       functions=[function])
+    scan = scan_model_file(path)
+    assert ("my.models", "Segment") in scan.operators and custom_operators(scan) == []
+    np.testing.assert_allclose(SegmentationModel.load(path).predict(x), expected, atol=1e-6)
 
 
 def test_no_code_path_runs_model_content():
@@ -414,12 +351,38 @@ def test_model_whose_outputs_are_not_probabilities(provider, data, tmp_path):
 def test_model_returning_nan_stops_the_run(provider, data, tmp_path):
     nodes = [helper.make_node("Log", ["x"], ["lx"]),  # log of negative dB values: NaN
              helper.make_node("Conv", ["lx", "w", "b"], ["y"])]
-    model = _graph_model(tmp_path / "nan.onnx", nodes, [_x()], [_y()], _conv_init(),
-                         dict(META, seg_explainer_output_activation="softmax"))
+    model = graph_model(tmp_path / "nan.onnx", nodes, [image_input()], [class_output()],
+                        conv_init(), dict(META, seg_explainer_output_activation="softmax"))
     out = tmp_path / "out"
     fails("explain_rise", {"INPUT": data["scene"], "MODEL": model, "ROI": data["roi"],
                            "CLASS": "oil", "N_MASKS": 8, **FAST,
                            **explain_outputs(out, cells=False)}, "NaN or infinite", out)
+
+
+def test_model_failure_message_tells_a_size_problem_from_a_values_problem(tmp_path):
+    """When onnxruntime fails, the engine tries the model once on a harmless input of the same
+    size: if that fails too, the size (or the bands) is the problem, else the values or the
+    machine are, and the message says which."""
+    from onnx import numpy_helper
+
+    from seg_explainer.core import ModelError, SegmentationModel
+
+    # Runs on 64 x 64 px only: its output is reshaped to [-1, 2, 64, 64].
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["l"]),
+             helper.make_node("Reshape", ["l", "shape"], ["y"])]
+    shape = numpy_helper.from_array(np.array([-1, 2, 64, 64], np.int64), "shape")
+    sized = SegmentationModel.load(graph_model(tmp_path / "sized.onnx", nodes, [image_input()],
+                                               [class_output()], conv_init() + [shape], META))
+    assert sized.predict(np.full((1, 64, 64, 1), -15.0, np.float32)).shape == (1, 64, 64, 2)
+    with pytest.raises(ModelError, match=r"the model failed on an input of shape \[1, 1, 32, "
+                       r"32\] \(.*\); check that the raster's bands and size suit the model$"):
+        sized.predict(np.full((1, 32, 32, 1), -15.0, np.float32))
+    # Fails on values above 100 (at any size), on its very first call at 48 x 48 px.
+    failing = SegmentationModel.load(failing_model(tmp_path / "failing.onnx"))
+    with pytest.raises(ModelError, match=r"the model failed on an input of shape \[1, 1, 48, "
+                       r"48\] \(.*\); the model runs on inputs of this size, so the values "
+                       r"given to it .* made it fail; try another baseline or a smaller batch"):
+        failing.predict(np.full((1, 48, 48, 1), 1000.0, np.float32))
 
 
 def test_model_failing_on_some_inputs_ends_the_task_with_its_message(provider, data, tmp_path):
@@ -435,18 +398,6 @@ def test_model_failing_on_some_inputs_ends_the_task_with_its_message(provider, d
 @pytest.mark.parametrize("alg", ["explain_shap", "explain_occlusion", "segment"])
 def test_model_failing_after_some_calls_leaves_nothing(provider, data, tmp_path, monkeypatch,
                                                        alg):
-    import onnxruntime as ort
-
-    real_run = ort.InferenceSession.run
-    calls = []
-
-    def flaky(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > 2:
-            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : out of GPU memory")
-        return real_run(self, *args, **kwargs)
-
-    monkeypatch.setattr(ort.InferenceSession, "run", flaky)
     out = tmp_path / "out"
     if alg == "segment":
         params = {"INPUT": data["scene"], "MODEL": data["model"], "TILE_SIZE": 32,
@@ -454,9 +405,10 @@ def test_model_failing_after_some_calls_leaves_nothing(provider, data, tmp_path,
     else:
         params = {"INPUT": data["scene"], "MODEL": data["model"], "ROI": data["roi"],
                   "CLASS": "oil", "MAX_DEPTH": 2, **FAST, **explain_outputs(out)}
-    fails(alg, params, "the model failed.*out of GPU memory", out)
+    with monkeypatch.context() as patch:
+        calls = model_fails_after(patch, 2)
+        fails(alg, params, "the model failed.*out of GPU memory", out)
     assert len(calls) == 3
-    monkeypatch.setattr(ort.InferenceSession, "run", real_run)
     res = run(alg, params)  # the next run is fine
     assert all(Path(p).is_file() for k, p in res.items() if isinstance(p, str))
 
@@ -592,6 +544,21 @@ def test_window_smaller_than_a_hexagon(provider, data, tmp_path):
           r"HEX_SIZE: the 16 x 16 px window holds a single hexagon.*Lower HEX_SIZE", tmp_path)
 
 
+def test_occlusion_depth_finer_than_a_pixel(provider, data, tmp_path):
+    # 32 px window, depth 5: 1 px cells, and the offsets would move the grid by half a pixel
+    fails("explain_occlusion", {"INPUT": data["scene"], "MODEL": data["model"],
+                                "ROI": data["roi_point"], "CLASS": "oil",
+                                **dict(FAST, WINDOW=32, MAX_DEPTH=5),
+                                **explain_outputs(tmp_path)},
+          r"MAX_DEPTH: 5 levels cut the 32 x 32 px window into cells of 1 px.*"
+          r"Use MAX_DEPTH 4 or less", tmp_path)
+    res = run("explain_occlusion", {"INPUT": data["scene"], "MODEL": data["model"],
+                                    "ROI": data["roi_point"], "CLASS": "oil",
+                                    **dict(FAST, WINDOW=32, MAX_DEPTH=4),
+                                    **explain_outputs(tmp_path)})
+    assert gdal.Open(res["EXCITATION"]).RasterXSize == 32     # the depth it suggests works
+
+
 def test_zero_samples(provider, data, tmp_path):
     # SHAP: 0 means the default, 2 M + 2048 coalitions (here every coalition: exact).
     res = run("explain_shap", {"INPUT": data["scene"], "MODEL": data["model"],
@@ -613,28 +580,11 @@ def test_zero_samples(provider, data, tmp_path):
 # --------------------------------------------------------------------------- output folders
 
 
-def _unwritable(tmp_path):
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    os.chmod(folder, 0o555)
-    try:
-        (folder / "probe").touch()
-    except OSError:
-        return folder
-    (folder / "probe").unlink()  # root ignores permissions: use a read-only file system
-    for candidate in (Path("/sys/segx-read-only"), Path("/proc/segx-read-only")):
-        try:
-            candidate.mkdir()
-        except OSError:
-            return candidate
-    pytest.skip("no unwritable folder available")
-
-
 @pytest.mark.parametrize("alg", ["explain_shap", "segment"])
 @pytest.mark.parametrize("case", ["read-only folder", "folder is a file"])
 def test_output_folder_not_writable(provider, data, tmp_path, alg, case):
     if case == "read-only folder":
-        folder = _unwritable(tmp_path)
+        folder = unwritable_folder(tmp_path)
     else:
         (tmp_path / "a_file").write_text("x")
         folder = tmp_path / "a_file"
@@ -652,30 +602,9 @@ def test_output_folder_not_writable(provider, data, tmp_path, alg, case):
     assert not good.exists() or list(good.iterdir()) == []
 
 
-def _disk_full_after(monkeypatch, n, exc):
-    from seg_explainer.core import geoio
-
-    real = geoio._BlockWriter.write
-    calls = []
-
-    def write(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > n:
-            raise exc
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(geoio._BlockWriter, "write", write)
-    return calls
-
-
-NO_SPACE = "no space left on the output disk; free space or choose another folder"
-ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-GDAL_ENOSPC = RuntimeError("TIFFAppendToStrip:Write error at scanline 0: No space left on device")
-
-
 @pytest.mark.parametrize("error", [ENOSPC, GDAL_ENOSPC], ids=["OSError", "GDAL error"])
 def test_disk_full_while_segmenting(provider, data, tmp_path, monkeypatch, error):
-    calls = _disk_full_after(monkeypatch, 3, error)
+    calls = disk_full_after(monkeypatch, 3, error)
     fails("segment", {"INPUT": data["scene"], "MODEL": data["model"], "TILE_SIZE": 32,
                       "OVERLAP": 0, **segment_outputs(tmp_path)}, NO_SPACE, tmp_path)
     assert len(calls) == 4
@@ -727,7 +656,7 @@ def test_a_failed_run_keeps_the_previous_outputs(provider, data, tmp_path, monke
               "CLASS": "oil", **FAST, **out}
     run("explain_shap", params)
     before = {k: Path(p).read_bytes() for k, p in out.items()}
-    _disk_full_after(monkeypatch, 1, ENOSPC)
+    disk_full_after(monkeypatch, 1, ENOSPC)
     fails("explain_shap", dict(params, SEED=9), NO_SPACE)
     assert {k: Path(p).read_bytes() for k, p in out.items()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(p).name for p in

@@ -456,7 +456,14 @@ class SegExplainerDock(QDockWidget):
         self.recent_combo.blockSignals(False)
 
     def load_model(self, path):
-        """Read the model's metadata and show it; errors become a message, not a traceback."""
+        """Read the model's metadata and show it; errors become a message, not a traceback.
+
+        The model is loaded through the engine (``SegmentationModel.load``), which checks the
+        file before onnxruntime reads it, as the algorithms do: external data outside the
+        model's folder and custom operators are refused with a message naming the problem
+        and the fix, shown here and in the hint; Run stays disabled until a usable model is
+        chosen.
+        """
         path = (path or "").strip()
         self.model_info = None
         self.model_error = ""
@@ -474,7 +481,7 @@ class SegExplainerDock(QDockWidget):
 
             info = SegmentationModel.load(path).describe()
         except ModelError as exc:
-            self.model_error = f"This model cannot be used: {exc}"
+            self.model_error = f"This model cannot be used: {str(exc).rstrip('.')}."
         except ImportError as exc:
             self.model_error = (f"A Python package is missing ({exc}); install it with the "
                                 f"button above.")
