@@ -9,9 +9,8 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingExcep
                        QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer)
 
-from .common import (THREADS, CheckedModel, OutputSet, check_writable, feedback_callbacks,
-                     forget_outputs, load_model, plugin_version,
-                     raster_source_path, threads_parameter, write_failure)
+from .common import (OutputSet, feedback_callbacks, forget_outputs, open_model_for_run,
+                     plugin_version, raster_source_path, threads_parameter, write_failure)
 
 
 class SegmentAlgorithm(QgsProcessingAlgorithm):
@@ -117,14 +116,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         from ..core.batching import check_cancel
         from ..core.tiling import segment_raster
 
-        cancel = feedback.isCanceled if feedback is not None else None
-        check_cancel(cancel)
-        for key, path in destinations:
-            check_writable(path, key)
-        model_path = self.parameterAsFile(parameters, self.MODEL, context)
-        model = CheckedModel(load_model(
-            model_path, self.parameterAsInt(parameters, THREADS, context) or None))
-        check_cancel(cancel)
+        model_path, model = open_model_for_run(self, parameters, context, feedback,
+                                               destinations)
         _check_bands(model, self._source, self._bands)
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)

@@ -10,25 +10,10 @@ import pytest
 import shapely
 from osgeo import gdal, ogr
 
-from helpers_qgis import ROOT, qgis_process
+from helpers_qgis import ROI_OIL, ROOT, provider, qgis_process  # noqa: F401 (fixture)
 
-ROI_OIL = "{regions}|layername=regions|subset=\"name\" = 'oil'"
+ROI_PIXEL = "{regions}|layername=pixel"
 SMALL = {"WINDOW": 128, "BATCH_SIZE": 8, "SEED": 3}
-
-
-@pytest.fixture(scope="module")
-def provider(qgis_processing):
-    from qgis.core import QgsApplication
-    from seg_explainer.processing_provider.provider import SegExplainerProvider
-
-    registry = QgsApplication.processingRegistry()
-    added = None
-    if registry.providerById("segexplainer") is None:
-        added = SegExplainerProvider()
-        registry.addProvider(added)
-    yield registry.providerById("segexplainer")
-    if added is not None:  # leave the registry as found, for the plugin load/unload tests
-        registry.removeProvider(added)
 
 
 def run(alg, params, feedback=None):
@@ -40,16 +25,21 @@ def run(alg, params, feedback=None):
 
 
 def recording_feedback():
-    """A feedback that keeps the errors reported to the user (the log a toolbox user reads)."""
+    """A feedback that keeps the errors and the information reported to the user (the log a
+    toolbox user reads)."""
     from qgis.core import QgsProcessingFeedback
 
     class Recording(QgsProcessingFeedback):
         def __init__(self):
             super().__init__()
             self.errors = []
+            self.infos = []
 
         def reportError(self, error, fatalError=False):  # noqa: N802, N803
             self.errors.append(error)
+
+        def pushInfo(self, info):  # noqa: N802
+            self.infos.append(info)
 
     return Recording()
 
@@ -140,6 +130,83 @@ def test_explain_rise_and_occlusion(provider, sample_data, tmp_path):
     depths = [f["depth"] for f in layer]
     assert depths and set(depths) <= {0, 1, 2}  # 0 = the whole window, kept when pruning says so
     assert res["N_EVALUATIONS"] >= 5  # unoccluded image, whole window, four quadrants at least
+
+
+def _crop_line(feedback):
+    lines = [line for line in feedback.infos if line.startswith("Receptive-field crop")]
+    assert len(lines) <= 1
+    return lines[0] if lines else None
+
+
+def test_rise_cropped_to_the_receptive_field_equals_the_uncropped_run(provider, sample_data,
+                                                                     tmp_path):
+    """CROP on a 768 px window around one pixel: the sample U-Net's receptive field (~300 px)
+    fits in a smaller crop, and RISE's map is the uncropped one up to float rounding."""
+    params = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+              "ROI": ROI_PIXEL.format(**sample_data), "CLASS": "oil", "N_MASKS": 8,
+              "WINDOW": 768, "BATCH_SIZE": 8, "SEED": 3, "CROP_MULTIPLE": 64}
+    runs = {}
+    for crop in (True, False):
+        out = _outputs(tmp_path, f"crop_{crop}", cells=False)
+        del out["REPORT"]
+        feedback = recording_feedback()
+        res = run("explain_rise", {**params, "CROP": crop, **out}, feedback)
+        runs[crop] = (res, out, feedback)
+    res, out, feedback = runs[True]
+    assert feedback.errors == []
+    signed, gt, _, meta, nodata = _array(out["SIGNED"])
+    recorded = json.loads(meta["parameters"])
+    assert recorded["crop"] == "auto" and recorded["crop_multiple"] == 64
+    r0, r1, c0, c1 = recorded["crop_window"]
+    assert signed.shape == (768, 768)
+    assert (r1 - r0) * (c1 - c0) < 768 * 768  # a real crop, not the whole window
+    for edge in (r0, r1, c0, c1):  # CROP_MULTIPLE reached the engine
+        assert edge % 64 == 0 or edge == 768
+    regions = ogr.Open(sample_data["regions"])  # dataset, layer and feature kept alive
+    layer = regions.GetLayer("pixel")
+    feature = layer.GetNextFeature()
+    point = feature.GetGeometryRef()
+    row, col = int((point.GetY() - gt[3]) / gt[5]), int((point.GetX() - gt[0]) / gt[1])
+    assert r0 <= row < r1 and c0 <= col < c1  # the crop holds the region's pixel
+    line = _crop_line(feedback)
+    assert line is not None and "of the 768 x 768 px window" in line
+    assert f"rows {r0} to {r1 - 1} and columns {c0} to {c1 - 1}" in line
+    # The same explanation as without the crop.
+    plain_res, plain_out, plain_feedback = runs[False]
+    plain, plain_gt, _, plain_meta, _ = _array(plain_out["SIGNED"])
+    assert _crop_line(plain_feedback) is None
+    plain_recorded = json.loads(plain_meta["parameters"])
+    assert plain_recorded["crop"] is None and plain_recorded["crop_multiple"] == 64
+    assert "crop_window" not in plain_recorded
+    assert gt == plain_gt
+    valid = signed != nodata
+    assert np.abs(signed[valid]).max() > 1e-4  # a map worth comparing
+    np.testing.assert_allclose(signed[valid], plain[valid], rtol=0, atol=1e-5)
+    for key in ("PREDICTION", "BASE_VALUE"):
+        assert res[key] == pytest.approx(plain_res[key], abs=1e-5)
+    assert res["N_EVALUATIONS"] > plain_res["N_EVALUATIONS"]  # the crop's search is counted
+
+
+def test_crop_that_cannot_shrink_the_window_says_why_and_changes_nothing(provider, sample_data,
+                                                                        tmp_path):
+    """A 128 px window is smaller than the receptive field: no crop, the same outputs."""
+    params = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+              "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil", "N_MASKS": 20, **SMALL}
+    maps = {}
+    for crop in (True, False):
+        out = _outputs(tmp_path, f"nocrop_{crop}", cells=False)
+        del out["REPORT"]
+        feedback = recording_feedback()
+        run("explain_rise", {**params, "CROP": crop, **out}, feedback)
+        maps[crop] = _array(out["SIGNED"])
+        if crop:
+            line = _crop_line(feedback)
+            assert line is not None and "none, the whole 128 x 128 px window" in line
+            assert "no crop smaller than the image" in line
+    recorded = json.loads(maps[True][3]["parameters"])
+    assert recorded["crop"] == "auto" and recorded["crop_window"] is None
+    assert recorded["crop_multiple"] == 32  # the default
+    np.testing.assert_allclose(maps[True][0], maps[False][0], rtol=0, atol=1e-6)
 
 
 def test_segment_writes_named_probabilities_and_a_paletted_class_map(provider, sample_data,

@@ -1,0 +1,178 @@
+"""The algorithms as a toolbox user runs them: QGIS's own single-algorithm dialog, and results
+loaded into the project, styled from resources/styles and grouped per run."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from osgeo import gdal, ogr
+
+from helpers_qgis import ROI_OIL, provider, project_restored, wait_until  # noqa: F401
+
+STYLES = Path(__file__).resolve().parent.parent / "resources" / "styles"
+
+
+def _ramp_colours(qml):
+    """The colours of the colour-ramp items of a raster style, in order."""
+    return re.findall(r'<item [^>]*color="(#[0-9a-fA-F]{6})"', (STYLES / qml).read_text())
+
+
+def _layers_by_source(project):
+    return {layer.source().split("|")[0]: layer for layer in project.mapLayers().values()}
+
+
+def test_toolbox_dialog_runs_explain_occlusion(provider, sample_data, qgis_iface,
+                                               project_restored, tmp_path, monkeypatch):
+    """The dialog the toolbox opens: parameters typed into its panel, the Run button clicked,
+    the algorithm run as a background task; valid outputs, opened in the project, no error."""
+    # pytest-qgis's interface answers unknown calls with a MagicMock, which the dialog's
+    # parameter panel cannot take as the browser model; QGIS accepts none.
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: None, raising=False)
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from processing.tools import dataobjects
+    from qgis.core import QgsApplication
+    from qgis.gui import QgsProcessingAlgorithmDialogBase
+    from qgis.PyQt import sip
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById(
+        "segexplainer:explain_occlusion")
+    dialog = AlgorithmDialog(alg, parent=qgis_iface.mainWindow())
+    panel = dialog.mainWidget()
+    context = dataobjects.createContext()
+    outputs = {"EXCITATION": tmp_path / "exc.tif", "INHIBITION": tmp_path / "inh.tif",
+               "CELLS": tmp_path / "cells.gpkg"}
+    values = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+              "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil", "WINDOW": 96,
+              "MAX_DEPTH": 2, "N_BEST": 2, "BATCH_SIZE": 8,
+              **{key: str(path) for key, path in outputs.items()}}
+    for name, value in values.items():
+        panel.wrappers[name].setParameterValue(value, context)
+    # What the dialog will run is what was typed in.
+    typed = dialog.createProcessingParameters()
+    assert typed["CLASS"] == "oil" and typed["MAX_DEPTH"] == 2 and typed["WINDOW"] == 96
+    log = tmp_path / "log.html"
+    finished = []
+
+    def on_finished(ok, results):
+        # Emitted just before the dialog closes itself (it may be deleted right after).
+        dialog.saveLogToFile(str(log), QgsProcessingAlgorithmDialogBase.FormatHtml)
+        finished.append((ok, results))
+
+    dialog.algorithmFinished.connect(on_finished)
+    dialog.runButton().click()
+    wait_until(lambda: finished, "the dialog's run")
+    ok, results = finished[0]
+    html = log.read_text()
+    assert ok, html
+    # reportError() lines are red in the dialog's log (Qt writes the colour as #ff0000).
+    assert not re.search(r"color:\s*(red|#ff0000)", html, re.IGNORECASE), html
+    assert "Execution completed in" in html
+    assert "Window of 96 x 96 px" in html  # our own pushInfo reached the dialog's log
+    for key, path in outputs.items():
+        assert Path(results[key]) == path and path.is_file()
+    for key in ("EXCITATION", "INHIBITION"):
+        ds = gdal.Open(str(outputs[key]))
+        assert ds is not None and ds.GetDriver().ShortName == "GTiff"
+        assert (ds.RasterXSize, ds.RasterYSize) == (96, 96) and ds.GetProjection()
+        assert ds.GetMetadata()["method"] == "occlusion"
+        assert json.loads(ds.GetMetadata()["parameters"])["max_depth"] == 2
+        data = ds.GetRasterBand(1).ReadAsArray()
+        assert (data[data != -9999] >= 0).all()
+    assert gdal.Open(str(outputs["EXCITATION"])).ReadAsArray().max() > 0
+    cells_ds = ogr.Open(str(outputs["CELLS"]))
+    assert cells_ds.GetDriver().GetName() == "GPKG"
+    layer = cells_ds.GetLayer("cells")
+    depths = [feature["depth"] for feature in layer]
+    assert depths and set(depths) <= {0, 1, 2}
+    assert results["N_EVALUATIONS"] >= 5
+    # "Open output file after running" is on by default: the outputs are in the project.
+    loaded = _layers_by_source(project_restored)
+    for path in outputs.values():
+        assert str(path) in loaded and loaded[str(path)].isValid()
+    if not sip.isdeleted(dialog):
+        dialog.close()
+        dialog.deleteLater()
+
+
+def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_data,
+                                                               project_restored, tmp_path):
+    """Run as the toolbox does (results to load on completion): StyleAndGroup gives every
+    layer its QML style and files it under one group named for the run, above the input."""
+    import processing
+    from qgis.core import (QgsExpressionContextUtils, QgsProcessingContext,
+                           QgsProcessingFeedback, QgsRasterLayer,
+                           QgsSingleBandPseudoColorRenderer, QgsSymbolLayer)
+
+    from seg_explainer.processing_provider.styling import unit_ramp_scale
+
+    project = project_restored
+    scene = QgsRasterLayer(sample_data["scene"], "scene")
+    assert scene.isValid()
+    project.addMapLayer(scene)
+    outputs = {"EXCITATION": tmp_path / "exc.tif", "INHIBITION": tmp_path / "inh.tif",
+               "SIGNED": tmp_path / "signed.tif", "CELLS": tmp_path / "cells.gpkg"}
+    context = QgsProcessingContext()
+    context.setProject(project)
+    results = processing.runAndLoadResults(
+        "segexplainer:explain_shap",
+        {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+         "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil", "WINDOW": 96, "HEX_SIZE": 24,
+         "N_SAMPLES": 40, "BATCH_SIZE": 8,
+         **{key: str(path) for key, path in outputs.items()}},
+        feedback=QgsProcessingFeedback(), context=context)
+    assert results is not None
+    loaded = _layers_by_source(project)
+    layers = {key: loaded[str(path)] for key, path in outputs.items()}
+    assert {key: layer.name() for key, layer in layers.items()} == {
+        "EXCITATION": "excitation (oil, shap)", "INHIBITION": "inhibition (oil, shap)",
+        "SIGNED": "signed (oil, shap)", "CELLS": "cells (oil, shap)"}
+
+    # Rasters: the QML's pseudocolour ramp, its unit scale stretched to the data.
+    for key, qml in (("SIGNED", "signed.qml"), ("EXCITATION", "excitation.qml"),
+                     ("INHIBITION", "inhibition.qml")):
+        layer = layers[key]
+        renderer = layer.renderer()
+        assert isinstance(renderer, QgsSingleBandPseudoColorRenderer), key
+        items = renderer.shader().rasterShaderFunction().colorRampItemList()
+        assert [item.color.name() for item in items] == \
+            [c.lower() for c in _ramp_colours(qml)], key
+        scale = unit_ramp_scale(layer)
+        assert scale > 0
+        assert renderer.classificationMax() == pytest.approx(scale), key
+        assert layer.renderer().opacity() == pytest.approx(0.85), key
+    signed = layers["SIGNED"].renderer()
+    # Diverging and symmetric about zero: red inhibition, transparent 0, green excitation.
+    assert signed.classificationMin() == pytest.approx(-signed.classificationMax())
+    ramp = signed.shader().rasterShaderFunction().colorRampItemList()
+    assert ramp[0].color.name() == "#b2182b" and ramp[-1].color.name() == "#1a9850"
+    middle = [item for item in ramp if item.value == 0]
+    assert len(middle) == 1 and middle[0].color.alpha() == 0
+    assert layers["EXCITATION"].renderer().classificationMin() == 0
+
+    # Cells: cells.qml's fill, coloured by a diverging ramp over "value".
+    cells = layers["CELLS"]
+    assert cells.renderer().type() == "singleSymbol"
+    symbol_layer = cells.renderer().symbol().symbolLayer(0)
+    fill = symbol_layer.dataDefinedProperties().property(QgsSymbolLayer.PropertyFillColor)
+    assert fill.isActive() and "RdYlGn" in fill.expressionString()
+    assert '"value"' in fill.expressionString()
+    # no aggregate in the style (the render thread would evaluate it: it crashed QGIS 3.22);
+    # the colour scale is the largest |value|, stored on the layer when it was loaded
+    assert "maximum(" not in fill.expressionString()
+    largest = max(abs(f["value"]) for f in cells.getFeatures())
+    stored = QgsExpressionContextUtils.layerScope(cells).variable("segx_max_abs_value")
+    assert largest > 0 and float(stored) == pytest.approx(largest)
+    assert cells.featureCount() > 4
+
+    # One group for the run, above the input raster, holding exactly the four layers.
+    root = project.layerTreeRoot()
+    groups = [node for node in root.children() if root.isGroup(node)]
+    assert len(groups) == 1
+    group = groups[0]
+    assert re.fullmatch(r"oil - shap - \d\d:\d\d:\d\d", group.name())
+    assert sorted(child.layerId() for child in group.children()) == \
+        sorted(layer.id() for layer in layers.values())
+    names = [node.name() for node in root.children()]
+    assert names.index(group.name()) < names.index("scene")
+    assert root.findLayer(scene.id()).parent() is root  # the input stays where it was
