@@ -1,9 +1,11 @@
 """Styling and grouping of result layers when QGIS loads them (on the main thread)."""
 
+import math
 from pathlib import Path
 
-from qgis.core import (QgsColorRampShader, QgsProcessingLayerPostProcessorInterface,
-                       QgsProject, QgsRasterLayer)
+from qgis.core import (QgsColorRampShader, QgsExpressionContextUtils,
+                       QgsProcessingLayerPostProcessorInterface, QgsProject, QgsRasterLayer,
+                       QgsVectorLayer)
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
 # Post-processors must outlive the algorithm run that created them.
@@ -32,7 +34,27 @@ def apply_style(layer, style):
             ramp.setMaximumValue(items[-1].value)
             renderer.setClassificationMin(items[0].value)
             renderer.setClassificationMax(items[-1].value)
+    elif isinstance(layer, QgsVectorLayer) and layer.fields().indexOf("value") >= 0:
+        set_value_scale(layer)
     layer.triggerRepaint()
+
+
+def set_value_scale(layer):
+    """Store the largest ``|value|`` of ``layer`` in its variable ``segx_max_abs_value``.
+
+    The cells style scales its colours by this variable. It is computed here, once, in the
+    main thread: an aggregate such as ``maximum(abs("value"))`` in the style itself would be
+    evaluated by the map renderer's thread while it reads the layer, which crashes QGIS 3.22.
+    """
+    largest = 0.0
+    for feature in layer.getFeatures():
+        try:
+            v = abs(float(feature["value"]))
+        except (TypeError, ValueError):          # NULL
+            continue
+        if math.isfinite(v):
+            largest = max(largest, v)
+    QgsExpressionContextUtils.setLayerVariable(layer, "segx_max_abs_value", largest or 1e-12)
 
 
 def place_in_group(layer, group_name, above_source=None):

@@ -53,7 +53,7 @@
               <Option name="properties" type="Map">
                 <Option name="fillColor" type="Map">
                   <Option value="true" name="active" type="bool"/>
-                  <Option value="set_color_part(ramp_color('RdYlGn', scale_linear(coalesce(&quot;value&quot;, 0), -maximum(abs(&quot;value&quot;)), maximum(abs(&quot;value&quot;)), 0, 1)), 'alpha', scale_linear(abs(coalesce(&quot;value&quot;, 0)), 0, maximum(abs(&quot;value&quot;)), 0, 230))" name="expression" type="QString"/>
+                  <Option value="set_color_part(ramp_color('RdYlGn', scale_linear(coalesce(&quot;value&quot;, 0), -coalesce(@segx_max_abs_value, 1), coalesce(@segx_max_abs_value, 1), 0, 1)), 'alpha', scale_linear(abs(coalesce(&quot;value&quot;, 0)), 0, coalesce(@segx_max_abs_value, 1), 0, 230))" name="expression" type="QString"/>
                   <Option value="3" name="type" type="int"/>
                 </Option>
               </Option>
