@@ -171,6 +171,47 @@ def check_writable(path, key):
             "folder you can write to.") from None
 
 
+def run_guarded(work, context, feedback, destinations, *, noun, memory_message):
+    """Run ``work()`` (an algorithm's body); every way it can fail leaves no output behind.
+
+    A cancelled run logs "<noun> cancelled; no output was written." and returns ``{}``; every
+    other failure becomes a ``QgsProcessingException`` saying what to do (``memory_message``
+    for a MemoryError), and QGIS is told not to load the ``(key, path)`` ``destinations``.
+    """
+    from ..core.errors import ExplanationCancelled, ModelError
+
+    def forget():
+        forget_outputs(context, [path for _, path in destinations])
+
+    try:
+        return work()
+    except ExplanationCancelled:
+        forget()
+        feedback.reportError(f"{noun} cancelled; no output was written.")
+        return {}
+    except QgsProcessingException:
+        forget()
+        raise
+    except MemoryError:
+        forget()
+        raise QgsProcessingException(memory_message) from None
+    except (ModelError, ValueError) as exc:
+        forget()
+        raise QgsProcessingException(str(exc)) from exc
+    except OSError as exc:
+        forget()
+        raise write_failure(exc) from None
+    except Exception as exc:  # a model (or driver) failing mid-run: say so, keep QGIS alive
+        forget()
+        if _NO_SPACE_TEXT.search(str(exc)):       # GDAL raises RuntimeError, not OSError
+            raise write_failure(exc) from None
+        raise QgsProcessingException(
+            f"The model failed during the {noun.lower()}: {exc}") from exc
+
+
+_NO_SPACE_TEXT = re.compile(r"no space left|disk full|free disk space", re.IGNORECASE)
+
+
 def write_failure(exc, key=None):
     """The QgsProcessingException for ``exc`` raised while writing output ``key``."""
     where = f"{key}: " if key else ""
@@ -178,8 +219,8 @@ def write_failure(exc, key=None):
     if isinstance(exc, MemoryError):
         return QgsProcessingException(f"{where}not enough memory to write the output. Lower "
                                       "WINDOW or BATCH_SIZE.")
-    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or re.search(
-            r"no space left|disk full|free disk space", text, re.IGNORECASE):
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
+            _NO_SPACE_TEXT.search(text):
         return QgsProcessingException(f"{where}{NO_SPACE}. Nothing was written.")
     if isinstance(exc, OSError):
         return QgsProcessingException(

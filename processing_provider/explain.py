@@ -19,8 +19,8 @@ from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import (OutputSet, feedback_callbacks, forget_outputs, open_model_for_run,
-                     plugin_version, raster_source_path, threads_parameter, write_failure)
+from .common import (OutputSet, feedback_callbacks, open_model_for_run, plugin_version,
+                     raster_source_path, run_guarded, threads_parameter, write_failure)
 from .styling import style_on_load
 
 NODATA = -9999.0
@@ -189,31 +189,13 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         """Refuse parameters that cannot work on this window (ValueError); none by default."""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..core.errors import ExplanationCancelled, ModelError
-
         started = time.perf_counter()
         destinations = self._destinations(parameters, context)
-        try:
-            result = self._explain(parameters, context, feedback, started, destinations)
-        except ExplanationCancelled:
-            forget_outputs(context, [path for _, path in destinations])
-            feedback.reportError("Explanation cancelled; no output was written.")
-            return {}
-        except QgsProcessingException:
-            forget_outputs(context, [path for _, path in destinations])
-            raise
-        except MemoryError:
-            forget_outputs(context, [path for _, path in destinations])
-            raise QgsProcessingException(
-                "Not enough memory for this explanation. Lower BATCH_SIZE or WINDOW.") from None
-        except (ModelError, ValueError) as exc:
-            forget_outputs(context, [path for _, path in destinations])
-            raise QgsProcessingException(str(exc)) from exc
-        except Exception as exc:  # a model that fails mid-run: say so, keep QGIS alive
-            forget_outputs(context, [path for _, path in destinations])
-            raise QgsProcessingException(f"The model failed during the explanation: {exc}") \
-                from exc
-        return result
+        return run_guarded(
+            lambda: self._explain(parameters, context, feedback, started, destinations),
+            context, feedback, destinations, noun="Explanation",
+            memory_message="Not enough memory for this explanation. Lower BATCH_SIZE or "
+                           "WINDOW.")
 
     def _explain(self, parameters, context, feedback, started, destinations):
         from ..core.errors import ModelError

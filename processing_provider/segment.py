@@ -1,7 +1,6 @@
 """segexplainer:segment: run the model over a raster, tile by tile, without seams."""
 
 import json
-import re
 
 from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingParameterBand, QgsProcessingParameterExtent,
@@ -9,8 +8,8 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingExcep
                        QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer)
 
-from .common import (OutputSet, feedback_callbacks, forget_outputs, open_model_for_run,
-                     plugin_version, raster_source_path, threads_parameter, write_failure)
+from .common import (OutputSet, feedback_callbacks, open_model_for_run, plugin_version,
+                     raster_source_path, run_guarded, threads_parameter)
 
 
 class SegmentAlgorithm(QgsProcessingAlgorithm):
@@ -82,35 +81,14 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..core.errors import ExplanationCancelled, ModelError
-
         probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context)
         classes = self.parameterAsOutputLayer(parameters, self.CLASSES, context) or None
         destinations = [(self.PROBABILITIES, probs)] + ([(self.CLASSES, classes)] if classes
                                                          else [])
-        try:
-            return self._segment(parameters, context, feedback, destinations)
-        except ExplanationCancelled:
-            forget_outputs(context, [path for _, path in destinations])
-            feedback.reportError("Segmentation cancelled; no output was written.")
-            return {}
-        except QgsProcessingException:
-            forget_outputs(context, [path for _, path in destinations])
-            raise
-        except MemoryError:
-            forget_outputs(context, [path for _, path in destinations])
-            raise QgsProcessingException(
-                "Not enough memory to segment. Lower TILE_SIZE or BATCH_SIZE.") from None
-        except (ModelError, ValueError) as exc:
-            forget_outputs(context, [path for _, path in destinations])
-            raise QgsProcessingException(str(exc)) from exc
-        except OSError as exc:
-            forget_outputs(context, [path for _, path in destinations])
-            raise write_failure(exc) from None
-        except Exception as exc:  # a model (or driver) failing mid-run: say so, keep QGIS alive
-            forget_outputs(context, [path for _, path in destinations])
-            raise write_failure(exc) if _is_write_error(exc) else QgsProcessingException(
-                f"The model failed during the segmentation: {exc}") from exc
+        return run_guarded(
+            lambda: self._segment(parameters, context, feedback, destinations),
+            context, feedback, destinations, noun="Segmentation",
+            memory_message="Not enough memory to segment. Lower TILE_SIZE or BATCH_SIZE.")
 
     def _segment(self, parameters, context, feedback, destinations):
         from ..core.batching import check_cancel
@@ -158,11 +136,6 @@ def _check_bands(model, source, bands):
             f"BANDS: the model takes {model.n_channels} channel(s) but {len(bands)} band(s) "
             f"were given (the raster has {info.n_bands}). Choose {model.n_channels} band(s) "
             "in model-channel order with BANDS.")
-
-
-def _is_write_error(exc):
-    """True for GDAL's errors of a full disk (it raises RuntimeError, not OSError)."""
-    return bool(re.search(r"no space left|disk full|free disk space", str(exc), re.IGNORECASE))
 
 
 def _extent_to_window(layer, extent):
