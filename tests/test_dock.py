@@ -57,19 +57,22 @@ def build_tiny_model(path, tile=64):
     return str(path)
 
 
-def write_raster(path):
+def write_raster(path, n_bands=1):
+    """The scene in band 1; any further band is bright, about 0 dB (sea, no oil anywhere)."""
     from osgeo import gdal, osr
 
     rng = np.random.default_rng(3)
     data = (-16.0 + rng.normal(0, 1.0, (SIZE, SIZE))).astype(np.float32)
     r0, r1, c0, c1 = PATCH
     data[r0:r1, c0:c1] -= 10.0
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), SIZE, SIZE, 1, gdal.GDT_Float32)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), SIZE, SIZE, n_bands, gdal.GDT_Float32)
     ds.SetGeoTransform([X0, PIXEL, 0, Y0, 0, -PIXEL])
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32631)
     ds.SetProjection(srs.ExportToWkt())
     ds.GetRasterBand(1).WriteArray(data)
+    for band in range(2, n_bands + 1):
+        ds.GetRasterBand(band).WriteArray(rng.normal(0, 1.0, data.shape).astype(np.float32))
     ds = None
     return str(path)
 
@@ -94,7 +97,8 @@ def patch_polygon_3857():
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dock_data")
     return {"model": build_tiny_model(folder / "tiny.onnx"),
-            "raster": write_raster(folder / "scene.tif")}
+            "raster": write_raster(folder / "scene.tif"),
+            "raster2": write_raster(folder / "scene_two_bands.tif", n_bands=2)}
 
 
 @pytest.fixture()
@@ -126,6 +130,15 @@ def provider(qgis_processing):
 def raster(files, qgis_new_project):
     layer = QgsRasterLayer(files["raster"], "scene", "gdal")
     assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+@pytest.fixture()
+def raster2(files, raster):
+    """A second raster: band 1 the same scene, band 2 bright (no oil)."""
+    layer = QgsRasterLayer(files["raster2"], "scene two bands", "gdal")
+    assert layer.isValid() and layer.bandCount() == 2
     QgsProject.instance().addMapLayer(layer)
     return layer
 
@@ -308,6 +321,91 @@ def test_draw_tool_from_the_dock_sets_the_region(dock, qgis_iface, raster):
     canvas.unsetMapTool(tool)
 
 
+def test_bands_and_crop_reach_the_parameters(ready, raster, raster2):
+    _, params, _, _, _ = ready.build_parameters()
+    assert params["BANDS"] is None and params["CROP"] is False  # the algorithm's defaults
+    assert ready.bands_edit.placeholderText() == "1 (all bands)"
+    ready.bands_edit.setText(" 1 ")
+    ready.crop_check.setChecked(True)
+    _, params, _, _, _ = ready.build_parameters()
+    assert params["BANDS"] == [1] and params["CROP"] is True
+    # A 2-band raster with the 1-channel model: empty Bands (all bands) cannot work; the
+    # placeholder and the hint say what to give; the band order is kept as typed.
+    ready.raster_combo.setLayer(raster2)
+    assert ready.bands_edit.text() == ""  # the bands typed for 'scene' do not carry over
+    assert ready.bands_edit.placeholderText() == "e.g. 1: 1 band(s) in model-channel order"
+    assert not ready.run_button.isEnabled()
+    assert "The model takes 1 channel(s) but 'scene two bands' has 2 band(s). Under Bands, " \
+           "give 1 of its band numbers" in ready.hint.text()
+    ready.bands_edit.setText("2")
+    assert ready.run_button.isEnabled() and ready.hint.isHidden()
+    _, params, _, _, _ = ready.build_parameters()
+    assert params["BANDS"] == [2] and params["INPUT"] is raster2
+    ready.raster_combo.setLayer(raster)  # each raster keeps its own bands
+    assert ready.bands_edit.text() == "1"
+    ready.raster_combo.setLayer(raster2)
+    assert ready.bands_edit.text() == "2"
+
+
+@pytest.mark.parametrize("text,hint", [
+    ("a", "Bands: 'a' is not a band number. Give band numbers separated by commas, in "
+          "model-channel order (e.g. 1), or leave it empty for all bands."),
+    ("1.5", "Bands: '1.5' is not a band number."),
+    ("2", "Bands: 'scene' has band(s) 1 to 1; 2 is not among them. Give band numbers from 1 "
+          "to 1."),
+    ("0, 3", "Bands: 'scene' has band(s) 1 to 1; 0, 3 are not among them."),
+    ("1, 1", "Bands: the model takes 1 channel(s) but 2 band(s) are given. Give 1 band "
+             "number(s) in model-channel order, e.g. 1."),
+], ids=["letters", "decimal", "beyond the band count", "zero and beyond",
+        "more bands than channels"])
+def test_invalid_bands_disable_run_with_a_hint(ready, qgis_iface, text, hint):
+    from seg_explainer.ui.dock import _html
+
+    assert ready.run_button.isEnabled() and ready.hint.isHidden()
+    ready.bands_edit.setText(text)
+    assert not ready.run_button.isEnabled()
+    assert not ready.hint.isHidden() and _html(hint) in ready.hint.text(), ready.hint.text()
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        ready.build_parameters()
+    assert ready.run() is None and ready.current_run is None  # the toolbar's Run
+    assert _html(hint) in ready.result_label.text()
+    assert any(hint in message for message in _critical(qgis_iface))
+    ready.bands_edit.setText("1")  # fixed
+    assert ready.run_button.isEnabled() and ready.hint.isHidden()
+    assert ready.problems() == []
+
+
+def test_bands_and_crop_persist_across_sessions(qgis_iface, ready, raster, raster2):
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    ready.crop_check.setChecked(True)
+    ready.bands_edit.setText("1")
+    ready.raster_combo.setLayer(raster2)
+    ready.bands_edit.setText("2, 1")
+    ready.raster_combo.setLayer(raster)
+    ready.save_settings()
+    again = SegExplainerDock(qgis_iface)
+    try:
+        assert again.crop_check.isChecked()
+        assert again.raster_combo.currentLayer() is raster
+        assert again.bands_edit.text() == "1"
+        again.raster_combo.setLayer(raster2)
+        assert again.bands_edit.text() == "2, 1"
+        assert again.model_info is not None  # the last model: 1 channel, so "2, 1" is wrong
+        assert "the model takes 1 channel(s) but 2 band(s) are given" in again.bands()[1]
+    finally:
+        again.shutdown()
+        again.deleteLater()
+    ready.crop_check.setChecked(False)
+    ready.save_settings()
+    again = SegExplainerDock(qgis_iface)
+    try:
+        assert not again.crop_check.isChecked()
+    finally:
+        again.shutdown()
+        again.deleteLater()
+
+
 # --------------------------------------------------------------------------- runs
 
 def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_iface,
@@ -459,6 +557,47 @@ def test_region_outside_the_raster_is_a_readable_error(ready, qgis_iface, tmp_pa
     errors = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
     assert any("outside the raster" in e for e in errors)
     assert not any((tmp_path / "out").iterdir())
+
+
+def test_run_with_crop_and_bands_records_them_in_the_outputs(ready, raster2, tmp_path):
+    """CROP and BANDS from the dock reach the algorithm: the 2-band raster's band 1 is the
+    scene (band 2 is bright, no oil: BANDS "2" would predict about 0), the 3 x 3 px model's
+    receptive field lets a 64 px crop of the 128 px window stand for it, and the outputs'
+    metadata record both."""
+    import json
+
+    from osgeo import gdal
+
+    _fast_shap(ready)
+    ready.raster_combo.setLayer(raster2)
+    ready.bands_edit.setText("1")
+    ready.crop_check.setChecked(True)
+    ready.window_spin.setValue(128)  # in a 64 px window no crop on multiples of 32 px is smaller
+    run = ready.run()
+    assert run is not None, ready.result_label.text()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    assert run.results["PREDICTION"] > 0.95  # band 1, the dark patch: oil
+    out = tmp_path / "out"
+    rasters = sorted(out.glob("*.tif"))
+    assert [p.name.rsplit("_", 1)[1] for p in rasters] == \
+        ["excitation.tif", "inhibition.tif", "signed.tif"]
+    for path in rasters:
+        ds = gdal.Open(str(path))
+        assert (ds.RasterXSize, ds.RasterYSize) == (128, 128)  # outputs cover the whole window
+        meta = ds.GetMetadata()
+        recorded = json.loads(meta["parameters"])
+        assert recorded["crop"] == "auto" and recorded["crop_multiple"] == 32
+        r0, r1, c0, c1 = recorded["crop_window"]  # a real crop, edges on multiples of 32 px
+        assert (r1 - r0, c1 - c0) == (64, 64)
+        assert all(edge % 32 == 0 for edge in (r0, r1, c0, c1))
+        row0, col0, _, _ = json.loads(meta["window"])
+        region_rows = (PATCH[0] + 3 - row0, PATCH[1] - 3 - row0)
+        region_cols = (PATCH[2] + 3 - col0, PATCH[3] - 3 - col0)
+        assert r0 <= region_rows[0] and region_rows[1] <= r1  # the crop holds the region
+        assert c0 <= region_cols[0] and region_cols[1] <= c1
+        assert json.loads(meta["bands"]) == [1]
+        assert meta["input_raster"] == raster2.source()
 
 
 def test_toolbar_actions_open_the_dock_draw_run_and_unload(qgis_iface, qgis_new_project,

@@ -6,6 +6,7 @@ task manager (:mod:`.task`). Everything the user sets is remembered in QgsSettin
 ``seg_explainer/``.
 """
 
+import json
 import re
 import time
 from pathlib import Path
@@ -17,9 +18,9 @@ from qgis.gui import QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox, QgsSp
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget, QFormLayout,
-                                 QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
-                                 QPushButton, QRadioButton, QScrollArea, QSizePolicy,
-                                 QTabWidget, QVBoxLayout, QWidget)
+                                 QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                                 QProgressBar, QPushButton, QRadioButton, QScrollArea,
+                                 QSizePolicy, QTabWidget, QVBoxLayout, QWidget)
 
 from . import deps
 from .estimate import evaluations, format_duration, resolve_window
@@ -53,7 +54,23 @@ TOOLTIPS = {
     "SEED": "Random seed: the same seed and parameters give the same explanation.",
     "BATCH_SIZE": "Images per model call. Larger batches are faster on a GPU and need more "
                   "memory.",
+    "BANDS": "<p><b>BANDS</b>: the raster bands fed to the model's channels, in order, as band "
+             "numbers separated by commas: '2, 1' feeds band 2 to the first channel and band 1 "
+             "to the second. A band may be repeated. Empty = all the raster's bands in their "
+             "order (the placeholder shows them). The count must be the model's channel "
+             "count when its input shape fixes it.</p><p>Remembered per raster file.</p>",
+    "CROP": "<p><b>CROP</b>: run the model only on the smallest crop of the window around the "
+            "region whose prediction over the region equals the whole window's, verified to "
+            "1e-6 (on the image, with everything switched off and with half of it switched "
+            "off).</p><p>Faster for small regions in large windows. No effect when no smaller "
+            "crop matches (e.g. a window not much larger than the model's receptive field): "
+            "the whole window is used and the log says why. RISE and occlusion give the "
+            "uncropped result up to float rounding; SHAP cells wholly outside the crop get "
+            "exactly 0. Crop edges lie on multiples of 32 px (CROP_MULTIPLE, set in the "
+            "Processing algorithm).</p>",
 }
+#: Raster files remembered with their "Bands" text (the oldest are forgotten first).
+MAX_REMEMBERED_BANDS = 50
 #: Short labels of the method parameters (the algorithm's full description is in the tooltip).
 LABELS = {"HEX_SIZE": "Hexagon size (px)", "N_SAMPLES": "Samples", "N_MASKS": "Masks",
           "GRID_SIZE": "Mask grid size", "P_KEEP": "Keep probability",
@@ -69,6 +86,27 @@ def _safe(text):
 
 def _settings():
     return QgsSettings()
+
+
+def parse_bands(text):
+    """Band numbers from the dock's "Bands" text: ``"2, 1"`` -> ``[2, 1]``, ``""`` -> ``[]``.
+
+    Commas, semicolons and spaces separate numbers. Raises ``ValueError`` whose message is the
+    first part that is not a whole number.
+    """
+    bands = []
+    for part in re.split(r"[,;\s]+", str(text).strip()):
+        if not part:
+            continue
+        if not re.fullmatch(r"[0-9]+", part):
+            raise ValueError(part)
+        bands.append(int(part))
+    return bands
+
+
+def _band_list(count, n_bands=None):
+    """``"1, 2"``: the first ``count`` band numbers (the last one repeated past ``n_bands``)."""
+    return ", ".join(str(min(i, n_bands or i)) for i in range(1, count + 1))
 
 
 def _key(name):
@@ -114,6 +152,10 @@ class SegExplainerDock(QDockWidget):
         self.missing = {}
         self.message_widget = None
         self._restoring = False
+        # The "Bands" text of each raster file seen (by source), and the file the field's
+        # text belongs to: band numbers only mean something for one raster's band layout.
+        self._bands_by_source = {}
+        self._bands_source = None
 
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -174,9 +216,17 @@ class SegExplainerDock(QDockWidget):
         self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.raster_combo.setExcludedProviders(EXCLUDED_RASTER_PROVIDERS)
         self.raster_combo.setToolTip("The raster to explain (a file GDAL can read, e.g. a "
-                                     "GeoTIFF). Its bands go to the model in order.")
-        self.raster_combo.layerChanged.connect(self.update_state)
+                                     "GeoTIFF). Its bands go to the model in order, or those "
+                                     "given under Bands.")
+        self.raster_combo.layerChanged.connect(self._raster_changed)
         form.addRow("Raster layer", self.raster_combo)
+        self.bands_edit = QLineEdit()
+        self.bands_edit.setClearButtonEnabled(True)
+        self.bands_edit.setToolTip(TOOLTIPS["BANDS"])
+        self.bands_edit.textChanged.connect(self._bands_edited)
+        bands_label = QLabel("Bands")
+        bands_label.setToolTip(TOOLTIPS["BANDS"])
+        form.addRow(bands_label, self.bands_edit)
 
         self.model_widget = QgsFileWidget()
         self.model_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
@@ -320,6 +370,10 @@ class SegExplainerDock(QDockWidget):
         self.batch_spin.setMaximum(4096)
         self.batch_spin.valueChanged.connect(self.update_estimate)
         form.addRow("Batch size", self.batch_spin)
+        self.crop_check = QCheckBox("Crop to the model's receptive field")
+        self.crop_check.setToolTip(TOOLTIPS["CROP"])
+        self.crop_check.setChecked(bool(definitions["CROP"].defaultValue()))
+        form.addRow(self.crop_check)
         layout.addWidget(common)
 
     def _build_output_box(self, layout):
@@ -591,6 +645,85 @@ class SegExplainerDock(QDockWidget):
         outline = region_memory_layer(QgsGeometry.unaryUnion(geoms), layer.crs())
         return QgsProcessingFeatureSourceDefinition(layer.id(), selected), outline, None
 
+    # ====================================================================== bands
+    def _raster_source(self):
+        raster = self.raster_combo.currentLayer()
+        return raster.source() if raster is not None else None
+
+    def _raster_changed(self, *_):
+        """Another raster: show the bands last given for it (empty = all its bands).
+
+        Bands typed while no raster was chosen are kept for the first raster chosen.
+        """
+        source = self._raster_source()
+        if source != self._bands_source:
+            text = self._bands_by_source.get(source) if source else ""
+            if text is None:  # a raster not seen before: all its bands, its default
+                text = self.bands_edit.text() if self._bands_source is None else ""
+            self._bands_source = source
+            self.bands_edit.blockSignals(True)
+            self.bands_edit.setText(text)
+            self.bands_edit.blockSignals(False)
+            self._remember_bands(text)
+        self.update_state()
+
+    def _bands_edited(self, text):
+        self._remember_bands(text)
+        self.update_state()
+
+    def _remember_bands(self, text):
+        source = self._bands_source
+        if source is None:
+            return
+        self._bands_by_source.pop(source, None)  # the most recent last
+        if text.strip():
+            self._bands_by_source[source] = text.strip()
+
+    def bands(self):
+        """``(band numbers, problem)`` from the "Bands" field: ``[]`` means all the raster's
+        bands (the algorithm's default); ``problem`` is a sentence for the user, or None."""
+        raster = self.raster_combo.currentLayer()
+        n_bands = raster.bandCount() if raster is not None else None
+        channels = (self.model_info or {}).get("n_channels")
+        example = _band_list(channels or min(n_bands or 2, 2), n_bands)
+        try:
+            bands = parse_bands(self.bands_edit.text())
+        except ValueError as exc:
+            return None, (f"Bands: '{exc}' is not a band number. Give band numbers separated "
+                          f"by commas, in model-channel order (e.g. {example}), or leave it "
+                          "empty for all bands.")
+        if raster is None:
+            return bands, None  # no raster is a problem of its own
+        outside = [str(b) for b in bands if not 1 <= b <= n_bands]
+        if outside:
+            return None, (f"Bands: '{raster.name()}' has band(s) 1 to {n_bands}; "
+                          f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not "
+                          f"among them. Give band numbers from 1 to {n_bands}.")
+        if channels and bands and len(bands) != channels:
+            return None, (f"Bands: the model takes {channels} channel(s) but {len(bands)} "
+                          f"band(s) are given. Give {channels} band number(s) in model-channel "
+                          f"order, e.g. {example}.")
+        if channels and not bands and n_bands != channels:
+            return None, (f"The model takes {channels} channel(s) but '{raster.name()}' has "
+                          f"{n_bands} band(s). Under Bands, give {channels} of its band "
+                          f"numbers in model-channel order, e.g. {example}, or choose a raster "
+                          f"with {channels} band(s).")
+        return bands, None
+
+    def _update_bands_placeholder(self):
+        raster = self.raster_combo.currentLayer()
+        channels = (self.model_info or {}).get("n_channels")
+        if raster is None:
+            text = "band numbers in model-channel order, e.g. 1, 2"
+        elif channels and channels != raster.bandCount():
+            text = f"e.g. {_band_list(channels, raster.bandCount())}: {channels} band(s) " \
+                   "in model-channel order"
+        else:
+            n_bands = raster.bandCount()
+            text = f"{_band_list(n_bands)} (all bands)" if n_bands <= 6 else \
+                f"1 to {n_bands} (all bands)"
+        self.bands_edit.setPlaceholderText(text)
+
     # ====================================================================== state
     def problems(self):
         """What stops a run, as sentences for the user (empty when ready)."""
@@ -605,12 +738,9 @@ class SegExplainerDock(QDockWidget):
             found.append(self.model_error)
         elif self.model_info is None:
             found.append("Choose an ONNX segmentation model (.onnx).")
-        elif raster is not None:
-            channels = self.model_info.get("n_channels")
-            if channels and raster.bandCount() != channels:
-                found.append(f"The model takes {channels} band(s) but '{raster.name()}' has "
-                             f"{raster.bandCount()}; choose a raster with {channels} band(s) "
-                             "(or use the Processing algorithm, which can pick bands).")
+        _, bands_problem = self.bands()
+        if bands_problem:
+            found.append(bands_problem)
         if self.region_drawn_radio.isChecked():
             if self.region_geometry is None:
                 found.append("Draw a region of interest (toolbar: 'Draw region of interest'; "
@@ -627,6 +757,7 @@ class SegExplainerDock(QDockWidget):
         return self.current_run is not None
 
     def update_state(self, *_):
+        self._update_bands_placeholder()
         problems = self.problems()
         running = self.is_running()
         if problems:
@@ -688,7 +819,9 @@ class SegExplainerDock(QDockWidget):
         if self.model_info is None or self.estimate_task is not None:
             return None
         raster = self.raster_combo.currentLayer()
-        channels = self.model_info.get("n_channels") or (raster.bandCount() if raster else 1)
+        bands, _ = self.bands()
+        channels = self.model_info.get("n_channels") or len(bands or []) or \
+            (raster.bandCount() if raster else 1)
         from .task import EstimateTask, start_task
 
         key = self._estimate_key()
@@ -727,6 +860,7 @@ class SegExplainerDock(QDockWidget):
         except OSError as exc:
             raise ValueError(f"The output folder {folder} cannot be created ({exc}); choose "
                              "another.") from None
+        bands, _ = self.bands()  # valid: problems() checked it
         class_name = self.class_combo.currentText()
         stem = f"{_safe(raster.name())}_{_safe(class_name)}_{method}_" \
                f"{time.strftime('%Y%m%d_%H%M%S')}"
@@ -738,7 +872,8 @@ class SegExplainerDock(QDockWidget):
             "INPUT": raster, "MODEL": self.model_info["path"], "ROI": roi, "CLASS": class_name,
             "WINDOW": self.window_spin.value(), "BASELINE": self.baseline_combo.currentIndex(),
             "BASELINE_VALUE": self.baseline_value_spin.value(), "SEED": self.seed_spin.value(),
-            "BATCH_SIZE": self.batch_spin.value(),
+            "BATCH_SIZE": self.batch_spin.value(), "BANDS": bands or None,
+            "CROP": self.crop_check.isChecked(),
             "EXCITATION": str(folder / f"{stem}_excitation.tif"),
             "INHIBITION": str(folder / f"{stem}_inhibition.tif"),
             "SIGNED": str(folder / f"{stem}_signed.tif"),
@@ -852,6 +987,12 @@ class SegExplainerDock(QDockWidget):
         settings.setValue(_key("BASELINE_VALUE"), self.baseline_value_spin.value())
         settings.setValue(_key("SEED"), self.seed_spin.value())
         settings.setValue(_key("BATCH_SIZE"), self.batch_spin.value())
+        settings.setValue(_key("CROP"), self.crop_check.isChecked())
+        # Bands are remembered per raster file, not as one value: band numbers name one
+        # raster's band layout, and "2" restored on another raster with enough bands would
+        # silently feed the model the wrong band.
+        remembered = list(self._bands_by_source.items())[-MAX_REMEMBERED_BANDS:]
+        settings.setValue(_key("bands_by_raster"), json.dumps(dict(remembered)))
         settings.setValue(_key("output_folder"), self.output_widget.filePath())
         if self.class_combo.currentText():
             settings.setValue(_key("class"), self.class_combo.currentText())
@@ -878,6 +1019,15 @@ class SegExplainerDock(QDockWidget):
             baseline = settings.value(_key("BASELINE"), None)
             if baseline is not None:
                 self.baseline_combo.setCurrentIndex(int(baseline))
+            self.crop_check.setChecked(settings.value(_key("CROP"), False, type=bool))
+            try:
+                remembered = json.loads(settings.value(_key("bands_by_raster"), "{}", type=str))
+            except ValueError:
+                remembered = {}
+            if isinstance(remembered, dict):
+                self._bands_by_source = {str(k): str(v) for k, v in remembered.items()}
+            self._bands_source = None
+            self._raster_changed()
             method = settings.value(_key("method"), "shap", type=str)
             names = [m for m, _ in METHODS]
             self.tabs.setCurrentIndex(names.index(method) if method in names else 0)
