@@ -65,7 +65,7 @@ DEFAULTS = {
     "baseline_value": None,
     "blur_sigma": 8.0,
     "seed": 0,
-    "batch_size": 4,
+    "batch_size": 1,
     "crop": None,
     "crop_tolerance": 1e-6,
     "crop_multiple": 32,
@@ -350,7 +350,7 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
             For baseline "blur", pixels.
         seed : int, default 0
             Random seed (SHAP, RISE): the result is a function of the seed.
-        batch_size : int, default 4
+        batch_size : int, default 1
             Images per model call; progress and cancellation act between batches.
         crop : {None, "auto"}, default None
             None runs every evaluation on the whole image. "auto" first finds the smallest

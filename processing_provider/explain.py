@@ -120,7 +120,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed", defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, "Images per model call", defaultValue=4, minValue=1))
+            self.BATCH_SIZE, "Images per model call", defaultValue=1, minValue=1))
         self.addParameter(QgsProcessingParameterBoolean(
             self.CROP, "Crop to the model's receptive field (verified)", defaultValue=False))
         multiple = QgsProcessingParameterNumber(

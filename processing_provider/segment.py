@@ -62,7 +62,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             self.OVERLAP, "Tile overlap in pixels (-1 = the model's, else 15 %)",
             defaultValue=-1, minValue=-1))
         self.addParameter(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, "Tiles per model call", defaultValue=4, minValue=1))
+            self.BATCH_SIZE, "Tiles per model call", defaultValue=1, minValue=1))
         self.addParameter(threads_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.PROBABILITIES, "Class probabilities"))

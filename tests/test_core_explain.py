@@ -85,7 +85,7 @@ def test_shap_efficiency_and_cell_map():
     assert e.cells[top]["polygon"].intersects(__import__("shapely").box(12, 12, 24, 24))
     assert e.params == {"hex_size": 8, "cell_shape": "hexagon", "n_samples": 400,
                         "baseline": "mean", "baseline_value": None, "blur_sigma": 8.0,
-                        "seed": 0, "batch_size": 4, "method": "shap"}
+                        "seed": 0, "batch_size": 1, "method": "shap"}
     assert not e.details["exact"]
     assert e.n_evaluations == 402 and e.seconds > 0
     assert all(c["standard_error"].shape == (1,) for c in e.cells)
@@ -206,7 +206,7 @@ def test_invalid_arguments(kwargs, error, message):
 
 def test_defaults_are_documented():
     assert DEFAULTS["hex_size"] == 22 and DEFAULTS["n_masks"] == 2000
-    assert DEFAULTS["baseline"] == "mean" and DEFAULTS["batch_size"] == 4
+    assert DEFAULTS["baseline"] == "mean" and DEFAULTS["batch_size"] == 1
 
 
 # ------------------------------------------------------------------ RISE
@@ -286,7 +286,7 @@ def test_occlusion_peaks_on_the_planted_area(baseline):
     assert leaf["standard_error"] is None and leaf["depth"] >= 1
     assert leaf["polygon"].intersects(__import__("shapely").box(26, 26, 34, 34))
     assert e.params == {"max_depth": 3, "n_best": 3, "baseline": baseline,
-                        "baseline_value": None, "blur_sigma": 8.0, "batch_size": 4,
+                        "baseline_value": None, "blur_sigma": 8.0, "batch_size": 1,
                         "method": "occlusion"}
     np.testing.assert_allclose(e.prediction, model.predict(planted_scene()[None])[0])
 

@@ -247,7 +247,7 @@ def test_method_tabs_carry_the_papers_defaults(dock):
                       "rise": {"N_MASKS": 2000, "GRID_SIZE": 8, "P_KEEP": 0.5},
                       "occlusion": {"MAX_DEPTH": 4, "N_BEST": 5}}
     assert [dock.tabs.tabText(i) for i in range(3)] == ["SHAP", "RISE", "Occlusion"]
-    assert dock.window_spin.value() == 0 and dock.batch_spin.value() == 4
+    assert dock.window_spin.value() == 0 and dock.batch_spin.value() == 1
     assert dock.seed_spin.value() == 0 and dock.baseline_combo.currentIndex() == 0
     for widgets in dock.param_widgets.values():
         for widget in widgets.values():
