@@ -22,10 +22,12 @@ def _layers_by_source(project):
     return {layer.source().split("|")[0]: layer for layer in project.mapLayers().values()}
 
 
-def test_toolbox_dialog_runs_explain_occlusion(provider, sample_data, qgis_iface,
-                                               project_restored, tmp_path, monkeypatch):
-    """The dialog the toolbox opens: parameters typed into its panel, the Run button clicked,
-    the algorithm run as a background task; valid outputs, opened in the project, no error."""
+def run_in_dialog(alg_id, values, qgis_iface, tmp_path, monkeypatch):
+    """Open the toolbox's dialog for ``alg_id``, type ``values`` into its panel, click Run.
+
+    Returns ``(ok, results, html log, what the dialog would run)`` once the run (a
+    background task) has finished.
+    """
     # pytest-qgis's interface answers unknown calls with a MagicMock, which the dialog's
     # parameter panel cannot take as the browser model; QGIS accepts none.
     monkeypatch.setattr(qgis_iface, "browserModel", lambda: None, raising=False)
@@ -35,23 +37,14 @@ def test_toolbox_dialog_runs_explain_occlusion(provider, sample_data, qgis_iface
     from qgis.gui import QgsProcessingAlgorithmDialogBase
     from qgis.PyQt import sip
 
-    alg = QgsApplication.processingRegistry().createAlgorithmById(
-        "segexplainer:explain_occlusion")
+    alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
     dialog = AlgorithmDialog(alg, parent=qgis_iface.mainWindow())
     panel = dialog.mainWidget()
     context = dataobjects.createContext()
-    outputs = {"EXCITATION": tmp_path / "exc.tif", "INHIBITION": tmp_path / "inh.tif",
-               "CELLS": tmp_path / "cells.gpkg"}
-    values = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
-              "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil", "WINDOW": 96,
-              "MAX_DEPTH": 2, "N_BEST": 2, "BATCH_SIZE": 8,
-              **{key: str(path) for key, path in outputs.items()}}
     for name, value in values.items():
         panel.wrappers[name].setParameterValue(value, context)
-    # What the dialog will run is what was typed in.
     typed = dialog.createProcessingParameters()
-    assert typed["CLASS"] == "oil" and typed["MAX_DEPTH"] == 2 and typed["WINDOW"] == 96
-    log = tmp_path / "log.html"
+    log = tmp_path / f"{alg_id.split(':')[1]}_log.html"
     finished = []
 
     def on_finished(ok, results):
@@ -59,15 +52,40 @@ def test_toolbox_dialog_runs_explain_occlusion(provider, sample_data, qgis_iface
         dialog.saveLogToFile(str(log), QgsProcessingAlgorithmDialogBase.FormatHtml)
         finished.append((ok, results))
 
+    ok_params, message = alg.checkParameterValues(typed, context)
+    assert ok_params, message
     dialog.algorithmFinished.connect(on_finished)
     dialog.runButton().click()
-    wait_until(lambda: finished, "the dialog's run")
+    wait_until(lambda: finished, "the dialog's run", limit=120)
+    if not sip.isdeleted(dialog):
+        dialog.close()
+        dialog.deleteLater()
     ok, results = finished[0]
-    html = log.read_text()
-    assert ok, html
+    return ok, results, log.read_text(), typed
+
+
+def assert_clean_log(html):
     # reportError() lines are red in the dialog's log (Qt writes the colour as #ff0000).
     assert not re.search(r"color:\s*(red|#ff0000)", html, re.IGNORECASE), html
     assert "Execution completed in" in html
+
+
+def test_toolbox_dialog_runs_explain_occlusion(provider, sample_data, qgis_iface,
+                                               project_restored, tmp_path, monkeypatch):
+    """The dialog the toolbox opens: parameters typed into its panel, the Run button clicked,
+    the algorithm run as a background task; valid outputs, opened in the project, no error."""
+    outputs = {"EXCITATION": tmp_path / "exc.tif", "INHIBITION": tmp_path / "inh.tif",
+               "CELLS": tmp_path / "cells.gpkg"}
+    values = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+              "ROI": ROI_OIL.format(**sample_data), "CLASS": "oil", "WINDOW": 96,
+              "MAX_DEPTH": 2, "N_BEST": 2, "BATCH_SIZE": 8,
+              **{key: str(path) for key, path in outputs.items()}}
+    ok, results, html, typed = run_in_dialog("segexplainer:explain_occlusion", values,
+                                             qgis_iface, tmp_path, monkeypatch)
+    # What the dialog ran is what was typed in.
+    assert typed["CLASS"] == "oil" and typed["MAX_DEPTH"] == 2 and typed["WINDOW"] == 96
+    assert ok, html
+    assert_clean_log(html)
     assert "Window of 96 x 96 px" in html  # our own pushInfo reached the dialog's log
     for key, path in outputs.items():
         assert Path(results[key]) == path and path.is_file()
@@ -90,9 +108,45 @@ def test_toolbox_dialog_runs_explain_occlusion(provider, sample_data, qgis_iface
     loaded = _layers_by_source(project_restored)
     for path in outputs.values():
         assert str(path) in loaded and loaded[str(path)].isValid()
-    if not sip.isdeleted(dialog):
-        dialog.close()
-        dialog.deleteLater()
+
+
+@pytest.mark.parametrize("alg", ["segment", "explain_shap", "explain_rise"])
+def test_toolbox_dialog_runs_every_other_algorithm(alg, provider, sample_data, qgis_iface,
+                                                   project_restored, tmp_path, monkeypatch):
+    """The same dialog path for the other three algorithms, on the sample scene and model."""
+    common = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"]}
+    if alg == "segment":
+        outputs = {"PROBABILITIES": tmp_path / "p.tif", "CLASSES": tmp_path / "c.tif"}
+        values = dict(common, TILE_SIZE=256)
+    else:
+        outputs = {"EXCITATION": tmp_path / "exc.tif", "INHIBITION": tmp_path / "inh.tif"}
+        values = dict(common, ROI=ROI_OIL.format(**sample_data), CLASS="oil", WINDOW=96)
+        values.update({"HEX_SIZE": 24, "N_SAMPLES": 40, "CELLS": str(tmp_path / "c.gpkg")}
+                      if alg == "explain_shap" else {"N_MASKS": 24})
+    values.update({key: str(path) for key, path in outputs.items()})
+    ok, results, html, _ = run_in_dialog(f"segexplainer:{alg}", values, qgis_iface,
+                                         tmp_path, monkeypatch)
+    assert ok, html
+    assert_clean_log(html)
+    scene = gdal.Open(sample_data["scene"])
+    for key, path in outputs.items():
+        assert Path(results[key]) == path
+        ds = gdal.Open(str(path))
+        assert ds is not None and ds.GetDriver().ShortName == "GTiff" and ds.GetProjection()
+        if alg == "segment":        # the whole raster, on its grid
+            assert (ds.RasterXSize, ds.RasterYSize) == (scene.RasterXSize, scene.RasterYSize)
+            assert ds.GetGeoTransform() == scene.GetGeoTransform()
+        else:
+            assert (ds.RasterXSize, ds.RasterYSize) == (96, 96)
+            assert ds.GetMetadata()["method"] == alg.split("_")[1]
+    if alg == "segment":            # probabilities: one band per class, summing to 1
+        ds = gdal.Open(str(outputs["PROBABILITIES"]))
+        probs = ds.ReadAsArray()
+        valid = probs[0] != ds.GetRasterBand(1).GetNoDataValue()
+        assert probs.shape[0] >= 2 and valid.mean() > 0.5
+        assert abs(probs[:, valid].sum(axis=0) - 1).max() < 1e-3
+    else:
+        assert gdal.Open(str(outputs["EXCITATION"])).ReadAsArray().max() > 0
 
 
 def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_data,
