@@ -125,8 +125,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         terms (``P = M + C(M, 2) + C(M, 3)``) by ``min(P, 300)`` (e.g. 350 rows for
         M = 10, 598 for M = 12, 996 for M = 16; the ridge chosen by cross-validation keeps
         the values accurate closer to a square fit, but their standard errors then come
-        out too small), and the
-        budget short of full enumeration. False gives plain Kernel SHAP (for comparison).
+        out too small), and the budget short of full enumeration. False gives plain
+        Kernel SHAP (for comparison).
     progress : callable(float), optional
         Called after every batch with the fraction of evaluations done.
     cancel : callable() -> bool, optional

@@ -351,20 +351,20 @@ class _Grid:
         return total
 
     def upper_bound(self, cache):
-        """Evaluations of the unpruned trees (distinct rectangles if ``cache``)."""
+        """Evaluations of the unpruned trees (distinct rectangles if ``cache``), with the
+        unoccluded one."""
+        if not cache:
+            return self.full_tree_evaluations() + 1
         total = 2
         for depth in range(1, self.max_depth + 1):
             step = 2 ** (self.max_depth + 1 - depth)
-            ys = {a: self._cuts(0, self.t, a, step) for a in {s[0] for s in self.shifts}}
-            xs = {b: self._cuts(0, self.t, b, step) for b in {s[1] for s in self.shifts}}
-            if cache:
-                rows = {(v[0] * self.h // self.t, v[1] * self.h // self.t)
-                        for cut in ys.values() for v in zip(cut[:-1], cut[1:])}
-                cols = {(v[0] * self.w // self.t, v[1] * self.w // self.t)
-                        for cut in xs.values() for v in zip(cut[:-1], cut[1:])}
-                total += len(rows) * len(cols)
-            else:
-                total += sum((len(ys[a]) - 1) * (len(xs[b]) - 1) for a, b in self.shifts)
+            rows = {(v[0] * self.h // self.t, v[1] * self.h // self.t)
+                    for a in {s[0] for s in self.shifts}
+                    for cut in [self._cuts(0, self.t, a, step)] for v in zip(cut[:-1], cut[1:])}
+            cols = {(v[0] * self.w // self.t, v[1] * self.w // self.t)
+                    for b in {s[1] for s in self.shifts}
+                    for cut in [self._cuts(0, self.t, b, step)] for v in zip(cut[:-1], cut[1:])}
+            total += len(rows) * len(cols)
         return total
 
 

@@ -237,19 +237,6 @@ def scan_model_file(path):
                                  frozenset(scanner.functions))
 
 
-def external_data_locations(path):
-    """The ``location`` of every tensor of ``path`` whose data lives in another file.
-
-    Returns
-    -------
-    list of str or None
-        One entry per external tensor ("" when it names no file); None when the file is not a
-        well-formed protobuf.
-    """
-    scan = scan_model_file(path)
-    return None if scan is None else scan.external
-
-
 def check_model_file(path):
     """Refuse a model whose tensors name data files outside its own folder, or missing ones.
 
