@@ -106,5 +106,9 @@ def _masks(rank, region, counts, deleting, shape):
 
 
 def _auc(curve, x):
-    area = np.trapz(curve, x, axis=0)
+    """Trapezoid-rule area under ``curve`` (n, ...) over ``x`` (n,); numpy-version independent
+    (``np.trapz`` is gone from numpy 2.4, ``np.trapezoid`` absent before 2.0)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    widths = np.diff(np.asarray(x, dtype=np.float64)).reshape((-1,) + (1,) * (curve.ndim - 1))
+    area = (widths * (curve[1:] + curve[:-1]) / 2).sum(axis=0)
     return float(area) if np.ndim(area) == 0 else area

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from qgis.core import QgsProcessingException
+from .compat import ADVANCED
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,12 +46,12 @@ THREADS = "THREADS"
 
 def threads_parameter():
     """The THREADS parameter every algorithm has (advanced): onnxruntime intra-op threads."""
-    from qgis.core import QgsProcessingParameterDefinition, QgsProcessingParameterNumber
+    from qgis.core import QgsProcessingParameterNumber
 
     param = QgsProcessingParameterNumber(
         THREADS, "Threads for the model (0 = onnxruntime's default)", defaultValue=0,
         minValue=0, maxValue=1024)
-    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    param.setFlags(param.flags() | ADVANCED)
     return param
 
 

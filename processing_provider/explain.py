@@ -9,10 +9,9 @@ import json
 import time
 
 import numpy as np
-from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing,
-                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
+from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterBand, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+                       QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination,
@@ -22,6 +21,7 @@ from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing,
 from .common import (OutputSet, feedback_callbacks, open_model_for_run, plugin_version,
                      raster_source_path, run_guarded, threads_parameter, write_failure)
 from .styling import style_on_load
+from .compat import ADVANCED, NUMBER_DOUBLE, SOURCE_POINT, SOURCE_POLYGON
 
 NODATA = -9999.0
 BASELINES = ["mean", "zero", "constant", "blur", "inpaint", "infill"]
@@ -104,7 +104,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             self.MODEL, "ONNX segmentation model", extension="onnx"))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.ROI, "Region of interest (polygons or points)",
-            [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorPoint]))
+            [SOURCE_POLYGON, SOURCE_POINT]))
         self.addParameter(QgsProcessingParameterString(
             self.CLASS, "Class to explain (name or index from the model's metadata)"))
         self.addParameter(QgsProcessingParameterNumber(
@@ -115,7 +115,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.BASELINE_VALUE, "Constant baseline value (raw raster units)",
-            QgsProcessingParameterNumber.Double, defaultValue=0.0))
+            NUMBER_DOUBLE, defaultValue=0.0))
         for _, param, _ in self.method_parameters():
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed", defaultValue=0))
@@ -126,7 +126,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         multiple = QgsProcessingParameterNumber(
             self.CROP_MULTIPLE, "Crop edges on multiples of this many pixels (the model's stride)",
             defaultValue=32, minValue=1)
-        multiple.setFlags(multiple.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        multiple.setFlags(multiple.flags() | ADVANCED)
         self.addParameter(multiple)
         self.addParameter(threads_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(self.EXCITATION, "Excitation"))
@@ -136,7 +136,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             createByDefault=False))
         if self.HAS_CELLS:
             self.addParameter(QgsProcessingParameterVectorDestination(
-                self.CELLS, "Cells", QgsProcessing.TypeVectorPolygon, optional=True))
+                self.CELLS, "Cells", SOURCE_POLYGON, optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, "Report figure", "PNG files (*.png)", optional=True,
             createByDefault=False))
@@ -258,7 +258,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
 
     def _value(self, parameters, key, param, context):
         if isinstance(param, QgsProcessingParameterNumber):
-            if param.dataType() == QgsProcessingParameterNumber.Double:
+            if param.dataType() == NUMBER_DOUBLE:
                 return self.parameterAsDouble(parameters, key, context)
             return self.parameterAsInt(parameters, key, context)
         raise TypeError(key)
@@ -553,7 +553,7 @@ class ExplainRiseAlgorithm(ExplainAlgorithm):
                 "GRID_SIZE", "Mask grid size (cells per side)", defaultValue=8, minValue=1),
              "grid_size"),
             ("P_KEEP", QgsProcessingParameterNumber(
-                "P_KEEP", "Probability of keeping a grid cell", QgsProcessingParameterNumber.Double,
+                "P_KEEP", "Probability of keeping a grid cell", NUMBER_DOUBLE,
                 defaultValue=0.5, minValue=0.01, maxValue=0.99), "p_keep"),
         ]
 

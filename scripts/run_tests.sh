@@ -2,7 +2,6 @@
 # The test suite, in a real headless QGIS (pytest-qgis, offscreen Qt platform).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export QT_QPA_PLATFORM=offscreen
 RUNTIME=$(mktemp -d /tmp/segx-runtime.XXXXXX); chmod 700 "$RUNTIME"
 export XDG_RUNTIME_DIR="$RUNTIME"
 trap 'rm -rf "$RUNTIME"' EXIT

@@ -2,10 +2,11 @@
 
 import pytest
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
-                       QgsProject, QgsRectangle, QgsWkbTypes)
+                       QgsProject, QgsRectangle)
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 from qgis.PyQt.QtGui import QKeyEvent
 from qgis.PyQt.QtTest import QTest
+from seg_explainer.processing_provider.compat import GEOMETRY_POINT, GEOMETRY_POLYGON
 
 RASTER_CRS = QgsCoordinateReferenceSystem("EPSG:32631")
 CANVAS_CRS = QgsCoordinateReferenceSystem("EPSG:3857")
@@ -77,7 +78,7 @@ def test_clicks_give_the_polygon_in_the_rasters_crs(tool, canvas):
     assert len(tool.drawn) == 1
     geom, crs = tool.drawn[0]
     assert crs.authid() == "EPSG:3857"
-    assert geom.type() == QgsWkbTypes.GeometryType.PolygonGeometry
+    assert geom.type() == GEOMETRY_POLYGON
     utm = _in_raster_crs(geom, crs)
     vertices = utm.asPolygon()[0][:-1]
     assert len(vertices) == 4
@@ -95,7 +96,7 @@ def test_single_click_is_one_point(tool, canvas):
     _click(canvas, _screen(canvas, target))
     _click(canvas, _screen(canvas, target), Qt.MouseButton.RightButton)
     geom, crs = tool.drawn[-1]
-    assert geom.type() == QgsWkbTypes.GeometryType.PointGeometry
+    assert geom.type() == GEOMETRY_POINT
     assert _in_raster_crs(geom, crs).asPoint().distance(target) < _tolerance(canvas)
 
 
@@ -124,7 +125,7 @@ def test_press_drag_release_draws_a_rectangle(tool, canvas):
     QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
     geom, crs = tool.drawn[-1]
     utm = _in_raster_crs(geom, crs)
-    assert utm.type() == QgsWkbTypes.GeometryType.PolygonGeometry
+    assert utm.type() == GEOMETRY_POLYGON
     assert utm.area() == pytest.approx(400 * 400, rel=0.03)
 
 

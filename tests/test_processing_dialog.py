@@ -9,6 +9,7 @@ import pytest
 from osgeo import gdal, ogr
 
 from helpers_qgis import ROI_OIL, provider, project_restored, wait_until  # noqa: F401
+from seg_explainer.processing_provider.compat import PROPERTY_FILL_COLOR
 
 STYLES = Path(__file__).resolve().parent.parent / "resources" / "styles"
 
@@ -49,7 +50,7 @@ def run_in_dialog(alg_id, values, qgis_iface, tmp_path, monkeypatch):
 
     def on_finished(ok, results):
         # Emitted just before the dialog closes itself (it may be deleted right after).
-        dialog.saveLogToFile(str(log), QgsProcessingAlgorithmDialogBase.FormatHtml)
+        dialog.saveLogToFile(str(log), QgsProcessingAlgorithmDialogBase.LogFormat.FormatHtml)
         finished.append((ok, results))
 
     ok_params, message = alg.checkParameterValues(typed, context)
@@ -156,7 +157,7 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     import processing
     from qgis.core import (QgsExpressionContextUtils, QgsProcessingContext,
                            QgsProcessingFeedback, QgsRasterLayer,
-                           QgsSingleBandPseudoColorRenderer, QgsSymbolLayer)
+                           QgsSingleBandPseudoColorRenderer)
 
     from seg_explainer.processing_provider.styling import unit_ramp_scale
 
@@ -208,7 +209,7 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     cells = layers["CELLS"]
     assert cells.renderer().type() == "singleSymbol"
     symbol_layer = cells.renderer().symbol().symbolLayer(0)
-    fill = symbol_layer.dataDefinedProperties().property(QgsSymbolLayer.PropertyFillColor)
+    fill = symbol_layer.dataDefinedProperties().property(PROPERTY_FILL_COLOR)
     assert fill.isActive() and "RdYlGn" in fill.expressionString()
     assert '"value"' in fill.expressionString()
     # no aggregate in the style (the render thread would evaluate it: it crashed QGIS 3.22);

@@ -132,7 +132,7 @@ def test_plugin_loads_and_unloads_twice_without_leftovers(qgis_app, qgis_parent)
         assert plugin.dock is not None and plugin.dock.isVisibleTo(window)
         assert _leftovers(window)
         plugin.unload()
-        QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         assert registry.providerById("segexplainer") is None
         assert iface.raster_menu == {}
         assert _leftovers(window) == []

@@ -11,9 +11,7 @@ import re
 import time
 from pathlib import Path
 
-from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsMapLayerProxyModel,
-                       QgsProcessingFeatureSourceDefinition, QgsProcessingParameterNumber,
-                       QgsProject, QgsSettings, QgsVectorLayer, QgsWkbTypes)
+from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsProcessingFeatureSourceDefinition, QgsProject, QgsSettings, QgsVectorLayer)
 from qgis.gui import QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox, QgsSpinBox
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
@@ -24,6 +22,7 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget
 
 from . import deps
 from .estimate import evaluations, format_duration, resolve_window
+from ..processing_provider.compat import FILTER_POINT, FILTER_POLYGON, FILTER_RASTER, GEOMETRY_POINT, NUMBER_DOUBLE
 
 SETTINGS = "seg_explainer"
 MAX_RECENT_MODELS = 8
@@ -213,7 +212,7 @@ class SegExplainerDock(QDockWidget):
         group = QGroupBox("Raster and model")
         form = QFormLayout(group)
         self.raster_combo = QgsMapLayerComboBox()
-        self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
+        self.raster_combo.setFilters(FILTER_RASTER)
         self.raster_combo.setExcludedProviders(EXCLUDED_RASTER_PROVIDERS)
         self.raster_combo.setToolTip("The raster to explain (a file GDAL can read, e.g. a "
                                      "GeoTIFF). Its bands go to the model in order, or those "
@@ -276,8 +275,8 @@ class SegExplainerDock(QDockWidget):
         box.addWidget(self.region_layer_radio)
         row = QHBoxLayout()
         self.region_layer_combo = QgsMapLayerComboBox()
-        self.region_layer_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer
-                                           | QgsMapLayerProxyModel.Filter.PointLayer)
+        self.region_layer_combo.setFilters(FILTER_POLYGON
+                                           | FILTER_POINT)
         self.region_layer_combo.setToolTip("A polygon or point layer: the union of its "
                                            "features is the region (reprojected to the "
                                            "raster's CRS).")
@@ -301,7 +300,7 @@ class SegExplainerDock(QDockWidget):
     @staticmethod
     def _number_widget(param, special=None):
         """A spin box from a Processing number parameter: its range, default and clear value."""
-        is_double = param.dataType() == QgsProcessingParameterNumber.Double
+        is_double = param.dataType() == NUMBER_DOUBLE
         widget = QgsDoubleSpinBox() if is_double else QgsSpinBox()
         minimum = param.minimum()
         maximum = param.maximum()
@@ -610,7 +609,7 @@ class SegExplainerDock(QDockWidget):
         if geom is None or geom.isEmpty():
             return "No region drawn yet."
         authid = self.region_crs.authid() if self.region_crs else ""
-        if geom.type() == QgsWkbTypes.GeometryType.PointGeometry:
+        if geom.type() == GEOMETRY_POINT:
             p = geom.asPoint()
             return f"Drawn point (one pixel) at {p.x():.1f}, {p.y():.1f} ({authid})."
         return f"Drawn polygon of {_area_text(geom, self.region_crs)} ({authid})."
@@ -1062,7 +1061,7 @@ class SegExplainerDock(QDockWidget):
 
 def region_memory_layer(geometry, crs, name="region of interest"):
     """A memory layer holding ``geometry`` (polygon or point) in ``crs``, outline-styled."""
-    is_point = geometry.type() == QgsWkbTypes.GeometryType.PointGeometry
+    is_point = geometry.type() == GEOMETRY_POINT
     kind = "MultiPoint" if is_point and geometry.isMultipart() else \
         "Point" if is_point else "MultiPolygon"
     layer = QgsVectorLayer(kind, name, "memory")

@@ -10,10 +10,11 @@ reprojects it (the algorithms reproject it to the raster's CRS themselves).
 """
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
-                       QgsPointXY, QgsProject, QgsRectangle, QgsWkbTypes)
+                       QgsPointXY, QgsProject, QgsRectangle)
 from qgis.gui import QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import QPoint, Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
+from ..processing_provider.compat import GEOMETRY_POINT, GEOMETRY_POLYGON
 
 #: Screen pixels the mouse may move between press and release and still count as a click.
 CLICK_TOLERANCE_PX = 4
@@ -50,7 +51,7 @@ class RegionMapTool(QgsMapTool):
         self.points = []
         self._press_pos = None
         self._dragging = False
-        self.band = self._new_band(QgsWkbTypes.GeometryType.PolygonGeometry)
+        self.band = self._new_band(GEOMETRY_POLYGON)
         self.result_band = None
         self.geometry = None
         self.crs = QgsCoordinateReferenceSystem()
@@ -61,14 +62,14 @@ class RegionMapTool(QgsMapTool):
         band.setStrokeColor(OUTLINE)
         band.setFillColor(FILL)
         band.setWidth(2)
-        if geometry_type == QgsWkbTypes.GeometryType.PointGeometry:
+        if geometry_type == GEOMETRY_POINT:
             band.setIcon(QgsRubberBand.IconType.ICON_CROSS)
             band.setIconSize(14)
         return band
 
     def _redraw(self, hover=None):
         points = list(self.points) + ([hover] if hover is not None else [])
-        self.band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
+        self.band.reset(GEOMETRY_POLYGON)
         for i, point in enumerate(points):
             self.band.addPoint(point, i == len(points) - 1)
 
@@ -97,7 +98,7 @@ class RegionMapTool(QgsMapTool):
         self.points = []
         self._press_pos = None
         self._dragging = False
-        self.band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
+        self.band.reset(GEOMETRY_POLYGON)
 
     def clear(self):
         """Forget everything, including the finished region and its outline."""

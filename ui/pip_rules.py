@@ -1,0 +1,70 @@
+"""The rules pip follows whenever it installs this plugin's Python packages.
+
+Shared by ``scripts/setup.sh`` (the developer's ``.venv``) and the dock's dependency installer
+(``ui/deps.py``), so both install the same version ranges the same way:
+
+* the ranges come from ``requirements.txt`` (shipped with the plugin), with environment markers
+  for each Python version, which pip evaluates itself;
+* numpy, scipy and matplotlib are pinned to the versions the running Python already has, the
+  ones QGIS was built with: pip never installs a second numpy;
+* binary wheels only (``--only-binary=:all:``): no source builds inside QGIS.
+
+Standard library only, so it runs as ``python3 ui/pip_rules.py constraints`` before anything
+else is installed.
+"""
+
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["PINNED", "REQUIREMENTS_FILE", "PIP_OPTIONS", "constraints_text", "requirement_lines",
+           "project_name"]
+
+#: Packages QGIS (or Debian) is built against: pinned, never upgraded by pip.
+PINNED = ("numpy", "scipy", "matplotlib")
+REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "requirements.txt"
+PIP_OPTIONS = ("--only-binary=:all:", "--disable-pip-version-check", "--no-input")
+
+
+def constraints_text(version_of=None):
+    """pip constraints pinning every installed package of :data:`PINNED` to its version.
+
+    ``version_of`` maps a distribution name to its version (or raises
+    ``importlib.metadata.PackageNotFoundError``); the running interpreter's by default.
+    """
+    version_of = version_of or importlib.metadata.version
+    lines = []
+    for name in PINNED:
+        try:
+            lines.append(f"{name}=={version_of(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "".join(line + "\n" for line in lines)
+
+
+def project_name(line):
+    """The normalised project name a requirement line asks for (``scikit-image``, ...)."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else ""
+
+
+def requirement_lines(projects=None, path=REQUIREMENTS_FILE):
+    """The requirement lines (markers included) of ``requirements.txt``, optionally only those
+    for the given project names."""
+    wanted = None if projects is None else {project_name(p) for p in projects}
+    lines = []
+    for raw in Path(path).read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        if wanted is None or project_name(line) in wanted:
+            lines.append(line)
+    return lines
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["constraints"]:
+        sys.stdout.write(constraints_text())
+    else:
+        sys.exit("usage: python3 ui/pip_rules.py constraints")
