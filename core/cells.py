@@ -111,7 +111,9 @@ class Cells:
             coordinates (x = column, y = row). Together they tile ``[0, W] x [0, H]`` without
             overlap. Cells are 4-connected, so each is one Polygon.
         """
-        import shapely
+        from .shapely_geos import import_shapely
+
+        shapely = import_shapely()
 
         labels = self.labels
         h, w = labels.shape

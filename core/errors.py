@@ -11,3 +11,8 @@ class ExplanationCancelled(Exception):
 
 class ModelError(ValueError):
     """A model file that cannot be used: the message names the problem and the fix."""
+
+
+class DependencyError(ValueError):
+    """A Python package the engine needs is missing or cannot work in this process; the message
+    says which package and how to install a version that works."""

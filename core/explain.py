@@ -698,9 +698,10 @@ def _run_rise(scorer, image, p, images_for, prog, cancel, win):
 
 
 def _run_occlusion(scorer, image, p, images_for, prog, cancel, win):
-    import shapely
-
     from .occlusion import multiscale_occlusion
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
 
     h, w = image.shape[:2]
     f0, f1, g0, g1 = win

@@ -63,7 +63,9 @@ def region_mask(geometry, geotransform, window):
     centre, a point or a line takes the pixels it touches (at least the pixel under it), so a
     single click is a one-pixel region.
     """
-    import shapely
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
     from shapely import affinity
 
     x0, dx, _, y0, _, dy = geotransform

@@ -366,8 +366,9 @@ def prepare_job(model, source, bands, roi_wkb, window_size):
 
     Raises ``ValueError`` with a user-facing message for every input that cannot work.
     """
-    import shapely
+    from ..core.shapely_geos import import_shapely
 
+    shapely = import_shapely()
     from ..core.geoio import raster_info, read_window, window_geotransform
     from ..core.region import pixel_bounds, place_window, region_mask
 
@@ -468,8 +469,9 @@ def run_metadata(model, class_name, method, params, window=None, source=None, ba
     if roi_wkb is not None:
         import hashlib
 
-        import shapely
+        from ..core.shapely_geos import import_shapely
 
+        shapely = import_shapely()
         wkt = shapely.to_wkt(shapely.from_wkb(roi_wkb), rounding_precision=-1)  # exact
         meta["region_sha256"] = hashlib.sha256(roi_wkb).hexdigest()
         if len(wkt) <= MAX_REGION_WKT:
@@ -479,6 +481,9 @@ def run_metadata(model, class_name, method, params, window=None, source=None, ba
 
 def write_cells(path, result, geotransform, crs_wkt, metadata):
     """The explanation's cells as polygons in map coordinates with value, error and rank."""
+    from ..core.shapely_geos import import_shapely
+
+    import_shapely()
     from shapely import affinity
 
     from ..core.geoio import write_polygons

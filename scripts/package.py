@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-INCLUDE = ["metadata.txt", "__init__.py", "plugin.py", "LICENSE", "README.md",
+INCLUDE = ["metadata.txt", "__init__.py", "plugin.py", "LICENSE", "README.md", "requirements.txt",
            "core", "processing_provider", "ui", "resources"]
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 SKIP_DIRS = {"__pycache__", ".pytest_cache"}

@@ -2,7 +2,9 @@
 into a plugin-private folder, with numpy pinned to the version QGIS runs. Nothing is downloaded:
 pip is replaced by a script that records its command line."""
 
+import importlib.metadata
 import importlib.util
+import json
 import os
 import stat
 import sys
@@ -43,13 +45,20 @@ def fake_python(tmp_path):
     """A stand-in for python that records ``-m pip ...`` calls instead of running pip."""
     log = tmp_path / "pip-calls.txt"
     script = tmp_path / "python3"
+    # pip's report: onnxruntime and a dependency are missing, numpy is already there (at the
+    # running version), and a second numpy must never be installed even if pip asked for it.
+    report = json.dumps({"install": [
+        {"metadata": {"name": "onnxruntime", "version": "1.99.0"}},
+        {"metadata": {"name": "flatbuffers", "version": "99.1"}},
+        {"metadata": {"name": "numpy", "version": numpy.__version__}},
+        {"metadata": {"name": "numpy", "version": "99.0.0"}}]})
     script.write_text(f"""#!/bin/sh
 echo "$@" >> {log}
 for arg in "$@"; do
   case "$prev" in -c) cat "$arg" >> {log};; esac
   prev="$arg"
 done
-echo "Successfully installed (pretend)"
+case " $* " in *" --dry-run "*) echo '{report}';; *) echo "Successfully installed (pretend)";; esac
 """)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script, log
@@ -102,11 +111,15 @@ def test_install_command_pins_numpy_and_targets_the_private_folder(qgis_iface, q
     target = Path(QgsApplication.qgisSettingsDirPath()) / "python" / "seg_explainer_deps"
     assert deps.deps_dir() == target
     assert command[1:4] == ["-m", "pip", "install"]
-    assert command[command.index("--target") + 1] == str(target)
+    assert "--target" not in command     # resolving only, against QGIS's own packages
+    assert {"--dry-run", "--only-binary=:all:"} <= set(command)
+    assert command[command.index("--report") + 1] == "-"
     constraints = Path(command[command.index("-c") + 1])
     assert constraints.parent == target
-    assert command[-1] == "onnxruntime"
-    assert deps.constraints_text() == f"numpy=={numpy.__version__}\n"
+    # the ranges of requirements.txt, markers included (pip evaluates them for this Python)
+    assert command[-3:] == [line for line in deps.requirement_lines()
+                            if line.startswith("onnxruntime")]
+    assert f"numpy=={numpy.__version__}\n" in deps.constraints_text()
     assert Path(command[0]).name.startswith("python")
 
 
@@ -131,11 +144,55 @@ def test_install_runs_pip_in_a_task_and_adds_the_folder_to_sys_path(
     assert task.ok, task.message
     calls = log.read_text()
     assert "-m pip --version" in calls
-    assert f"install --disable-pip-version-check --no-input --upgrade --target {target} -c " \
-           f"{target / 'numpy-constraints.txt'} onnxruntime" in calls
-    assert f"numpy=={numpy.__version__}" in calls
+    assert f"--dry-run --quiet --report - -c {target / 'constraints.txt'} onnxruntime" in calls
+    assert f"numpy=={numpy.__version__}" in calls           # the constraints file's content
+    assert (f"install --only-binary=:all: --disable-pip-version-check --no-input --no-deps "
+            f"--upgrade --target {target} onnxruntime==1.99.0 flatbuffers==99.1\n") in calls
+    assert task.pins == ["onnxruntime==1.99.0", "flatbuffers==99.1"]    # never numpy
     assert str(target) in sys.path
-    assert "Installed onnxruntime" in dock.deps_status.text()
+    assert "Installed onnxruntime==1.99.0" in dock.deps_status.text()
+
+
+def test_pins_leave_out_what_is_installed_and_the_pinned_packages():
+    from seg_explainer.ui import deps
+
+    installed = {"numpy": "1.0", "shapely": "2.1.2", "packaging": "23.0"}
+
+    def version_of(name):
+        if name not in installed:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed[name]
+
+    report = json.dumps({"install": [
+        {"metadata": {"name": name, "version": version}} for name, version in
+        [("numpy", "2.0"), ("SciPy", "1.99"), ("shapely", "2.1.2"), ("packaging", "24.1"),
+         ("scikit-image", "0.26.0")]]})
+    assert deps.pins_from_report(report, version_of) == ["packaging==24.1",
+                                                         "scikit-image==0.26.0"]
+
+
+def test_requirement_lines_cover_every_supported_python():
+    """requirements.txt gives each required project a range for Python 3.11, 3.13 and 3.14."""
+    from seg_explainer.ui import deps
+    from seg_explainer.ui.pip_rules import project_name
+
+    lines = deps.requirement_lines()
+    for project in deps.REQUIRED.values():
+        mine = [line for line in lines if project_name(line) == project]
+        for version in ("3.11", "3.13", "3.14"):
+            chosen = [line for line in mine if _marker_true(line, version)]
+            assert len(chosen) == 1, (project, version, mine)
+
+
+def _marker_true(line, python_version):
+    """Evaluate a ``python_version`` marker like pip does (only the forms requirements.txt uses)."""
+    if ";" not in line:
+        return True
+    marker = line.split(";", 1)[1].strip()
+    op, value = marker.replace("python_version", "").split('"')[0:2]
+    key = tuple(int(p) for p in python_version.split("."))
+    wanted = tuple(int(p) for p in value.split("."))
+    return {"<": key < wanted, "==": key == wanted, ">=": key >= wanted}[op.strip()]
 
 
 def test_failed_pip_is_reported_not_raised(tmp_path, monkeypatch):

@@ -12,17 +12,22 @@ This module imports only ``qgis.core``: it is used by ``initProcessing()`` (also
 """
 
 import importlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from qgis.core import QgsApplication, QgsMessageLog, QgsTask
 
-#: import name -> pip requirement
-REQUIRED = {"onnxruntime": "onnxruntime", "shapely": "shapely>=2", "skimage": "scikit-image"}
+from .pip_rules import PINNED, PIP_OPTIONS, constraints_text, project_name, requirement_lines
+
+#: import name -> the project (in requirements.txt) that provides it
+REQUIRED = {"onnxruntime": "onnxruntime", "shapely": "shapely", "skimage": "scikit-image"}
 DEPS_FOLDER_NAME = "seg_explainer_deps"
 LOG_TAG = "Segmentation Explainer"
 
@@ -46,7 +51,7 @@ def add_deps_dir_to_path(folder=None):
 
 
 def missing_modules():
-    """``{import name: pip requirement}`` of the required packages that cannot be imported."""
+    """``{import name: project name}`` of the required packages that cannot be imported."""
     missing = {}
     for module, requirement in REQUIRED.items():
         try:
@@ -109,21 +114,40 @@ def find_python():
     return candidates[0] if candidates else None
 
 
-def constraints_text():
-    """pip constraints that keep QGIS's numpy: ``numpy==<the running version>``."""
-    version = numpy_version()
-    return f"numpy=={version}\n" if version else ""
+def resolve_command(requirements, constraints_file, python=None):
+    """The pip command (a list) that resolves ``requirements`` against the Python that runs it
+    without installing anything, printing pip's JSON installation report on stdout: the packages
+    still to install, those already there (numpy above all) left out."""
+    python = python or find_python() or "python3"
+    return [python, "-m", "pip", "install", *PIP_OPTIONS, "--dry-run", "--quiet",
+            "--report", "-", "-c", str(constraints_file), *requirements]
 
 
-def pip_command(requirements, target=None, constraints_file=None, python=None):
-    """The pip command line (a list) that installs ``requirements`` into ``target``."""
+def pip_command(pins, target=None, python=None):
+    """The pip command (a list) that installs the exact ``pins`` (``name==version``, resolved by
+    :func:`resolve_command`) into ``target``, without dependencies of its own."""
     target = str(target or deps_dir())
     python = python or find_python() or "python3"
-    command = [python, "-m", "pip", "install", "--disable-pip-version-check",
-               "--no-input", "--upgrade", "--target", target]
-    if constraints_file:
-        command += ["-c", str(constraints_file)]
-    return command + list(requirements)
+    return [python, "-m", "pip", "install", *PIP_OPTIONS, "--no-deps", "--upgrade",
+            "--target", target, *pins]
+
+
+def pins_from_report(report_text, version_of=None):
+    """``name==version`` for every package of a pip installation report (JSON) that is not
+    already installed at that version, and never one of :data:`PINNED`."""
+    version_of = version_of or importlib.metadata.version
+    pins = []
+    for item in json.loads(report_text).get("install", []):
+        name, version = item["metadata"]["name"], item["metadata"]["version"]
+        if project_name(name) in PINNED:
+            continue
+        try:
+            if version_of(name) == version:
+                continue
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        pins.append(f"{name}=={version}")
+    return pins
 
 
 class PipInstallTask(QgsTask):
@@ -133,15 +157,17 @@ class PipInstallTask(QgsTask):
     optional) is called on the main thread from ``finished()`` with the task.
     """
 
-    def __init__(self, requirements, target=None, python=None, done=None):
+    def __init__(self, projects, target=None, python=None, done=None):
         super().__init__("Installing Python packages for Segmentation Explainer",
                          QgsTask.Flag.CanCancel)
-        self.requirements = list(requirements)
+        self.projects = list(projects)
+        self.requirements = requirement_lines(self.projects)
         self.target = Path(target or deps_dir())
         self.python = python or find_python()
-        self.constraints_file = self.target / "numpy-constraints.txt"
-        self.command = pip_command(self.requirements, self.target, self.constraints_file,
-                                   self.python)
+        self.constraints_file = self.target / "constraints.txt"
+        self.command = resolve_command(self.requirements, self.constraints_file, self.python)
+        self.pins = []
+        self.commands_run = []
         self.done = done
         self.ok = False
         self.message = ""
@@ -162,35 +188,54 @@ class PipInstallTask(QgsTask):
                 self.message = (f"pip is not available for {self.python}. Install pip for "
                                 "it (e.g. 'apt install python3-pip') and try again.")
                 return False
-            proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            lines = []
-            for line in proc.stdout:
-                lines.append(line)
-                if self.isCanceled():
-                    proc.terminate()
-                    break
-            proc.wait()
-            self.output = "".join(lines)
-        except (OSError, subprocess.SubprocessError) as exc:
-            self.message = f"pip could not be started: {exc}"
+            # 1. resolve against the packages QGIS's Python already has: only what is missing
+            code, report, errors = self._pip(self.command)
+            out = report
+            if code == 0 and pins_from_report(report):
+                self.pins = pins_from_report(report)
+                # 2. install exactly those, nothing else (no second numpy)
+                code, out, errors = self._pip(pip_command(self.pins, self.target, self.python))
+                report = report + out
+        except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+            self.message = f"pip could not be run: {exc}"
             return False
+        self.output = report + errors
         if self.isCanceled():
             self.message = "Installation cancelled."
             return False
-        if proc.returncode != 0:
-            tail = "\n".join(self.output.strip().splitlines()[-6:])
-            self.message = f"pip failed (exit code {proc.returncode}):\n{tail}"
+        if code != 0:
+            tail = "\n".join((errors + "\n" + out).strip().splitlines()[-6:])
+            self.message = f"pip failed (exit code {code}):\n{tail}"
             return False
         self.ok = True
-        self.message = f"Installed {', '.join(self.requirements)} into {self.target}."
+        self.message = (f"Installed {', '.join(self.pins) or 'nothing (all present)'} into "
+                        f"{self.target}.")
         return True
+
+    def _pip(self, command):
+        """Run one pip command, stoppable by cancel; returns (exit code, stdout, stderr)."""
+        self.commands_run.append(command)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+            while True:
+                try:
+                    proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self.isCanceled():
+                        proc.terminate()
+                        proc.wait()
+                        break
+            out.seek(0)
+            err.seek(0)
+            return proc.returncode, out.read(), err.read()
 
     def finished(self, result):  # main thread
         from .task import _ALIVE
 
         _ALIVE.discard(self)
-        QgsMessageLog.logMessage(" ".join(self.command) + "\n" + self.output, LOG_TAG)
+        commands = "\n".join(" ".join(c) for c in self.commands_run or [self.command])
+        QgsMessageLog.logMessage(commands + "\n" + self.output, LOG_TAG)
         if result:
             add_deps_dir_to_path(self.target)
             importlib.invalidate_caches()

@@ -7,6 +7,8 @@ Shared by ``scripts/setup.sh`` (the developer's ``.venv``) and the dock's depend
   for each Python version, which pip evaluates itself;
 * numpy, scipy and matplotlib are pinned to the versions the running Python already has, the
   ones QGIS was built with: pip never installs a second numpy;
+* shapely is held to the releases whose wheels carry the GEOS that QGIS and GDAL use (two
+  GEOS versions in one QGIS process crash it; see ``core/shapely_geos.py``);
 * binary wheels only (``--only-binary=:all:``): no source builds inside QGIS.
 
 Standard library only, so it runs as ``python3 ui/pip_rules.py constraints`` before anything
@@ -14,6 +16,7 @@ else is installed.
 """
 
 import importlib.metadata
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -27,11 +30,22 @@ REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "requirements.txt"
 PIP_OPTIONS = ("--only-binary=:all:", "--disable-pip-version-check", "--no-input")
 
 
-def constraints_text(version_of=None):
-    """pip constraints pinning every installed package of :data:`PINNED` to its version.
+def _shapely_geos():
+    """core/shapely_geos.py, loaded by path (it needs only the standard library)."""
+    path = Path(__file__).resolve().parent.parent / "core" / "shapely_geos.py"
+    spec = importlib.util.spec_from_file_location("_segx_shapely_geos", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def constraints_text(version_of=None, geos=None):
+    """pip constraints: every installed package of :data:`PINNED` at its version, and shapely
+    to the releases carrying the system's GEOS.
 
     ``version_of`` maps a distribution name to its version (or raises
     ``importlib.metadata.PackageNotFoundError``); the running interpreter's by default.
+    ``geos`` is the system GEOS (major, minor); found with ctypes by default.
     """
     version_of = version_of or importlib.metadata.version
     lines = []
@@ -40,6 +54,10 @@ def constraints_text(version_of=None):
             lines.append(f"{name}=={version_of(name)}")
         except importlib.metadata.PackageNotFoundError:
             continue
+    module = _shapely_geos()
+    wanted = module.shapely_range_for_geos(geos or module.system_geos_version())
+    if wanted:
+        lines.append(f"shapely{wanted}")
     return "".join(line + "\n" for line in lines)
 
 

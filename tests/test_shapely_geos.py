@@ -1,0 +1,44 @@
+"""shapely's bundled GEOS against the GEOS QGIS already loaded: the combination that crashed
+qgis_process (shapely 2.1 / GEOS 3.13 beside QGIS 3.40's GEOS 3.11) is refused with a message,
+and set-up installs the shapely that matches."""
+
+import pytest
+import shapely
+
+from seg_explainer.core.errors import DependencyError
+from seg_explainer.core.shapely_geos import (import_shapely, loaded_geos_version,
+                                             shapely_range_for_geos)
+from seg_explainer.ui.pip_rules import constraints_text
+
+
+def test_a_different_geos_in_the_process_is_refused_with_the_fix():
+    with pytest.raises(DependencyError, match=r"GEOS 3\.13.*'shapely>=2\.1,<2\.2'"):
+        import_shapely(loaded=(3, 13) if shapely.geos_version[:2] != (3, 13) else (3, 11))
+
+
+def test_an_unknown_geos_points_to_the_distribution_package():
+    with pytest.raises(DependencyError, match="python3-shapely"):
+        import_shapely(loaded=(9, 1))
+
+
+def test_the_same_geos_passes():
+    assert import_shapely(loaded=tuple(shapely.geos_version[:2])) is shapely
+
+
+def test_the_geos_qgis_loaded_is_seen_and_matches_the_installed_shapely(qgis_app):
+    """Set-up installed the shapely whose GEOS is QGIS's. (Under pytest QGIS is a Python
+    extension, so its GEOS is not global; in the QGIS and qgis_process binaries it is.)"""
+    from qgis.core import Qgis
+
+    qgis_geos = tuple(int(p) for p in Qgis.geosVersion().split(".")[:2])
+    assert loaded_geos_version() in (None, qgis_geos)
+    assert import_shapely() is shapely
+    assert shapely.geos_version[:2] == qgis_geos
+
+
+@pytest.mark.parametrize("geos,line", [((3, 11), "shapely>=2.0,<2.1"),
+                                       ((3, 13), "shapely>=2.1,<2.2"),
+                                       ((3, 14), "shapely>=2.2,<2.3")])
+def test_constraints_hold_shapely_to_the_system_geos(geos, line):
+    assert shapely_range_for_geos(geos) == line[len("shapely"):]
+    assert line in constraints_text(geos=geos).splitlines()
