@@ -47,10 +47,10 @@ _SAMPLINGS = ("balanced", "leverage", "kernel")
 _ENUMERATE_LIMIT = 200_000     # strata with at most this many pairs are listed, not rejected
 _ROW_BLOCK = 2048              # rows per block when forming the normal equations
 _RIDGE_CAP = 1e-2              # largest ridge tried, relative to the mean eigenvalue
-_MAX_TRIPLES = 1000            # third-order surrogate only when C(M, 3) is at most this
-_MAX_SURROGATE_CELLS = 2 ** 24  # ... and rows * terms is at most this
-_SPARE_ROWS = 300              # ... and rows exceed terms by min(terms, this): closer to a
-                               # square fit the standard errors come out far too small
+_MAX_TERMS = (600, 252, 120)   # candidate 3-, 5- and 7-feature terms, at most
+_FOLDS = 5                     # cross-validation folds choosing the number of terms
+_MAX_STEPS = 400               # terms added, at most
+_STEP_SHARE = 0.6              # ... and at most this share of the training pairs
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,7 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     y = values.reshape(len(coalitions), -1)
     v0, v1 = y[0], y[1]
 
-    if surrogate:
-        phi, se = _solve_with_surrogate(design, y[2:] - v0, v1 - v0)
-    else:
-        phi, se = _solve(design, y[2:] - v0, v1 - v0)
+    phi, se = _odd_solve(design, y[2:] - v0, v1 - v0, surrogate, seed)
     if scalar:
         phi, se, v0, v1 = phi[:, 0], se[:, 0], float(v0[0]), float(v1[0])
     return ShapleyResult(values=phi, standard_errors=se, base_value=v0, full_value=v1,
@@ -320,117 +317,161 @@ def _distinct_subsets(m, s, count, population, rng):
 
 # --------------------------------------------------------------------------- solve
 
-def _solve_with_surrogate(design, y, delta):
-    """``_solve`` with the third-order control variate where it applies, (M, D) twice."""
-    fit = None if design["exact"] else _third_order_basis(design["z"], design["w"], design)
-    if fit is None:
+def _odd_solve(design, y, delta, surrogate, seed):
+    """Values and standard errors from the odd part of the game, (M, D) twice.
+
+    Falls back to ``_solve`` (Kernel SHAP with a GCV ridge) when the pairs do not
+    determine the first-order fit (fewer than ``M + 2`` pairs).
+    """
+    z = design["z"]
+    m, d = z.shape[1], y.shape[1]
+    n_pairs = len(z) // 2
+    if m < 2 or n_pairs < m + 2:
         return _solve(design, y, delta)
-    triples, coef_fn = fit
-    z, w = design["z"], design["w"]
-    m = z.shape[1]
-    split = np.zeros((m, len(triples)))                  # Shapley values of each triple
-    for k in range(3):
-        split[triples[:, k], np.arange(len(triples))] = 1.0 / 3.0
-    q_rows = np.zeros_like(y)
-    q_full = np.zeros(y.shape[1])
-    fits = []
-    for col in range(y.shape[1]):
-        fits.append(coef_fn(y[:, col]))
-        a, q = fits[-1][:2]
-        if a is not None:
-            q_rows[:, col] = q
-            q_full[col] = a.sum()
-    hats = []
-    phi, se = _solve(design, y - q_rows, delta - q_full, hats=hats,
-                     ridge=[f[0] is None for f in fits])
-    for col, (a, q, influence) in enumerate(fits):
-        if a is None:
-            continue
-        phi[:, col] += split @ a
-        se[:, col] = influence(hats[col], split)
-    phi -= (phi.sum(axis=0) - delta) / m                 # remove rounding drift
+    x = np.where(z[0::2], 1.0, -1.0)                       # each pair's first side, +-1
+    odd = 0.5 * (y[0::2] - y[1::2])                        # the game's odd part, (P, D)
+    sw = np.sqrt(design["w"][0::2] + design["w"][1::2])    # pair weights, square root
+    base = (x[:, 1:] - x[:, :1]) * sw[:, None]             # order 1, sum constraint removed
+    phi = np.empty((m, d))
+    se = np.zeros((m, d))
+    for col in range(d):
+        target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
+        terms = []
+        if surrogate and not design["exact"]:
+            terms = _select_terms(base, x, sw, target, design, seed)
+        phi[:, col], se[:, col] = _fit_odd(base, x, sw, target, terms, 0.5 * delta[col],
+                                           design)
+    phi -= (phi.sum(axis=0) - delta) / m                   # remove rounding drift
+    if design["exact"]:
+        se[:] = 0.0
     return phi, se
 
 
-def _third_order_basis(z, w, design_rows):
-    """Factorise the weighted third-order regression once; None when it does not apply.
+def _term_columns(x, terms):
+    """Parity products of ``terms`` on the rows ``x`` (+-1), minus the reference ``x[:, 0]``."""
+    out = np.empty((len(x), len(terms)))
+    for k, t in enumerate(terms):
+        out[:, k] = np.prod(x[:, list(t)], axis=1)
+    return out - x[:, :1]
 
-    Returns ``(triples, coef_fn)``: ``triples`` (P, 3) feature indices, and
-    ``coef_fn(y) -> (a, q, se_fn)``: the GCV-ridge coefficients of the triple products
-    (P,), their part of the fit on the rows (R,), and ``se_fn(h, split)`` giving the
-    standard errors of the final values; ``(None, None, None)`` when cross-validation
-    prefers no triple products.
 
-    The final values are linear in ``y``: ``phi = G y`` with
-    ``G = h Z' W (I - T A) + split A`` (``A`` maps ``y`` to ``a``, ``T`` holds the triple
-    products, ``h`` is Kernel SHAP's map). Their standard errors are the pair-clustered,
-    stratified sandwich of the influences ``G[:, k] r_k / (1 - lev_k)``, with ``r`` the
-    residuals of the whole third-order fit and ``lev`` its leverages (the HC3 correction,
-    which undoes the fit's optimism); only sampled rows contribute.
+def _fit_odd(base, x, sw, target, terms, half_total, design):
+    """Weighted least squares of the odd part on order 1 and ``terms``; values and errors.
+
+    The model is ``odd(x) = sum_T c_T prod_{i in T} x_i`` with ``sum_T c_T = half_total``
+    (the fit passes through the full coalition); ``c`` of feature 0 is eliminated. A term
+    of ``k`` features gives each of them ``2 c_T / k``.
     """
-    n, m = z.shape
-    n_pairs = m * (m - 1) // 2
-    n_triples = math.comb(m, 3)
-    n_base = m + n_pairs
-    if n_triples == 0 or n_triples > _MAX_TRIPLES or n * (n_triples + n_base) > \
-            _MAX_SURROGATE_CELLS or \
-            n < n_base + n_triples + min(n_base + n_triples, _SPARE_ROWS):
-        return None
-    zf = z.astype(np.float64)
-    sw = np.sqrt(w)
-    iu = np.triu_indices(m, 1)
-    triples = np.asarray(list(itertools.combinations(range(m), 3)), dtype=int)
-    base = np.concatenate([zf, zf[:, iu[0]] * zf[:, iu[1]]], axis=1) * sw[:, None]
-    q_basis, r = np.linalg.qr(base)
-    diag = np.abs(np.diag(r))
-    q_basis = q_basis[:, diag > diag.max() * 1e-10]
-    t_rows = zf[:, triples[:, 0]] * zf[:, triples[:, 1]] * zf[:, triples[:, 2]]
-    tw = t_rows * sw[:, None]
-    tw -= q_basis @ (q_basis.T @ tw)                      # partial out the base terms
-    u, s, vt = np.linalg.svd(tw, full_matrices=False)
+    m = x.shape[1]
+    cols = base
+    if terms:
+        cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
+    # map from the free coefficients to the values (feature 0 takes what the others leave)
+    lmap = np.zeros((m, cols.shape[1]))
+    lmap[np.arange(1, m), np.arange(m - 1)] = 2.0
+    lmap[0, :m - 1] = -2.0
+    for k, t in enumerate(terms):
+        lmap[list(t), m - 1 + k] += 2.0 / len(t)
+        lmap[0, m - 1 + k] -= 2.0
+    u, s, vt = np.linalg.svd(cols, full_matrices=False)
     keep = s > s.max(initial=0.0) * 1e-10
     u, s, vt = u[:, keep], s[keep], vt[keep]
-    if len(s) == 0:
-        return None
-    lams = np.concatenate([[0.0], (s ** 2).mean() * np.logspace(-6, 3, 37)])
-    k_base = q_basis.shape[1]
+    coef = vt.T @ ((u.T @ target) / s)
+    phi = lmap @ coef
+    phi[0] += 2.0 * half_total
+    resid = target - cols @ coef                            # weighted residuals
+    lev = (u ** 2).sum(axis=1)
+    # per pair: d phi = L G^-1 X_p w_p r_p, with the HC3 inflation 1 / (1 - leverage)
+    infl = (lmap @ (vt.T / s)) @ (u * (resid / (1.0 - np.clip(lev, 0.0, 0.99)))[:, None]).T
+    return phi, _pair_se(design, infl.T)
 
-    def coef_fn(y):
-        yw = y * sw
-        yr = yw - q_basis @ (q_basis.T @ yw)
-        uy = u.T @ yr
-        rss_none = float(yr @ yr)
-        best = rss_none / max(1 - k_base / n, 1e-12) ** 2       # lambda = infinity
-        best_lam = None
-        for lam in lams:
-            f = s ** 2 / (s ** 2 + lam)
-            rss = rss_none - float((uy ** 2 * (2 * f - f ** 2)).sum())
-            df = k_base + float(f.sum())
-            if df >= n - 1:
-                continue
-            g = max(rss, 0.0) / (1 - df / n) ** 2
-            if g < best * (1 - 1e-9):
-                best, best_lam = g, lam
-        if best_lam is None:
-            return None, None, None
-        f = s / (s ** 2 + best_lam)
-        a = vt.T @ (uy * f)
-        fitted_w = (yw - yr) + u @ (uy * s * f)              # weighted fit of all terms
-        lev = (q_basis ** 2).sum(axis=1) + (u ** 2 @ (s * f))
-        resid = (y - fitted_w / sw) / (1.0 - np.clip(lev, 0.0, 0.99))
 
-        def se_fn(h, split):
-            zw = (zf * w[:, None]).T                                       # Z' W, (M, R)
-            # d phi / d a: the Shapley split of the triples, minus Kernel SHAP of their
-            # rows, minus their share of the efficiency constant c = (delta - sum a) / M
-            shift = (1.0 - h @ (zw @ zf.sum(axis=1))) / m
-            c = split - h @ (zw @ t_rows) - shift[:, None]                 # (M, P)
-            g = h @ zw + ((c @ (vt.T * f)) @ u.T) * sw                     # phi = g y
-            return _influence_se(design_rows, g * resid)
+def _pair_se(design, influence):
+    """Stratified standard errors from per-pair influences (P, M), sampled pairs only."""
+    g = influence[design["n_enum"] // 2:]
+    if len(g) == 0:
+        return np.zeros(influence.shape[1])
+    g = _center_by_stratum(g, design["pair_stratum"], design["fpc"])
+    return np.sqrt((g ** 2).sum(axis=0))
 
-        return a, t_rows @ a, se_fn
 
-    return triples, coef_fn
+def _candidate_terms(m, ranking):
+    """Odd interaction terms worth trying: triples, 5- and 7-sets among the strongest features."""
+    terms = []
+    for order, cap in ((3, _MAX_TERMS[0]), (5, _MAX_TERMS[1]), (7, _MAX_TERMS[2])):
+        k = order
+        while k < m and math.comb(k + 1, order) <= cap:
+            k += 1
+        if k > m or math.comb(k, order) > cap:
+            continue
+        top = sorted(int(i) for i in ranking[:k])
+        terms += list(itertools.combinations(top, order))
+    return terms
+
+
+def _select_terms(base, x, sw, target, design, seed):
+    """Odd interaction terms chosen by orthogonal matching pursuit, their number by K-fold
+    cross-validation over pairs (a list of feature tuples, maybe empty)."""
+    n, m = x.shape
+    u, s, vt = np.linalg.svd(base, full_matrices=False)
+    first = vt.T @ ((u.T @ target) / np.where(s > s.max() * 1e-10, s, np.inf))
+    strength = np.abs(np.concatenate([[-first.sum()], first]))   # |c| of every feature
+    pool = _candidate_terms(m, np.argsort(-strength, kind="stable"))
+    n_train = n * (_FOLDS - 1) // _FOLDS
+    k_max = min(len(pool), _MAX_STEPS, int(_STEP_SHARE * n_train) - base.shape[1])
+    if k_max < 1:
+        return []
+    cand = _term_columns(x, pool) * sw[:, None]
+    fold = np.random.default_rng([seed, 17]).permutation(n) % _FOLDS
+    cv = np.zeros(k_max + 1)
+    for f in range(_FOLDS):
+        cv += _omp(base, cand, target, fold != f, k_max)[1]
+    k_best = int(np.argmin(cv * (1 + 1e-9 * np.arange(k_max + 1))))
+    if k_best == 0:
+        return []
+    order = _omp(base, cand, target, np.ones(n, bool), k_best)[0]
+    return [pool[j] for j in order]
+
+
+def _omp(base, cand, target, train, k_max):
+    """Orthogonal matching pursuit on the ``train`` rows: the base columns always, then up to
+    ``k_max`` candidate columns, greedily. Returns the order of the chosen candidates and the
+    squared error on the other rows after each step (k_max + 1,)."""
+    held = ~train
+    t_tr = target[train]
+    u, s, vt = np.linalg.svd(base[train], full_matrices=False)
+    keep = s > s.max(initial=0.0) * 1e-10
+    q = base @ (vt[keep].T / s[keep])                       # orthonormal on the train rows
+    q_tr = q[train]
+    coef = q_tr.T @ t_tr
+    pred = q @ coef
+    resid = t_tr - q_tr @ coef
+    c = cand - q @ (q_tr.T @ cand[train])
+    c_tr = c[train]
+    norms = (c_tr ** 2).sum(axis=0)
+    floor = (cand[train] ** 2).sum(axis=0) * 1e-9
+    errors = np.full(k_max + 1, np.inf)
+    errors[0] = float(((target[held] - pred[held]) ** 2).sum())
+    order = []
+    for step in range(1, k_max + 1):
+        score = np.where(norms > floor, (c_tr.T @ resid) ** 2 / np.maximum(norms, 1e-300), -1.0)
+        if order:
+            score[order] = -1.0
+        j = int(np.argmax(score))
+        if score[j] <= 0.0:
+            errors[step:] = errors[step - 1]
+            break
+        new = c[:, j] / math.sqrt(norms[j])
+        new_tr = new[train]
+        a = float(new_tr @ resid)
+        pred += a * new
+        resid -= a * new_tr
+        c -= np.outer(new, new_tr @ c_tr)
+        c_tr = c[train]
+        norms = (c_tr ** 2).sum(axis=0)
+        order.append(j)
+        errors[step] = float(((target[held] - pred[held]) ** 2).sum())
+    return order, errors
 
 
 def _solve(design, y, delta, hats=None, ridge=True):
