@@ -10,7 +10,7 @@ import pytest
 import shapely
 from osgeo import gdal, ogr
 
-from helpers_qgis import ROI_OIL, ROOT, provider, qgis_process  # noqa: F401 (fixture)
+from helpers_qgis import ROI_OIL, ROOT, provider, qgis_process, wait_until  # noqa: F401 (fixture)
 
 ROI_PIXEL = "{regions}|layername=pixel"
 SMALL = {"WINDOW": 128, "BATCH_SIZE": 8, "SEED": 3}
@@ -363,6 +363,11 @@ def test_batch_dialog_runs_several_rows(provider, sample_data, qgis_iface, tmp_p
             widget = panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column[name])
             widget.setValue(str(tmp_path / f"{region}_{name.lower()}.tif"))
     dialog.runAlgorithm()
+    # QGIS 3.22 runs the rows before runAlgorithm() returns; 3.40+ runs them as background tasks,
+    # with the dialog's controls blocked until the last row is done: wait for that, on both.
+    outputs = [tmp_path / f"{region}_excitation.tif" for region in ("oil", "sea")]
+    wait_until(lambda: all(p.exists() for p in outputs) and dialog.runButton().isEnabled(),
+               "both batch rows finishing")
     for region in ("oil", "sea"):
         ds = gdal.Open(str(tmp_path / f"{region}_excitation.tif"))
         assert ds is not None and ds.GetMetadata()["method"] == "rise"
