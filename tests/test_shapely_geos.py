@@ -2,6 +2,8 @@
 qgis_process (shapely 2.1 / GEOS 3.13 beside QGIS 3.40's GEOS 3.11) is refused with a message,
 and set-up installs the shapely that matches."""
 
+import importlib.metadata
+
 import pytest
 import shapely
 
@@ -40,5 +42,17 @@ def test_the_geos_qgis_loaded_is_seen_and_matches_the_installed_shapely(qgis_app
                                        ((3, 13), "shapely>=2.1,<2.2"),
                                        ((3, 14), "shapely>=2.2,<2.3")])
 def test_constraints_hold_shapely_to_the_system_geos(geos, line):
+    def no_system_shapely(name):
+        if name == "shapely":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return "1.0"
+
     assert shapely_range_for_geos(geos) == line[len("shapely"):]
-    assert line in constraints_text(geos=geos).splitlines()
+    assert line in constraints_text(no_system_shapely, geos=geos).splitlines()
+
+
+def test_a_system_shapely_2_is_pinned_as_it_is():
+    """Debian's python3-shapely 2 (trixie, sid) is built on the system GEOS: keep it."""
+    lines = constraints_text(lambda name: "2.1.1", geos=(3, 15)).splitlines()
+    assert "shapely==2.1.1" in lines and "numpy==2.1.1" in lines
+    assert not any(line.startswith("shapely>") for line in lines)

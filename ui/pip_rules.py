@@ -7,8 +7,9 @@ Shared by ``scripts/setup.sh`` (the developer's ``.venv``) and the dock's depend
   for each Python version, which pip evaluates itself;
 * numpy, scipy and matplotlib are pinned to the versions the running Python already has, the
   ones QGIS was built with: pip never installs a second numpy;
-* shapely is held to the releases whose wheels carry the GEOS that QGIS and GDAL use (two
-  GEOS versions in one QGIS process crash it; see ``core/shapely_geos.py``);
+* shapely is the system's where that is shapely 2 (built on the system GEOS), otherwise held to
+  the releases whose wheels carry the GEOS that QGIS and GDAL use (two GEOS versions in one QGIS
+  process crash it; see ``core/shapely_geos.py``);
 * binary wheels only (``--only-binary=:all:``): no source builds inside QGIS.
 
 Standard library only, so it runs as ``python3 ui/pip_rules.py constraints`` before anything
@@ -54,10 +55,17 @@ def constraints_text(version_of=None, geos=None):
             lines.append(f"{name}=={version_of(name)}")
         except importlib.metadata.PackageNotFoundError:
             continue
-    module = _shapely_geos()
-    wanted = module.shapely_range_for_geos(geos or module.system_geos_version())
-    if wanted:
-        lines.append(f"shapely{wanted}")
+    try:
+        system_shapely = version_of("shapely")
+    except importlib.metadata.PackageNotFoundError:
+        system_shapely = None
+    if system_shapely and int(system_shapely.split(".")[0]) >= 2:
+        lines.append(f"shapely=={system_shapely}")   # the distribution's, on the system GEOS
+    else:
+        module = _shapely_geos()
+        wanted = module.shapely_range_for_geos(geos or module.system_geos_version())
+        if wanted:
+            lines.append(f"shapely{wanted}")
     return "".join(line + "\n" for line in lines)
 
 
