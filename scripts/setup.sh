@@ -62,14 +62,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # Pin what QGIS and GDAL are compiled against (the same rule as the dock's installer).
+# What the distribution already provides (Debian's shapely 2) is left out of pip's list.
 /usr/bin/python3 ui/pip_rules.py constraints > .venv/constraints.txt
+/usr/bin/python3 ui/pip_rules.py requirements requirements-dev.txt > .venv/requirements.txt
 
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt requirements-dev.txt .venv/constraints.txt | sha256sum | cut -d' ' -f1)
+want=$(cat .venv/requirements.txt .venv/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: pip install -r requirements-dev.txt (constrained to the system's numpy)"
     .venv/bin/python -m pip install -q --disable-pip-version-check --only-binary=:all: \
-        -r requirements-dev.txt -c .venv/constraints.txt
+        -r .venv/requirements.txt -c .venv/constraints.txt
     echo "$want" > "$stamp"
 fi
 .venv/bin/python - .venv/constraints.txt <<'PY'

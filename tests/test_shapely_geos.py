@@ -2,8 +2,6 @@
 qgis_process (shapely 2.1 / GEOS 3.13 beside QGIS 3.40's GEOS 3.11) is refused with a message,
 and set-up installs the shapely that matches."""
 
-import importlib.metadata
-
 import pytest
 import shapely
 
@@ -41,18 +39,20 @@ def test_the_geos_qgis_loaded_is_seen_and_matches_the_installed_shapely(qgis_app
 @pytest.mark.parametrize("geos,line", [((3, 11), "shapely>=2.0,<2.1"),
                                        ((3, 13), "shapely>=2.1,<2.2"),
                                        ((3, 14), "shapely>=2.2,<2.3")])
-def test_constraints_hold_shapely_to_the_system_geos(geos, line):
-    def no_system_shapely(name):
-        if name == "shapely":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return "1.0"
+def test_constraints_hold_shapely_to_the_system_geos(geos, line, monkeypatch):
+    from seg_explainer.ui import pip_rules
 
+    monkeypatch.setattr(pip_rules, "system_provided", set)     # no shapely on the system
     assert shapely_range_for_geos(geos) == line[len("shapely"):]
-    assert line in constraints_text(no_system_shapely, geos=geos).splitlines()
+    assert line in constraints_text(lambda name: "1.0", geos=geos).splitlines()
 
 
-def test_a_system_shapely_2_is_pinned_as_it_is():
-    """Debian's python3-shapely 2 (trixie, sid) is built on the system GEOS: keep it."""
+def test_a_system_shapely_2_is_left_to_the_system(monkeypatch):
+    """Debian's python3-shapely 2 (trixie, sid) is built on the system GEOS: pip is not asked
+    for shapely at all, neither as a requirement nor as a constraint."""
+    from seg_explainer.ui import pip_rules
+
+    monkeypatch.setattr(pip_rules, "system_provided", lambda: {"shapely"})
     lines = constraints_text(lambda name: "2.1.1", geos=(3, 15)).splitlines()
-    assert "shapely==2.1.1" in lines and "numpy==2.1.1" in lines
-    assert not any(line.startswith("shapely>") for line in lines)
+    assert "numpy==2.1.1" in lines
+    assert not any(line.startswith("shapely") for line in lines)

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["PINNED", "REQUIREMENTS_FILE", "PIP_OPTIONS", "constraints_text", "requirement_lines",
-           "project_name"]
+           "project_name", "system_provided"]
 
 #: Packages QGIS (or Debian) is built against: pinned, never upgraded by pip.
 PINNED = ("numpy", "scipy", "matplotlib")
@@ -55,18 +55,26 @@ def constraints_text(version_of=None, geos=None):
             lines.append(f"{name}=={version_of(name)}")
         except importlib.metadata.PackageNotFoundError:
             continue
-    try:
-        system_shapely = version_of("shapely")
-    except importlib.metadata.PackageNotFoundError:
-        system_shapely = None
-    if system_shapely and int(system_shapely.split(".")[0]) >= 2:
-        lines.append(f"shapely=={system_shapely}")   # the distribution's, on the system GEOS
-    else:
+    if "shapely" not in system_provided():   # else pip is never asked for shapely at all
         module = _shapely_geos()
         wanted = module.shapely_range_for_geos(geos or module.system_geos_version())
         if wanted:
             lines.append(f"shapely{wanted}")
     return "".join(line + "\n" for line in lines)
+
+
+def system_provided():
+    """Projects of requirements.txt that the system already provides in a usable version, so
+    pip is not asked for them: shapely 2 from the distribution (Debian trixie and sid ship it
+    built on the system GEOS; its metadata says version "0+unknown", so the API is checked)."""
+    provided = set()
+    try:
+        import shapely
+    except ImportError:
+        return provided
+    if hasattr(shapely, "contains_xy") and hasattr(shapely, "geos_version"):
+        provided.add("shapely")
+    return provided
 
 
 def project_name(line):
@@ -76,12 +84,15 @@ def project_name(line):
 
 
 def requirement_lines(projects=None, path=REQUIREMENTS_FILE):
-    """The requirement lines (markers included) of ``requirements.txt``, optionally only those
-    for the given project names."""
+    """The requirement lines (markers included) of a requirements file and the files it
+    includes with ``-r``, optionally only those for the given project names."""
     wanted = None if projects is None else {project_name(p) for p in projects}
     lines = []
     for raw in Path(path).read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            lines += requirement_lines(projects, Path(path).parent / line[3:].strip())
+            continue
         if not line or line.startswith("-"):
             continue
         if wanted is None or project_name(line) in wanted:
@@ -92,5 +103,9 @@ def requirement_lines(projects=None, path=REQUIREMENTS_FILE):
 if __name__ == "__main__":
     if sys.argv[1:] == ["constraints"]:
         sys.stdout.write(constraints_text())
+    elif len(sys.argv) == 3 and sys.argv[1] == "requirements":
+        skip = system_provided()
+        sys.stdout.write("".join(line + "\n" for line in requirement_lines(path=sys.argv[2])
+                                 if project_name(line) not in skip))
     else:
-        sys.exit("usage: python3 ui/pip_rules.py constraints")
+        sys.exit("usage: python3 ui/pip_rules.py constraints | requirements FILE")
