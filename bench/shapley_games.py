@@ -136,3 +136,12 @@ class TableGame:
             z = z.astype(bool)
         self.rows += len(z)
         return self.table[z.astype(np.int64) @ self.powers]
+
+
+def result_key(table, budgets):
+    """Cache key of a competitor run: the game's table and the budgets."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(table, dtype=np.float64).tobytes())
+    h.update(repr([int(b) for b in budgets]).encode())
+    return h.hexdigest()[:16]

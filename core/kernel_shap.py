@@ -51,6 +51,8 @@ _MAX_TERMS = (600, 252, 120)   # candidate 3-, 5- and 7-feature terms, at most
 _FOLDS = 5                     # cross-validation folds choosing the number of terms
 _MAX_STEPS = 400               # terms added, at most
 _STEP_SHARE = 0.6              # ... and at most this share of the training pairs
+_PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
+                               # count) after the held-out error last improved
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class ShapleyResult:
 
 
 def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_reg=False,
-                sampling="balanced", surrogate=True, progress=None, cancel=None):
+                sampling="leverage", surrogate=True, progress=None, cancel=None):
     """Estimate Shapley values with Kernel SHAP.
 
     Parameters
@@ -336,11 +338,11 @@ def _odd_solve(design, y, delta, surrogate, seed):
     se = np.zeros((m, d))
     for col in range(d):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms = []
+        terms, held_out = [], None
         if surrogate and not design["exact"]:
-            terms = _select_terms(base, x, sw, target, design, seed)
+            terms, held_out = _select_terms(base, x, sw, target, design, seed)
         phi[:, col], se[:, col] = _fit_odd(base, x, sw, target, terms, 0.5 * delta[col],
-                                           design)
+                                           design, held_out)
     phi -= (phi.sum(axis=0) - delta) / m                   # remove rounding drift
     if design["exact"]:
         se[:] = 0.0
@@ -355,12 +357,17 @@ def _term_columns(x, terms):
     return out - x[:, :1]
 
 
-def _fit_odd(base, x, sw, target, terms, half_total, design):
+def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None):
     """Weighted least squares of the odd part on order 1 and ``terms``; values and errors.
 
     The model is ``odd(x) = sum_T c_T prod_{i in T} x_i`` with ``sum_T c_T = half_total``
     (the fit passes through the full coalition); ``c`` of feature 0 is eliminated. A term
     of ``k`` features gives each of them ``2 c_T / k``.
+
+    Standard errors: the stratified sandwich of the per-pair influences
+    ``L G^-1 x_p w_p r_p``; ``r`` are the cross-validation residuals ``held_out`` when
+    given (they carry the term selection's optimism), else the in-sample residuals
+    inflated by ``1 / (1 - leverage)`` (HC3).
     """
     m = x.shape[1]
     cols = base
@@ -380,9 +387,12 @@ def _fit_odd(base, x, sw, target, terms, half_total, design):
     phi = lmap @ coef
     phi[0] += 2.0 * half_total
     resid = target - cols @ coef                            # weighted residuals
-    lev = (u ** 2).sum(axis=1)
-    # per pair: d phi = L G^-1 X_p w_p r_p, with the HC3 inflation 1 / (1 - leverage)
-    infl = (lmap @ (vt.T / s)) @ (u * (resid / (1.0 - np.clip(lev, 0.0, 0.99)))[:, None]).T
+    if held_out is None:
+        lev = (u ** 2).sum(axis=1)
+        resid = resid / (1.0 - np.clip(lev, 0.0, 0.99))
+    else:
+        resid = np.where(np.abs(resid) > 0, held_out, 0.0)  # exact rows stay exact
+    infl = (lmap @ (vt.T / s)) @ (u * resid[:, None]).T     # per pair, d phi
     return phi, _pair_se(design, infl.T)
 
 
@@ -411,7 +421,12 @@ def _candidate_terms(m, ranking):
 
 def _select_terms(base, x, sw, target, design, seed):
     """Odd interaction terms chosen by orthogonal matching pursuit, their number by K-fold
-    cross-validation over pairs (a list of feature tuples, maybe empty)."""
+    cross-validation over pairs.
+
+    Returns ``(terms, held_out)``: a list of feature tuples (maybe empty) and every pair's
+    weighted residual when its fold was held out, at the chosen number of terms (None when
+    too few pairs for cross-validation).
+    """
     n, m = x.shape
     u, s, vt = np.linalg.svd(base, full_matrices=False)
     first = vt.T @ ((u.T @ target) / np.where(s > s.max() * 1e-10, s, np.inf))
@@ -419,59 +434,107 @@ def _select_terms(base, x, sw, target, design, seed):
     pool = _candidate_terms(m, np.argsort(-strength, kind="stable"))
     n_train = n * (_FOLDS - 1) // _FOLDS
     k_max = min(len(pool), _MAX_STEPS, int(_STEP_SHARE * n_train) - base.shape[1])
-    if k_max < 1:
-        return []
-    cand = _term_columns(x, pool) * sw[:, None]
+    if n_train <= base.shape[1] + 1:
+        return [], None
+    k_max = max(k_max, 0)
+    cols = np.concatenate([base, _term_columns(x, pool) * sw[:, None]], axis=1)
+    gram = cols.T @ cols
+    corr = cols.T @ target
+    n_base = base.shape[1]
     fold = np.random.default_rng([seed, 17]).permutation(n) % _FOLDS
     cv = np.zeros(k_max + 1)
+    preds = []
     for f in range(_FOLDS):
-        cv += _omp(base, cand, target, fold != f, k_max)[1]
-    k_best = int(np.argmin(cv * (1 + 1e-9 * np.arange(k_max + 1))))
+        out = fold == f
+        held = cols[out]
+        _, errors, pred = _omp(gram - held.T @ held, corr - held.T @ target[out], n_base,
+                               k_max, held, target[out])
+        cv += errors
+        preds.append(pred)
+    k_best = int(np.argmax(cv <= cv.min() + 1e-12 * cv[0]))   # fewest terms within rounding
+    held_out = np.empty(n)
+    for f in range(_FOLDS):
+        held_out[fold == f] = target[fold == f] - preds[f][k_best]
+    # a held-out residual's square overstates the error variance by about 1 / (1 - p / n)
+    # (p terms fitted on n training pairs); scale it back, as HC2 does for HC3
+    held_out *= math.sqrt(max(1.0 - (n_base + k_best) / n_train, 0.05))
     if k_best == 0:
-        return []
-    order = _omp(base, cand, target, np.ones(n, bool), k_best)[0]
-    return [pool[j] for j in order]
+        return [], held_out
+    order = _omp(gram, corr, n_base, k_best)[0]
+    return [pool[j - n_base] for j in order], held_out
 
 
-def _omp(base, cand, target, train, k_max):
-    """Orthogonal matching pursuit on the ``train`` rows: the base columns always, then up to
-    ``k_max`` candidate columns, greedily. Returns the order of the chosen candidates and the
-    squared error on the other rows after each step (k_max + 1,)."""
-    held = ~train
-    t_tr = target[train]
-    u, s, vt = np.linalg.svd(base[train], full_matrices=False)
-    keep = s > s.max(initial=0.0) * 1e-10
-    q = base @ (vt[keep].T / s[keep])                       # orthonormal on the train rows
-    q_tr = q[train]
-    coef = q_tr.T @ t_tr
-    pred = q @ coef
-    resid = t_tr - q_tr @ coef
-    c = cand - q @ (q_tr.T @ cand[train])
-    c_tr = c[train]
-    norms = (c_tr ** 2).sum(axis=0)
-    floor = (cand[train] ** 2).sum(axis=0) * 1e-9
-    errors = np.full(k_max + 1, np.inf)
-    errors[0] = float(((target[held] - pred[held]) ** 2).sum())
-    order = []
+def _omp(gram, corr, n_base, k_max, held=None, held_target=None):
+    """Orthogonal matching pursuit from the Gram matrix of the columns on the fitting rows.
+
+    The first ``n_base`` columns are always in the model; then up to ``k_max`` of the others
+    are added greedily (largest reduction of the residual sum of squares), by Gram-Schmidt
+    in coefficient space, so each step costs O(steps x columns), not rows. With ``held``
+    (the columns on other rows) and ``held_target``, the pursuit stops early once the error
+    on those rows has not improved for a while.
+
+    Returns the indices of the added columns, the squared error on the held rows after each
+    step (k_max + 1,) and the predictions there (k_max + 1, held rows); steps not taken
+    repeat the last one (zeros without held rows).
+    """
+    n_cols = len(corr)
+    diag = np.diag(gram).copy()
+    floor = np.maximum(diag, 1e-300) * 1e-9
+    norms = diag.copy()                     # squared norm of each column's residual part
+    rest = corr.copy()                      # each column's inner product with the residual
+    size = n_base + k_max
+    b = np.zeros((size, n_cols))            # inner products of the basis with the columns
+    used = np.zeros(n_cols, dtype=bool)
+    n_held = 0 if held is None else len(held)
+    q_held = np.zeros((n_held, size))
+    pred = np.zeros(n_held)
+    errors = np.zeros(k_max + 1)
+    preds = np.zeros((k_max + 1, n_held))
+    k = 0
+
+    def add(j):
+        nonlocal k, pred
+        used[j] = True
+        if norms[j] <= floor[j]:
+            return False
+        root = math.sqrt(norms[j])
+        row = (gram[j] - b[:k, j] @ b[:k]) / root
+        beta = rest[j] / root
+        b[k] = row
+        rest[:] -= row * beta
+        norms[:] -= row ** 2
+        if n_held:
+            q_held[:, k] = (held[:, j] - q_held[:, :k] @ b[:k, j]) / root
+            pred = pred + q_held[:, k] * beta
+        k += 1
+        return True
+
+    for j in range(n_base):
+        add(j)
+    err = (lambda: float(((held_target - pred) ** 2).sum())) if n_held else (lambda: 0.0)
+    errors[0], preds[0] = err(), pred
+    order, best, step = [], 0, 0
     for step in range(1, k_max + 1):
-        score = np.where(norms > floor, (c_tr.T @ resid) ** 2 / np.maximum(norms, 1e-300), -1.0)
-        if order:
-            score[order] = -1.0
+        score = np.where(used | (norms <= floor), -1.0, rest ** 2 / np.maximum(norms, 1e-300))
         j = int(np.argmax(score))
-        if score[j] <= 0.0:
-            errors[step:] = errors[step - 1]
+        if score[j] <= 0.0 or n_held and step - best > max(_PATIENCE, best // 2):
+            step -= 1
             break
-        new = c[:, j] / math.sqrt(norms[j])
-        new_tr = new[train]
-        a = float(new_tr @ resid)
-        pred += a * new
-        resid -= a * new_tr
-        c -= np.outer(new, new_tr @ c_tr)
-        c_tr = c[train]
-        norms = (c_tr ** 2).sum(axis=0)
+        while not add(j):
+            score[j] = -1.0
+            j = int(np.argmax(score))
+            if score[j] <= 0.0:
+                break
+        if score[j] <= 0.0:
+            step -= 1
+            break
         order.append(j)
-        errors[step] = float(((target[held] - pred[held]) ** 2).sum())
-    return order, errors
+        errors[step], preds[step] = err(), pred
+        if errors[step] < errors[best]:
+            best = step
+    errors[step + 1:] = errors[step]
+    preds[step + 1:] = preds[step]
+    return order, errors, preds
 
 
 def _solve(design, y, delta, hats=None, ridge=True):
