@@ -70,7 +70,7 @@ def import_shapely(loaded=None):
         raise DependencyError(
             "shapely is not installed; install shapely 2 (the plugin's dock offers it, or "
             "'pip install shapely')") from exc
-    if int(shapely.__version__.split(".")[0]) < 2:
+    if not hasattr(shapely, "contains_xy"):   # the shapely 2 API (Debian's says "0+unknown")
         raise DependencyError(f"shapely {shapely.__version__} is too old: install shapely 2")
     loaded = loaded_geos_version() if loaded is None else loaded
     bundled = tuple(shapely.geos_version[:2])
