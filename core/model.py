@@ -4,19 +4,45 @@
 the input scaling and standardisation (from the model's metadata, see
 :mod:`seg_explainer.core.metadata`), channels-first or channels-last inputs, fixed or
 dynamic batch and spatial sizes, and whether the output holds probabilities, softmax logits
-or sigmoid logits. ``onnxruntime`` is imported only when a model is loaded, and only after
-:func:`~seg_explainer.core.onnx_check.check_model_file` has checked that the file reads no
-data from outside its own folder.
+or sigmoid logits. ``onnxruntime`` is imported only when a model is loaded, and is given the
+bytes :func:`~seg_explainer.core.onnx_check.read_model_file` parsed and checked (no data from
+outside the model's folder), never the file itself.
+
+What the engine does with hostile or unusual models
+---------------------------------------------------
+* **Integer inputs.** The model-space values (after the metadata's scaling and
+  standardisation) are rounded to whole numbers and clipped to the input type's range, with a
+  :class:`ModelInputWarning` that counts the values changed, when the model's metadata states
+  how raw values are scaled (a ``seg_explainer_*`` or Deepness key): the author declared the
+  mapping, so values outside the range are outliers of it. When the metadata states nothing
+  and values fall outside the type's range (e.g. dB values -25..5 given to a ``uint8``
+  model), the call is refused with a :class:`~seg_explainer.core.errors.ModelError` naming the
+  range and the fix: nothing says how those values relate to the model's. Values are never
+  wrapped around. A float16 input gets values beyond +-65504 clipped, with the same warning.
+* **Memory.** Sessions allocate from one capped onnxruntime arena (80 % of the physical
+  memory, grown only by what is asked, returned after each call), initializers outside it;
+  before each call the input and output of the batch are estimated and a call that would not
+  fit in the memory available is split into smaller batches, or refused with a
+  :class:`ModelMemoryError` when one image does not fit. A model that asks onnxruntime for
+  more than the cap (``ConstantOfShape`` / ``Expand`` to terabytes) ends in a
+  :class:`ModelMemoryError`, never in an out-of-memory kill.
+* **Outputs.** Every output of :meth:`SegmentationModel.predict` is checked to be finite:
+  NaN or infinity stops the run with a ``ModelError`` (:func:`check_finite`), in the engine as
+  in Processing; :func:`check_probabilities` adds Processing's check that the values are
+  probabilities (in [0, 1], summing to 1).
+  A label map (``ArgMax`` output, or an integer output) and duplicate class names are refused
+  at load.
 """
 
-import hashlib
 import os
+import sys
+import warnings
 
 import numpy as np
 
 from .errors import ModelError
 from .metadata import parse_metadata
-from .onnx_check import check_model_file, custom_operator_message
+from .onnx_check import custom_operator_message, read_model_file
 
 # onnxruntime input element types -> numpy dtypes.
 _ORT_DTYPES = {
@@ -24,6 +50,7 @@ _ORT_DTYPES = {
     "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(uint16)": np.uint16,
     "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
 }
+_FLOAT_OUTPUTS = {"tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)"}
 # Pixels per batch when predict() chooses the batch size (16 tiles of 512 x 512).
 _AUTO_BATCH_PIXELS = 16 * 512 * 512
 # Edge of the test input for models with a dynamic spatial size and no stated tile size.
@@ -64,11 +91,163 @@ def infer_layout(shape, n_channels=None):
 
 def file_sha256(path):
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class ModelInputWarning(UserWarning):
+    """Values given to a model were changed to fit its input type (rounded, clipped)."""
+
+
+class ModelMemoryError(ModelError):
+    """A model call needs more memory than the machine has (or the model's cap allows)."""
+
+
+#: Share of the physical memory onnxruntime's CPU arena may hold (its cap).
+ARENA_SHARE = 0.8
+#: Bytes a call may need per byte of its input and output (onnxruntime's copies of both,
+#: ours in float32, and the model's intermediate maps, which are not known before the call).
+CALL_OVERHEAD = 4.0
+
+
+def _meminfo(key):
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                name, _, rest = line.partition(b":")
+                if name.decode() == key:
+                    return int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _windows_memory():
+    import ctypes
+
+    class Status(ctypes.Structure):
+        _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
+                    ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
+                    ("ullTotalPageFile", ctypes.c_ulonglong),
+                    ("ullAvailPageFile", ctypes.c_ulonglong),
+                    ("ullTotalVirtual", ctypes.c_ulonglong),
+                    ("ullAvailVirtual", ctypes.c_ulonglong),
+                    ("sullAvailExtendedVirtual", ctypes.c_ulonglong)]
+
+    status = Status()
+    status.dwLength = ctypes.sizeof(Status)
+    if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+        return None, None
+    return int(status.ullTotalPhys), int(status.ullAvailPhys)
+
+
+def total_memory():
+    """Bytes of physical memory, or None when unknown."""
+    if sys.platform == "win32":
+        try:
+            return _windows_memory()[0]
+        except (OSError, AttributeError):
+            return None
+    total = _meminfo("MemTotal")
+    if total is None:
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return total
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation now (Linux MemAvailable, Windows'
+    available physical memory, else the physical memory), or None when unknown."""
+    if sys.platform == "win32":
+        try:
+            return _windows_memory()[1]
+        except (OSError, AttributeError):
+            return None
+    return _meminfo("MemAvailable") or total_memory()
+
+
+_ARENA = {}  # "cap": bytes, once onnxruntime's shared CPU arena is registered
+
+
+def _capped_arena(ort):
+    """Register (once per process) onnxruntime's shared CPU arena, capped at
+    :data:`ARENA_SHARE` of the physical memory and grown only by what is asked; returns the
+    cap in bytes, or None when onnxruntime does not offer it (the sessions then use their own
+    arenas, uncapped)."""
+    if "cap" in _ARENA:
+        return _ARENA["cap"]
+    total = total_memory()
+    cap = int(total * ARENA_SHARE) if total else 0
+    try:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                 ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(cap, 1, -1, -1))  # 1: as asked
+    except Exception:  # noqa: BLE001 (an older onnxruntime, or one registered by another user)
+        cap = None
+    _ARENA["cap"] = cap or None
+    return _ARENA["cap"]
+
+
+def _gib(n):
+    return f"{n / 2 ** 30:.3g} GiB"
+
+
+_ALLOCATION = ("Available memory of", "Failed to allocate memory", "bad_alloc",
+               "std::bad_alloc", "Out of memory", "out of memory")
+
+
+def _memory_failure(text):
+    """The bytes a failed onnxruntime allocation asked for (0 if unknown), or None when the
+    failure ``text`` is not an allocation failure."""
+    import re
+
+    if not any(word in text for word in _ALLOCATION):
+        return None
+    found = re.search(r"requested bytes of (\d+)|buffer of size (\d+)", text)
+    return int(next(g for g in found.groups() if g)) if found else 0
+
+
+def check_finite(out):
+    """Raise a ModelError if the model output ``out`` holds NaN or infinity.
+
+    Called on every output of :meth:`SegmentationModel.predict`, so the engine, Processing
+    and the dock fail alike, with this message.
+    """
+    if not np.all(np.isfinite(out)):
+        raise ModelError(
+            "the model returned NaN or infinite values; check that the raster's values "
+            "suit the model (its input scaling metadata, or BANDS)")
+
+
+def check_probabilities(out, activation_source=""):
+    """Raise a ModelError unless ``out`` [..., K] holds class probabilities.
+
+    NaN or infinity (:func:`check_finite`), values outside [0, 1] or per-pixel sums far
+    from 1 (a model whose output was taken for probabilities, by its metadata or on a test
+    input, but is not) stop the run with a message saying what to change; the messages of
+    Processing's ``CheckedModel``, for the job pipeline to call on every prediction.
+    """
+    check_finite(out)
+    if out.size == 0:
+        return
+    low, high = float(out.min()), float(out.max())
+    worst = float(np.abs(out.sum(axis=-1, dtype=np.float64) - 1.0).max())
+    if low < -1e-3 or high > 1 + 1e-3 or worst > 1e-2:
+        said = ("its metadata says seg_explainer_output_activation \"none\""
+                if activation_source == "metadata" else
+                "its output looked like probabilities on a test input")
+        raise ModelError(
+            f"the model's output is not class probabilities (values from {low:.4g} to "
+            f"{high:.4g}, per-pixel sums off by up to {worst:.3g}) although {said}; set "
+            "seg_explainer_output_activation to \"softmax\" or \"sigmoid\" in the "
+            "model's metadata, or export the model with its final activation")
 
 
 def _softmax(x, axis=-1):
@@ -137,6 +316,11 @@ class SegmentationModel:
         self._input_shape = tuple(_dim(d) for d in inp.shape)
         self._input_dtype = _ORT_DTYPES.get(inp.type, np.float32)
         self._output_name = session.get_outputs()[0].name
+        self._output_shape = tuple(_dim(d) for d in session.get_outputs()[0].shape)
+        self._memory_cap = _ARENA.get("cap")
+        #: Values changed to fit an integer (or float16) input so far: {"clipped": n,
+        #: "rounded": n} (see the module notes); a ModelInputWarning is given once per kind.
+        self.input_adjustments = {"clipped": 0, "rounded": 0}
         self._shapes_run = set()  # input shapes (without the batch axis) the model ran on
         self._mean = np.asarray(metadata.standardization_mean or (0.0,), dtype=np.float32)
         self._std = np.asarray(metadata.standardization_std or (1.0,), dtype=np.float32)
@@ -175,7 +359,7 @@ class SegmentationModel:
             raise ModelError(f"model file not found: {path}; check the path, or choose the "
                              f".onnx file again")
         try:
-            check_model_file(path)  # before onnxruntime reads any external data
+            checked = read_model_file(path)  # parsed and checked: what onnxruntime is given
         except OSError as exc:
             raise ModelError(f"cannot read the model file {path} ({exc.strerror or exc}); "
                              "check that you may read it, or copy it to a local folder") \
@@ -187,6 +371,10 @@ class SegmentationModel:
                              "the Python package 'onnxruntime' into QGIS's Python") from None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: failures reach the user as ModelErrors
+        if _capped_arena(ort) is not None:
+            options.add_session_config_entry("session.use_env_allocators", "1")
+        options.add_session_config_entry("session.use_device_allocator_for_initializers", "1")
         if n_threads is not None:
             if int(n_threads) < 1:
                 raise ValueError(f"n_threads must be >= 1, got {n_threads}")
@@ -196,12 +384,19 @@ class SegmentationModel:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                          if p in available] or ["CPUExecutionProvider"]
         try:
-            session = ort.InferenceSession(path, sess_options=options,
+            session = ort.InferenceSession(checked.data, sess_options=options,
                                            providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types
-            custom = custom_operator_message(path, str(exc))
+            custom = custom_operator_message(path, str(exc), checked.scan)
             if custom is not None:
                 raise ModelError(custom) from None
+            asked = _memory_failure(str(exc))
+            if asked is not None:
+                raise ModelMemoryError(
+                    f"{os.path.basename(path)} asks for more memory than this machine can give "
+                    f"while it is loaded ({_gib(asked) if asked else 'a large block'}); a "
+                    "segmentation model needing that much is broken or hostile: choose "
+                    "another model") from None
             raise ModelError(
                 f"{os.path.basename(path)} is not an ONNX model onnxruntime {ort.__version__} "
                 f"can read ({str(exc).strip()[:300]}); export the model to ONNX (opset <= 20) "
@@ -224,6 +419,15 @@ class SegmentationModel:
             raise ModelError(f"the model input has type {inputs[0].type}; only numeric image "
                              f"tensors are supported; re-export it with a float32 input")
         outputs = session.get_outputs()
+        if outputs and (outputs[0].name in checked.scan.label_maps
+                        or outputs[0].type not in _FLOAT_OUTPUTS):
+            made = ("an ArgMax" if outputs[0].name in checked.scan.label_maps
+                    else f"its type {outputs[0].type}")
+            raise ModelError(
+                f"the model outputs a label map (one class index per pixel; {made}), which "
+                "holds no class probabilities to explain; re-export the model without its "
+                "final ArgMax, so that it outputs one score per class ([N, K, H, W] logits "
+                "or probabilities)")
         if not outputs or len(outputs[0].shape) not in (3, 4):
             raise ModelError(
                 "the model's first output is not a per-pixel map ([N, K, H, W], [N, H, W, K] or "
@@ -276,7 +480,15 @@ class SegmentationModel:
             raise ModelError(
                 f"the metadata names {len(names)} classes ({', '.join(names)}) but the model "
                 f"outputs {n_classes}; fix the model's class_names metadata")
-        return cls(session, path, file_sha256(path), meta, input_layout=layout,
+        folded = [str(name).strip().casefold() for name in names]
+        repeated = sorted({name for name, key in zip(names, folded) if folded.count(key) > 1})
+        if repeated:
+            listed = ", ".join(f"'{name[:100]}'" for name in repeated[:5])
+            raise ModelError(
+                f"the model's class_names metadata names the class {listed} more than once "
+                f"({', '.join(str(n)[:100] for n in names[:20])}); a class is chosen by its "
+                "name, so give every class its own name in the model's class_names metadata")
+        return cls(session, path, checked.sha256, meta, input_layout=layout,
                    layout_source=layout_source, output_activation=activation,
                    activation_source=activation_source, n_raw_classes=n_raw, class_names=names)
 
@@ -302,8 +514,93 @@ class SegmentationModel:
         h, w = h or size, w or size
         c = self.n_channels or 1
         n = self._fixed_batch or 1
-        x = np.random.default_rng(0).standard_normal((n, h, w, c)).astype(np.float32)
-        return self._run(x)
+        self._check_memory(n, h, w, c)
+        return self._run(self._random_input((n, h, w, c)))
+
+    def _random_input(self, shape):
+        """A fixed pseudo-random input of ``shape`` that suits the input type."""
+        rng = np.random.default_rng(0)
+        dtype = np.dtype(self._input_dtype)
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            return rng.integers(max(int(info.min), 0), min(int(info.max), 255), shape,
+                                endpoint=True).astype(np.float32)
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def _to_input_type(self, x):
+        """Model-space float32 values as the model's input type: see the module notes."""
+        dtype = np.dtype(self._input_dtype)
+        if dtype.kind == "f" and dtype.itemsize >= 4:
+            return x
+        if dtype.kind == "f":
+            low_bound, high_bound = -float(np.finfo(dtype).max), float(np.finfo(dtype).max)
+        else:
+            info = np.iinfo(dtype)
+            low_bound = float(info.min)
+            high_bound = float(info.max) if dtype.itemsize < 8 else \
+                float(np.nextafter(2.0 ** 63, 0))
+        x = x.astype(np.float64)
+        outside = int(np.count_nonzero((x < low_bound) | (x > high_bound)))
+        what = (f"{dtype.name} input (values {low_bound:.6g} to {high_bound:.6g})")
+        if outside:
+            low, high = float(x.min()), float(x.max())
+            if self.metadata.convention == "none" and dtype.kind != "f":
+                raise ModelError(
+                    f"the model takes {what} but the values given to it go from {low:.4g} to "
+                    f"{high:.4g} ({outside} of {x.size} outside that range); its metadata does "
+                    "not say how the raster's values map to that range, so they are not "
+                    "clipped: choose a raster of the type the model was trained on (e.g. an "
+                    "8-bit export), or add seg_explainer_input_scaling to the model's metadata")
+            self._adjusted("clipped", outside, (
+                f"{outside} of {x.size} values given to the model ({low:.4g} to {high:.4g}) "
+                f"were outside its {what} and were clipped to that range; check that the "
+                "raster suits the model's input scaling metadata"))
+            x = np.clip(x, low_bound, high_bound)
+        if dtype.kind != "f":
+            rounded = np.rint(x)
+            changed = int(np.count_nonzero(rounded != x))
+            if changed:
+                self._adjusted("rounded", changed, (
+                    f"{changed} of {x.size} values given to the model were not whole numbers "
+                    f"and were rounded to the nearest, as its {what} requires"))
+            x = rounded
+        return x
+
+    def _adjusted(self, kind, count, message):
+        first = not self.input_adjustments[kind]
+        self.input_adjustments[kind] += count
+        if first:
+            warnings.warn(message, ModelInputWarning, stacklevel=4)
+
+    def _per_image_bytes(self, h, w, c):
+        """Estimated bytes of one image's input and output in a call (x CALL_OVERHEAD)."""
+        k = self._n_raw_classes
+        if k is None:  # before the test run: the output's static size, or the input's
+            dims = [d for d in self._output_shape[1:] if d is not None]
+            spatial = 1 if len(dims) == len(self._output_shape) - 1 else h * w
+            k = max(int(np.prod(dims, dtype=np.float64)) * spatial // max(1, h * w), c, 1)
+        item = np.dtype(self._input_dtype).itemsize
+        return CALL_OVERHEAD * float(h) * float(w) * (c * max(item, 4) + 4.0 * k)
+
+    def _check_memory(self, n, h, w, c):
+        """The largest batch (<= n) that fits the memory available; ModelMemoryError when even
+        the smallest call the model accepts (one image, or its fixed batch) does not."""
+        per_image = self._per_image_bytes(h, w, c)
+        available = available_memory()
+        if self._memory_cap:
+            available = min(available or self._memory_cap, self._memory_cap)
+        if not available:
+            return n
+        least = self._fixed_batch or 1
+        if per_image * least > available:
+            raise ModelMemoryError(
+                f"one call of the model on {least} image(s) of {h} x {w} pixels would need "
+                f"about {_gib(per_image * least)} (input and output), more than the "
+                f"{_gib(available)} of memory available; use a smaller region of interest, "
+                "tile size or window, or close other programs")
+        if self._fixed_batch:
+            return n
+        return max(1, min(n, int(available // per_image)))
 
     # ---------------------------------------------------------------- properties
 
@@ -378,11 +675,24 @@ class SegmentationModel:
     def _run(self, x):
         """Model-space batch [n, H, W, C] (n = fixed batch if any) -> raw output [n, H, W, K]."""
         n, h, w, _ = x.shape
+        x = self._to_input_type(x)
         feed = np.transpose(x, (0, 3, 1, 2)) if self.input_layout == "NCHW" else x
         feed = np.ascontiguousarray(feed, dtype=self._input_dtype)
+        del x
         try:
-            out = self._session.run([self._output_name], {self._input_name: feed})[0]
+            out = self._session.run([self._output_name], {self._input_name: feed},
+                                    self._run_options())[0]
         except Exception as exc:  # onnxruntime raises its own exception types
+            asked = _memory_failure(str(exc))
+            if asked is not None:
+                cap = (f"the {_gib(self._memory_cap)} onnxruntime may use here"
+                       if self._memory_cap else "what this machine could give")
+                raise ModelMemoryError(
+                    f"the model asked for {_gib(asked) if asked else 'more memory'} in one step "
+                    f"on an input of shape {list(feed.shape)}, more than {cap}; use a smaller "
+                    "batch size, region of interest or tile size. A segmentation model asking "
+                    "for that much on a small input is broken or hostile: choose another "
+                    "model") from None
             if self._runs_on(feed.shape):  # the size suits it: the values or the machine
                 fix = ("the model runs on inputs of this size, so the values given to it (the "
                        "raster's or the baseline's) or the machine (e.g. memory) made it fail; "
@@ -393,6 +703,10 @@ class SegmentationModel:
             raise ModelError(f"the model failed on an input of shape {list(feed.shape)} "
                              f"({str(exc).strip()[:300]}); {fix}") from None
         self._shapes_run.add(feed.shape[1:])
+        if not np.issubdtype(np.asarray(out).dtype, np.floating):
+            raise ModelError(
+                f"the model returned {np.asarray(out).dtype} values, a label map rather than "
+                "class scores; re-export it without its final ArgMax")
         out = np.asarray(out, dtype=np.float32)
         if out.ndim == 3:
             out = out[..., None]
@@ -410,6 +724,15 @@ class SegmentationModel:
                 f"supported; re-export the model with the upsampling included")
         return out
 
+    def _run_options(self):
+        """onnxruntime run options: the shared arena gives back what a call left unused."""
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        if self._memory_cap:
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        return options
+
     def _runs_on(self, shape):
         """True if the model runs on an input of ``shape`` (model layout, batch axis first).
 
@@ -419,10 +742,9 @@ class SegmentationModel:
         if tuple(shape[1:]) in self._shapes_run:
             return True
         n = self._fixed_batch or 1
-        x = np.random.default_rng(0).standard_normal((n, *shape[1:]))
+        x = self._random_input((n, *shape[1:])).astype(self._input_dtype)
         try:
-            self._session.run([self._output_name],
-                              {self._input_name: x.astype(self._input_dtype)})
+            self._session.run([self._output_name], {self._input_name: x}, self._run_options())
         except Exception:  # noqa: BLE001 (any failure means: not this size)
             return False
         self._shapes_run.add(tuple(shape[1:]))
@@ -497,6 +819,7 @@ class SegmentationModel:
             step = max(1, int(batch_size))
         else:
             step = max(1, _AUTO_BATCH_PIXELS // max(1, x.shape[1] * x.shape[2]))
+        step = self._check_memory(step, x.shape[1], x.shape[2], c)
         out = np.empty((n, h, w, self.n_classes), dtype=np.float32)
         for start in range(0, n, step):
             chunk = x[start:start + step]
@@ -508,6 +831,7 @@ class SegmentationModel:
                 raise ModelError(f"the model returned {raw.shape[-1]} channels, earlier "
                                  f"{self._n_raw_classes}; its output is not a class map")
             out[start:start + m] = self._activate(raw)
+            check_finite(out[start:start + m])
         return out
 
     def describe(self):
