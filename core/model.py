@@ -27,9 +27,8 @@ What the engine does with hostile or unusual models
   more than the cap (``ConstantOfShape`` / ``Expand`` to terabytes) ends in a
   :class:`ModelMemoryError`, never in an out-of-memory kill.
 * **Outputs.** Every output of :meth:`SegmentationModel.predict` is checked to be finite:
-  NaN or infinity stops the run with a ``ModelError`` (:func:`check_finite`), in the engine as
-  in Processing; :func:`check_probabilities` adds Processing's check that the values are
-  probabilities (in [0, 1], summing to 1).
+  NaN or infinity stops the run with a ``ModelError`` (:func:`check_finite`), with the
+  message Processing gives, so plain-Python callers of the model get it too.
   A label map (``ArgMax`` output, or an integer output) and duplicate class names are refused
   at load.
 """
@@ -224,30 +223,6 @@ def check_finite(out):
         raise ModelError(
             "the model returned NaN or infinite values; check that the raster's values "
             "suit the model (its input scaling metadata, or BANDS)")
-
-
-def check_probabilities(out, activation_source=""):
-    """Raise a ModelError unless ``out`` [..., K] holds class probabilities.
-
-    NaN or infinity (:func:`check_finite`), values outside [0, 1] or per-pixel sums far
-    from 1 (a model whose output was taken for probabilities, by its metadata or on a test
-    input, but is not) stop the run with a message saying what to change; the messages of
-    Processing's ``CheckedModel``, for the job pipeline to call on every prediction.
-    """
-    check_finite(out)
-    if out.size == 0:
-        return
-    low, high = float(out.min()), float(out.max())
-    worst = float(np.abs(out.sum(axis=-1, dtype=np.float64) - 1.0).max())
-    if low < -1e-3 or high > 1 + 1e-3 or worst > 1e-2:
-        said = ("its metadata says seg_explainer_output_activation \"none\""
-                if activation_source == "metadata" else
-                "its output looked like probabilities on a test input")
-        raise ModelError(
-            f"the model's output is not class probabilities (values from {low:.4g} to "
-            f"{high:.4g}, per-pixel sums off by up to {worst:.3g}) although {said}; set "
-            "seg_explainer_output_activation to \"softmax\" or \"sigmoid\" in the "
-            "model's metadata, or export the model with its final activation")
 
 
 def _softmax(x, axis=-1):

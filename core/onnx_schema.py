@@ -10,7 +10,8 @@ protobuf library with ONNX's schema, exactly as ``onnx.load`` parses it.
 
 Regenerate with::
 
-    python -c "import base64, onnx.onnx_ml_pb2 as p; print(base64.b64encode(p.DESCRIPTOR.serialized_pb).decode())"
+    import base64, onnx.onnx_ml_pb2 as p
+    print(base64.b64encode(p.DESCRIPTOR.serialized_pb).decode())
 """
 
 import base64

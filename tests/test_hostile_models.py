@@ -13,8 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from seg_explainer.core.errors import ModelError
-from seg_explainer.core.model import (ModelInputWarning, ModelMemoryError, SegmentationModel,
-                                      check_probabilities)
+from seg_explainer.core.model import ModelInputWarning, ModelMemoryError, SegmentationModel
 
 
 def save(path, nodes, inputs, outputs, inits=(), metadata=None, opset=13):
@@ -220,16 +219,6 @@ def test_nan_output_fails_in_the_engine(tmp_path):
     region[6:10, 6:10] = True
     with pytest.raises(ModelError, match=message):
         explain_region(model, img, region, [1], "occlusion")
-
-
-def test_check_probabilities_is_the_processing_check():
-    ok = np.array([[0.25, 0.75]], np.float32)
-    check_probabilities(ok, "metadata")
-    with pytest.raises(ModelError, match=r"not class probabilities \(values from 0.5 to 2, .*"
-                                         r"although its metadata says"):
-        check_probabilities(np.array([[0.5, 2.0]], np.float32), "metadata")
-    with pytest.raises(ModelError, match="NaN or infinite"):
-        check_probabilities(np.array([[np.nan, 1.0]], np.float32))
 
 
 @pytest.mark.parametrize("names,repeated", [
