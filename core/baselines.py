@@ -10,6 +10,8 @@ Images are ``[H, W, C]`` float arrays of raw values (bands last); NaN marks noda
 
 import numpy as np
 
+from .errors import InputError
+
 #: Baselines that do not depend on the mask: :func:`baseline_image` makes them.
 STATIC_KINDS = ("mean", "zero", "constant", "blur")
 #: Baselines computed per mask: ``"inpaint"`` (:func:`inpaint_masked`) and ``"infill"``
@@ -111,17 +113,17 @@ def baseline_image(image, kind, *, value=None, sigma=8.0, valid_mask=None):
         return np.zeros(image.shape, dtype=np.float32)
     if kind == "constant":
         if value is None:
-            raise ValueError("baseline 'constant' needs a value (baseline_value)")
+            raise InputError("baseline 'constant' needs a value (baseline_value)")
         v = np.asarray(value, dtype=np.float32).reshape(-1)
         if v.size not in (1, c) or not np.all(np.isfinite(v)):
-            raise ValueError(f"baseline_value must be one finite number or {c} (one per band), "
+            raise InputError(f"baseline_value must be one finite number or {c} (one per band), "
                              f"got {value!r}")
         return np.broadcast_to(v, image.shape).astype(np.float32)
     if kind == "blur":
         from scipy.ndimage import gaussian_filter
 
         if not np.isfinite(sigma) or sigma <= 0:
-            raise ValueError(f"blur sigma must be a positive number of pixels, got {sigma}")
+            raise InputError(f"blur sigma must be a positive number of pixels, got {sigma}")
         valid = _valid(image, valid_mask).astype(np.float64)
         data = np.where(valid > 0, image, 0.0).astype(np.float64)
         s = (sigma, sigma, 0)

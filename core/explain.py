@@ -46,41 +46,61 @@ import numpy as np
 from .baselines import (STATIC_KINDS, baseline_image, composite, fill_nodata, infill_rects,
                         inpaint_masked)
 from .batching import check_cancel
+from .checked_model import checked
+from .errors import InputError, ModelError
+from .parameters import EXPLAIN_METHODS, PARAMETERS, by_name, check_parameters, defaults
 
-METHODS = ("shap", "rise", "occlusion")
-BASELINES = STATIC_KINDS + ("inpaint", "infill")
-
-#: Every parameter of :func:`explain_region` and its default. ``n_samples=None`` means
-#: ``2 * M + 2048`` for M cells.
-DEFAULTS = {
-    "hex_size": 22,
-    "cell_shape": "hexagon",
-    "n_samples": None,
-    "n_masks": 2000,
-    "grid_size": 8,
-    "p_keep": 0.5,
-    "max_depth": 4,
-    "n_best": 5,
-    "baseline": "mean",
-    "baseline_value": None,
-    "blur_sigma": 8.0,
-    "seed": 0,
-    "batch_size": 1,
-    "crop": None,
-    "crop_tolerance": 1e-6,
-    "crop_multiple": 32,
-}
+METHODS = EXPLAIN_METHODS
 #: Parameters every method uses (cropping).
 _CROP_PARAMS = ("crop", "crop_tolerance", "crop_multiple")
+#: The keywords :func:`explain_region` accepts, in declaration order (:mod:`.parameters`).
+_ACCEPTED = tuple(p.name for p in PARAMETERS
+                  if set(p.methods) & set(METHODS) and p.name not in ("window", "n_threads"))
+#: Every parameter of :func:`explain_region` and its default. ``n_samples=None`` means
+#: ``2 * M + 2048`` for M cells. Derived from :mod:`.parameters`.
+DEFAULTS = defaults(_ACCEPTED)
 # The parameters each method uses (and records in Explanation.params).
-_USED = {
-    "shap": ("hex_size", "cell_shape", "n_samples", "baseline", "baseline_value", "blur_sigma",
-             "seed", "batch_size"),
-    "rise": ("n_masks", "grid_size", "p_keep", "baseline", "baseline_value", "blur_sigma",
-             "seed", "batch_size"),
-    "occlusion": ("max_depth", "n_best", "baseline", "baseline_value", "blur_sigma",
-                  "batch_size"),
-}
+_USED = {m: tuple(n for n in _ACCEPTED if m in by_name(n).methods and n not in _CROP_PARAMS)
+         for m in METHODS}
+
+
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """One unit of an explanation: a SHAP cell or an occlusion quadtree leaf.
+
+    Attributes
+    ----------
+    id : int
+    polygon : shapely.Polygon
+        Pixel coordinates of the window: x = column, y = row.
+    value : ndarray, shape (D,)
+        Contribution (SHAP value, or occlusion importance) per explained class.
+    standard_error : ndarray, shape (D,), or None
+        SHAP's standard error; None for occlusion.
+    area : int
+        Pixels.
+    depth : int or None
+        Occlusion: the leaf's quadtree depth.
+    offset : tuple of int or None
+        Occlusion: ``(rows, cols)`` grid shift of the leaf's tree.
+
+    ``cell["value"]`` is ``cell.value`` (and so on), for scripts written when cells were
+    dicts.
+    """
+
+    id: int
+    polygon: object
+    value: np.ndarray
+    standard_error: object
+    area: int
+    depth: object = None
+    offset: object = None
+
+    def __getitem__(self, name):
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,14 +121,11 @@ class Explanation:
         The same for every explained class.
     excitation, inhibition : ndarray, shape (H, W), float32
         ``max(signed, 0)`` and ``max(-signed, 0)``.
-    cells : tuple of dict
-        The explanation's units. SHAP: one per cell, with ``id``, ``polygon`` (shapely, pixel
-        coordinates: x = column, y = row), ``value`` (ndarray [D]), ``standard_error``
-        (ndarray [D]), ``area`` (pixels); they tile the image. Occlusion: one per leaf of the
-        ``n_best`` offset trees averaged into the map (leaves of different offsets
-        overlap), with ``id``, ``polygon`` (the rectangle), ``value`` (importance [D]),
-        ``standard_error`` None, ``depth``, ``offset`` ((rows, cols) grid shift), ``area``.
-        RISE: empty (its masks have no cells).
+    cells : tuple of Cell
+        The explanation's units. SHAP: one per cell; they tile the image. Occlusion: one per
+        leaf of the ``n_best`` offset trees averaged into the map (leaves of different
+        offsets overlap), with ``depth`` and ``offset``. RISE: empty (its masks have no
+        cells).
     base_value : ndarray, shape (D,)
         SHAP and occlusion: region score with the whole image switched off (every cell, or
         the root rectangle, replaced by the baseline). RISE: mean region score over the
@@ -162,10 +179,10 @@ class Explanation:
         saliency has no additive decomposition; ``full_value - base_value`` is given.
         """
         if self.method == "shap":
-            return np.sum([c["value"] for c in self.cells], axis=0)
+            return np.sum([c.value for c in self.cells], axis=0)
         if self.method == "occlusion" and self.cells:
-            best = self.cells[0]["offset"]
-            return np.sum([c["value"] for c in self.cells if c["offset"] == best], axis=0)
+            best = self.cells[0].offset
+            return np.sum([c.value for c in self.cells if c.offset == best], axis=0)
         return np.asarray(self.full_value) - np.asarray(self.base_value)
 
 
@@ -173,57 +190,20 @@ class Explanation:
 
 
 def _check_params(method, params):
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise TypeError(f"explain_region() got unexpected parameter(s) {', '.join(unknown)}; "
-                        f"accepted: {', '.join(DEFAULTS)}")
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    p = dict(DEFAULTS, **params)
-
-    def positive_int(name, minimum=1):
-        v = p[name]
-        ok = (not isinstance(v, bool) and isinstance(v, (int, float, np.number))
-              and np.isfinite(v) and v == int(v) and v >= minimum)
-        if not ok:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-        p[name] = int(v)
-
-    for name in ("n_masks", "grid_size", "max_depth", "n_best", "batch_size"):
-        positive_int(name)
-    positive_int("seed", 0)
-    positive_int("crop_multiple")
-    if p["crop"] not in (None, "auto"):
-        raise ValueError(f"crop must be None (no cropping) or 'auto', got {p['crop']!r}")
-    tol = p["crop_tolerance"]
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) or \
-            not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"crop_tolerance must be a number >= 0 (probability units), got "
-                         f"{tol!r}")
-    p["crop_tolerance"] = float(tol)
-    if p["n_samples"] is not None:
-        positive_int("n_samples", 0)
-    if not (isinstance(p["hex_size"], (int, float, np.number)) and np.isfinite(p["hex_size"])
-            and p["hex_size"] >= 1):
-        raise ValueError(f"hex_size must be a number of pixels >= 1, got {p['hex_size']!r}")
-    if p["cell_shape"] not in ("hexagon", "square"):
-        raise ValueError(f"cell_shape must be 'hexagon' or 'square', got {p['cell_shape']!r}")
-    if not (isinstance(p["p_keep"], (int, float, np.number)) and 0 < p["p_keep"] <= 1):
-        raise ValueError(f"p_keep must be a fraction in (0, 1], got {p['p_keep']!r}")
-    if p["baseline"] not in BASELINES:
-        raise ValueError(f"unknown baseline {p['baseline']!r}; choose one of "
-                         f"{', '.join(BASELINES)}")
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    try:
+        p = check_parameters(_ACCEPTED, params)
+    except TypeError as exc:
+        raise TypeError(f"explain_region() got {exc}") from None
     if p["baseline"] == "infill" and method != "occlusion":
-        raise ValueError("baseline 'infill' fills rectangles: it works with method "
+        raise InputError("baseline 'infill' fills rectangles: it works with method "
                          "'occlusion' only; use 'mean', 'blur' or 'inpaint'")
     if p["baseline"] == "inpaint" and method == "rise":
-        raise ValueError("baseline 'inpaint' needs on/off masks; RISE masks are soft: use "
+        raise InputError("baseline 'inpaint' needs on/off masks; RISE masks are soft: use "
                          "'mean', 'zero', 'constant' or 'blur' with RISE")
     if p["baseline"] == "constant" and p["baseline_value"] is None:
-        raise ValueError("baseline 'constant' needs baseline_value")
-    if not (np.isfinite(p["blur_sigma"]) and p["blur_sigma"] > 0):
-        raise ValueError(f"blur_sigma must be a positive number of pixels, got "
-                         f"{p['blur_sigma']!r}")
+        raise InputError("baseline 'constant' needs baseline_value")
     return p
 
 
@@ -232,23 +212,23 @@ def _check_inputs(model, image, region_mask, classes):
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or min(image.shape) < 1:
-        raise ValueError(f"image must be [H, W, C] (bands last), got shape {image.shape}")
+        raise InputError(f"image must be [H, W, C] (bands last), got shape {image.shape}")
     region = np.asarray(region_mask, dtype=bool)
     if region.shape != image.shape[:2]:
-        raise ValueError(f"region_mask has shape {region.shape}, the image "
+        raise InputError(f"region_mask has shape {region.shape}, the image "
                          f"{image.shape[:2]}: they must match")
     if not region.any():
-        raise ValueError("the region of interest is empty: it covers no pixel of the image")
+        raise InputError("the region of interest is empty: it covers no pixel of the image")
     k = len(model.class_names)
     cls = [classes] if np.isscalar(classes) else list(classes)
     if not cls:
-        raise ValueError("no class to explain: give a class index or a list of them")
+        raise InputError("no class to explain: give a class index or a list of them")
     for c in cls:
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < k:
-            raise ValueError(f"class {c!r} does not exist: the model has classes 0..{k - 1} "
+            raise InputError(f"class {c!r} does not exist: the model has classes 0..{k - 1} "
                              f"({', '.join(model.class_names)})")
     if len(set(cls)) != len(cls):
-        raise ValueError(f"class list {cls} repeats a class")
+        raise InputError(f"class list {cls} repeats a class")
     return image, region, tuple(int(c) for c in cls)
 
 
@@ -286,7 +266,7 @@ class _Scorer:
                            dtype=np.float32)
         n, h, w = images.shape[:3]
         if probs.ndim != 4 or probs.shape[:3] != (n, h, w):
-            raise ValueError(f"model.predict returned shape {probs.shape} for images of "
+            raise ModelError(f"model.predict returned shape {probs.shape} for images of "
                              f"shape {images.shape}; expected [N, H, W, K]")
         self.n_evaluations += n
         if keep_all is not None and self.prediction is None and keep_all.any():
@@ -310,7 +290,9 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
     model : object
         Anything with ``predict(images, batch_size)`` mapping float32 ``[N, H, W, C]`` raw
         images to ``[N, H, W, K]`` probabilities, and ``class_names`` (K names); e.g. a
-        :class:`~seg_explainer.core.model.SegmentationModel`.
+        :class:`~seg_explainer.core.model.SegmentationModel`. Every prediction is checked
+        (:mod:`.checked_model`): NaN, infinity or values that are not probabilities stop
+        the run with a ``ModelError``.
     image : ndarray, shape (H, W, C) (or (H, W) for one band)
         Raw raster values; NaN = nodata (see the module notes).
     region_mask : ndarray of bool, shape (H, W)
@@ -386,12 +368,16 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
     ------
     TypeError
         An unknown parameter name.
-    ValueError
-        An unknown method, class or baseline, an invalid parameter value, an empty region.
+    InputError
+        (a ValueError) An unknown method, class or baseline, an invalid parameter value, an
+        empty region.
+    ModelError
+        The model returned NaN, infinity or values that are not probabilities.
     ExplanationCancelled
         When ``cancel()`` returned True.
     """
     start = time.perf_counter()
+    model = checked(model)      # NaN or non-probabilities stop the run with the fix
     p = _check_params(method, params)
     image, region, classes = _check_inputs(model, image, region_mask, classes)
     valid = np.all(np.isfinite(image), axis=2)
@@ -673,8 +659,8 @@ def _run_shap(scorer, image, p, images_for, prog, cancel, win):
     se[players] = played_se
     polygons = cells.polygons()
     areas = cells.areas
-    table = [{"id": i, "polygon": polygons[i], "value": values[i].copy(),
-              "standard_error": se[i].copy(), "area": int(areas[i])} for i in range(m)]
+    table = [Cell(id=i, polygon=polygons[i], value=values[i].copy(),
+                  standard_error=se[i].copy(), area=int(areas[i])) for i in range(m)]
     return {"signed": cells.paint(values), "cells": table,
             "base_value": np.atleast_1d(np.asarray(res.base_value, float)),
             "details": {"n_cells": m, "n_players": n_players, "exact": bool(res.exact)}}
@@ -740,11 +726,10 @@ def _run_occlusion(scorer, image, p, images_for, prog, cancel, win):
     table = []
     for i, leaf in enumerate(res.leaves):
         r0, r1, c0, c1 = (int(v) for v in leaf.rect)
-        table.append({"id": i, "polygon": shapely.box(c0, r0, c1, r1),
-                      "value": np.atleast_1d(np.asarray(leaf.importance, float)),
-                      "standard_error": None, "depth": int(leaf.depth),
-                      "offset": tuple(int(v) for v in leaf.offset),
-                      "area": (r1 - r0) * (c1 - c0)})
+        table.append(Cell(id=i, polygon=shapely.box(c0, r0, c1, r1),
+                          value=np.atleast_1d(np.asarray(leaf.importance, float)),
+                          standard_error=None, area=(r1 - r0) * (c1 - c0),
+                          depth=int(leaf.depth), offset=tuple(int(v) for v in leaf.offset)))
     base = everything_occluded[0] if everything_occluded else None
     return {"signed": res.heatmap, "cells": table, "base_value": base,
             "details": {"n_naive_evaluations": int(res.n_naive_evaluations),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError, OutputError
+
 
 def _gdal():
     from osgeo import gdal
@@ -33,24 +35,19 @@ class RasterInfo:
     nodata: tuple  # per band, None where unset
     dtypes: tuple  # per band GDAL type names
 
-    @property
-    def pixel_size(self):
-        """(x size, y size) in CRS units; y is positive."""
-        return abs(self.geotransform[1]), abs(self.geotransform[5])
-
 
 def raster_info(path):
     """Open ``path`` with GDAL and describe it.
 
-    Raises ``ValueError`` with a message naming the file when GDAL cannot open it.
+    Raises :class:`~.errors.InputError` (a ValueError) naming the file when GDAL cannot open it.
     """
     gdal = _gdal()
     try:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as exc:
-        raise ValueError(f"GDAL cannot open the raster {path!s}: {exc}") from exc
+        raise InputError(f"GDAL cannot open the raster {path!s}: {exc}") from exc
     if ds is None:
-        raise ValueError(f"GDAL cannot open the raster {path!s}")
+        raise InputError(f"GDAL cannot open the raster {path!s}")
     bands = [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
     return RasterInfo(
         path=str(path), width=ds.RasterXSize, height=ds.RasterYSize, n_bands=ds.RasterCount,
@@ -286,7 +283,7 @@ def write_polygons(path, layer_name, polygons, fields, crs_wkt, *, metadata=None
     ogr.UseExceptions()
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in VECTOR_DRIVERS:
-        raise ValueError(f"cannot write cells to '{path}': use a .gpkg (or .geojson, .shp, .fgb) "
+        raise OutputError(f"cannot write cells to '{path}': use a .gpkg (or .geojson, .shp, .fgb) "
                          "file name")
     srs = None
     if crs_wkt:

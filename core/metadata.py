@@ -96,7 +96,6 @@ KEY_SCALING = "seg_explainer_input_scaling"
 KEY_LAYOUT = "seg_explainer_input_layout"
 KEY_ACTIVATION = "seg_explainer_output_activation"
 KEY_NODATA = "seg_explainer_input_nodata"
-OUR_KEYS = (KEY_SCALING, KEY_LAYOUT, KEY_ACTIVATION, KEY_NODATA)
 
 LAYOUTS = ("NCHW", "NHWC")
 ACTIVATIONS = ("none", "softmax", "sigmoid")

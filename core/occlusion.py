@@ -19,6 +19,9 @@ from typing import List, Tuple, Union
 import numpy as np
 
 from .batching import check_cancel, run_batched
+from .parameters import by_name
+
+_D = {n: by_name(n).default for n in ("max_depth", "n_best", "batch_size")}
 
 _EMPTY = (0, 0, 0, 0)
 
@@ -83,9 +86,9 @@ class OcclusionResult:
     best_offsets: List[Tuple[int, int]]
 
 
-def multiscale_occlusion(score_fn, shape, *, max_depth=4, n_best=5, offsets=True,
-                         min_importance=0.01, unoccluded_score=None, cache=True,
-                         batch_size=64, progress=None, cancel=None):
+def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_D["n_best"],
+                         offsets=True, min_importance=0.01, unoccluded_score=None, cache=True,
+                         batch_size=_D["batch_size"], progress=None, cancel=None):
     """Explain a score by multi-scale occlusion.
 
     Parameters
@@ -164,8 +167,33 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=4, n_best=5, offsets=True
     return _combine(grid, leaves, s0, int(n_best), ev.count, seed, naive)
 
 
-def naive_multiscale_occlusion(score_fn, shape, *, max_depth=4, n_best=5, offsets=True,
-                               min_importance=0.01, unoccluded_score=None, batch_size=64,
+def evaluation_bound(shape, max_depth, offsets=True):
+    """Most evaluations :func:`multiscale_occlusion` can spend: every distinct rectangle of
+    the unpruned offset trees, the unoccluded image and the root included.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)``, pixels.
+    max_depth : int
+    offsets : bool
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> evaluation_bound((512, 512), 4)
+    6046
+    """
+    h, w = (int(v) for v in shape)
+    return int(_Grid(h, w, int(max_depth), bool(offsets)).upper_bound(True))
+
+
+def naive_multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"],
+                               n_best=_D["n_best"], offsets=True, min_importance=0.01,
+                               unoccluded_score=None, batch_size=_D["batch_size"],
                                progress=None, cancel=None):
     """The seed's algorithm, for comparison: every offset tree grown whole, then pruned.
 

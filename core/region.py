@@ -4,6 +4,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
+
+#: Window (and tile) edge in pixels when neither the user nor the model gives one.
+DEFAULT_EDGE = 512
+
+
+def window_edge(requested=None, fixed_size=None, tile_size=None):
+    """The square window (or tile) edge to use, in pixels: ``requested`` if given (not 0),
+    else the model's fixed input size, else its preferred tile size, else
+    :data:`DEFAULT_EDGE`.
+
+    >>> window_edge(0, None, 256), window_edge(96, None, 256), window_edge()
+    (256, 96, 512)
+    """
+    edge = requested or (fixed_size[0] if fixed_size else None) or tile_size or DEFAULT_EDGE
+    return int(edge)
+
 
 @dataclass(frozen=True)
 class Window:
@@ -38,11 +56,12 @@ def place_window(bounds, size, raster_height, raster_width):
     """The ``size`` x ``size`` window centred on the region's pixel ``bounds``.
 
     The window is shifted to lie inside the raster where the raster is large enough, so it
-    always holds as much image as possible. Raises ``ValueError`` when the region does not fit.
+    always holds as much image as possible. Raises :class:`~.errors.InputError` when the
+    region does not fit.
     """
     row0, row1, col0, col1 = bounds
     if row1 - row0 > size or col1 - col0 > size:
-        raise ValueError(
+        raise InputError(
             f"the region of interest spans {row1 - row0} x {col1 - col0} pixels, more than the "
             f"{size} x {size} explanation window. Increase WINDOW or draw a smaller region.")
     out = []

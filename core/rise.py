@@ -13,6 +13,9 @@ from typing import Union
 import numpy as np
 
 from .batching import check_cancel, run_batched
+from .parameters import by_name
+
+_D = {n: by_name(n).default for n in ("grid_size", "p_keep", "seed", "batch_size")}
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ def _linear_weights(n_in, n_out):
     return out
 
 
-def rise(score_fn, shape, n_masks, *, grid_size=8, p_keep=0.5, seed=0, batch_size=64,
-         progress=None, cancel=None):
+def rise(score_fn, shape, n_masks, *, grid_size=_D["grid_size"], p_keep=_D["p_keep"],
+         seed=_D["seed"], batch_size=_D["batch_size"], progress=None, cancel=None):
     """Explain a score by RISE.
 
     Parameters
@@ -115,11 +118,8 @@ def rise(score_fn, shape, n_masks, *, grid_size=8, p_keep=0.5, seed=0, batch_siz
     RiseResult
     """
     h, w = (int(v) for v in shape)
-    n_masks = int(n_masks)
-    if n_masks < 1:
-        raise ValueError("n_masks must be at least 1")
-    if not 0 < p_keep <= 1:
-        raise ValueError("p_keep must be in (0, 1]")
+    n_masks = by_name("n_masks").check(n_masks)
+    p_keep = by_name("p_keep").check(p_keep)
     rng = np.random.default_rng(seed)
     batch_size = max(1, int(batch_size))
     weighted = None                      # sum_i score_i mask_i, (D, H*W)

@@ -10,6 +10,9 @@ import numpy as np
 
 from .batching import check_cancel
 from .geoio import geotiff_writer, raster_info, read_window, window_geotransform
+from .checked_model import checked
+from .parameters import by_name
+from .region import window_edge
 
 # Colours of the class raster's palette, cycled for models with more classes.
 PALETTE = [(31, 78, 121, 255), (20, 20, 20, 255), (230, 159, 0, 255), (255, 255, 255, 255),
@@ -55,7 +58,8 @@ def fill_nodata(tile):
 
 
 def segment_raster(model, path, prob_path, class_path, *, bands=None, window=None, tile_size=None,
-                   overlap=None, batch_size=4, metadata=None, progress=None, cancel=None):
+                   overlap=None, batch_size=by_name("batch_size").default, metadata=None,
+                   progress=None, cancel=None):
     """Segment a raster (or a window of it) and write probability and class GeoTIFFs.
 
     Parameters
@@ -83,9 +87,9 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
     """
     info = raster_info(path)
     row0, col0, height, width = window or (0, 0, info.height, info.width)
-    fixed = getattr(model, "fixed_size", None)
-    tile = int(tile_size or (fixed[0] if fixed else None) or getattr(model, "tile_size", None)
-               or 512)
+    model = checked(model)      # NaN or non-probabilities stop the run with the fix
+    tile = window_edge(tile_size, getattr(model, "fixed_size", None),
+                       getattr(model, "tile_size", None))
     if overlap is None:
         pct = getattr(getattr(model, "metadata", None), "tiles_overlap", None)
         overlap = int(round(tile * (pct if pct is not None else 15) / 100))

@@ -1,15 +1,12 @@
 """segexplainer:segment: run the model over a raster, tile by tile, without seams."""
 
-import json
-
-from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingParameterBand, QgsProcessingParameterExtent,
-                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer)
 
-from .common import (OutputSet, feedback_callbacks, open_model_for_run, plugin_version,
-                     raster_source_path, run_guarded, threads_parameter)
+from .common import feedback_callbacks, open_model_for_run, raster_source_path, run_guarded
+from .parameters import check_values, definition, for_algorithm, help_html, read_values
 
 
 class SegmentAlgorithm(QgsProcessingAlgorithm):
@@ -42,7 +39,13 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 "tile by tile at the model's tile size with overlapping, smoothly blended tiles "
                 "so there are no seams. Writes a probability raster (one float32 band per class, "
                 "named after it) and a class raster (paletted with the class names). Memory is "
-                "bounded by one strip of tiles, not by the raster's size.")
+                "bounded by one strip of tiles, not by the raster's size." + help_html("segment"))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok:
+            ok, message = check_values(self, "segment", parameters, context)
+        return ok, message
 
     def createInstance(self):  # noqa: N802
         return SegmentAlgorithm()
@@ -56,14 +59,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             self.MODEL, "ONNX segmentation model", extension="onnx"))
         self.addParameter(QgsProcessingParameterExtent(
             self.EXTENT, "Extent (default: the whole raster)", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TILE_SIZE, "Tile size in pixels (0 = the model's)", defaultValue=0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.OVERLAP, "Tile overlap in pixels (-1 = the model's, else 15 %)",
-            defaultValue=-1, minValue=-1))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, "Tiles per model call", defaultValue=1, minValue=1))
-        self.addParameter(threads_parameter())
+        for decl in for_algorithm("segment"):
+            self.addParameter(definition(decl))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.PROBABILITIES, "Class probabilities"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -91,51 +88,20 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             memory_message="Not enough memory to segment. Lower TILE_SIZE or BATCH_SIZE.")
 
     def _segment(self, parameters, context, feedback, destinations):
-        from ..core.batching import check_cancel
-        from ..core.tiling import segment_raster
+        from ..core.job import segment_to_files
 
-        model_path, model = open_model_for_run(self, parameters, context, feedback,
-                                               destinations)
-        _check_bands(model, self._source, self._bands)
-        tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
-        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
-        metadata = {"seg_explainer_version": plugin_version(), "model_file": model_path,
-                    "model_sha256": model.sha256, "method": "segment",
-                    "input_raster": self._source,
-                    "parameters": json.dumps({"bands": self._bands, "window": self._window,
-                                              "tile_size": tile, "overlap": overlap},
-                                             sort_keys=True)}
+        _, model = open_model_for_run(self, parameters, context, feedback, destinations)
+        values = read_values(self, "segment", parameters, context)
         progress, cancel = feedback_callbacks(feedback)
         paths = dict(destinations)
-        with OutputSet() as files:
-            tmp = {key: files.temporary(path) for key, path in destinations}
-            summary = segment_raster(
-                model, self._source, tmp[self.PROBABILITIES], tmp.get(self.CLASSES),
-                bands=self._bands, window=self._window, tile_size=tile,
-                overlap=None if overlap < 0 else overlap,
-                batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-                metadata=metadata, progress=progress, cancel=cancel)
-            check_cancel(cancel)
-            files.commit()
+        summary = segment_to_files(
+            model, self._source, paths[self.PROBABILITIES], paths.get(self.CLASSES),
+            bands=self._bands, window=self._window, tile_size=values["tile_size"],
+            overlap=values["overlap"], batch_size=values["batch_size"], progress=progress,
+            cancel=cancel)
         feedback.pushInfo(f"{summary['n_tiles']} tiles of {summary['tile_size']} px, overlap "
                           f"{summary['overlap']} px; pixels per class: {summary['class_counts']}")
-        return dict(paths)
-
-
-def _check_bands(model, source, bands):
-    """The band count must be the model's channel count: say which BANDS to choose."""
-    from ..core.geoio import raster_info
-
-    info = raster_info(source)
-    bands = list(bands) if bands else list(range(1, info.n_bands + 1))
-    if any(b < 1 or b > info.n_bands for b in bands):
-        raise QgsProcessingException(f"BANDS: the raster has bands 1 to {info.n_bands}; "
-                                     f"{bands} asks for others.")
-    if model.n_channels is not None and len(bands) != model.n_channels:
-        raise QgsProcessingException(
-            f"BANDS: the model takes {model.n_channels} channel(s) but {len(bands)} band(s) "
-            f"were given (the raster has {info.n_bands}). Choose {model.n_channels} band(s) "
-            "in model-channel order with BANDS.")
+        return paths
 
 
 def _extent_to_window(layer, extent):

@@ -231,9 +231,9 @@ class PipInstallTask(QgsTask):
             return proc.returncode, out.read(), err.read()
 
     def finished(self, result):  # main thread
-        from .task import _ALIVE
+        from .task import task_finished
 
-        _ALIVE.discard(self)
+        task_finished(self)
         commands = "\n".join(" ".join(c) for c in self.commands_run or [self.command])
         QgsMessageLog.logMessage(commands + "\n" + self.output, LOG_TAG)
         if result:

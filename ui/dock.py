@@ -11,69 +11,38 @@ import re
 import time
 from pathlib import Path
 
-from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsProcessingFeatureSourceDefinition, QgsProject, QgsSettings, QgsVectorLayer)
-from qgis.gui import QgsDoubleSpinBox, QgsFileWidget, QgsMapLayerComboBox, QgsSpinBox
+from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsProcessingFeatureSourceDefinition,
+                       QgsProject, QgsSettings, QgsVectorLayer)
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget, QFormLayout,
                                  QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                  QProgressBar, QPushButton, QRadioButton, QScrollArea,
-                                 QSizePolicy, QTabWidget, QVBoxLayout, QWidget)
+                                 QSizePolicy, QVBoxLayout, QWidget)
 
+from ..processing_provider.compat import (FILTER_POINT, FILTER_POLYGON, FILTER_RASTER,
+                                          GEOMETRY_POINT)
+from ..processing_provider.parameters import EXPLAIN_METHODS
 from . import deps
 from .estimate import evaluations, format_duration, resolve_window
-from ..processing_provider.compat import FILTER_POINT, FILTER_POLYGON, FILTER_RASTER, GEOMETRY_POINT, NUMBER_DOUBLE
+from .parameter_form import TITLES, MethodForm
 
 SETTINGS = "seg_explainer"
 MAX_RECENT_MODELS = 8
-METHODS = [("shap", "SHAP"), ("rise", "RISE"), ("occlusion", "Occlusion")]
+METHODS = [(m, TITLES[m]) for m in EXPLAIN_METHODS]
 #: Raster providers the algorithms cannot read window by window.
 EXCLUDED_RASTER_PROVIDERS = ["wms", "wcs", "arcgismapserver", "postgresraster",
                              "virtualraster", "vectortile"]
 TOOLTIPS = {
-    "HEX_SIZE": "Hexagon circumradius in pixels. 22 gives about 224 hexagonal cells on a "
-                "512 x 512 window (the seed paper's setting). Smaller cells give finer maps but "
-                "need more model evaluations.",
-    "N_SAMPLES": "Coalitions (on/off patterns of the cells) the model is run on. 0 = automatic: "
-                 "2 M + 2048 for M cells. With 2^M or more the Shapley values are exact.",
-    "N_MASKS": "Random masks the model is run on (RISE, Petsiuk et al. 2018: 2000 to 8000). "
-               "More masks give a smoother, more stable map.",
-    "GRID_SIZE": "Each mask is a GRID_SIZE x GRID_SIZE grid of random on/off cells, "
-                 "bilinearly upsampled and randomly shifted (RISE default 8). Larger = finer.",
-    "P_KEEP": "Probability that a mask grid cell keeps the image (RISE default 0.5).",
-    "MAX_DEPTH": "Depth of the occlusion quadtree: the smallest rectangles are "
-                 "WINDOW / 2^MAX_DEPTH pixels wide (default 4).",
-    "N_BEST": "Offset grids whose heatmaps are averaged, best first by importance per covered "
-              "area (default 5).",
-    "WINDOW": "Edge of the square explanation window around the region, in pixels of the "
-              "raster. 0 = the model's tile size (else 512). Small windows run faster.",
-    "BASELINE": "What switched-off pixels become. The per-band image mean is the SAR default; "
-                "'infill' is for occlusion only, 'inpaint' is slow and not for RISE.",
-    "BASELINE_VALUE": "Raw raster value of switched-off pixels for the 'Constant' baseline.",
-    "SEED": "Random seed: the same seed and parameters give the same explanation.",
-    "BATCH_SIZE": "Images per model call. Larger batches are faster on a GPU and need more "
-                  "memory.",
     "BANDS": "<p><b>BANDS</b>: the raster bands fed to the model's channels, in order, as band "
              "numbers separated by commas: '2, 1' feeds band 2 to the first channel and band 1 "
              "to the second. A band may be repeated. Empty = all the raster's bands in their "
              "order (the placeholder shows them). The count must be the model's channel "
              "count when its input shape fixes it.</p><p>Remembered per raster file.</p>",
-    "CROP": "<p><b>CROP</b>: run the model only on the smallest crop of the window around the "
-            "region whose prediction over the region equals the whole window's, verified to "
-            "1e-6 (on the image, with everything switched off and with half of it switched "
-            "off).</p><p>Faster for small regions in large windows. No effect when no smaller "
-            "crop matches (e.g. a window not much larger than the model's receptive field): "
-            "the whole window is used and the log says why. RISE and occlusion give the "
-            "uncropped result up to float rounding; SHAP cells wholly outside the crop get "
-            "exactly 0. Crop edges lie on multiples of 32 px (CROP_MULTIPLE, set in the "
-            "Processing algorithm).</p>",
 }
 #: Raster files remembered with their "Bands" text (the oldest are forgotten first).
 MAX_REMEMBERED_BANDS = 50
-#: Short labels of the method parameters (the algorithm's full description is in the tooltip).
-LABELS = {"HEX_SIZE": "Hexagon size (px)", "N_SAMPLES": "Samples", "N_MASKS": "Masks",
-          "GRID_SIZE": "Mask grid size", "P_KEEP": "Keep probability",
-          "MAX_DEPTH": "Quadtree depth", "N_BEST": "Offsets averaged"}
 SAMPLE_HINT = ("e.g. the sample scene: resources/sample/scene.py writes scene_vv_db.tif, and "
                "resources/sample/oil_unet.onnx is a model for it")
 
@@ -142,12 +111,10 @@ class SegExplainerDock(QDockWidget):
         self.map_tool = None
         self.draw_action = None
         self.current_run = None
-        self.last_run = None
         self.last_report = None
         self.estimate_task = None
         self.pip_task = None
         self._seconds_per_batch = {}
-        self.param_widgets = {m: {} for m, _ in METHODS}
         self.missing = {}
         self.message_widget = None
         self._restoring = False
@@ -289,91 +256,17 @@ class SegExplainerDock(QDockWidget):
         box.addLayout(row)
         layout.addWidget(group)
 
-    def _algorithm_definitions(self, method):
-        from ..processing_provider.explain import (ExplainOcclusionAlgorithm,
-                                                   ExplainRiseAlgorithm, ExplainShapAlgorithm)
-
-        cls = {"shap": ExplainShapAlgorithm, "rise": ExplainRiseAlgorithm,
-               "occlusion": ExplainOcclusionAlgorithm}[method]
-        return [param for _, param, _ in cls().method_parameters()]
-
-    @staticmethod
-    def _number_widget(param, special=None):
-        """A spin box from a Processing number parameter: its range, default and clear value."""
-        is_double = param.dataType() == NUMBER_DOUBLE
-        widget = QgsDoubleSpinBox() if is_double else QgsSpinBox()
-        minimum = param.minimum()
-        maximum = param.maximum()
-        if is_double:
-            widget.setDecimals(2)
-            widget.setSingleStep(0.05)
-            widget.setRange(max(minimum, -1e9), min(maximum, 1e9))
-        else:
-            widget.setRange(int(max(minimum, -2**31 + 1)), int(min(maximum, 2**31 - 1)))
-        default = param.defaultValue()
-        widget.setClearValue(default)
-        widget.setShowClearButton(True)
-        widget.setValue(default)
-        if special:
-            widget.setSpecialValueText(special)
-        tip = TOOLTIPS.get(param.name(), "")
-        widget.setToolTip(f"<p><b>{param.name()}</b>: {param.description()} (default "
-                          f"{default}).</p><p>{tip}</p>")
-        return widget
-
     def _build_method_tabs(self, layout):
-        self.tabs = QTabWidget()
-        for method, title in METHODS:
-            page = QWidget()
-            form = QFormLayout(page)
-            for param in self._algorithm_definitions(method):
-                special = "auto" if param.name() == "N_SAMPLES" else None
-                widget = self._number_widget(param, special)
-                widget.valueChanged.connect(self.update_estimate)
-                label = QLabel(LABELS.get(param.name(), param.description()))
-                label.setToolTip(widget.toolTip())
-                label.setWordWrap(True)
-                form.addRow(label, widget)
-                self.param_widgets[method][param.name()] = widget
-            self.tabs.addTab(page, title)
-        self.tabs.setTabToolTip(0, "Hexagonal Kernel SHAP: Shapley values of hexagonal cells; "
-                                   "they add up to prediction minus base value.")
-        self.tabs.setTabToolTip(1, "RISE: random smooth masks, score-weighted average.")
-        self.tabs.setTabToolTip(2, "Multi-scale occlusion: a quadtree of occluded "
-                                   "rectangles.")
-        self.tabs.currentChanged.connect(self.update_estimate)
-        layout.addWidget(self.tabs)
-
-        from ..processing_provider.explain import BASELINE_LABELS, ExplainShapAlgorithm
-
-        common = QGroupBox("Common parameters")
-        form = QFormLayout(common)
-        self._definitions_source = ExplainShapAlgorithm().create()  # owns the definitions
-        definitions = {p.name(): p for p in self._definitions_source.parameterDefinitions()}
-        self.window_spin = self._number_widget(definitions["WINDOW"], "the model's tile size")
-        self.window_spin.setMaximum(8192)
-        self.window_spin.valueChanged.connect(self.update_estimate)
-        form.addRow("Window (px)", self.window_spin)
-        self.baseline_combo = QComboBox()
-        self.baseline_combo.addItems(BASELINE_LABELS)
-        self.baseline_combo.setToolTip(TOOLTIPS["BASELINE"])
-        self.baseline_combo.currentIndexChanged.connect(self._baseline_changed)
-        form.addRow("Baseline", self.baseline_combo)
-        self.baseline_value_spin = self._number_widget(definitions["BASELINE_VALUE"])
-        self.baseline_value_spin.setDecimals(4)
-        self.baseline_value_spin.setEnabled(False)
-        form.addRow("Baseline value", self.baseline_value_spin)
-        self.seed_spin = self._number_widget(definitions["SEED"])
-        form.addRow("Seed", self.seed_spin)
-        self.batch_spin = self._number_widget(definitions["BATCH_SIZE"])
-        self.batch_spin.setMaximum(4096)
-        self.batch_spin.valueChanged.connect(self.update_estimate)
-        form.addRow("Batch size", self.batch_spin)
-        self.crop_check = QCheckBox("Crop to the model's receptive field")
-        self.crop_check.setToolTip(TOOLTIPS["CROP"])
-        self.crop_check.setChecked(bool(definitions["CROP"].defaultValue()))
-        form.addRow(self.crop_check)
-        layout.addWidget(common)
+        self.method_form = MethodForm()
+        self.method_form.estimateChanged.connect(self.update_estimate)
+        layout.addWidget(self.method_form)
+        # the widgets under the names the rest of the dock (and its tests) use
+        self.tabs = self.method_form.tabs
+        self.param_widgets = self.method_form.param_widgets
+        common = self.method_form.common_widgets
+        self.window_spin, self.baseline_combo = common["WINDOW"], common["BASELINE"]
+        self.baseline_value_spin, self.seed_spin = common["BASELINE_VALUE"], common["SEED"]
+        self.batch_spin, self.crop_check = common["BATCH_SIZE"], common["CROP"]
 
     def _build_output_box(self, layout):
         group = QGroupBox("Output")
@@ -769,18 +662,12 @@ class SegExplainerDock(QDockWidget):
                                         and self.estimate_task is None)
         self.update_estimate()
 
-    def _baseline_changed(self, index):
-        from ..processing_provider.explain import BASELINES
-
-        self.baseline_value_spin.setEnabled(BASELINES[index] == "constant")
-
     # ====================================================================== parameters
     def current_method(self):
-        return METHODS[self.tabs.currentIndex()][0]
+        return self.method_form.current_method()
 
     def method_values(self, method=None):
-        method = method or self.current_method()
-        return {key: widget.value() for key, widget in self.param_widgets[method].items()}
+        return self.method_form.method_values(method)
 
     def window(self):
         return resolve_window(self.window_spin.value(), self.model_info)
@@ -869,10 +756,7 @@ class SegExplainerDock(QDockWidget):
             stem = f"{base}-{n}"
         params = {
             "INPUT": raster, "MODEL": self.model_info["path"], "ROI": roi, "CLASS": class_name,
-            "WINDOW": self.window_spin.value(), "BASELINE": self.baseline_combo.currentIndex(),
-            "BASELINE_VALUE": self.baseline_value_spin.value(), "SEED": self.seed_spin.value(),
-            "BATCH_SIZE": self.batch_spin.value(), "BANDS": bands or None,
-            "CROP": self.crop_check.isChecked(),
+            "BANDS": bands or None, **self.method_form.values(method),
             "EXCITATION": str(folder / f"{stem}_excitation.tif"),
             "INHIBITION": str(folder / f"{stem}_inhibition.tif"),
             "SIGNED": str(folder / f"{stem}_signed.tif"),
@@ -880,7 +764,6 @@ class SegExplainerDock(QDockWidget):
         }
         if method != "rise":
             params["CELLS"] = str(folder / f"{stem}_cells.gpkg")
-        params.update(self.method_values(method))
         if outline is not None:
             outline.setName("region of interest")
         group = f"{class_name} - {method} - {time.strftime('%H:%M:%S')}"
@@ -920,7 +803,6 @@ class SegExplainerDock(QDockWidget):
 
     def _run_done(self, run):
         self.current_run = None
-        self.last_run = run
         if run.ok:
             summary = run.summary()
             self.progress.setValue(100)
@@ -977,16 +859,7 @@ class SegExplainerDock(QDockWidget):
     # ====================================================================== settings
     def save_settings(self):
         settings = _settings()
-        settings.setValue(_key("method"), self.current_method())
-        for method, widgets in self.param_widgets.items():
-            for key, widget in widgets.items():
-                settings.setValue(_key(f"{method}/{key}"), widget.value())
-        settings.setValue(_key("WINDOW"), self.window_spin.value())
-        settings.setValue(_key("BASELINE"), self.baseline_combo.currentIndex())
-        settings.setValue(_key("BASELINE_VALUE"), self.baseline_value_spin.value())
-        settings.setValue(_key("SEED"), self.seed_spin.value())
-        settings.setValue(_key("BATCH_SIZE"), self.batch_spin.value())
-        settings.setValue(_key("CROP"), self.crop_check.isChecked())
+        self.method_form.save(settings, SETTINGS)
         # Bands are remembered per raster file, not as one value: band numbers name one
         # raster's band layout, and "2" restored on another raster with enough bands would
         # silently feed the model the wrong band.
@@ -1002,23 +875,7 @@ class SegExplainerDock(QDockWidget):
         settings = _settings()
         self._restoring = True
         try:
-            for method, widgets in self.param_widgets.items():
-                for key, widget in widgets.items():
-                    value = settings.value(_key(f"{method}/{key}"), None)
-                    if value is not None:
-                        widget.setValue(float(value) if isinstance(widget, QgsDoubleSpinBox)
-                                        else int(float(value)))
-            for key, widget in (("WINDOW", self.window_spin), ("SEED", self.seed_spin),
-                                ("BATCH_SIZE", self.batch_spin),
-                                ("BASELINE_VALUE", self.baseline_value_spin)):
-                value = settings.value(_key(key), None)
-                if value is not None:
-                    widget.setValue(float(value) if isinstance(widget, QgsDoubleSpinBox)
-                                    else int(float(value)))
-            baseline = settings.value(_key("BASELINE"), None)
-            if baseline is not None:
-                self.baseline_combo.setCurrentIndex(int(baseline))
-            self.crop_check.setChecked(settings.value(_key("CROP"), False, type=bool))
+            self.method_form.restore(settings, SETTINGS)
             try:
                 remembered = json.loads(settings.value(_key("bands_by_raster"), "{}", type=str))
             except ValueError:
@@ -1027,9 +884,6 @@ class SegExplainerDock(QDockWidget):
                 self._bands_by_source = {str(k): str(v) for k, v in remembered.items()}
             self._bands_source = None
             self._raster_changed()
-            method = settings.value(_key("method"), "shap", type=str)
-            names = [m for m, _ in METHODS]
-            self.tabs.setCurrentIndex(names.index(method) if method in names else 0)
             folder = settings.value(_key("output_folder"), "", type=str)
             if folder:
                 self.output_widget.setFilePath(folder)

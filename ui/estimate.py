@@ -1,17 +1,25 @@
-"""How many model evaluations a run needs, and how long that takes (no QGIS, no Qt)."""
+"""How many model evaluations a run needs, and how long that takes (no QGIS, no Qt).
+
+Parameters are read by their Processing keys; a missing one takes its declared default
+(core.parameters, through processing_provider.parameters).
+"""
 
 from functools import lru_cache
+
+from ..processing_provider.parameters import by_key
+
+
+def _value(params, key):
+    """``params[key]``, or the parameter's default as a form shows it."""
+    return params.get(key, by_key(key).form_default)
 
 
 def resolve_window(window, model_info=None):
     """The explanation window edge the algorithm will use (WINDOW 0 = the model's size)."""
-    if window:
-        return int(window)
+    from ..core.region import window_edge
+
     info = model_info or {}
-    fixed = info.get("fixed_size")
-    if fixed:
-        return int(fixed[0])
-    return int(info.get("tile_size") or 512)
+    return window_edge(window, info.get("fixed_size"), info.get("tile_size"))
 
 
 @lru_cache(maxsize=32)
@@ -34,18 +42,17 @@ def evaluations(method, window, params):
         The method's parameters by algorithm key (HEX_SIZE, N_SAMPLES, N_MASKS, MAX_DEPTH...).
     """
     if method == "shap":
-        cells = hexagon_count(window, params.get("HEX_SIZE", 22))
-        n = int(params.get("N_SAMPLES") or 0) or 2 * cells + 2048
+        cells = hexagon_count(window, _value(params, "HEX_SIZE"))
+        n = int(_value(params, "N_SAMPLES") or 0) or 2 * cells + 2048
         if cells < 60:
             n = min(n, 2 ** cells - 2)
         return n + 2, True
     if method == "rise":
-        return int(params.get("N_MASKS", 2000)) + 1, True
+        return int(_value(params, "N_MASKS")) + 1, True
     if method == "occlusion":
-        from ..core.occlusion import _Grid
+        from ..core.occlusion import evaluation_bound
 
-        grid = _Grid(int(window), int(window), int(params.get("MAX_DEPTH", 4)), True)
-        return int(grid.upper_bound(True)), False
+        return evaluation_bound((window, window), _value(params, "MAX_DEPTH")), False
     raise ValueError(method)
 
 

@@ -11,9 +11,9 @@ reports back.
 import time
 from pathlib import Path
 
-from qgis.core import (QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext,
-                       QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsTask,
-                       QgsVectorLayer)
+from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProcessingAlgRunnerTask,
+                       QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer,
+                       QgsTask, QgsVectorLayer)
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 #: (output key, style in resources/styles, layer name, visible) in layer-tree order, top first.
@@ -23,6 +23,12 @@ RESULT_LAYERS = [
     ("EXCITATION", "excitation", "excitation", False),
     ("INHIBITION", "inhibition", "inhibition", False),
 ]
+#: Where a run's traceback goes (View > Panels > Log Messages).
+LOG_TAG = "Segmentation Explainer"
+#: What the dock says when the algorithm failed on a bug of ours, not on the user's input.
+BUG_MESSAGE = ("The explanation stopped on an unexpected error: this is a bug in the plugin, "
+               "please report it with the traceback from the log (View > Panels > Log "
+               f"Messages, '{LOG_TAG}' tab).")
 #: Python references to every running task and run, whoever started them (a QgsTask whose
 #: Python wrapper is garbage-collected while it runs crashes QGIS).
 _ALIVE = set()
@@ -33,6 +39,11 @@ def start_task(task):
     _ALIVE.add(task)
     QgsApplication.taskManager().addTask(task)
     return task
+
+
+def task_finished(task):
+    """Drop the reference :func:`start_task` kept, once ``task`` has finished (main thread)."""
+    _ALIVE.discard(task)
 
 
 class RunFeedback(QgsProcessingFeedback):
@@ -98,6 +109,7 @@ class ExplainRun(QObject):
         self.task = None
         self.ok = False
         self.cancelled = False
+        self.bug = False
         self.error = ""
         self.results = {}
         self.layers = []
@@ -146,13 +158,28 @@ class ExplainRun(QObject):
         self.cancelled = self.cancelled or self.feedback.isCanceled()
         self.ok = bool(ok) and not self.cancelled and bool(self.results)
         if not self.ok and not self.cancelled:
-            self.error = "\n".join(self.feedback.errors) or "The explanation failed."
+            self.error = self._failure(self.feedback.errors)
         if self.ok:
             try:
                 self.layers = self.load_layers()
             except Exception as exc:  # a layer that cannot be styled must not crash QGIS
                 self.error = f"The results were written but could not be loaded: {exc}"
         self.done.emit(self)
+
+    def _failure(self, errors):
+        """The message for a failed run: the algorithm's own, or :data:`BUG_MESSAGE`.
+
+        A deliberate failure is a QgsProcessingException whose message says what to do. Any
+        other exception reaches the feedback as its traceback: that is a bug, logged as such.
+        """
+        traces = [e for e in errors if e.lstrip().startswith("Traceback")]
+        if traces:
+            self.bug = True
+            for trace in traces:
+                QgsMessageLog.logMessage(f"{self.algorithm_id} failed:\n{trace}", LOG_TAG,
+                                         Qgis.MessageLevel.Critical)
+            return BUG_MESSAGE
+        return "\n".join(errors) or "The explanation failed."
 
     def load_layers(self):
         """Add the result layers to the project: styled, in the run's group above the raster."""

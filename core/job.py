@@ -1,0 +1,568 @@
+"""A whole explanation or segmentation run on a raster file, without QGIS.
+
+The Processing algorithms are parameter parsing plus one call here; a plain Python script
+gets the same run::
+
+    from seg_explainer.core import SegmentationModel
+    from seg_explainer.core.job import explain_to_files
+
+    model = SegmentationModel.load("oil_unet.onnx")
+    run = explain_to_files(model, "scene.tif", region_wkb, "oil", "shap",
+                           outputs={"excitation": "exc.tif", "cells": "cells.gpkg"})
+    run.summary          # prediction, base value, sum of contributions, evaluations
+
+Reading (:func:`read_job`): the explanation window around the region on the raster's own
+pixel grid, its bands, the region's pixel mask, nodata. Checking: every input that cannot work
+is an :class:`~.errors.InputError` naming the Processing parameter to change. Writing
+(:func:`write_outputs`): rasters, cells and report under temporary names, renamed together
+(:class:`~.outputs.OutputSet`), each recording the run's metadata (:func:`run_metadata`).
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .batching import check_cancel
+from .errors import ExplanationCancelled, InputError
+from .outputs import OutputSet, check_writable, is_disk_full, output_failure
+from .region import window_edge
+
+__all__ = ["EXPLAIN_OUTPUTS", "Job", "JobRun", "NODATA", "check_job", "crop_message",
+           "explain_to_files", "plugin_version", "read_job", "resolve_bands", "resolve_class",
+           "run_metadata", "segment_to_files", "write_cells", "write_outputs"]
+
+#: Nodata value of the explanation rasters.
+NODATA = -9999.0
+#: Output names of an explanation, in writing order.
+EXPLAIN_OUTPUTS = ("excitation", "inhibition", "signed", "cells", "report")
+#: Longest region outline written into the outputs' metadata as WKT; longer ones are
+#: recorded by their SHA-256 only.
+MAX_REGION_WKT = 32 * 1024
+_PLUGIN_DIR = Path(__file__).resolve().parent.parent
+
+
+def plugin_version():
+    """The plugin's version (metadata.txt), recorded in every output."""
+    try:
+        for line in (_PLUGIN_DIR / "metadata.txt").read_text().splitlines():
+            if line.startswith("version="):
+                return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def resolve_bands(bands, n_bands, n_channels=None):
+    """The 1-based raster bands fed to the model: ``bands``, or all of them.
+
+    Raises :class:`~.errors.InputError` (``BANDS: ...``) for a band the raster lacks, or a
+    count that is not the model's channel count ``n_channels`` (when it is known).
+    """
+    bands = [int(b) for b in bands] if bands else list(range(1, n_bands + 1))
+    if any(b < 1 or b > n_bands for b in bands):
+        raise InputError(f"BANDS: the raster has bands 1 to {n_bands}; {bands} asks for "
+                         "others.")
+    if n_channels is not None and len(bands) != n_channels:
+        raise InputError(
+            f"BANDS: the model takes {n_channels} channel(s) but {len(bands)} band(s) "
+            f"were given (the raster has {n_bands}). Choose {n_channels} band(s) "
+            "in model-channel order with BANDS.")
+    return bands
+
+
+def resolve_class(text, class_names):
+    """Index of the class named (or numbered) ``text``, case-insensitive; InputError if none."""
+    text = str(text if text is not None else "").strip()
+    if text in class_names:
+        return list(class_names).index(text)
+    lowered = [c.lower() for c in class_names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if text.isdigit() and int(text) < len(class_names):
+        return int(text)
+    raise InputError(
+        f"CLASS: the model has no class '{text}'. Its classes are: "
+        + ", ".join(f"{i} = {c}" for i, c in enumerate(class_names))
+        + ". Give one of these names or indices.")
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """What an explanation reads from a raster.
+
+    Attributes
+    ----------
+    source : str
+        The raster file.
+    bands : tuple of int
+        1-based bands in model-channel order.
+    info : RasterInfo
+    window : Window
+        The explanation window on the raster's pixel grid.
+    geotransform : tuple
+        The window's geotransform.
+    image : ndarray, shape (H, W, C), float32
+        The window's pixels (NaN = nodata).
+    mask : ndarray of bool, shape (H, W)
+        The region's pixels, nodata removed.
+    nodata : ndarray of bool, shape (H, W)
+        Pixels with no valid band.
+    roi_wkb : bytes
+        The region (WKB, in the raster's CRS).
+    warnings : tuple of str
+        What the user should know (region crossing the raster's edge, geographic CRS...).
+    """
+
+    source: str
+    bands: tuple
+    info: object
+    window: object
+    geotransform: tuple
+    image: np.ndarray
+    mask: np.ndarray
+    nodata: np.ndarray
+    roi_wkb: bytes
+    warnings: tuple = ()
+
+
+def read_job(model, source, roi_wkb, *, bands=None, window=None):
+    """Read the explanation window around a region and rasterise the region.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+        Its ``n_channels``, ``fixed_size`` and ``tile_size`` decide bands and window.
+    source : str
+        A raster GDAL can read, north-up, with a CRS.
+    roi_wkb : bytes
+        The region of interest (polygons or points) in the raster's CRS.
+    bands : sequence of int, optional
+        1-based bands in model-channel order; default all.
+    window : int, optional
+        Window edge in pixels; default the model's size (:func:`~.region.window_edge`).
+
+    Returns
+    -------
+    Job
+
+    Raises
+    ------
+    InputError
+        For every input that cannot work, naming the parameter to change.
+    """
+    from .geoio import raster_info, read_window, window_geotransform
+    from .region import pixel_bounds, place_window, region_mask
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    info = raster_info(source)
+    if not info.crs_wkt:
+        raise InputError("INPUT: the raster has no coordinate reference system. Assign one so "
+                         "the results can be georeferenced.")
+    bands = resolve_bands(bands, info.n_bands, model.n_channels)
+    fixed = model.fixed_size
+    size = window_edge(window, fixed, model.tile_size)
+    if fixed and (size, size) != tuple(fixed):
+        raise InputError(f"WINDOW: the model only accepts {fixed[0]} x {fixed[1]} inputs; set "
+                         f"WINDOW to {fixed[0]} (or 0).")
+    gt = info.geotransform
+    if gt[2] != 0 or gt[4] != 0:
+        raise InputError("INPUT: the raster's geotransform is rotated. Warp it to a north-up "
+                         "grid (Raster > Projections > Warp) first.")
+    region = shapely.from_wkb(roi_wkb)
+    x0, dx, _, y0, _, dy = gt
+    extent = shapely.box(x0, y0 + dy * info.height, x0 + dx * info.width, y0)
+    warnings = []
+    points = region.geom_type in ("Point", "MultiPoint")
+    clipped = region if points else region.intersection(extent)
+    if clipped.is_empty or not clipped.intersects(extent):
+        raise InputError("ROI: the region of interest lies outside the raster. Draw it on the "
+                         "raster, or check the layers' coordinate reference systems.")
+    if not points and clipped.area < region.area * (1 - 1e-9):
+        warnings.append("The region crosses the raster's edge; only its part inside the raster "
+                        "is explained.")
+    win = place_window(pixel_bounds(clipped, gt), size, info.height, info.width)
+    if _is_geographic(info.crs_wkt):
+        warnings.append(
+            "The raster's CRS is geographic (degrees). The window, the region and the cells are "
+            "on the raster's own pixel grid, so cells are regular in pixels, not on the ground "
+            "(away from the equator a pixel is narrower east-west than north-south). Reproject "
+            "the raster to a projected CRS for cells of equal ground size.")
+    if size > info.height or size > info.width:
+        warnings.append(
+            f"The {size} x {size} px window is larger than the raster ({info.height} x "
+            f"{info.width} px); the part outside the raster is nodata, shown to the model as "
+            "the image's mean.")
+    image = read_window(source, win.row0, win.col0, win.height, win.width, bands)
+    nodata = np.isnan(image).all(axis=-1)
+    mask = region_mask(clipped, gt, win)
+    if (mask & nodata).any():
+        warnings.append(f"{int((mask & nodata).sum())} region pixel(s) are nodata and are left "
+                        "out of the region score.")
+        mask &= ~nodata
+    if not mask.any():
+        raise InputError("ROI: every pixel of the region is nodata. Draw the region over valid "
+                         "image pixels.")
+    if nodata.all():
+        raise InputError("INPUT: the explanation window holds only nodata.")
+    return Job(source=str(source), bands=tuple(bands), info=info, window=win,
+               geotransform=window_geotransform(gt, win.row0, win.col0), image=image,
+               mask=mask, nodata=nodata, roi_wkb=bytes(roi_wkb), warnings=tuple(warnings))
+
+
+def _is_geographic(crs_wkt):
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    try:
+        srs.ImportFromWkt(crs_wkt)
+    except RuntimeError:
+        return False
+    return bool(srs.IsGeographic())
+
+
+def check_job(job, method, params):
+    """Refuse parameters that cannot work on this job's window (InputError).
+
+    SHAP needs at least two cells in the window; occlusion's finest cells must be at least
+    two pixels wide (its offsets move the grid by half a cell).
+    """
+    window = job.window
+    if method == "shap":
+        from .cells import hexagon_grid
+
+        hex_size = params["hex_size"]
+        if hexagon_grid(window.height, window.width, hex_size).n_cells < 2:
+            raise InputError(
+                f"HEX_SIZE: the {window.height} x {window.width} px window holds a single "
+                f"hexagon of circumradius {hex_size:g} px, so no part of the image can be "
+                f"compared with another. Lower HEX_SIZE (at most {max(2, window.width // 4)}) "
+                "or raise WINDOW.")
+    if method == "occlusion":
+        side = min(window.height, window.width)
+        depth = params["max_depth"]
+        if side / 2 ** depth < 2:
+            deepest = max(1, int(np.floor(np.log2(side / 2))))
+            raise InputError(
+                f"MAX_DEPTH: {depth} levels cut the {window.height} x {window.width} px window "
+                f"into cells of {side / 2 ** depth:.2g} px, and the offsets move the grid by "
+                f"half a cell, which must be at least one pixel. Use MAX_DEPTH {deepest} or "
+                "less, or raise WINDOW.")
+
+
+def crop_message(record, window):
+    """The log line for the engine's receptive-field crop record (``details["crop"]``).
+
+    ``window`` is the explanation window on the raster grid; the crop's rows and columns are
+    given in the window's own pixels and in the raster's.
+    """
+    crop = record.get("window")
+    if crop is None:
+        return (f"Receptive-field crop: none, the whole {window.height} x {window.width} px "
+                f"window was evaluated ({record.get('reason')}).")
+    r0, r1, c0, c1 = (int(v) for v in crop)  # half-open
+    return (f"Receptive-field crop: {r1 - r0} x {c1 - c0} px of the {window.height} x "
+            f"{window.width} px window, its rows {r0} to {r1 - 1} and columns {c0} to {c1 - 1} "
+            f"(raster rows {window.row0 + r0} to {window.row0 + r1 - 1}, columns "
+            f"{window.col0 + c0} to {window.col0 + c1 - 1}), margin {record.get('margin')} px "
+            f"around the region; largest difference from the whole window's prediction "
+            f"{record.get('max_difference'):.2g} (tolerance {record.get('tolerance'):g}); "
+            f"{record.get('n_evaluations')} images evaluated to find it.")
+
+
+def run_metadata(model, class_name, method, params, window=None, source=None, bands=None,
+                 roi_wkb=None):
+    """What every output records, enough to run it again: model file and hash, input raster,
+    bands, region (WKT in the raster's CRS), window, class, method, parameters, seed, version."""
+    meta = {"seg_explainer_version": plugin_version(), "model_file": str(model.path),
+            "model_sha256": model.sha256, "class": class_name, "method": method,
+            "parameters": json.dumps(params, sort_keys=True, default=str),
+            "seed": str(params.get("seed"))}
+    if window is not None:
+        meta["window"] = json.dumps([window.row0, window.col0, window.height, window.width])
+    if source is not None:
+        meta["input_raster"] = str(source)
+    if bands is not None:
+        meta["bands"] = json.dumps([int(b) for b in bands])
+    if roi_wkb is not None:
+        from .shapely_geos import import_shapely
+
+        shapely = import_shapely()
+        wkt = shapely.to_wkt(shapely.from_wkb(roi_wkb), rounding_precision=-1)  # exact
+        meta["region_sha256"] = hashlib.sha256(roi_wkb).hexdigest()
+        if len(wkt) <= MAX_REGION_WKT:
+            meta["region_wkt"] = wkt
+    return meta
+
+
+def write_cells(path, cells, geotransform, crs_wkt, metadata):
+    """The explanation's cells (:class:`~.explain.Cell`) as polygons in map coordinates, with
+    value, standard error (when known), depth (occlusion) and rank (1 = strongest excitation)."""
+    from .shapely_geos import import_shapely
+
+    import_shapely()
+    from shapely import affinity
+
+    from .geoio import write_polygons
+
+    x0, dx, _, y0, _, dy = geotransform
+    cells = list(cells)
+    polys = [affinity.affine_transform(c.polygon, [dx, 0, 0, dy, x0, y0]) for c in cells]
+    values = np.array([float(np.ravel(c.value)[0]) for c in cells])
+    order = np.argsort(-values, kind="stable")
+    rank = np.empty(len(cells), dtype=np.int64)
+    rank[order] = np.arange(1, len(cells) + 1)
+    fields = {"cell_id": [int(c.id) for c in cells], "value": values.tolist(),
+              "rank": rank.tolist()}
+    errors = [c.standard_error for c in cells]
+    if any(e is not None for e in errors):
+        fields["std_error"] = [None if e is None else float(np.ravel(e)[0]) for e in errors]
+    if any(c.depth is not None for c in cells):
+        fields["depth"] = [int(c.depth or 0) for c in cells]
+    return write_polygons(path, "cells", polys, fields, crs_wkt, metadata=metadata)
+
+
+def write_outputs(job, result, outputs, metadata, *, report_title="", summary=(),
+                  cancel=None):
+    """Write the explanation's outputs together: all of them, or none.
+
+    Parameters
+    ----------
+    job : Job
+    result : Explanation
+    outputs : dict
+        ``{name: path}`` with names from :data:`EXPLAIN_OUTPUTS`; "cells" is skipped for a
+        result without cells (RISE).
+    metadata : dict
+        Recorded in every file (:func:`run_metadata`); each raster adds ``output``.
+    report_title, summary
+        Title and lines of the report figure.
+    cancel : callable() -> bool, optional
+        Checked before each file and before the files are renamed into place.
+
+    Returns
+    -------
+    dict
+        ``{name: path}`` of the files written.
+
+    Raises
+    ------
+    OutputError
+        A file could not be written (disk full, permissions, driver): nothing was written.
+    ExplanationCancelled
+        Nothing was written.
+    """
+    from .geoio import write_geotiff
+
+    unknown = set(outputs) - set(EXPLAIN_OUTPUTS)
+    if unknown:
+        raise TypeError(f"unknown output(s) {sorted(unknown)}; known: {EXPLAIN_OUTPUTS}")
+    rasters = {"excitation": result.excitation, "inhibition": result.inhibition,
+               "signed": result.signed}
+    written = {}
+    with OutputSet() as files:
+        for name in EXPLAIN_OUTPUTS:
+            path = outputs.get(name)
+            if not path:
+                continue
+            check_cancel(cancel)
+            try:
+                tmp = files.temporary(path)
+                if name in rasters:
+                    data = np.where(job.nodata, NODATA, rasters[name]).astype(np.float32)
+                    write_geotiff(tmp, data, job.geotransform, job.info.crs_wkt, nodata=NODATA,
+                                  band_names=[name], metadata=dict(metadata, output=name))
+                elif name == "cells":
+                    write_cells(tmp, result.cells, job.geotransform, job.info.crs_wkt,
+                                metadata)
+                else:
+                    from .report import write_report
+
+                    write_report(tmp, job.image[..., 0], job.mask,
+                                 result.prediction[..., result.classes[0]], result.signed,
+                                 title=report_title, lines=list(summary),
+                                 cells=[c.polygon for c in result.cells] or None)
+            except ExplanationCancelled:
+                raise
+            except Exception as exc:
+                failure = output_failure(exc, name.upper())
+                if failure is None:
+                    raise                       # a bug, not a writing failure
+                raise failure from None
+            written[name] = path
+        check_cancel(cancel)
+        try:
+            files.commit()
+        except Exception as exc:
+            failure = output_failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
+    return written
+
+
+@dataclass(frozen=True, eq=False)
+class JobRun:
+    """What :func:`explain_to_files` did.
+
+    Attributes
+    ----------
+    job : Job
+    result : Explanation
+    class_name : str
+    metadata : dict
+        What every output records.
+    outputs : dict
+        ``{name: path}`` of the files written.
+    prediction, base_value, sum_contributions : float
+        For the first explained class.
+    summary : tuple of str
+        The same, as the lines the report and the log show.
+    """
+
+    job: Job
+    result: object
+    class_name: str
+    metadata: dict
+    outputs: dict = field(default_factory=dict)
+    prediction: float = float("nan")
+    base_value: float = float("nan")
+    sum_contributions: float = float("nan")
+    summary: tuple = ()
+
+
+def _say(log, kind, text):
+    if log is not None:
+        log(kind, text)
+
+
+def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, window=None,
+                     outputs=None, report_title=None, log=None, progress=None, cancel=None,
+                     **params):
+    """Explain the model's prediction over a region of a raster and write the outputs.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+    source : str
+        The raster file.
+    roi_wkb : bytes
+        The region of interest in the raster's CRS.
+    class_name : str
+        Name or index of the class to explain.
+    method : {"shap", "rise", "occlusion"}
+    bands, window
+        See :func:`read_job`.
+    outputs : dict, optional
+        ``{name: path}``, names from :data:`EXPLAIN_OUTPUTS`; nothing is written without it.
+    report_title : str or callable(class name) -> str, optional
+    log : callable(kind, text), optional
+        Told ``("info", ...)`` and ``("warning", ...)`` lines for the user.
+    progress, cancel
+        See :func:`~.explain.explain_region`.
+    **params
+        :func:`~.explain.explain_region`'s parameters (:mod:`.parameters`).
+
+    Returns
+    -------
+    JobRun
+
+    Raises
+    ------
+    UserError
+        Any input, model or output problem, with the fix.
+    ExplanationCancelled
+        Nothing was written.
+    """
+    from .explain import explain_region
+
+    outputs = dict(outputs or {})
+    for name, path in outputs.items():
+        if path:
+            check_writable(path, name.upper())
+    class_index = resolve_class(class_name, model.class_names)
+    class_name = model.class_names[class_index]
+    job = read_job(model, source, roi_wkb, bands=bands, window=window)
+    check_job(job, method, dict(_declared_defaults(), **params))
+    for warning in job.warnings:
+        _say(log, "warning", warning)
+    win = job.window
+    _say(log, "info", f"Window of {win.height} x {win.width} px at row {win.row0}, column "
+                      f"{win.col0}; region of {int(job.mask.sum())} px; class '{class_name}'")
+    result = explain_region(model, job.image, job.mask, [class_index], method,
+                            progress=progress, cancel=cancel, **params)
+    if "crop" in result.details:
+        _say(log, "info", crop_message(result.details["crop"], win))
+    # Every output records the crop settings, also when cropping is off (crop None).
+    recorded = dict(result.params)
+    recorded.setdefault("crop", None)
+    recorded.setdefault("crop_multiple", params.get("crop_multiple",
+                                                    _declared_defaults()["crop_multiple"]))
+    full = float(np.ravel(result.full_value)[0])
+    base = float(np.ravel(result.base_value)[0])
+    total = float(np.ravel(result.contribution_total)[0])
+    summary = (f"prediction {full:.4f}", f"base value {base:.4f}",
+               f"sum of contributions {total:.4f}", f"{result.n_evaluations} evaluations")
+    metadata = run_metadata(model, class_name, method, recorded, window=win, source=job.source,
+                            bands=job.bands, roi_wkb=job.roi_wkb)
+    if not result.cells:
+        outputs.pop("cells", None)
+    if callable(report_title):
+        report_title = report_title(class_name)
+    written = write_outputs(job, result, outputs, metadata, summary=summary, cancel=cancel,
+                            report_title=report_title or f"{method}: class '{class_name}'")
+    return JobRun(job=job, result=result, class_name=class_name, metadata=metadata,
+                  outputs=written, prediction=full, base_value=base, sum_contributions=total,
+                  summary=summary)
+
+
+def _declared_defaults():
+    from .explain import DEFAULTS
+
+    return DEFAULTS
+
+
+def segment_to_files(model, source, probabilities, classes=None, *, bands=None, window=None,
+                     tile_size=None, overlap=None, batch_size=None, progress=None,
+                     cancel=None):
+    """Segment a raster (or a pixel ``window`` of it) into probability and class GeoTIFFs,
+    written together or not at all, recording the run's metadata.
+
+    ``probabilities`` and ``classes`` are the output paths (``classes`` optional); the other
+    parameters are :func:`~.tiling.segment_raster`'s. Returns its summary dict.
+    """
+    from .geoio import raster_info
+    from .parameters import by_name
+    from .tiling import segment_raster
+
+    destinations = {"PROBABILITIES": probabilities, "CLASSES": classes}
+    destinations = {k: v for k, v in destinations.items() if v}
+    for key, path in destinations.items():
+        check_writable(path, key)
+    resolve_bands(bands, raster_info(source).n_bands, model.n_channels)
+    metadata = {"seg_explainer_version": plugin_version(), "model_file": str(model.path),
+                "model_sha256": model.sha256, "method": "segment", "input_raster": str(source),
+                "parameters": json.dumps({"bands": list(bands) if bands else None,
+                                          "window": list(window) if window else None,
+                                          "tile_size": tile_size,
+                                          "overlap": -1 if overlap is None else overlap},
+                                         sort_keys=True)}
+    if batch_size is None:
+        batch_size = by_name("batch_size").default
+    with OutputSet() as files:
+        tmp = {key: files.temporary(path) for key, path in destinations.items()}
+        try:
+            summary = segment_raster(
+                model, source, tmp["PROBABILITIES"], tmp.get("CLASSES"), bands=bands,
+                window=window, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                metadata=metadata, progress=progress, cancel=cancel)
+            check_cancel(cancel)
+            files.commit()
+        except (OSError, RuntimeError) as exc:   # GDAL: RuntimeError
+            if isinstance(exc, RuntimeError) and not is_disk_full(exc):
+                raise                          # not a writing failure: a bug
+            raise output_failure(exc) from None
+    return summary
