@@ -1,16 +1,16 @@
 """4. Receptive-field cropping: explain_region(..., crop="auto") against the uncropped run.
 
-The oil region and the one-pixel region of the demo scene are explained in a 1536 x 1536
-window centred on them, once on the whole window and once with ``crop="auto"`` (tolerance
-1e-6, crop edges on multiples of 32 px), with the same parameters and seed. Reported: the crop found, wall times
-and their ratio (the crop's search included), and the largest absolute difference between
+The oil region and the one-pixel region of the demo scene are explained in a 1536 x 1536 window
+centred on them, once on the whole window and once with ``crop="auto"`` (tolerance 1e-6, crop
+edges on multiples of 32 px), with the same parameters and seed. Reported: the crop found, wall
+times and their ratio (the crop's search included), and the largest absolute difference between
 the two maps. RISE and occlusion perturb exactly the same pixels in both runs, so their maps
-must agree to float rounding. SHAP's coalitions differ (cells wholly outside the crop leave
-the game), so its sampled values are not comparable run to run; what is compared is the
-game itself: the region score of random coalitions over all cells, evaluated on the whole
-window and on the crop (cells outside the crop switched at random too, so this also checks
-that they are dummies). Exact SHAP values with and without the crop are compared in the
-quick mode and in tests/test_core_crop.py, where full enumeration is affordable.
+must agree to float rounding. SHAP's coalitions differ (cells wholly outside the crop leave the
+game), so its sampled values are not comparable run to run; what is compared is the game
+itself: the region score of random coalitions over all cells, evaluated on the whole window and
+on the crop (cells outside the crop switched at random too, so this also checks that they are
+dummies). Exact SHAP values with and without the crop are compared in the quick mode and in
+tests/test_core_crop.py, where full enumeration is affordable.
 
 Quick mode (the smoke test) uses a 9 x 9 box-filter model instead of the network, on a
 128 x 128 window, so that it runs in seconds.

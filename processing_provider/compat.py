@@ -15,7 +15,7 @@ __all__ = ["ADVANCED", "NUMBER_DOUBLE", "NUMBER_INTEGER", "SOURCE_POLYGON", "SOU
 
 
 def enum_value(*paths):
-    """The first of the dotted names (``"Qgis.GeometryType.Point"``, ...) that exists in qgis.core."""
+    """The first of the dotted names (``"Qgis.GeometryType.Point"``, ...) in qgis.core."""
     for path in paths:
         value = _core
         for part in path.split("."):

@@ -42,7 +42,7 @@ def finished(run):
     if not run.ok:
         open(f"{SHOT}/READY", "w").write("FAILED " + run.error)
         return
-    signed = [l for l in run.layers if l.name() == "signed"][0]
+    signed = [layer for layer in run.layers if layer.name() == "signed"][0]
     extent = QgsRectangle(signed.extent())
     extent.scale(1.25)
     iface.mapCanvas().setExtent(extent)

@@ -1,6 +1,5 @@
 """Test set-up: make the checkout importable as ``seg_explainer``, whatever its folder is called."""
 
-import os
 import sys
 from pathlib import Path
 

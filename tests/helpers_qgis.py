@@ -16,7 +16,7 @@ ROI_OIL = "{regions}|layername=regions|subset=\"name\" = 'oil'"
 
 
 def qgis_process(args, home, *, timeout=600, check=True, extra_env=None):
-    """Run ``scripts/qgis_process.sh args`` with its state in ``home``; return the CompletedProcess."""
+    """Run ``scripts/qgis_process.sh args`` with its state in ``home``; the CompletedProcess."""
     env = dict(os.environ, SEGX_QGIS_HOME=str(home))
     env.update(extra_env or {})
     proc = subprocess.run(["bash", str(WRAPPER), *map(str, args)], env=env, capture_output=True,

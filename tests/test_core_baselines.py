@@ -71,7 +71,8 @@ def test_composite():
                                atol=1e-5)
     per_mask = np.stack([b, b + 1, b + 2, b + 3])
     out = composite(x, per_mask, masks)
-    np.testing.assert_allclose(out[2], x * masks[2, ..., None] + (b + 2) * (1 - masks[2, ..., None]),
+    np.testing.assert_allclose(out[2],
+                               x * masks[2, ..., None] + (b + 2) * (1 - masks[2, ..., None]),
                                atol=1e-5)
     exact = composite(x, b, masks[:3] > 0.5)                   # bool masks: a selection
     np.testing.assert_array_equal(exact, np.where(masks[:3, ..., None] > 0.5, x, b))

@@ -1,6 +1,5 @@
 """Raster/vector I/O, atomic writes, region rasterisation and window placement."""
 
-import os
 
 import numpy as np
 import pytest

@@ -94,8 +94,8 @@ def test_slick_damping_is_3_to_10_db(demo):
         assert lo <= np.median(damping) <= hi
         assert damping.max() <= hi + 1e-4
         # Measured on the speckled image: sea ring around the slick against its core.
-        ring = (ndimage.binary_dilation(mask, iterations=25) & ~ndimage.binary_dilation(mask, iterations=8)
-                & (demo["classes"] == 0))
+        ring = (ndimage.binary_dilation(mask, iterations=25)
+                & ~ndimage.binary_dilation(mask, iterations=8) & (demo["classes"] == 0))
         measured = np.median(demo["sigma0_db"][ring]) - np.median(demo["sigma0_db"][core])
         assert lo - 0.3 <= measured <= hi + 0.5, (s["id"], measured)
         checked += 1
@@ -156,7 +156,8 @@ def _region_masks(sample):
     out = {}
     layer = vec.GetLayerByName("regions")
     for feat in layer:
-        mem = gdal.GetDriverByName("MEM").Create("", truth.shape[1], truth.shape[0], 1, gdal.GDT_Byte)
+        mem = gdal.GetDriverByName("MEM").Create("", truth.shape[1], truth.shape[0], 1,
+                                                 gdal.GDT_Byte)
         mem.SetGeoTransform(gt)
         mem.SetProjection(ds_t.GetProjection())
         tmp = ogr.GetDriverByName("Memory").CreateDataSource("")
@@ -202,15 +203,18 @@ def test_sample_model_file_and_metadata():
                 "seg_explainer_input_nodata"):
         assert key in meta, key
     assert meta["model_type"] == "Segmentor"
-    assert json.loads(meta["class_names"]) == {"0": "sea", "1": "oil", "2": "lookalike", "3": "ship"}
-    assert meta["resolution"] == "1000" and meta["tiles_size"] == "512" and meta["tiles_overlap"] == "15"
+    assert json.loads(meta["class_names"]) == {"0": "sea", "1": "oil", "2": "lookalike",
+                                               "3": "ship"}
+    assert meta["resolution"] == "1000" and meta["tiles_size"] == "512" and \
+        meta["tiles_overlap"] == "15"
     assert json.loads(meta["seg_explainer_input_scaling"]) == {
         "type": "minmax", "min": -35.0, "max": 5.0, "clip": True}
     assert meta["seg_explainer_input_layout"] == "NCHW"
     assert meta["seg_explainer_output_activation"] == "none"
     assert json.loads(meta["seg_explainer_input_nodata"]) == {"fill": "mean"}
-    assert len(json.loads(meta["standardization_mean"])) == len(json.loads(meta["standardization_std"])) == 1
-    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
+    assert len(json.loads(meta["standardization_mean"])) == \
+        len(json.loads(meta["standardization_std"])) == 1
+    inp = sess.get_inputs()[0]
     assert inp.type == "tensor(float)" and inp.shape[1] == 1 and not isinstance(inp.shape[0], int)
     assert not isinstance(inp.shape[2], int) and not isinstance(inp.shape[3], int)
     probs = sess.run(None, {inp.name: np.zeros((2, 1, 96, 160), np.float32)})[0]
@@ -225,7 +229,8 @@ def _oil_probability(sess, meta, db, nodata, mask):
     x[~valid] = x[valid].mean()
     sc = json.loads(meta["seg_explainer_input_scaling"])
     x = np.clip((x - sc["min"]) / (sc["max"] - sc["min"]), 0.0, 1.0)
-    x = (x - json.loads(meta["standardization_mean"])[0]) / json.loads(meta["standardization_std"])[0]
+    x = (x - json.loads(meta["standardization_mean"])[0]) / \
+        json.loads(meta["standardization_std"])[0]
     probs = sess.run(None, {sess.get_inputs()[0].name: x[None, None].astype(np.float32)})[0][0]
     return float(probs[1][mask].mean())
 

@@ -7,7 +7,6 @@ import sys
 import textwrap
 import zipfile
 
-import pytest
 from helpers_qgis import ROOT, qgis_process
 
 REQUIRED_METADATA = ["name", "qgisMinimumVersion", "description", "about", "version", "author",
@@ -41,7 +40,8 @@ def test_metadata_has_what_the_plugin_repository_requires():
 def test_init_only_holds_a_lazy_class_factory():
     source = (ROOT / "__init__.py").read_text()
     assert "def classFactory(iface)" in source
-    top_level_imports = [line for line in source.splitlines() if line.startswith(("import", "from"))]
+    top_level_imports = [line for line in source.splitlines()
+                         if line.startswith(("import", "from"))]
     assert top_level_imports == []
 
 

@@ -214,8 +214,10 @@ def _curve(rng, size, length, margin, valid, rho_la, wind_dir, taken):
         heading = h0 + np.cumsum(kappa)
         x = np.cumsum(np.cos(heading))
         y = -np.cumsum(np.sin(heading))
-        x0 = rng.uniform(margin - x.min(), size - margin - x.max()) if np.ptp(x) < size - 2 * margin else None
-        y0 = rng.uniform(margin - y.min(), size - margin - y.max()) if np.ptp(y) < size - 2 * margin else None
+        x0 = rng.uniform(margin - x.min(), size - margin - x.max()) \
+            if np.ptp(x) < size - 2 * margin else None
+        y0 = rng.uniform(margin - y.min(), size - margin - y.max()) \
+            if np.ptp(y) < size - 2 * margin else None
         if x0 is None or y0 is None:
             continue
         cols, rows = x + x0, y + y0
@@ -263,7 +265,8 @@ def _slicks(rng, size, valid, rho_la, wind_dir):
         if from_ship:
             # The ship sails away from the slick: a few pixels ahead of the curve start.
             ahead = -np.array([math.cos(heading[0]), -math.sin(heading[0])])
-            ships.append({"row": float(rows[0] + 4 * ahead[1]), "col": float(cols[0] + 4 * ahead[0]),
+            ships.append({"row": float(rows[0] + 4 * ahead[1]),
+                          "col": float(cols[0] + 4 * ahead[0]),
                           "heading": float(heading[0]), "slick": len(slicks)})
     for _ in range(int(rng.poisson(3.0 * (size / 2048.0) ** 2))):
         r0, c0 = rng.uniform(60, size - 60, 2)
@@ -531,7 +534,8 @@ def _write_geotiff(path, array, scene, dtype, nodata, description, categories=No
                 names[value] = name
             names[NODATA_CLASS] = "nodata"
             band.SetCategoryNames(names)
-            band.SetMetadataItem("CLASS_NAMES", json.dumps({str(k): v for k, v in CLASS_NAMES.items()}))
+            band.SetMetadataItem("CLASS_NAMES",
+                                 json.dumps({str(k): v for k, v in CLASS_NAMES.items()}))
         else:
             band.SetMetadataItem("ENL", str(ENL))
             band.SetUnitType("dB")
@@ -556,7 +560,8 @@ def _write_regions(path, regions, scene):
         srs.ImportFromEPSG(scene["epsg"])
         ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
         gt = scene["geotransform"]
-        for layer_name, geom_type, names in (("regions", ogr.wkbPolygon, ("oil", "sea", "boundary")),
+        for layer_name, geom_type, names in (("regions", ogr.wkbPolygon,
+                                              ("oil", "sea", "boundary")),
                                              ("pixel", ogr.wkbPoint, ("pixel",))):
             layer = ds.CreateLayer(layer_name, srs, geom_type)
             layer.CreateField(ogr.FieldDefn("name", ogr.OFTString))
@@ -626,8 +631,10 @@ def write_sample(out_dir, seed=DEFAULT_SEED, size=2048):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Write the synthetic SAR oil-slick sample scene.")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    parser.add_argument("--size", type=int, default=2048, help="scene size in pixels (default 2048)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument("--size", type=int, default=2048,
+                        help="scene size in pixels (default 2048)")
     args = parser.parse_args(argv)
     for kind, path in write_sample(args.out, args.seed, args.size).items():
         print(f"{kind}: {path}")

@@ -14,7 +14,6 @@ between CPUs). See MODEL.md.
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -145,7 +144,8 @@ def make_pool():
 
 
 def sample_batch(rng, images, labels, points, mean, std):
-    """A batch of augmented, preprocessed crops: x (B,1,C,C) float32, y (B,C,C) int64 (255 ignored)."""
+    """A batch of augmented, preprocessed crops: x (B,1,C,C) float32, y (B,C,C) int64 (255
+    ignored)."""
     xs, ys = [], []
     size = images[0].shape[0]
     for _ in range(BATCH):
@@ -244,8 +244,8 @@ def main(argv=None):
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: U-Net {CHANNELS}, {n_params} parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LEARNING_RATE, total_steps=args.iterations,
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LEARNING_RATE,
+                                                total_steps=args.iterations, pct_start=0.1)
     weights = torch.tensor(CLASS_WEIGHTS)
     model.train()
     t0, run = time.time(), []
@@ -256,7 +256,8 @@ def main(argv=None):
         ce = F.cross_entropy(logits, y, weight=weights, ignore_index=scene.NODATA_CLASS)
         prob = torch.softmax(logits, 1)
         valid = (y != scene.NODATA_CLASS).unsqueeze(1).float()
-        onehot = F.one_hot(torch.where(y == scene.NODATA_CLASS, 0, y), 4).permute(0, 3, 1, 2).float()
+        onehot = F.one_hot(torch.where(y == scene.NODATA_CLASS, 0, y), 4)
+        onehot = onehot.permute(0, 3, 1, 2).float()
         inter = (prob * onehot * valid).sum((0, 2, 3))
         denom = ((prob + onehot) * valid).sum((0, 2, 3))
         dice = 1.0 - (2.0 * inter + 1.0) / (denom + 1.0)
@@ -269,7 +270,8 @@ def main(argv=None):
         if it % 50 == 0 or it == args.iterations:
             el = time.time() - t0
             print(f"  it {it:5d}/{args.iterations}  loss {np.mean(run[-50:]):.4f}  "
-                  f"dice(oil) {1 - dice[1].item():.3f}  {el:.0f} s, eta {el / it * (args.iterations - it):.0f} s",
+                  f"dice(oil) {1 - dice[1].item():.3f}  {el:.0f} s, "
+                  f"eta {el / it * (args.iterations - it):.0f} s",
                   flush=True)
     model.eval()
     export(torch, model, args.out, mean, std)
