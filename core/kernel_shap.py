@@ -48,9 +48,10 @@ _ENUMERATE_LIMIT = 200_000     # strata with at most this many pairs are listed,
 _ROW_BLOCK = 2048              # rows per block when forming the normal equations
 _RIDGE_CAP = 1e-2              # largest ridge tried, relative to the mean eigenvalue
 _MAX_TERMS = (600, 252, 120)   # candidate 3-, 5- and 7-feature terms, at most
-_FOLDS = 5                     # cross-validation folds choosing the number of terms
+_FOLDS = 10                    # cross-validation folds choosing the number of terms
 _MAX_STEPS = 400               # terms added, at most
 _STEP_SHARE = 0.6              # ... and at most this share of the training pairs
+_SLACK = 1.0                   # standard errors of the paired difference a smaller model may lose
 _PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
                                # count) after the held-out error last improved
 
@@ -442,24 +443,43 @@ def _select_terms(base, x, sw, target, design, seed):
     corr = cols.T @ target
     n_base = base.shape[1]
     fold = np.random.default_rng([seed, 17]).permutation(n) % _FOLDS
-    cv = np.zeros(k_max + 1)
-    preds = []
+    held_out = np.empty((k_max + 1, n))       # every pair's residual when held out, per step
     for f in range(_FOLDS):
         out = fold == f
         held = cols[out]
-        _, errors, pred = _omp(gram - held.T @ held, corr - held.T @ target[out], n_base,
-                               k_max, held, target[out])
-        cv += errors
-        preds.append(pred)
-    k_best = int(np.argmax(cv <= cv.min() + 1e-12 * cv[0]))   # fewest terms within rounding
-    held_out = np.empty(n)
-    for f in range(_FOLDS):
-        held_out[fold == f] = target[fold == f] - preds[f][k_best]
+        held_out[:, out] = target[out] - _omp(gram - held.T @ held, corr - held.T @ target[out],
+                                              n_base, k_max, held, target[out])[2]
+    loss = held_out ** 2
+    k_min = int(np.argmin(loss.sum(axis=1)))
+    # fewest terms whose cross-validated error is not worse than the minimum's by more than
+    # one standard error of the paired difference (or rounding): spurious terms stay out
+    diff = loss - loss[k_min]
+    slack = _SLACK * np.sqrt(n * diff.var(axis=1)) + 1e-12 * loss[0].sum()
+    k_best = int(np.argmax(diff.sum(axis=1) <= slack))
+    held_out = held_out[k_best]
+    n_terms = k_best
+    # the dense alternative: every candidate triple (PolySHAP's third order), when the pairs
+    # determine it; kept when its leave-one-out error is lower than the pursuit's
+    # cross-validated error
+    dense = [j for j, t in enumerate(pool) if len(t) == 3]
+    n_fit = n_train
+    if dense and n > n_base + len(dense) + 2:
+        x_dense = cols[:, np.concatenate([np.arange(n_base), n_base + np.asarray(dense)])]
+        u, s, _ = np.linalg.svd(x_dense, full_matrices=False)
+        u = u[:, s > s.max() * 1e-10]
+        resid = target - u @ (u.T @ target)
+        lev = (u ** 2).sum(axis=1)
+        if lev.max() < 0.999:
+            dense_out = resid / (1.0 - lev)
+            if (dense_out ** 2).sum() < (held_out ** 2).sum():
+                held_out, n_terms, n_fit = dense_out, len(dense), n - 1
     # a held-out residual's square overstates the error variance by about 1 / (1 - p / n)
     # (p terms fitted on n training pairs); scale it back, as HC2 does for HC3
-    held_out *= math.sqrt(max(1.0 - (n_base + k_best) / n_train, 0.05))
-    if k_best == 0:
+    held_out *= math.sqrt(max(1.0 - (n_base + n_terms) / n_fit, 0.05))
+    if n_terms == 0:
         return [], held_out
+    if n_terms != k_best:
+        return [pool[j] for j in dense], held_out
     order = _omp(gram, corr, n_base, k_best)[0]
     return [pool[j - n_base] for j in order], held_out
 
