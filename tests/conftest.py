@@ -22,3 +22,28 @@ def sample_data(tmp_path_factory):
 
     paths = scene.write_sample(tmp_path_factory.mktemp("sample"))
     return {key: str(value) for key, value in paths.items()} | {"model": str(SAMPLE_MODEL)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_layer_tree_view(qgis_app):
+    """A real QgsLayerTreeView on the project's layer tree, given to pytest-qgis's stub iface.
+
+    The stub answers unknown calls with a MagicMock; QGIS 3.40+'s Processing passes
+    ``iface.layerTreeView()`` to C++ when it loads results (batch dialog, toolbox), where a
+    MagicMock aborts or crashes the process. Every test gets the real object instead.
+    """
+    import qgis.utils
+    from qgis.core import QgsLayerTreeModel, QgsProject
+    from qgis.gui import QgsLayerTreeView
+
+    view = QgsLayerTreeView()
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot(), view)
+    view.setModel(model)
+    iface = qgis.utils.iface
+    if iface is not None:
+        iface.layerTreeView = lambda: view
+    yield view
+    if iface is not None:
+        del iface.layerTreeView
+    view.setModel(None)
+    view.deleteLater()
