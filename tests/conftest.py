@@ -47,3 +47,28 @@ def real_layer_tree_view(qgis_app):
         del iface.layerTreeView
     view.setModel(None)
     view.deleteLater()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rendering_stops_before_layers_go(qgis_app):
+    """Cancel every canvas's render job before layers leave the project.
+
+    pytest-qgis's stub iface puts the layer tree's layers on its canvas, which renders them in
+    background threads. A test that removes layers (or starts a new project) while a job still
+    prepares their symbols' data-defined expressions leaves that thread reading a deleted layer
+    (seen as a crash in QgsSymbolLayer::prepareExpressions on QGIS 3.44). The QGIS desktop stops
+    rendering first; so does the harness. ``stopRendering`` returns once the job has ended.
+    """
+    from qgis.core import QgsProject
+    from qgis.gui import QgsMapCanvas
+    from qgis.PyQt.QtWidgets import QApplication
+
+    def stop(*_args):
+        for widget in QApplication.allWidgets():
+            if isinstance(widget, QgsMapCanvas):
+                widget.stopRendering()
+
+    project = QgsProject.instance()
+    project.layersWillBeRemoved.connect(stop)     # also emitted when a project is cleared
+    yield
+    project.layersWillBeRemoved.disconnect(stop)
