@@ -87,7 +87,7 @@ class OcclusionResult:
 
 
 def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_D["n_best"],
-                         offsets=True, min_importance=0.01, unoccluded_score=None, cache=True,
+                         offsets=True, min_importance=0.01, unoccluded_score=None,
                          batch_size=_D["batch_size"], progress=None, cancel=None):
     """Explain a score by multi-scale occlusion.
 
@@ -117,9 +117,6 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         exact zeros.
     unoccluded_score : float or array_like of shape (D,), optional
         The model's score on the unoccluded input, if already known.
-    cache : bool
-        True evaluates each distinct rectangle once; False evaluates every tree's
-        nodes separately, as the seed does (same heatmap, for comparison).
     batch_size : int
     progress : callable(float), optional
         Called after every batch with the fraction of an upper bound of the
@@ -136,7 +133,7 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     if h < 1 or w < 1 or depth_max < 1:
         raise ValueError("shape must be positive and max_depth at least 1")
     grid = _Grid(h, w, depth_max, bool(offsets))
-    ev = _Evaluator(score_fn, batch_size, progress, cancel, grid.upper_bound(cache))
+    ev = _Evaluator(score_fn, batch_size, progress, cancel, grid.upper_bound())
     if unoccluded_score is None:
         s0 = ev.scores([_EMPTY], [_EMPTY])[0]
         naive = 1
@@ -144,7 +141,7 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         s0 = np.atleast_1d(np.asarray(unoccluded_score, dtype=np.float64))
         naive = 0
     root = (0, grid.t, 0, grid.t)
-    keys = [grid.rect(root) if cache else (i, 0, root) for i in range(grid.n_offsets)]
+    keys = [grid.rect(root)] * grid.n_offsets
     root_imp = s0 - ev.scores(keys, [grid.rect(root)] * len(keys))[0]
     naive += grid.n_offsets
     frontier = [(i, root, root_imp) for i in range(grid.n_offsets)]
@@ -154,7 +151,7 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         kids = [grid.children(i, node, depth) for i, node, _ in frontier]
         flat = [(i, c) for (i, _, _), cs in zip(frontier, kids) for c in cs]
         naive += len(flat)
-        keys = [grid.rect(c) if cache else (i, depth + 1, c) for i, c in flat]
+        keys = [grid.rect(c) for _, c in flat]
         imps = s0 - ev.scores(keys, [grid.rect(c) for _, c in flat])
         if threshold is None:
             scale = max(np.abs(root_imp[0]), np.abs(imps[:, 0]).max(initial=0.0))
@@ -188,7 +185,7 @@ def evaluation_bound(shape, max_depth, offsets=True):
     6046
     """
     h, w = (int(v) for v in shape)
-    return int(_Grid(h, w, int(max_depth), bool(offsets)).upper_bound(True))
+    return int(_Grid(h, w, int(max_depth), bool(offsets)).upper_bound())
 
 
 def naive_multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"],
@@ -378,11 +375,9 @@ class _Grid:
                 total += n_r * n_c
         return total
 
-    def upper_bound(self, cache):
-        """Evaluations of the unpruned trees (distinct rectangles if ``cache``), with the
+    def upper_bound(self):
+        """Evaluations of the unpruned trees, each distinct rectangle once, with the
         unoccluded one."""
-        if not cache:
-            return self.full_tree_evaluations() + 1
         total = 2
         for depth in range(1, self.max_depth + 1):
             step = 2 ** (self.max_depth + 1 - depth)

@@ -8,6 +8,7 @@ import contextlib
 
 import numpy as np
 
+from .baselines import fill_nodata
 from .batching import check_cancel
 from .geoio import geotiff_writer, raster_info, read_window, window_geotransform
 from .checked_model import checked
@@ -46,15 +47,6 @@ def blend_weights(tile, overlap):
         ramp[tile - overlap:] = edge[::-1]
     ramp = np.maximum(ramp, 1e-3)
     return np.outer(ramp, ramp).astype(np.float32)
-
-
-def fill_nodata(tile):
-    """Replace NaN by the per-band mean of the tile's valid pixels (0 where a band has none)."""
-    nan = np.isnan(tile)
-    if not nan.any():
-        return tile
-    means = np.nan_to_num(np.nanmean(np.where(nan.all(axis=(0, 1)), 0, tile), axis=(0, 1)))
-    return np.where(nan, means[None, None, :], tile).astype(np.float32)
 
 
 def segment_raster(model, path, prob_path, class_path, *, bands=None, window=None, tile_size=None,

@@ -77,6 +77,11 @@ def _band_list(count, n_bands=None):
     return ", ".join(str(min(i, n_bands or i)) for i in range(1, count + 1))
 
 
+def default_output_folder():
+    """Where results go until the user chooses a folder."""
+    return Path.home() / "seg_explainer_results"
+
+
 def _key(name):
     return f"{SETTINGS}/{name}"
 
@@ -278,7 +283,7 @@ class SegExplainerDock(QDockWidget):
                                       "the cells (GeoPackage) and the report figure (PNG) are "
                                       "written here, each named after the raster, class, "
                                       "method and time.")
-        self.output_widget.setFilePath(str(Path.home() / "seg_explainer_results"))
+        self.output_widget.setFilePath(str(default_output_folder()))
         form.addRow("Output folder", self.output_widget)
         row = QHBoxLayout()
         self.estimate_label = QLabel()
@@ -739,8 +744,7 @@ class SegExplainerDock(QDockWidget):
             raise ValueError(problem)
         method = self.current_method()
         raster = self.raster_combo.currentLayer()
-        folder = Path(self.output_widget.filePath().strip() or
-                      Path.home() / "seg_explainer_results")
+        folder = Path(self.output_widget.filePath().strip() or default_output_folder())
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
