@@ -129,7 +129,9 @@ def synthetic_score(size):
 
 
 def run(quick=False):
-    from seg_explainer.core.occlusion import multiscale_occlusion, naive_multiscale_occlusion
+    from seed_occlusion import naive_multiscale_occlusion
+
+    from seg_explainer.core.occlusion import multiscale_occlusion
 
     use_model = _setup.sample_available()
     size = 128 if quick else 512

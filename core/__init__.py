@@ -19,7 +19,7 @@ from .kernel_shap import ShapleyResult, kernel_shap
 from .metadata import ModelMetadata, parse_metadata
 from .metrics import CausalMetrics, deletion_insertion
 from .model import SegmentationModel
-from .occlusion import OcclusionResult, multiscale_occlusion, naive_multiscale_occlusion
+from .occlusion import OcclusionResult, multiscale_occlusion
 from .onnx_check import ModelFileError, check_model_file
 from .rise import RiseResult, rise
 from .tiling import segment_raster
@@ -29,5 +29,5 @@ __all__ = [
     "ModelFileError", "ModelMetadata", "OcclusionResult", "RiseResult", "SegmentationModel",
     "ShapleyResult", "baseline_image", "check_model_file", "composite", "deletion_insertion",
     "explain_region", "hexagon_grid", "infill_rect", "kernel_shap", "multiscale_occlusion",
-    "naive_multiscale_occlusion", "parse_metadata", "rise", "segment_raster", "square_grid",
+    "parse_metadata", "rise", "segment_raster", "square_grid",
 ]

@@ -64,7 +64,7 @@ class OcclusionResult:
     n_naive_evaluations : int
         Evaluations the seed's algorithm spends on the same heatmap: every offset's tree
         grown whole to ``max_depth`` and evaluated node by node before it is pruned
-        (see :func:`naive_multiscale_occlusion`), the unoccluded score included.
+        (``bench/seed_occlusion.py`` runs it), the unoccluded score included.
     n_unshared_evaluations : int
         Evaluations of pruning while growing, as here, but without sharing rectangles
         between trees and depths: every offset evaluates its own root and every child
@@ -132,7 +132,7 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     depth_max = int(max_depth)
     if h < 1 or w < 1 or depth_max < 1:
         raise ValueError("shape must be positive and max_depth at least 1")
-    grid = _Grid(h, w, depth_max, bool(offsets))
+    grid = OffsetGrid(h, w, depth_max, bool(offsets))
     ev = _Evaluator(score_fn, batch_size, progress, cancel, grid.upper_bound())
     if unoccluded_score is None:
         s0 = ev.scores([_EMPTY], [_EMPTY])[0]
@@ -161,7 +161,7 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         leaves[i].append((node, depth_max, imp))
     ev.finish()
     seed = grid.full_tree_evaluations() + (unoccluded_score is None)
-    return _combine(grid, leaves, s0, int(n_best), ev.count, seed, naive)
+    return combine_trees(grid, leaves, s0, int(n_best), ev.count, seed, naive)
 
 
 def evaluation_bound(shape, max_depth, offsets=True):
@@ -185,94 +185,7 @@ def evaluation_bound(shape, max_depth, offsets=True):
     6046
     """
     h, w = (int(v) for v in shape)
-    return int(_Grid(h, w, int(max_depth), bool(offsets)).upper_bound())
-
-
-def naive_multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"],
-                               n_best=_D["n_best"], offsets=True, min_importance=0.01,
-                               unoccluded_score=None, batch_size=_D["batch_size"],
-                               progress=None, cancel=None):
-    """The seed's algorithm, for comparison: every offset tree grown whole, then pruned.
-
-    As in the seed paper (sections 4.4 and 4.5): each offset's quadtree is built to
-    ``max_depth`` with every node evaluated, one tree after the other, and only then pruned
-    top-down by the same rules as :func:`multiscale_occlusion` (near-zero children dropped,
-    children kept where their summed importance reaches the parent's). Same parameters and
-    result; ``n_evaluations == n_naive_evaluations``. Gives the same heatmap and leaves as
-    :func:`multiscale_occlusion`, at the seed's cost.
-    """
-    h, w = (int(v) for v in shape)
-    depth_max = int(max_depth)
-    if h < 1 or w < 1 or depth_max < 1:
-        raise ValueError("shape must be positive and max_depth at least 1")
-    grid = _Grid(h, w, depth_max, bool(offsets))
-    total = grid.full_tree_evaluations() + (unoccluded_score is None)
-    count = 0
-
-    def evaluate(rects):
-        nonlocal count
-        arr = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
-        res = run_batched(score_fn, arr, batch_size, progress=progress, cancel=cancel,
-                          done=count, total=total)
-        count += len(arr)
-        return np.asarray(res, dtype=np.float64).reshape(len(arr), -1)
-
-    check_cancel(cancel)
-    if unoccluded_score is None:
-        s0 = evaluate([_EMPTY])[0]
-    else:
-        s0 = np.atleast_1d(np.asarray(unoccluded_score, dtype=np.float64))
-    root = (0, grid.t, 0, grid.t)
-    trees = []
-    for i in range(grid.n_offsets):                   # one whole tree per offset
-        levels = [([root], np.zeros(0, dtype=int))]
-        for depth in range(depth_max):
-            kids, parents = [], []
-            for p, node in enumerate(levels[-1][0]):
-                cs = grid.children(i, node, depth)
-                kids.extend(cs)
-                parents.extend([p] * len(cs))
-            levels.append((kids, np.asarray(parents, dtype=int)))
-        nodes = [n for lv, _ in levels for n in lv]
-        imps = s0 - evaluate([grid.rect(n) for n in nodes])
-        bounds = np.cumsum([0] + [len(lv) for lv, _ in levels])
-        trees.append([(lv, par, imps[a:b]) for (lv, par), a, b
-                      in zip(levels, bounds[:-1], bounds[1:])])
-    scale = max(abs(trees[0][0][2][0, 0]),
-                max(np.abs(t[1][2][:, 0]).max(initial=0.0) for t in trees))
-    threshold = float(min_importance) * scale
-    pruned = [_prune_whole_tree(tree, threshold) for tree in trees]
-    unshared = (unoccluded_score is None) + grid.n_offsets + sum(n for _, n in pruned)
-    if progress is not None:
-        progress(1.0)
-    return _combine(grid, [lv for lv, _ in pruned], s0, int(n_best), count, count, unshared)
-
-
-def _prune_whole_tree(levels, threshold):
-    """Top-down pruning of a fully evaluated tree.
-
-    Returns the leaves in breadth-first order and how many of the tree's non-root nodes
-    have a parent that pruning reaches (what growing and pruning together evaluates: a
-    reached node's children are scored to decide whether to keep them).
-    """
-    leaves, expanded_kids = [], 0
-    reached = np.ones(1, dtype=bool)
-    for depth in range(len(levels) - 1):
-        nodes, _, imp = levels[depth]
-        _, parent, kid_imp = levels[depth + 1]
-        live = np.abs(kid_imp[:, 0]) > threshold
-        total = np.zeros(len(nodes))
-        mag = np.zeros(len(nodes))
-        np.add.at(total, parent[live], kid_imp[live, 0])
-        np.add.at(mag, parent[live], np.abs(kid_imp[live, 0]))
-        stop = imp[:, 0] > total + 1e-9 * (np.abs(imp[:, 0]) + mag)
-        for k in np.flatnonzero(reached & stop & (np.abs(imp[:, 0]) > threshold)):
-            leaves.append((nodes[k], depth, imp[k]))
-        expanded_kids += int(reached[parent].sum())
-        reached = (reached & ~stop)[parent] & live
-    nodes, _, imp = levels[-1]
-    leaves.extend((nodes[k], len(levels) - 1, imp[k]) for k in np.flatnonzero(reached))
-    return leaves, expanded_kids
+    return int(OffsetGrid(h, w, int(max_depth), bool(offsets)).upper_bound())
 
 
 def _prune(frontier, kids, imps, threshold, leaves, depth):
@@ -292,8 +205,12 @@ def _prune(frontier, kids, imps, threshold, leaves, depth):
     return nxt
 
 
-def _combine(grid, leaves, s0, n_best, n_eval, n_naive, n_unshared):
-    """Rank offset trees by importance per covered area, average the best heatmaps."""
+def combine_trees(grid, leaves, s0, n_best, n_eval, n_naive, n_unshared):
+    """Rank offset trees by importance per covered area, average the best heatmaps.
+
+    ``leaves[i]`` holds offset tree ``i``'s leaves as ``(node, depth, importance [D])``;
+    ``s0`` is the unoccluded score [D]; the counts go into the :class:`OcclusionResult`.
+    """
     density = np.full(grid.n_offsets, -np.inf)
     for i, tree in enumerate(leaves):
         if tree:
@@ -323,8 +240,19 @@ def _area(rect):
     return (rect[1] - rect[0]) * (rect[3] - rect[2])
 
 
-class _Grid:
-    """Cell geometry in half-units of the smallest cell (``T = 2**(max_depth + 1)``)."""
+class OffsetGrid:
+    """The cells of every offset quadtree, in half-units of the smallest cell
+    (``T = 2**(max_depth + 1)``): the geometry :func:`multiscale_occlusion` and the seed's
+    algorithm (``bench/seed_occlusion.py``) share.
+
+    Parameters
+    ----------
+    h, w : int
+        Image size, pixels.
+    max_depth : int
+    offsets : bool
+        One tree per grid shift (``2**max_depth`` per axis), or a single tree.
+    """
 
     def __init__(self, h, w, max_depth, offsets):
         self.h, self.w, self.max_depth = h, w, max_depth
