@@ -381,10 +381,8 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None):
     for k, t in enumerate(terms):
         lmap[list(t), m - 1 + k] += 2.0 / len(t)
         lmap[0, m - 1 + k] -= 2.0
-    u, s, vt = np.linalg.svd(cols, full_matrices=False)
-    keep = s > s.max(initial=0.0) * 1e-10
-    u, s, vt = u[:, keep], s[keep], vt[keep]
-    coef = vt.T @ ((u.T @ target) / s)
+    u, inv = _orthonormal(cols)                             # cols = u @ inv^-1 (on its range)
+    coef = inv @ (u.T @ target)
     phi = lmap @ coef
     phi[0] += 2.0 * half_total
     resid = target - cols @ coef                            # weighted residuals
@@ -393,8 +391,21 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None):
         resid = resid / (1.0 - np.clip(lev, 0.0, 0.99))
     else:
         resid = np.where(np.abs(resid) > 0, held_out, 0.0)  # exact rows stay exact
-    infl = (lmap @ (vt.T / s)) @ (u * resid[:, None]).T     # per pair, d phi
+    infl = (lmap @ inv) @ (u * resid[:, None]).T            # per pair, d phi
     return phi, _pair_se(design, infl.T)
+
+
+def _orthonormal(a):
+    """An orthonormal basis ``u`` of the columns of ``a`` and ``inv`` with ``a @ inv = u``:
+    least squares on ``a`` is ``inv @ (u.T @ y)``. QR, or an SVD when ``a`` is
+    rank-deficient (the minimum-norm solution)."""
+    q, r = np.linalg.qr(a)
+    d = np.abs(np.diag(r))
+    if len(d) and d.min() > d.max() * 1e-9:
+        return q, np.linalg.solve(r, np.eye(len(r)))
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    keep = s > s.max(initial=0.0) * 1e-10
+    return u[:, keep], vt[keep].T / s[keep]
 
 
 def _pair_se(design, influence):
@@ -429,8 +440,8 @@ def _select_terms(base, x, sw, target, design, seed):
     too few pairs for cross-validation).
     """
     n, m = x.shape
-    u, s, vt = np.linalg.svd(base, full_matrices=False)
-    first = vt.T @ ((u.T @ target) / np.where(s > s.max() * 1e-10, s, np.inf))
+    u, inv = _orthonormal(base)
+    first = inv @ (u.T @ target)
     strength = np.abs(np.concatenate([[-first.sum()], first]))   # |c| of every feature
     pool = _candidate_terms(m, np.argsort(-strength, kind="stable"))
     n_train = n * (_FOLDS - 1) // _FOLDS
@@ -465,8 +476,7 @@ def _select_terms(base, x, sw, target, design, seed):
     n_fit = n_train
     if dense and n > n_base + len(dense) + 2:
         x_dense = cols[:, np.concatenate([np.arange(n_base), n_base + np.asarray(dense)])]
-        u, s, _ = np.linalg.svd(x_dense, full_matrices=False)
-        u = u[:, s > s.max() * 1e-10]
+        u = _orthonormal(x_dense)[0]
         resid = target - u @ (u.T @ target)
         lev = (u ** 2).sum(axis=1)
         if lev.max() < 0.999:
