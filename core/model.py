@@ -333,17 +333,18 @@ class SegmentationModel:
         if not os.path.isfile(path):
             raise ModelError(f"model file not found: {path}; check the path, or choose the "
                              f".onnx file again")
+        # Without onnxruntime nothing can run: say that first, whatever the file holds.
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError("onnxruntime is not installed, so no model can be run; install "
+                             "the Python package 'onnxruntime' into QGIS's Python") from None
         try:
             checked = read_model_file(path)  # parsed and checked: what onnxruntime is given
         except OSError as exc:
             raise ModelError(f"cannot read the model file {path} ({exc.strerror or exc}); "
                              "check that you may read it, or copy it to a local folder") \
                 from None
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError("onnxruntime is not installed, so no model can be run; install "
-                             "the Python package 'onnxruntime' into QGIS's Python") from None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: failures reach the user as ModelErrors

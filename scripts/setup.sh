@@ -17,7 +17,8 @@ SUITE_CHOICE=${SEGX_QGIS_SUITE:-$([ "$CODENAME" = bookworm ] && echo backports |
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 APT_PACKAGES=(qgis qgis-providers python3-qgis python3-gdal gdal-bin python3-numpy python3-scipy
-              python3-matplotlib python3-venv python3-pip xvfb xauth imagemagick)
+              python3-matplotlib python3-venv python3-pip xvfb xauth imagemagick
+              strace)   # strace: the hostile-model tests audit every file onnxruntime opens
 # shapely: Debian's own where it is shapely 2 (trixie, sid), built against the system GEOS; on
 # bookworm (python3-shapely 1.8) pip installs the wheel whose bundled GEOS matches QGIS's.
 [ "$CODENAME" = bookworm ] || APT_PACKAGES+=(python3-shapely)
