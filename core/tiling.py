@@ -8,7 +8,6 @@ import contextlib
 
 import numpy as np
 
-from .baselines import fill_nodata
 from .batching import check_cancel
 from .geoio import geotiff_writer, raster_info, read_window, window_geotransform
 from .checked_model import checked
@@ -47,6 +46,20 @@ def blend_weights(tile, overlap):
         ramp[tile - overlap:] = edge[::-1]
     ramp = np.maximum(ramp, 1e-3)
     return np.outer(ramp, ramp).astype(np.float32)
+
+
+def fill_tile_nodata(tile):
+    """Replace NaN by the per-band mean of the tile's valid pixels (0 where a band has none).
+
+    Not :func:`~.baselines.fill_nodata`: that one averages in float64, this one in float32,
+    and segmentation outputs are kept bit for bit what they were (``make demo``); the two
+    differ by float rounding of the fill value only.
+    """
+    nan = np.isnan(tile)
+    if not nan.any():
+        return tile
+    means = np.nan_to_num(np.nanmean(np.where(nan.all(axis=(0, 1)), 0, tile), axis=(0, 1)))
+    return np.where(nan, means[None, None, :], tile).astype(np.float32)
 
 
 def segment_raster(model, path, prob_path, class_path, *, bands=None, window=None, tile_size=None,
@@ -139,7 +152,7 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
                 batch_cols = cols[start:start + step]
                 tiles = [read_window(path, row0 + r, col0 + c, tile, tile, bands)
                          for c in batch_cols]
-                pred = model.predict(np.stack([fill_nodata(t) for t in tiles]))
+                pred = model.predict(np.stack([fill_tile_nodata(t) for t in tiles]))
                 for c, p, t in zip(batch_cols, pred, tiles):
                     h, w = min(tile, height - r), min(tile, width - c)
                     sl = (slice(r - acc_top, r - acc_top + h), slice(c, c + w))
