@@ -1,0 +1,830 @@
+"""Explain many regions (an archive's detections) in one run, locally or on a Dask cluster.
+
+Every region is explained by the single-region pipeline (:func:`~.job.explain_to_files`),
+so its rasters, cells and metadata are those of the ``explain_*`` algorithms for the same
+parameters and seed. Around it this module adds what a run over thousands of regions needs::
+
+    from seg_explainer.core.regions import explain_regions
+
+    run = explain_regions("detections.gpkg", "oil_unet.onnx", "oil", "shap", "out/",
+                          raster_field="scene", seed=0)
+    run.summary_path      # out/regions.gpkg: one feature per region, status and numbers
+    run.n_done, run.n_failed, run.n_skipped
+
+* **Execution** (:class:`Executor`): ``scheduler=None`` starts a ``distributed.LocalCluster``
+  (one worker process per core, ``cores // workers`` onnxruntime threads each);
+  ``scheduler="tcp://host:8786"`` (or a ``distributed.Client``) submits to an existing
+  cluster; ``scheduler="serial"`` runs in this process without Dask. Workers import only this
+  package's ``core`` (shipped to them as a zip); they read their rasters window by window
+  (``/vsis3/``, ``/vsicurl/`` and shared file systems work) and get the model's bytes once
+  (scattered to every worker, written to the worker's own folder, loaded once per process).
+* **Atomic per region**: a region's files are written into a hidden folder renamed into
+  place whole, ``result.json`` included, so a region is either complete or absent. A task
+  run twice (its worker died and Dask ran it again) finds the folder complete and keeps it.
+* **Resumable**: the folder is named by a hash of the parameters, region, raster and model
+  (:func:`region_key`); a re-run skips regions whose folder is complete.
+* **Failures**: a region that cannot work (outside its raster, nodata only, bad geometry) is
+  recorded with its message (status ``failed``) and the others go on; an unexpected
+  exception is recorded as status ``error`` with its traceback (a bug to report).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DependencyError, ExplanationCancelled, InputError, UserError
+
+__all__ = ["DASK_INSTALL", "Region", "RegionsRun", "SUMMARY_FIELDS", "dask_available",
+           "explain_regions", "method_parameters", "read_regions", "region_key",
+           "run_region", "write_summary"]
+
+#: What to run when dask is missing.
+DASK_INSTALL = ("pip install \"dask>=2024.8,<2027\" \"distributed>=2024.8,<2027\" (or the "
+                "plugin dock's dependency installer, or your QGIS installer: conda install "
+                "dask distributed, apt install python3-distributed)")
+#: Columns of the summary layer, in order: name -> OGR kind ("int", "real", "str").
+SUMMARY_FIELDS = {
+    "region_id": "int", "scene": "str", "status": "str", "message": "str",
+    "prediction": "real", "base_value": "real", "sum_contributions": "real",
+    "own_share": "real", "excitation_cell": "int", "excitation_value": "real",
+    "inhibition_cell": "int", "inhibition_value": "real", "deletion_auc": "real",
+    "insertion_auc": "real", "n_evaluations": "int", "seconds": "real",
+    "model_seconds": "real", "raster": "str", "excitation_path": "str",
+    "inhibition_path": "str", "signed_path": "str", "cells_path": "str", "folder": "str",
+    "key": "str",
+}
+RESULT_FILE = "result.json"
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_MODELS = {}          # (sha256, n_threads) -> SegmentationModel, per worker process
+
+
+def dask_available():
+    """True when ``dask.distributed`` can be imported."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("distributed") is not None and \
+            importlib.util.find_spec("dask") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region to explain.
+
+    Attributes
+    ----------
+    id : int
+        Its identifier (the feature id), recorded in the summary.
+    wkb : bytes
+        Polygon(s) or point(s), in ``crs_wkt``.
+    raster : str, optional
+        Its raster file; default the run's ``raster``.
+    crs_wkt : str, optional
+        The geometry's CRS; default the run's ``crs_wkt``, else the raster's.
+    """
+
+    id: int
+    wkb: bytes
+    raster: str = None
+    crs_wkt: str = None
+
+
+@dataclass
+class RegionsRun:
+    """What :func:`explain_regions` did.
+
+    Attributes
+    ----------
+    summary_path : str or None
+        The summary GeoPackage (layer ``regions``); None when nothing was written.
+    records : list of dict
+        One per region that finished (done, failed, error or skipped), in input order, with
+        the :data:`SUMMARY_FIELDS`.
+    n_done, n_failed, n_skipped : int
+        Regions explained now, failed (status failed or error), found complete.
+    cancelled : bool
+        The run was cancelled; the regions not in ``records`` were not explained.
+    seconds : float
+    n_workers : int
+    """
+
+    summary_path: str
+    records: list = field(default_factory=list)
+    n_done: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+    n_workers: int = 1
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def read_regions(path, *, layer=None, raster_field=None):
+    """The features of a vector file as :class:`Region` objects, and the layer's CRS (WKT).
+
+    ``raster_field`` names a field holding each feature's raster path (relative paths are
+    relative to the vector file's folder). Features without a geometry are left out.
+    """
+    from osgeo import gdal, ogr
+
+    gdal.UseExceptions()
+    try:
+        ds = ogr.Open(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"REGIONS: cannot open the vector file '{path}' ({exc}).") from None
+    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
+    if lyr is None:
+        raise InputError(f"REGIONS: '{path}' has no layer '{layer}'.")
+    defn = lyr.GetLayerDefn()
+    if raster_field and defn.GetFieldIndex(raster_field) < 0:
+        names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+        raise InputError(f"RASTER_FIELD: the layer has no field '{raster_field}'; its fields "
+                         f"are {', '.join(names)}.")
+    srs = lyr.GetSpatialRef()
+    crs = srs.ExportToWkt() if srs is not None else ""
+    folder = os.path.dirname(os.path.abspath(str(path)))
+    out = []
+    for feat in lyr:
+        geom = feat.GetGeometryRef()
+        if geom is None or geom.IsEmpty():
+            continue
+        raster = None
+        if raster_field:
+            raster = feat.GetField(raster_field)
+            if raster and not os.path.isabs(raster) and not raster.startswith("/vsi"):
+                raster = os.path.join(folder, raster)
+        out.append(Region(id=int(feat.GetFID()), wkb=bytes(geom.ExportToIsoWkb()),
+                          raster=raster, crs_wkt=crs))
+    return out, crs
+
+
+def method_parameters(method):
+    """Engine names of the parameters ``method`` takes (:mod:`.parameters`), without the
+    window and onnxruntime threads (arguments of their own here)."""
+    from .parameters import EXPLAIN_METHODS, for_algorithm
+
+    if method not in EXPLAIN_METHODS:
+        raise InputError(f"METHOD: unknown method {method!r}; choose one of "
+                         f"{', '.join(EXPLAIN_METHODS)}.")
+    return tuple(p.name for p in for_algorithm(method, engine_only=True)
+                 if p.name not in ("window", "n_threads"))
+
+
+def _raster_identity(raster):
+    """The raster's path, and its size and modification time when it is a local file."""
+    try:
+        st = os.stat(raster)
+        return [os.path.abspath(raster), st.st_size, int(st.st_mtime)]
+    except (OSError, TypeError, ValueError):
+        return [str(raster)]
+
+
+def region_key(model_sha256, class_name, method, params, region_wkb, region_crs, raster,
+               bands=None, window=None, faithfulness=0):
+    """The SHA-256 (hex) naming a region's result: the same inputs give the same key."""
+    text = json.dumps({
+        "model": model_sha256, "class": class_name, "method": method,
+        "params": json.dumps(params, sort_keys=True, default=str),
+        "region": hashlib.sha256(region_wkb).hexdigest(),
+        "region_crs": hashlib.sha256((region_crs or "").encode()).hexdigest(),
+        "raster": _raster_identity(raster), "bands": list(bands or []),
+        "window": window, "faithfulness": faithfulness}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _complete(folder, key):
+    """The stored record of a complete region folder with this key, else None."""
+    try:
+        with open(os.path.join(folder, RESULT_FILE)) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if record.get("key") != key or record.get("status") != "done":
+        return None
+    for name in ("excitation_path", "inhibition_path", "signed_path", "cells_path"):
+        path = record.get(name)
+        if path and not os.path.exists(os.path.join(folder, path)):
+            return None
+    return record
+
+
+# --------------------------------------------------------------------------- one region
+
+
+def _to_raster_crs(wkb, crs_wkt, raster):
+    """``wkb`` reprojected from ``crs_wkt`` into the raster's CRS (unchanged when the same)."""
+    from osgeo import ogr, osr
+
+    from .geoio import raster_info
+
+    if not crs_wkt:
+        return wkb
+    target = raster_info(raster).crs_wkt
+    if not target:
+        return wkb   # read_job refuses a raster without CRS with the fix
+    src, dst = osr.SpatialReference(), osr.SpatialReference()
+    src.ImportFromWkt(crs_wkt)
+    dst.ImportFromWkt(target)
+    if src.IsSame(dst):
+        return wkb
+    for srs in (src, dst):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    geom = ogr.CreateGeometryFromWkb(wkb)
+    if geom.Transform(osr.CoordinateTransformation(src, dst)) != 0:
+        raise InputError("ROI: the region cannot be reprojected into the raster's CRS.")
+    return bytes(geom.ExportToIsoWkb())
+
+
+def _valid_region(wkb):
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    try:
+        geom = shapely.from_wkb(wkb)
+    except Exception as exc:   # shapely.errors.GEOSException: unreadable WKB
+        raise InputError(f"ROI: the region's geometry cannot be read ({exc}).") from None
+    if geom.is_empty:
+        raise InputError("ROI: the region's geometry is empty.")
+    if geom.geom_type not in ("Point", "MultiPoint", "Polygon", "MultiPolygon"):
+        raise InputError(f"ROI: the region is a {geom.geom_type}; give polygons or points.")
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+        if geom.geom_type == "GeometryCollection":
+            geom = shapely.union_all([g for g in geom.geoms
+                                      if g.geom_type in ("Polygon", "MultiPolygon")])
+        if geom.is_empty:
+            raise InputError("ROI: the region's polygon is invalid and has no area once "
+                             "repaired. Fix the geometry (Vector > Geometry Tools > Fix "
+                             "Geometries).")
+        return bytes(shapely.to_wkb(geom))
+    return wkb
+
+
+def _strongest(result):
+    """``(excitation cell, value, inhibition cell, value)``: cells of the largest and most
+    negative contribution (RISE: no cell, the map's extreme pixels)."""
+    if result.cells:
+        values = np.array([float(np.ravel(c.value)[0]) for c in result.cells])
+        hi, lo = int(np.argmax(values)), int(np.argmin(values))
+        return (int(result.cells[hi].id), max(values[hi], 0.0),
+                int(result.cells[lo].id), max(-values[lo], 0.0))
+    return None, float(result.excitation.max()), None, float(result.inhibition.max())
+
+
+def _faithfulness(model, run, params, n_steps):
+    """Deletion and insertion AUC of the run's signed map over its window."""
+    from .baselines import STATIC_KINDS, baseline_image, composite, fill_nodata
+    from .metrics import deletion_insertion
+
+    job, result = run.job, run.result
+    valid = np.all(np.isfinite(job.image), axis=2)
+    filled = fill_nodata(job.image, valid)
+    kind = params["baseline"] if params["baseline"] in STATIC_KINDS else "mean"
+    base = baseline_image(filled, kind, value=params.get("baseline_value"),
+                          sigma=params.get("blur_sigma", 8.0), valid_mask=valid)
+    idx = np.flatnonzero(result.region_mask.ravel())
+    cls = result.classes[0]
+
+    def score(masks):
+        probs = np.asarray(model.predict(composite(filled, base, masks),
+                                         batch_size=params["batch_size"]))
+        n = probs.shape[0]
+        return probs.reshape(n, -1, probs.shape[-1])[:, idx, cls].mean(axis=1)
+
+    metrics = deletion_insertion(score, result.signed, n_steps=n_steps,
+                                 batch_size=params["batch_size"])
+    return float(metrics.deletion_auc), float(metrics.insertion_auc), metrics.n_evaluations
+
+
+def _worker_model(model_bytes, sha256, n_threads, original_path):
+    """The model of ``model_bytes``, written once to this process's folder and loaded once."""
+    from .model import SegmentationModel
+
+    cached = _MODELS.get((sha256, n_threads))
+    if cached is None:
+        folder = None
+        try:
+            from distributed import get_worker
+
+            folder = get_worker().local_directory
+        except (ImportError, ValueError):
+            pass
+        folder = os.path.join(folder or tempfile.gettempdir(), "segx-models")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{sha256}.onnx")
+        if not os.path.exists(path):
+            tmp = f"{path}.{uuid.uuid4().hex}.part"
+            with open(tmp, "wb") as f:
+                f.write(model_bytes)
+            os.replace(tmp, path)
+        cached = SegmentationModel.load(path, n_threads=n_threads)
+        _MODELS[(sha256, n_threads)] = cached
+    cached.path = original_path      # recorded in the outputs' metadata
+    return cached
+
+
+def run_region(task, model, cancel=None):
+    """Explain one region of :func:`explain_regions`'s plan and write its folder atomically.
+
+    ``task`` is a dict made by :func:`explain_regions`; ``model`` a loaded model, or the
+    model's bytes (then loaded once per process). Returns the region's record (a dict of
+    :data:`SUMMARY_FIELDS` without the geometry). Failures are recorded, not raised, except
+    cancellation.
+    """
+    from .job import explain_to_files
+
+    started = time.perf_counter()
+    folder = task["folder"]
+    done = _complete(folder, task["key"])
+    if done is not None:                         # a second run of the same task
+        return dict(done, status="done")
+    record = {name: None for name in SUMMARY_FIELDS}
+    record.update(region_id=task["region_id"], raster=task["raster"], key=task["key"],
+                  scene=os.path.basename(str(task["raster"] or "")), folder=folder)
+    tmp = os.path.join(os.path.dirname(folder),
+                       f".{os.path.basename(folder)}.part-{uuid.uuid4().hex[:12]}")
+    try:
+        if not task["raster"]:
+            raise InputError("RASTER: the region has no raster (empty raster field). Give a "
+                             "raster, or fill the field.")
+        if isinstance(model, (bytes, bytearray)):
+            model = _worker_model(model, task["model_sha256"], task["n_threads"],
+                                  task["model_path"])
+        params = dict(task["params"])
+        wkb = _valid_region(_to_raster_crs(task["wkb"], task["crs_wkt"], task["raster"]))
+        outputs = {"excitation": "excitation.tif", "inhibition": "inhibition.tif",
+                   "signed": "signed.tif", "cells": "cells.gpkg"}
+        if task.get("report"):
+            outputs["report"] = "report.png"
+        os.makedirs(tmp)
+        run = explain_to_files(model, task["raster"], wkb, task["class_name"], task["method"],
+                               bands=task["bands"], window=task["window"],
+                               outputs={k: os.path.join(tmp, v) for k, v in outputs.items()},
+                               cancel=cancel, **params)
+        model_seconds = run.result.seconds
+        result = run.result
+        exc_cell, exc_val, inh_cell, inh_val = _strongest(result)
+        total_exc = float(result.excitation.sum())
+        own = float(result.excitation[run.job.mask].sum()) / total_exc if total_exc > 0 \
+            else None
+        record.update(
+            status="done", message="; ".join(run.job.warnings) or None,
+            prediction=run.prediction, base_value=run.base_value,
+            sum_contributions=run.sum_contributions if task["method"] == "shap" else None,
+            own_share=own, excitation_cell=exc_cell, excitation_value=exc_val,
+            inhibition_cell=inh_cell, inhibition_value=inh_val,
+            n_evaluations=int(result.n_evaluations))
+        if task["faithfulness"]:
+            t_f = time.perf_counter()
+            deletion, insertion, n = _faithfulness(model, run, params, task["faithfulness"])
+            record.update(deletion_auc=deletion, insertion_auc=insertion,
+                          n_evaluations=record["n_evaluations"] + n)
+            model_seconds += time.perf_counter() - t_f
+        for name in ("excitation", "inhibition", "signed", "cells"):
+            if name in run.outputs:
+                record[f"{name}_path"] = outputs[name]
+        record["seconds"] = time.perf_counter() - started
+        record["model_seconds"] = model_seconds
+        with open(os.path.join(tmp, RESULT_FILE), "w") as f:
+            json.dump(dict(record, metadata=run.metadata), f, indent=1, default=str)
+        try:
+            os.rename(tmp, folder)
+        except OSError:                          # the folder exists
+            if _complete(folder, task["key"]) is not None:
+                shutil.rmtree(tmp, ignore_errors=True)   # a duplicate run finished first
+            else:
+                shutil.rmtree(folder, ignore_errors=True)  # a stale, incomplete folder
+                os.rename(tmp, folder)
+        return record
+    except ExplanationCancelled:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except UserError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        record.update(status="failed", message=str(exc))
+    except MemoryError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        record.update(status="failed", message="not enough memory for this region; lower "
+                                               "WINDOW or BATCH_SIZE, or use fewer workers")
+    except Exception:                            # a bug: recorded with its traceback
+        shutil.rmtree(tmp, ignore_errors=True)
+        record.update(status="error", message="unexpected error (please report it): "
+                                              + traceback.format_exc()[-4000:])
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def _code_zip():
+    """A zip of this package's engine (``seg_explainer/core`` and metadata.txt), for workers.
+
+    Its ``__init__.py`` extracts the zip beside itself on first import, so the engine runs
+    from real files (``metadata.txt`` gives the version recorded in the outputs).
+    """
+    files = sorted(p for p in (_PACKAGE_DIR / "core").glob("*.py"))
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode() + p.read_bytes())
+    meta = _PACKAGE_DIR / "metadata.txt"
+    if meta.exists():
+        digest.update(meta.read_bytes())
+    path = Path(tempfile.gettempdir()) / f"segx_core_{digest.hexdigest()[:16]}.zip"
+    if path.exists():
+        return str(path)
+    stub = (
+        '"""Segmentation Explainer\'s engine, as shipped to Dask workers."""\n'
+        "import os as _os\n"
+        "import zipfile as _zipfile\n"
+        "_here = _os.path.dirname(__file__)\n"
+        "if not _os.path.isdir(_here):\n"
+        "    _zip = _os.path.dirname(_here)\n"
+        "    _dest = _zip + '.d'\n"
+        "    if not _os.path.isdir(_os.path.join(_dest, 'seg_explainer')):\n"
+        "        _tmp = _dest + '.' + str(_os.getpid())\n"
+        "        with _zipfile.ZipFile(_zip) as _z:\n"
+        "            _z.extractall(_tmp)\n"
+        "        try:\n"
+        "            _os.rename(_tmp, _dest)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    __path__ = [_os.path.join(_dest, 'seg_explainer')]\n")
+    tmp = path.with_suffix(f".{uuid.uuid4().hex}.part")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("seg_explainer/__init__.py", stub)
+        if meta.exists():
+            z.write(meta, "seg_explainer/metadata.txt")
+        for p in files:
+            z.write(p, f"seg_explainer/core/{p.name}")
+    os.replace(tmp, path)
+    return str(path)
+
+
+def _python_for_workers():
+    """The Python interpreter local worker processes start with (inside QGIS
+    ``sys.executable`` is the QGIS binary); None when ``sys.executable`` is one."""
+    exe = Path(sys.executable or "")
+    if exe.name.lower().startswith("python"):
+        return None
+    major, minor = sys.version_info[:2]
+    names = [f"python{major}.{minor}", f"python{major}", "python", "python.exe"]
+    for folder in (exe.parent, Path(sys.prefix), Path(sys.prefix) / "bin",
+                   Path(sys.base_prefix) / "bin"):
+        for name in names:
+            candidate = folder / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    found = shutil.which(names[0])
+    if found:
+        return found
+    raise DependencyError(
+        "no Python interpreter was found next to QGIS to start local Dask workers with; start "
+        "a Dask cluster yourself (dask scheduler; dask worker tcp://host:8786) and give its "
+        "address as SCHEDULER.")
+
+
+class Executor:
+    """Runs :func:`run_region` tasks: in this process (``"serial"``), on a LocalCluster
+    started here (None), or on an existing cluster (an address or a ``distributed.Client``)."""
+
+    def __init__(self, scheduler=None, n_workers=None):
+        self.serial = scheduler == "serial"
+        self.client = self.cluster = None
+        self._old_executable = None
+        self.n_threads = None
+        if self.serial:
+            self.n_workers = 1
+            return
+        if not dask_available():
+            raise DependencyError("explain_regions runs on Dask, which is not installed in "
+                                  f"this Python. Install it: {DASK_INSTALL}.")
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        if scheduler is None:
+            cores = os.cpu_count() or 1
+            self.n_workers = max(1, int(n_workers or cores))
+            self.n_threads = max(1, cores // self.n_workers)
+            python = _python_for_workers()
+            if python:
+                import multiprocessing.spawn
+
+                self._old_executable = multiprocessing.spawn.get_executable()
+                multiprocessing.spawn.set_executable(python)
+            self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1,
+                                        processes=True, dashboard_address=None,
+                                        silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+            self._own_client = True
+        elif isinstance(scheduler, str):
+            try:
+                self.client = Client(scheduler, timeout=30)
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"SCHEDULER: cannot reach the Dask scheduler at {scheduler} "
+                                 f"({exc}). Check the address (tcp://host:8786) and that the "
+                                 "scheduler runs.") from None
+            self._own_client = True
+        else:
+            self.client = scheduler
+            self._own_client = False
+        if scheduler is not None:
+            self.n_workers = max(1, len(self.client.scheduler_info()["workers"]))
+        self.client.upload_file(_code_zip())
+
+    def close(self):
+        if self.client is not None and self._own_client:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        if self._old_executable is not None:
+            import multiprocessing.spawn
+
+            multiprocessing.spawn.set_executable(self._old_executable)
+
+    def run(self, tasks, model_path, model, on_record, cancel=None):
+        """Run every task; ``on_record(index, record)`` as each finishes. Returns False when
+        cancelled (pending tasks dropped)."""
+        if self.serial:
+            for i, task in enumerate(tasks):
+                if cancel is not None and cancel():
+                    return False
+                try:
+                    on_record(i, run_region(task, model, cancel=cancel))
+                except ExplanationCancelled:
+                    return False
+            return True
+        from distributed import wait
+
+        with open(model_path, "rb") as f:
+            shipped = self.client.scatter(f.read(), broadcast=True, hash=False)
+        futures = {self.client.submit(run_region, task, shipped, key=f"segx-{task['key']}",
+                                      retries=0, pure=False): i
+                   for i, task in enumerate(tasks)}
+        pending = set(futures)
+        while pending:
+            if cancel is not None and cancel():
+                self.client.cancel(list(pending))
+                return False
+            try:
+                finished, pending = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED")
+            except TimeoutError:                 # none finished yet: look at cancel again
+                continue
+            for future in finished:
+                i = futures[future]
+                try:
+                    record = future.result()
+                except Exception as exc:     # KilledWorker: the region killed its workers
+                    record = _failure(tasks[i], "the worker explaining this region died "
+                                      f"repeatedly ({type(exc).__name__}: {exc}); it may need "
+                                      "more memory than a worker has")
+                on_record(i, record)
+        return True
+
+
+def _failure(task, message, status="failed"):
+    record = {name: None for name in SUMMARY_FIELDS}
+    record.update(region_id=task["region_id"], raster=task["raster"], key=task["key"],
+                  scene=os.path.basename(str(task["raster"] or "")), status=status,
+                  message=message, folder=task["folder"])
+    return record
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def explain_regions(regions, model_path, class_name, method, output_folder, *, raster=None,
+                    raster_field=None, layer=None, crs_wkt=None, bands=None, window=None,
+                    faithfulness=0, report=False, n_threads=None, scheduler=None,
+                    n_workers=None, progress=None, cancel=None, log=None, **params):
+    """Explain every region and write the summary layer and each region's outputs.
+
+    Parameters
+    ----------
+    regions : str or sequence of Region
+        A vector file (its first layer, or ``layer``) or :class:`Region` objects.
+    model_path : str
+        The ONNX model file.
+    class_name : str
+        Name or index of the class to explain.
+    method : {"shap", "rise", "occlusion"}
+    output_folder : str
+        Receives ``regions.gpkg`` (the summary) and ``regions/<id>-<key>/`` per region.
+    raster : str, optional
+        The raster of every region without one of its own.
+    raster_field : str, optional
+        With a vector file: the field naming each feature's raster.
+    crs_wkt : str, optional
+        CRS of the regions' geometries (a vector file's own CRS by default; else the raster's).
+    bands, window
+        As in :func:`~.job.read_job`.
+    faithfulness : int
+        0 = off; else deletion/insertion AUC with this many steps (2 x (steps + 1) more
+        evaluations per region).
+    report : bool
+        Also write each region's report figure (matplotlib; slow).
+    n_threads : int, optional
+        onnxruntime threads per worker; default cores // workers on a local cluster.
+    scheduler : None, "serial", str or distributed.Client
+        None: a LocalCluster here; "serial": this process, no Dask; "tcp://host:8786": an
+        existing Dask scheduler; a Client: that client's cluster.
+    n_workers : int, optional
+        Workers of the LocalCluster (default one per core).
+    progress : callable(float), optional
+        Fraction of the regions finished.
+    cancel : callable() -> bool, optional
+        Stops submitting; the regions finished so far stay complete, the others are absent.
+    log : callable(kind, text), optional
+    **params
+        The method's parameters (:mod:`.parameters`; :func:`method_parameters`).
+
+    Returns
+    -------
+    RegionsRun
+
+    Raises
+    ------
+    UserError
+        An input that cannot work for any region (model, class, method, parameter, folder).
+    """
+    from .job import resolve_class
+    from .model import SegmentationModel
+    from .outputs import check_writable
+    from .parameters import check_parameters
+
+    started = time.perf_counter()
+    say = log or (lambda kind, text: None)
+    names = method_parameters(method)
+    try:
+        params = check_parameters(names, params)
+    except TypeError as exc:
+        raise TypeError(f"explain_regions() got {exc}") from None
+    if params.get("baseline") != "constant":
+        params.pop("baseline_value", None)
+    if isinstance(regions, (str, os.PathLike)):
+        regions, layer_crs = read_regions(regions, layer=layer, raster_field=raster_field)
+        crs_wkt = crs_wkt or layer_crs
+    regions = list(regions)
+    if not regions:
+        raise InputError("REGIONS: there are no regions with a geometry to explain.")
+    if not os.path.isfile(str(model_path)):
+        raise InputError(f"MODEL: the model file '{model_path}' does not exist. Choose an "
+                         ".onnx segmentation model file.")
+    summary_path = os.path.join(str(output_folder), "regions.gpkg")
+    check_writable(summary_path, "OUTPUT_FOLDER")
+    model = SegmentationModel.load(str(model_path), n_threads=n_threads)
+    class_name = model.class_names[resolve_class(class_name, model.class_names)]
+    folder = os.path.join(str(output_folder), "regions")
+    os.makedirs(folder, exist_ok=True)
+
+    executor = Executor(scheduler, n_workers)
+    try:
+        threads = n_threads or executor.n_threads
+        tasks, records, skipped = [], [None] * len(regions), 0
+        for i, region in enumerate(regions):
+            source = region.raster or raster
+            region_crs = region.crs_wkt or crs_wkt
+            key = region_key(model.sha256, class_name, method, params, region.wkb, region_crs,
+                             source, bands, window, faithfulness)
+            task = {"index": i, "region_id": region.id, "wkb": region.wkb,
+                    "crs_wkt": region_crs, "raster": source, "key": key,
+                    "folder": os.path.join(folder, f"{region.id}-{key[:16]}"),
+                    "class_name": class_name, "method": method, "params": params,
+                    "bands": list(bands) if bands else None, "window": window,
+                    "faithfulness": int(faithfulness or 0), "report": bool(report),
+                    "model_path": str(model_path), "model_sha256": model.sha256,
+                    "n_threads": threads}
+            stored = _complete(task["folder"], key)
+            if stored is not None:
+                records[i] = dict(stored, message="complete from an earlier run")
+                skipped += 1
+            else:
+                tasks.append(task)
+        say("info", f"{len(regions)} regions: {skipped} already complete, {len(tasks)} to "
+                    f"explain on {executor.n_workers} worker(s)"
+                    + (f", {threads} onnxruntime thread(s) each" if threads else ""))
+        state = {"finished": skipped}
+        if progress is not None:
+            progress(state["finished"] / len(regions))
+
+        def on_record(j, record):
+            index = tasks[j]["index"]
+            records[index] = record
+            state["finished"] += 1
+            if record["status"] in ("failed", "error"):
+                say("warning", f"Region {record['region_id']}: {record['message']}")
+            if progress is not None:
+                progress(state["finished"] / len(regions))
+
+        completed = executor.run(tasks, model_path, model if executor.serial else None,
+                                 on_record, cancel=cancel)
+    finally:
+        executor.close()
+    if completed or executor.cluster is not None or executor.serial:
+        _remove_partial(folder)     # no worker of ours can still be writing
+    kept = [(region, rec) for region, rec in zip(regions, records) if rec is not None]
+    for _, rec in kept:
+        for name in ("excitation_path", "inhibition_path", "signed_path", "cells_path"):
+            if rec.get(name):
+                rec[name] = os.path.join(rec["folder"], os.path.basename(rec[name]))
+        rec.pop("metadata", None)
+    from .job import run_metadata
+
+    meta = run_metadata(model, class_name, method, params)
+    meta.update(regions=str(len(regions)), bands=json.dumps(bands), window=str(window))
+    write_summary(summary_path, [r for r, _ in kept], [rec for _, rec in kept],
+                  crs_wkt or _first_raster_crs(regions, raster), meta)
+    run = RegionsRun(summary_path=summary_path, records=[rec for _, rec in kept],
+                     n_done=sum(r["status"] == "done" for _, r in kept) - skipped,
+                     n_failed=sum(r["status"] in ("failed", "error") for _, r in kept),
+                     n_skipped=skipped, cancelled=not completed,
+                     seconds=time.perf_counter() - started, n_workers=executor.n_workers)
+    return run
+
+
+def _remove_partial(folder):
+    """Remove hidden ``.<name>.part-*`` folders left by a worker that died mid-region."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") and ".part-" in name:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+def _first_raster_crs(regions, raster):
+    from .geoio import raster_info
+
+    for source in [raster] + [r.raster for r in regions]:
+        if source:
+            try:
+                return raster_info(source).crs_wkt
+            except UserError:
+                continue
+    return ""
+
+
+def write_summary(path, regions, records, crs_wkt, metadata):
+    """The summary layer ``regions`` of ``path`` (a GeoPackage), written atomically: one
+    feature per record, with the region's geometry (in ``crs_wkt``) and
+    :data:`SUMMARY_FIELDS`."""
+    from osgeo import gdal, ogr, osr
+
+    from .geoio import atomic_path
+
+    gdal.UseExceptions()
+    geoms = [ogr.CreateGeometryFromWkb(r.wkb) for r in regions]
+    flat = {ogr.GT_Flatten(g.GetGeometryType()) for g in geoms}
+    if flat and flat <= {ogr.wkbPoint, ogr.wkbMultiPoint}:
+        kind, force = ogr.wkbMultiPoint, ogr.ForceToMultiPoint
+    else:
+        kind, force = ogr.wkbMultiPolygon, ogr.ForceToMultiPolygon
+    srs = None
+    if crs_wkt:
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(crs_wkt)
+    ogr_kind = {"int": ogr.OFTInteger64, "real": ogr.OFTReal, "str": ogr.OFTString}
+    with atomic_path(path) as tmp:
+        ds = gdal.GetDriverByName("GPKG").Create(tmp, 0, 0, 0, gdal.GDT_Unknown)
+        try:
+            layer = ds.CreateLayer("regions", srs, kind)
+            for name, k in SUMMARY_FIELDS.items():
+                layer.CreateField(ogr.FieldDefn(name, ogr_kind[k]))
+            layer.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+            defn = layer.GetLayerDefn()
+            layer.StartTransaction()
+            for geom, record in zip(geoms, records):
+                feat = ogr.Feature(defn)
+                feat.SetGeometry(force(geom.Clone()))
+                for name, k in SUMMARY_FIELDS.items():
+                    value = record.get(name)
+                    if value is None or (k == "real" and not np.isfinite(float(value))):
+                        feat.SetFieldNull(name)
+                    elif k == "real":
+                        feat.SetField(name, float(value))
+                    elif k == "int":
+                        feat.SetField(name, int(value))
+                    else:
+                        feat.SetField(name, str(value))
+                layer.CreateFeature(feat)
+            layer.CommitTransaction()
+        finally:
+            ds = None
+    return str(path)
