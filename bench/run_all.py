@@ -8,6 +8,7 @@ status is 1), the others still run.
 
     .venv-bench/bin/python bench/run_all.py --out BENCHMARKS.md   # what `make bench` runs
     .venv-bench/bin/python bench/run_all.py --quick --only occlusion
+    .venv-bench/bin/python bench/run_all.py --only shap_accuracy --out BENCHMARKS.md --update
 """
 
 import argparse
@@ -119,6 +120,51 @@ def render(sections, quick, seconds, command):
     return table, "\n".join(head + body)
 
 
+def _key(title):
+    """A section's number ("2.") identifies it across renamings of its title."""
+    return title.split(" ", 1)[0]
+
+
+def splice(old, sections, command, seconds):
+    """The report ``old`` with the table rows and sections of ``sections`` replaced (matched by
+    their number), the others kept; a line in the header says what was updated."""
+    lines = old.splitlines()
+    new_rows = {}
+    for s in sections:
+        new_rows.setdefault(_key(s["title"]), []).extend(
+            "| " + " | ".join(str(c) for c in [r["benchmark"], r["measure"], r["result"],
+                                               r["goal"] or "", {True: "yes", False: "**no**",
+                                                                 None: ""}[r["met"]]]) + " |"
+            for r in s["rows"])
+    out, done = [], set()
+    for line in lines:
+        cell = line[2:].split(" | ", 1)[0] if line.startswith("| ") else None
+        key = _key(cell) if cell else None
+        if key in new_rows:
+            if key not in done:
+                out.extend(new_rows[key])
+                done.add(key)
+            continue
+        out.append(line)
+    text = "\n".join(out)
+    for s in sections:
+        body = f"## {s['title']}\n\n{s['markdown'].rstrip()}\n\n_({s['seconds']:.0f} s)_\n"
+        parts = text.split("\n## ")
+        for i, part in enumerate(parts[1:], 1):
+            if _key(part) == _key(s["title"]):
+                parts[i] = body[3:]
+                break
+        else:
+            parts.append(body[3:])
+        text = "\n## ".join(parts)
+    stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    names = ", ".join(s["title"] for s in sections)
+    head, sep, rest = text.partition("\n\n| benchmark |")
+    head += (f"\n- Updated {stamp}: {names} (`{command}`, {seconds:.0f} s; the rest is from the "
+             "run above)")
+    return head + sep + rest if sep else head
+
+
 def write_atomic(path, text):
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -132,6 +178,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="short runs (the smoke test's size)")
     ap.add_argument("--only", nargs="*", help="benchmark names (bench_<name>.py) to run")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    ap.add_argument("--update", action="store_true",
+                    help="with --out: replace only the run benchmarks' rows and sections in the "
+                         "existing report, keep the others")
     args = ap.parse_args(argv)
     names = discover()
     if args.list:
@@ -154,6 +203,9 @@ def main(argv=None):
         "bench/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table, report = render(sections, args.quick, time.perf_counter() - t0, command)
     print(table)
+    if args.out and args.update and Path(args.out).is_file():
+        report = splice(Path(args.out).read_text(encoding="utf-8"), sections, command,
+                        time.perf_counter() - t0)
     if args.out:
         write_atomic(args.out, report)
         print(f"bench: wrote {args.out}", file=sys.stderr)

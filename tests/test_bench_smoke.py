@@ -1,7 +1,7 @@
 """A short run of every benchmark in bench/, so the benchmark code cannot rot.
 
 Runs each ``bench/bench_<name>.py`` with ``run(quick=True)`` in the project venv, where shap
-is not installed (its column must then be skipped, not crash). Asserts on structure and on
+and shapiq are not installed (the comparison must then be skipped, not crash). Asserts on structure and on
 facts that could be false; never on time.
 """
 
@@ -46,30 +46,27 @@ def test_benchmark_runs_quick(name):
 
 def test_shap_accuracy_facts():
     out = quick_run("shap_accuracy")
-    if not _setup.has_module("shap"):
-        assert "shap" not in {k for g in out["results"] for r in g["rows"] for k in r}
-        assert any("not installed" in str(r["result"]) for r in out["rows"])
-    names = {g["game"] for g in out["results"]}
-    assert {"linear", "interactions", "smooth"} <= names
-    for g in out["results"]:
-        rows = g["rows"]
-        full = 2 ** g["m"] - 2
-        assert rows[-1]["budget"] == full
-        assert rows[-1]["ours"] < 1e-9, "full enumeration must be exact"
-        assert rows[-1]["ours_evals"] == 2 ** g["m"]
-        if g["game"] == "linear":
-            assert max(r["ours"] for r in rows) < 1e-9, "a linear game is recovered exactly"
-        else:
-            errs = [r["ours"] for r in rows]
-            assert all(a > b for a, b in zip(errs, errs[1:])), f"{g['game']}: {errs}"
+    games = [c["game"] for c in out["cells"]]
+    for name in ("smooth", "saturating", "interactions", "sparse"):
+        assert any(g.startswith(name) for g in games)
+    rows = {r["measure"]: r for r in out["rows"]}
+    efficiency = next(r for m, r in rows.items() if m.startswith("efficiency"))
+    assert efficiency["met"], efficiency["result"]
+    if not any(c["others"] for c in out["cells"]):
+        assert any("skipped" in str(r["result"]) for r in out["rows"])
+    for game in set(games):
+        mse = [c["ours"].mean() for c in out["cells"] if c["game"] == game]
+        assert mse[-1] < mse[0], f"{game}: {mse}"
+    for c in out["cells"]:
+        assert c["ours_evals"] <= c["budget"]
 
 
 def test_exact_shapley_oracle_agrees_with_brute_force():
-    b = importlib.import_module("bench_shap_accuracy")
+    g = importlib.import_module("shapley_games")
     m = 6
-    v = b.interaction_game(m, 3)
-    table = b.tabulate(v, m)
-    phi = b.exact_shapley(table, m)
+    v = g.interaction_game(m, np.random.default_rng(3))
+    table = g.tabulate(v, m)
+    phi = g.exact_shapley(table, m)
     assert phi.sum() == pytest.approx(table[-1] - table[0])
     from test_core_shap import brute_force_shapley
     np.testing.assert_allclose(phi, brute_force_shapley(v, m), atol=1e-12)
