@@ -167,7 +167,7 @@ def read_regions(path, *, layer=None, raster_field=None):
         if raster_field:
             raster = feat.GetField(raster_field)
             if raster and not os.path.isabs(raster) and not raster.startswith("/vsi"):
-                raster = os.path.join(folder, raster)
+                raster = os.path.normpath(os.path.join(folder, raster))
         out.append(Region(id=int(feat.GetFID()), wkb=bytes(geom.ExportToIsoWkb()),
                           raster=raster, crs_wkt=crs))
     return out, crs
