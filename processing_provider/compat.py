@@ -11,7 +11,8 @@ from qgis import core as _core
 
 __all__ = ["ADVANCED", "NUMBER_DOUBLE", "NUMBER_INTEGER", "SOURCE_POLYGON", "SOURCE_POINT",
            "GEOMETRY_POINT", "GEOMETRY_POLYGON", "GEOMETRY_LINE", "FILTER_RASTER",
-           "FILTER_POLYGON", "FILTER_POINT", "PROPERTY_FILL_COLOR", "enum_value"]
+           "FILTER_POLYGON", "FILTER_POINT", "PROPERTY_FILL_COLOR", "enum_value",
+           "layer_filters"]
 
 
 def enum_value(*paths):
@@ -48,3 +49,13 @@ FILTER_POLYGON = enum_value("Qgis.LayerFilter.PolygonLayer",
 FILTER_POINT = enum_value("Qgis.LayerFilter.PointLayer", "QgsMapLayerProxyModel.Filter.PointLayer")
 PROPERTY_FILL_COLOR = enum_value("QgsSymbolLayer.Property.FillColor",
                                  "QgsSymbolLayer.Property.PropertyFillColor")
+
+
+def layer_filters(*filters):
+    """Several layer filters combined for ``QgsMapLayerComboBox.setFilters``: on QGIS 3.34+ as
+    ``Qgis.LayerFilters`` (a bare ``|`` of them is an int, which picks the deprecated overload)."""
+    combined = filters[0]
+    for extra in filters[1:]:
+        combined = combined | extra
+    flags = enum_value("Qgis.LayerFilters", "QgsMapLayerProxyModel.Filters")
+    return flags(combined)
