@@ -1,0 +1,269 @@
+"""segexplainer:explain_regions: explain every feature of a layer of regions, on Dask.
+
+The work is one call of ``core.regions.explain_regions``: a local Dask cluster by default,
+an existing one given its scheduler address, or this process (``SCHEDULER=serial``). The
+summary layer (``<OUTPUT_FOLDER>/regions.gpkg``) loads coloured by the share of the excitation
+that lies inside each region: its own signature, or context.
+"""
+
+import os
+
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingLayerPostProcessorInterface, QgsProcessingOutputNumber,
+                       QgsProcessingOutputVectorLayer, QgsProcessingParameterBand,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
+                       QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString, QgsRuleBasedRenderer, QgsSymbol)
+
+from .common import feedback_callbacks, raster_source_path, run_guarded
+from .compat import ADVANCED, NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON, enum_value
+from .parameters import (EXPLAIN_METHODS, check_values, definition, for_algorithm, form_value,
+                         help_html)
+
+_ALIVE = []   # post-processors must outlive the run
+
+#: (label, expression, colour) of the summary layer's classes, drawn in this order.
+SHARE_CLASSES = (
+    ("Own signature (most excitation inside the region)",
+     "\"status\" = 'done' AND \"own_share\" >= 0.6", "#2c7bb6"),
+    ("Mixed", "\"status\" = 'done' AND \"own_share\" >= 0.4 AND \"own_share\" < 0.6",
+     "#ffffbf"),
+    ("Context (most excitation outside the region)",
+     "\"status\" = 'done' AND (\"own_share\" < 0.4 OR \"own_share\" IS NULL)", "#d7191c"),
+    ("Failed (see message)", "\"status\" <> 'done'", "#969696"),
+)
+
+
+def all_method_parameters():
+    """The declarations of every explanation method's parameters, each once, in form order."""
+    seen, out = set(), []
+    for method in EXPLAIN_METHODS:
+        for decl in for_algorithm(method):
+            if decl.name not in seen:
+                seen.add(decl.name)
+                out.append(decl)
+    return out
+
+
+class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
+    """Explain every region of a layer, locally or on a Dask cluster."""
+
+    REGIONS = "REGIONS"
+    INPUT = "INPUT"
+    RASTER_FIELD = "RASTER_FIELD"
+    BANDS = "BANDS"
+    MODEL = "MODEL"
+    CLASS = "CLASS"
+    METHOD = "METHOD"
+    FAITHFULNESS = "FAITHFULNESS"
+    REPORTS = "REPORTS"
+    SCHEDULER = "SCHEDULER"
+    WORKERS = "WORKERS"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    OUTPUT = "OUTPUT"
+
+    def name(self):
+        return "explain_regions"
+
+    def displayName(self):  # noqa: N802
+        return "Explain many regions (local or Dask cluster)"
+
+    def group(self):
+        return "Explain many regions"
+
+    def groupId(self):  # noqa: N802
+        return "explain_many"
+
+    def createInstance(self):  # noqa: N802
+        return ExplainRegionsAlgorithm()
+
+    def shortHelpString(self):  # noqa: N802
+        return (
+            "<p>Explains every feature of REGIONS (polygons or points; each one separately) "
+            "with one METHOD, exactly as the single-region algorithms do for the same "
+            "parameters and seed. Each feature's raster is INPUT, or the file named in its "
+            "RASTER_FIELD (for detections across many scenes).</p>"
+            "<p>Writes OUTPUT_FOLDER/regions.gpkg, one feature per region: scene, status and "
+            "message, prediction, base value, sum of contributions (SHAP), own_share (the share "
+            "of the excitation inside the region: near 1 the region's own signature, near 0 "
+            "context such as a ship or a wind shadow), the strongest excitation and "
+            "inhibition cells, deletion/insertion AUC (FAITHFULNESS steps, 0 = off), "
+            "evaluations, seconds and the paths of its rasters. Each region's rasters and cells "
+            "are in OUTPUT_FOLDER/regions/&lt;id&gt;-&lt;key&gt;/.</p>"
+            "<p>A failing region is recorded with its message; the others go on. Re-running with "
+            "the same parameters skips the regions already complete. Cancel keeps the complete "
+            "regions.</p>"
+            "<p>SCHEDULER: empty = a local Dask cluster, one worker process per core; "
+            "tcp://host:8786 = an existing Dask cluster (its workers need numpy, GDAL, "
+            "onnxruntime and shapely, not QGIS; they must read the rasters and OUTPUT_FOLDER "
+            "at the same paths); 'serial' = this process, without Dask. Dask is optional: "
+            "pip install dask distributed.</p>" + help_html_all())
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok:
+            method = EXPLAIN_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+            ok, message = check_values(self, method, parameters, context)
+        return ok, message
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.REGIONS, "Regions (polygons or points, each explained)",
+            [SOURCE_POLYGON, SOURCE_POINT]))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.INPUT, "Raster (for every region without a raster field)", optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            self.RASTER_FIELD, "Field with each region's raster file", None, self.REGIONS,
+            optional=True))
+        self.addParameter(QgsProcessingParameterBand(
+            self.BANDS, "Bands in model-channel order (default: all bands)", None, self.INPUT,
+            optional=True, allowMultiple=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "ONNX segmentation model", extension="onnx"))
+        self.addParameter(QgsProcessingParameterString(
+            self.CLASS, "Class to explain (name or index from the model's metadata)"))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.METHOD, "Method", options=["Kernel SHAP (hexagons)", "RISE",
+                                            "Multi-scale occlusion"], defaultValue=0))
+        for decl in all_method_parameters():
+            self.addParameter(definition(decl))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.FAITHFULNESS, "Deletion/insertion AUC steps (0 = off)", NUMBER_INTEGER,
+            defaultValue=0, minValue=0, maxValue=1000))
+        reports = QgsProcessingParameterBoolean(self.REPORTS, "Report figure per region",
+                                                defaultValue=False)
+        reports.setFlags(reports.flags() | ADVANCED)
+        self.addParameter(reports)
+        self.addParameter(QgsProcessingParameterString(
+            self.SCHEDULER, "Dask scheduler (empty = local cluster; tcp://host:8786; serial)",
+            optional=True))
+        workers = QgsProcessingParameterNumber(
+            self.WORKERS, "Local workers (0 = one per core)", NUMBER_INTEGER, defaultValue=0,
+            minValue=0)
+        workers.setFlags(workers.flags() | ADVANCED)
+        self.addParameter(workers)
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.OUTPUT_FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputVectorLayer(self.OUTPUT, "Summary of the regions"))
+        for key, label in [("N_DONE", "Regions explained"), ("N_FAILED", "Regions failed"),
+                           ("N_SKIPPED", "Regions already complete")]:
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+
+    # -- main thread: copy the regions out of the layer ---------------------------------------
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..core.regions import Region
+
+        source = self.parameterAsSource(parameters, self.REGIONS, context)
+        if source is None:
+            raise QgsProcessingException("REGIONS: no region layer was given. Choose a polygon "
+                                         "or point layer.")
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        self._raster = raster_source_path(layer) if layer is not None else None
+        field = self.parameterAsString(parameters, self.RASTER_FIELD, context)
+        if not field and self._raster is None:
+            raise QgsProcessingException("INPUT: give a raster, or a RASTER_FIELD naming each "
+                                         "region's raster file.")
+        self._crs = source.sourceCrs().toWkt(
+            enum_value("Qgis.CrsWktVariant.Preferred",
+                       "QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED"))
+        self._regions = []
+        for feature in source.getFeatures():
+            geom = feature.geometry()
+            if geom.isNull() or geom.isEmpty():
+                continue
+            raster = str(feature[field] or "") if field else None
+            self._regions.append(Region(id=int(feature.id()), wkb=bytes(geom.asWkb()),
+                                        raster=raster))
+        if not self._regions:
+            raise QgsProcessingException("REGIONS: the layer has no features with a geometry "
+                                         "(or none are selected).")
+        self._bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        return True
+
+    # -- worker thread --------------------------------------------------------------------------
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        return run_guarded(lambda: self._explain(parameters, context, feedback, folder),
+                           context, feedback, [], noun="Explanation of the regions",
+                           memory_message="Not enough memory. Lower WINDOW or BATCH_SIZE, or "
+                                          "use fewer WORKERS.")
+
+    def _explain(self, parameters, context, feedback, folder):
+        from ..core.regions import explain_regions, method_parameters
+
+        method = EXPLAIN_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        values = {decl.name: decl.from_form(form_value(self, decl, parameters, context))
+                  for decl in for_algorithm(method)}
+        n_threads = values.pop("n_threads")
+        window = values.pop("window")
+        params = {k: v for k, v in values.items() if k in method_parameters(method)}
+        scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
+        if scheduler is None:
+            # Known limitation: worker processes spawned from QGIS's embedded Python fail to
+            # start (they die importing _csv / hashlib's blake2), so inside QGIS the regions
+            # run in this process unless a cluster is given.
+            feedback.pushWarning(
+                "Local Dask workers cannot be started from inside QGIS yet; the regions run in "
+                "this process, one after the other. For parallel runs start a cluster (in a "
+                "terminal: 'dask scheduler' and 'dask worker tcp://localhost:8786 --nworkers "
+                "N --nthreads 1') and give SCHEDULER=tcp://localhost:8786.")
+            scheduler = "serial"
+        model = self.parameterAsFile(parameters, self.MODEL, context)
+        progress, cancel = feedback_callbacks(feedback)
+        run = explain_regions(
+            self._regions, model, self.parameterAsString(parameters, self.CLASS, context),
+            method, folder, raster=self._raster, crs_wkt=self._crs, bands=self._bands,
+            window=window, faithfulness=self.parameterAsInt(parameters, self.FAITHFULNESS,
+                                                            context),
+            report=self.parameterAsBoolean(parameters, self.REPORTS, context),
+            n_threads=n_threads, scheduler=scheduler,
+            n_workers=self.parameterAsInt(parameters, self.WORKERS, context) or None,
+            progress=progress, cancel=cancel,
+            log=lambda kind, text: (feedback.pushWarning if kind == "warning"
+                                    else feedback.pushInfo)(text),
+            **params)
+        feedback.pushInfo(f"{run.n_done} region(s) explained, {run.n_failed} failed, "
+                          f"{run.n_skipped} already complete, in {run.seconds:.1f} s on "
+                          f"{run.n_workers} worker(s). Summary: {run.summary_path}")
+        if run.cancelled:
+            feedback.reportError(f"Cancelled: {len(run.records)} of {len(self._regions)} "
+                                 "regions are complete; run again with the same parameters to "
+                                 "explain the others.")
+        details = QgsProcessingContext.LayerDetails(
+            f"Regions: {method}", context.project(), self.OUTPUT)
+        processor = RegionsStyle()
+        _ALIVE.append(processor)
+        del _ALIVE[:-64]
+        details.setPostProcessor(processor)
+        context.addLayerToLoadOnCompletion(run.summary_path, details)
+        return {self.OUTPUT: run.summary_path, self.OUTPUT_FOLDER: folder,
+                "N_DONE": run.n_done, "N_FAILED": run.n_failed, "N_SKIPPED": run.n_skipped}
+
+
+def help_html_all():
+    """Every method's parameters, for the help panel."""
+    return "".join(f"<p><b>{method}</b></p>{help_html(method)}" for method in EXPLAIN_METHODS)
+
+
+def share_renderer(geometry_type):
+    """Rule-based renderer of the summary layer: :data:`SHARE_CLASSES`."""
+    from qgis.PyQt.QtGui import QColor
+
+    root = QgsRuleBasedRenderer.Rule(None)
+    for label, expression, colour in SHARE_CLASSES:
+        symbol = QgsSymbol.defaultSymbol(geometry_type)
+        symbol.setColor(QColor(colour))
+        root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, expression, label))
+    return QgsRuleBasedRenderer(root)
+
+
+class RegionsStyle(QgsProcessingLayerPostProcessorInterface):
+    """Colours the summary layer by own_share when QGIS loads it (main thread)."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        layer.setRenderer(share_renderer(layer.geometryType()))
+        folder = os.path.dirname(layer.source().split("|")[0])
+        layer.setName(f"Regions explained ({os.path.basename(folder)})")
+        layer.triggerRepaint()

@@ -1,0 +1,96 @@
+"""segexplainer:explain_regions in QGIS: the toolbox's run with the summary layer loaded and
+styled, a graphical model, and qgis_process on a local Dask cluster."""
+
+from pathlib import Path
+
+from osgeo import ogr
+
+from helpers_qgis import ROOT, project_restored, provider, qgis_process  # noqa: F401 (fixture)
+from seg_explainer.core import parameters as P
+
+REGIONS = "{regions}|layername=regions"
+RISE = {"METHOD": 1, "N_MASKS": 30, "WINDOW": 96, "BATCH_SIZE": 8, "SEED": 2}
+
+
+def features(path):
+    ds = ogr.Open(path)
+    return [feat.items() for feat in ds.GetLayerByName("regions")]
+
+
+def test_parameters_come_from_the_declarations(provider):
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("segexplainer:explain_regions")
+    keys = {d.name() for d in alg.parameterDefinitions()}
+    for method in P.EXPLAIN_METHODS:
+        for decl in P.for_algorithm(method):
+            param = alg.parameterDefinition(decl.key)
+            assert param is not None, decl.key
+            assert param.help() == decl.help and param.description() == decl.label
+    assert {"REGIONS", "INPUT", "RASTER_FIELD", "SCHEDULER", "OUTPUT_FOLDER"} <= keys
+
+
+def test_toolbox_run_loads_the_summary_styled_by_own_share(provider, sample_data, tmp_path,
+                                                           project_restored):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsRuleBasedRenderer
+
+    context = QgsProcessingContext()
+    context.setProject(project_restored)
+    params = {"REGIONS": REGIONS.format(**sample_data), "INPUT": sample_data["scene"],
+              "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+              "FAITHFULNESS": 3, "OUTPUT_FOLDER": str(tmp_path / "out"), **RISE}
+    res = processing.runAndLoadResults("segexplainer:explain_regions", params, context=context,
+                                       feedback=QgsProcessingFeedback())
+    rows = features(str(tmp_path / "out" / "regions.gpkg"))
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert all(0 <= r["own_share"] <= 1 and r["insertion_auc"] is not None for r in rows)
+    assert res["N_DONE"] == 3 and res["N_FAILED"] == 0
+    loaded = [layer for layer in project_restored.mapLayers().values()
+              if layer.source().split("|")[0] == str(tmp_path / "out" / "regions.gpkg")]
+    assert len(loaded) == 1
+    renderer = loaded[0].renderer()
+    assert isinstance(renderer, QgsRuleBasedRenderer)
+    labels = [rule.label() for rule in renderer.rootRule().children()]
+    assert labels[0].startswith("Own signature") and labels[2].startswith("Context")
+    # a second run with the same parameters finds every region complete
+    again = processing.run("segexplainer:explain_regions", params,
+                           context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    assert (again["N_DONE"], again["N_SKIPPED"]) == (0, 3)
+
+
+def test_graphical_model_runs_explain_regions(provider, sample_data, tmp_path):
+    import processing
+    from qgis.core import (QgsProcessingContext, QgsProcessingFeedback,
+                           QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource)
+
+    model = QgsProcessingModelAlgorithm("regions", "tests")
+    child = QgsProcessingModelChildAlgorithm("segexplainer:explain_regions")
+    child.setChildId("explain")
+    values = {"REGIONS": REGIONS.format(**sample_data), "INPUT": sample_data["scene"],
+              "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+              "OUTPUT_FOLDER": str(tmp_path / "model_out"), **RISE}
+    for key, value in values.items():
+        child.addParameterSources(key, [QgsProcessingModelChildParameterSource.fromStaticValue(
+            value)])
+    model.addChildAlgorithm(child)
+    processing.run(model, {}, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    assert [r["status"] for r in features(str(tmp_path / "model_out" / "regions.gpkg"))] == \
+        ["done"] * 3
+
+
+def test_qgis_process_runs_explain_regions(sample_data, tmp_path):
+    """Without SCHEDULER inside QGIS: in the process (local Dask workers cannot start from
+    QGIS's embedded Python yet), saying how to use a cluster."""
+    out = tmp_path / "cli"
+    args = ["run", "segexplainer:explain_regions", "--",
+            f"REGIONS={REGIONS.format(**sample_data)}", f"INPUT={sample_data['scene']}",
+            f"MODEL={sample_data['model']}", "CLASS=oil", "METHOD=1", "N_MASKS=30",
+            "WINDOW=96", "WORKERS=2", f"OUTPUT_FOLDER={out}"]
+    proc = qgis_process(args, tmp_path / "qp")
+    assert "on 1 worker(s)" in proc.stdout
+    rows = features(str(out / "regions.gpkg"))
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert len(list((out / "regions").iterdir())) == 3
+    assert ROOT.exists() and Path(rows[0]["signed_path"]).is_file()
