@@ -28,6 +28,9 @@ from .pip_rules import PINNED, PIP_OPTIONS, constraints_text, project_name, requ
 
 #: import name -> the project (in requirements.txt) that provides it
 REQUIRED = {"onnxruntime": "onnxruntime", "shapely": "shapely", "skimage": "scikit-image"}
+#: import name -> project of the optional packages: only segexplainer:explain_regions needs
+#: them (many regions on a local or remote Dask cluster); everything else works without.
+OPTIONAL = {"dask": "dask", "distributed": "distributed"}
 DEPS_FOLDER_NAME = "seg_explainer_deps"
 LOG_TAG = "Segmentation Explainer"
 
@@ -54,6 +57,20 @@ def missing_modules():
     """``{import name: project name}`` of the required packages that cannot be imported."""
     missing = {}
     for module, requirement in REQUIRED.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing[module] = requirement
+    return missing
+
+
+def missing_optional():
+    """``{import name: project name}`` of the :data:`OPTIONAL` packages that cannot be
+    imported (install them with ``PipInstallTask(list(missing_optional().values()))``)."""
+    missing = {}
+    for module, requirement in OPTIONAL.items():
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
