@@ -59,6 +59,60 @@ def band_means(image, valid_mask=None):
     return (total / np.maximum(count, 1)).astype(np.float32)
 
 
+#: Values of this magnitude or more are unflagged fill values (1e20, 9.97e36, 1e38,
+#: -3.4e38...), not measurements: no backscatter, reflectance or digital number is that large.
+ABSURD_MAGNITUDE = 1e20
+
+
+def screen_values(values, *, keep=None):
+    """Non-finite and absurd values (:data:`ABSURD_MAGNITUDE`) of ``values`` as NaN.
+
+    Parameters
+    ----------
+    values : ndarray
+        Any real array (float64 values too large for float32 are caught before a cast).
+    keep : ndarray of bool, optional
+        Positions already known to be nodata (NaN by design): not counted.
+
+    Returns
+    -------
+    screened : ndarray, float
+        A float copy with those values NaN.
+    n_non_finite, n_absurd : int
+        How many +-inf or NaN (outside ``keep``) and finite values beyond +-1e20 were found.
+
+    >>> screen_values(np.array([1.0, np.inf, 1e38, np.nan]))[1:]
+    (2, 1)
+    """
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        return values.astype(np.float64), 0, 0
+    finite = np.isfinite(values)
+    absurd = finite & (np.abs(values) >= ABSURD_MAGNITUDE)
+    bad = ~finite
+    if keep is not None:
+        bad &= ~keep
+    n_bad, n_absurd = int(bad.sum()), int(absurd.sum())
+    if not n_bad and not n_absurd:
+        return values, 0, 0
+    return np.where(finite & ~absurd, values, np.nan), n_bad, n_absurd
+
+
+def screening_message(n_non_finite, n_absurd):
+    """The warning for :func:`screen_values`' counts, or None when both are 0."""
+    if not n_non_finite and not n_absurd:
+        return None
+    parts = []
+    if n_non_finite:
+        parts.append(f"{n_non_finite} infinite or NaN value(s)")
+    if n_absurd:
+        parts.append(f"{n_absurd} value(s) beyond +-{ABSURD_MAGNITUDE:g} (fill values without "
+                     "a nodata flag)")
+    return (f"The image holds {' and '.join(parts)}; they are treated as nodata, so they "
+            "take no part in the baseline or the region score. Set the raster's nodata value "
+            "if they mark missing data.")
+
+
 def fill_nodata(image, valid_mask=None):
     """Replace NaN (and pixels outside ``valid_mask``) by the per-band mean of the rest.
 

@@ -6,7 +6,12 @@ from .errors import ExplanationCancelled
 
 
 def check_cancel(cancel):
-    """Raise :class:`ExplanationCancelled` if ``cancel`` is given and returns True."""
+    """Raise :class:`ExplanationCancelled` if ``cancel`` is given and returns True, or a
+    signal asked the run to stop (:mod:`.interrupt`)."""
+    from .interrupt import requested
+
+    if requested():
+        raise ExplanationCancelled(f"stopped by {requested()}")
     if cancel is not None and cancel():
         raise ExplanationCancelled("cancelled by the user")
 

@@ -13,10 +13,11 @@ the engine is a bug and must reach the user as one, with its traceback.
     +-- DependencyError   a Python package missing or unusable in this process
     +-- OutputError       an output that cannot be written (folder, disk space)
     ExplanationCancelled  the caller's cancel() asked the run to stop (not an error)
+    InputWarning (UserWarning)  an input the engine changed, saying what and how many
 """
 
-__all__ = ["DependencyError", "ExplanationCancelled", "InputError", "ModelError",
-           "OutputError", "UserError"]
+__all__ = ["DependencyError", "ExplanationCancelled", "InputError", "InputWarning",
+           "ModelError", "OutputError", "UserError"]
 
 
 class ExplanationCancelled(Exception):
@@ -52,3 +53,8 @@ class DependencyError(UserError):
 
 class OutputError(UserError):
     """An output that cannot be written (a folder that cannot be written, a full disk)."""
+
+
+class InputWarning(UserWarning):
+    """An input the engine changed rather than refused (values made nodata, a thread count
+    lowered); the message says what, how many and why."""

@@ -39,15 +39,16 @@ changes where the model is run).
 """
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .baselines import (STATIC_KINDS, baseline_image, composite, fill_nodata, infill_rects,
-                        inpaint_masked)
+                        inpaint_masked, screen_values, screening_message)
 from .batching import check_cancel
 from .checked_model import checked
-from .errors import InputError, ModelError
+from .errors import InputError, InputWarning, ModelError
 from .parameters import EXPLAIN_METHODS, PARAMETERS, by_name, check_parameters, defaults
 
 METHODS = EXPLAIN_METHODS
@@ -205,6 +206,26 @@ def _check_params(method, params):
     if p["baseline"] == "constant" and p["baseline_value"] is None:
         raise InputError("baseline 'constant' needs baseline_value")
     return p
+
+
+def _check_sizes(method, p, shape):
+    """Refuse parameters that cannot be meaningful on an image of ``shape`` (H, W)."""
+    h, w = shape
+    if method == "rise" and p["grid_size"] > min(h, w):
+        raise InputError(
+            f"GRID_SIZE: a {p['grid_size']} x {p['grid_size']} mask grid on a {h} x {w} px "
+            f"window makes grid cells smaller than a pixel. Use GRID_SIZE {min(h, w)} or less "
+            "(8 is the usual), or raise WINDOW.")
+
+
+def _check_samples(n_samples, n_players):
+    """Refuse a SHAP sample count too small to determine one value per cell."""
+    needed = min(n_players, 2 ** min(n_players, 62) - 2)
+    if n_samples < needed:
+        raise InputError(
+            f"N_SAMPLES: {n_samples} coalition(s) cannot determine the values of "
+            f"{n_players} cells; at least {needed} are needed (0 = automatic: "
+            f"{2 * n_players + 2048}). Raise N_SAMPLES, or raise HEX_SIZE for fewer cells.")
 
 
 def _check_inputs(model, image, region_mask, classes):
@@ -380,6 +401,11 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
     model = checked(model)      # NaN or non-probabilities stop the run with the fix
     p = _check_params(method, params)
     image, region, classes = _check_inputs(model, image, region_mask, classes)
+    image, n_non_finite, n_absurd = screen_values(image, keep=np.isnan(image))
+    if n_non_finite or n_absurd:
+        warnings.warn(screening_message(n_non_finite, n_absurd), InputWarning, stacklevel=2)
+        image = image.astype(np.float32)
+    _check_sizes(method, p, region.shape)
     valid = np.all(np.isfinite(image), axis=2)
     if (region & valid).any():
         region = region & valid
@@ -645,6 +671,7 @@ def _run_shap(scorer, image, p, images_for, prog, cancel, win):
     n_players = len(players)
     if p["n_samples"] is None:
         p["n_samples"] = 2 * n_players + 2048
+    _check_samples(p["n_samples"], n_players)
 
     def value_fn(coalitions):
         z = np.asarray(coalitions, dtype=bool)

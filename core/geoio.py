@@ -56,8 +56,23 @@ def raster_info(path):
         dtypes=tuple(gdal.GetDataTypeName(b.DataType) for b in bands))
 
 
-def read_window(path, row0, col0, height, width, bands=None):
+#: What a complex band (CInt16, CFloat32...: SLC products) becomes: ``|z|^2`` or ``|z|``.
+COMPLEX_AS = ("intensity", "amplitude")
+
+
+def is_complex(dtype_name):
+    """True for GDAL's complex types (``CInt16``, ``CInt32``, ``CFloat32``, ``CFloat64``)."""
+    return str(dtype_name).startswith("C")
+
+
+def read_window(path, row0, col0, height, width, bands=None, *, screened=None,
+                complex_as="intensity"):
     """Read a window as float32 ``[height, width, C]``; nodata and out-of-raster pixels are NaN.
+
+    Infinite, NaN and absurd values (beyond +-1e20, :func:`~.baselines.screen_values`) are
+    NaN too: a fill value without a nodata flag must not reach the model or the baseline.
+    Complex bands become their intensity ``|z|^2`` (or amplitude ``|z|``), never their real
+    part.
 
     Parameters
     ----------
@@ -69,7 +84,15 @@ def read_window(path, row0, col0, height, width, bands=None):
     height, width : int
     bands : sequence of int, optional
         1-based band numbers in model-channel order; default all bands.
+    screened : dict, optional
+        Incremented with the counts ``"non_finite"`` and ``"absurd"`` of values made NaN.
+    complex_as : {"intensity", "amplitude"}
+        What a complex band becomes.
     """
+    from .baselines import screen_values
+
+    if complex_as not in COMPLEX_AS:
+        raise ValueError(f"complex_as must be one of {COMPLEX_AS}, got {complex_as!r}")
     gdal = _gdal()
     ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     bands = list(bands) if bands else list(range(1, ds.RasterCount + 1))
@@ -80,11 +103,29 @@ def read_window(path, row0, col0, height, width, bands=None):
         return out
     for i, b in enumerate(bands):
         band = ds.GetRasterBand(int(b))
-        data = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0).astype(np.float32)
+        data = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
         nodata = band.GetNoDataValue()
+        flagged = None
         if nodata is not None:
-            data[data == np.float32(nodata)] = np.nan
-        out[r0 - row0:r1 - row0, c0 - col0:c1 - col0, i] = data
+            if np.isnan(nodata):
+                flagged = np.isnan(data)
+            elif data.dtype.kind == "f":
+                with np.errstate(over="ignore"):
+                    flagged = data == data.dtype.type(nodata)
+            else:
+                flagged = data == nodata
+        if np.iscomplexobj(data):
+            data = np.abs(data.astype(np.complex128))
+            if complex_as == "intensity":
+                data = data * data
+        data = data.astype(np.float64)
+        if flagged is not None:
+            data[flagged] = np.nan
+        data, n_bad, n_absurd = screen_values(data, keep=flagged)
+        if screened is not None:
+            screened["non_finite"] = screened.get("non_finite", 0) + n_bad
+            screened["absurd"] = screened.get("absurd", 0) + n_absurd
+        out[r0 - row0:r1 - row0, c0 - col0:c1 - col0, i] = data.astype(np.float32)
     return out
 
 
@@ -98,7 +139,9 @@ def temporary_name(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     base, ext = os.path.splitext(os.path.basename(path))
-    return os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.part{ext}")
+    # At most 40 characters of the name, so a long file name still leaves room for the
+    # random part and the side-cars' suffixes.
+    return os.path.join(folder, f".{base[:40]}.{uuid.uuid4().hex[:12]}.part{ext}")
 
 
 def file_family(tmp, final=None):
@@ -134,21 +177,13 @@ def remove_family(tmp):
 def commit_family(tmp, final):
     """Rename ``tmp`` and its side-cars to ``final``'s names; returns the new paths.
 
-    A stale ``<final>.aux.xml`` (statistics or class names of an older file) is removed when
-    the new file has none.
+    The file replaced and its stale side files (``.aux.xml``, ``.ovr``, a shapefile's
+    ``.qix``...) are moved aside first and removed only once the new files are in place; a
+    failure puts them back (:func:`~.outputs.replace_families`).
     """
-    final = os.path.abspath(os.fspath(final))
-    family = file_family(tmp, final)
-    if not family or family[-1][0] != os.path.abspath(os.fspath(tmp)):
-        raise FileNotFoundError(f"the output {final} was not written")
-    if (final + ".aux.xml") not in {dst for _, dst in family} and \
-            os.path.exists(final + ".aux.xml"):
-        os.unlink(final + ".aux.xml")
-    done = []
-    for src, dst in family:
-        os.replace(src, dst)
-        done.append(dst)
-    return done
+    from .outputs import replace_families
+
+    return replace_families([(tmp, final)])
 
 
 @contextlib.contextmanager

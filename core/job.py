@@ -27,7 +27,8 @@ import numpy as np
 
 from .batching import check_cancel
 from .errors import ExplanationCancelled, InputError
-from .outputs import OutputSet, check_writable, is_disk_full, output_failure
+from .outputs import (OutputSet, check_destinations, check_writable, is_disk_full,
+                      output_failure)
 from .region import window_edge
 
 __all__ = ["EXPLAIN_OUTPUTS", "Job", "JobRun", "NODATA", "check_job", "crop_message",
@@ -114,6 +115,8 @@ class Job:
         The region (WKB, in the raster's CRS).
     warnings : tuple of str
         What the user should know (region crossing the raster's edge, geographic CRS...).
+    recorded : dict
+        What the outputs record about how the raster was read (``complex_bands``, ``warp``).
     """
 
     source: str
@@ -126,6 +129,7 @@ class Job:
     nodata: np.ndarray
     roi_wkb: bytes
     warnings: tuple = ()
+    recorded: dict = field(default_factory=dict)
 
 
 def read_job(model, source, roi_wkb, *, bands=None, window=None):
@@ -136,9 +140,13 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     model : SegmentationModel
         Its ``n_channels``, ``fixed_size`` and ``tile_size`` decide bands and window.
     source : str
-        A raster GDAL can read, north-up, with a CRS.
+        A raster GDAL can read, north-up, with a CRS; or georeferenced by GCPs or RPCs only
+        (then warped on the fly, :func:`~.georef.gridded_source`).
     roi_wkb : bytes
-        The region of interest (polygons or points) in the raster's CRS.
+        The region of interest (polygons or points) in the raster's CRS (for a GCP raster,
+        the GCPs' CRS, as QGIS shows the layer). A region across the antimeridian of a
+        geographic raster is taken modulo 360 degrees; points outside the raster are left
+        out with a warning.
     bands : sequence of int, optional
         1-based bands in model-channel order; default all.
     window : int, optional
@@ -153,12 +161,24 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     InputError
         For every input that cannot work, naming the parameter to change.
     """
-    from .geoio import raster_info, read_window, window_geotransform
+    from .georef import gridded_source
+
+    grid = gridded_source(source)      # a GCP- or RPC-only raster: warped on the fly
+    try:
+        return _read_grid(model, source, grid, roi_wkb, bands, window)
+    finally:
+        grid.close()
+
+
+def _read_grid(model, source, grid, roi_wkb, bands, window):
+    from .baselines import screening_message
+    from .georef import COMPLEX_TEXT, complex_conversion, points_on_raster, unwrap_antimeridian
+    from .geoio import is_complex, raster_info, read_window, window_geotransform
     from .region import pixel_bounds, place_window, region_mask
     from .shapely_geos import import_shapely
 
     shapely = import_shapely()
-    info = raster_info(source)
+    info = raster_info(grid.path)
     if not info.crs_wkt:
         raise InputError("INPUT: the raster has no coordinate reference system. Assign one so "
                          "the results can be georeferenced.")
@@ -172,11 +192,19 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     if gt[2] != 0 or gt[4] != 0:
         raise InputError("INPUT: the raster's geotransform is rotated. Warp it to a north-up "
                          "grid (Raster > Projections > Warp) first.")
-    region = shapely.from_wkb(roi_wkb)
+    warnings = list(grid.warnings)
+    region = shapely.from_wkb(grid.to_grid(roi_wkb))
     x0, dx, _, y0, _, dy = gt
     extent = shapely.box(x0, y0 + dy * info.height, x0 + dx * info.width, y0)
-    warnings = []
+    region, note = unwrap_antimeridian(region, extent, _is_geographic(info.crs_wkt))
+    if note:
+        warnings.append(note)
     points = region.geom_type in ("Point", "MultiPoint")
+    if points:
+        region, n_outside = points_on_raster(region, gt, info.width, info.height)
+        if n_outside:
+            warnings.append(f"{n_outside} of the region's points lie outside the raster and "
+                            "are left out.")
     clipped = region if points else region.intersection(extent)
     if clipped.is_empty or not clipped.intersects(extent):
         raise InputError("ROI: the region of interest lies outside the raster. Draw it on the "
@@ -196,7 +224,21 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
             f"The {size} x {size} px window is larger than the raster ({info.height} x "
             f"{info.width} px); the part outside the raster is nodata, shown to the model as "
             "the image's mean.")
-    image = read_window(source, win.row0, win.col0, win.height, win.width, bands)
+    screened, recorded = {}, dict(grid.record)
+    complex_as = complex_conversion(model)
+    image = read_window(grid.path, win.row0, win.col0, win.height, win.width, bands,
+                        screened=screened, complex_as=complex_as)
+    screening = screening_message(screened["non_finite"], screened["absurd"])
+    if screening:
+        warnings.append(screening)
+    complex_bands = [b for b in bands if is_complex(info.dtypes[b - 1])]
+    if complex_bands:
+        warnings.append(
+            f"Band(s) {complex_bands} are complex ({info.dtypes[complex_bands[0] - 1]}); the "
+            f"model is given their {complex_as} ({COMPLEX_TEXT[complex_as]}), as "
+            f"{'its metadata says' if complex_as != 'intensity' else 'by default'}. The "
+            "outputs record it (complex_bands).")
+        recorded["complex_bands"] = json.dumps({"bands": complex_bands, "as": complex_as})
     nodata = np.isnan(image).all(axis=-1)
     mask = region_mask(clipped, gt, win)
     if (mask & nodata).any():
@@ -210,7 +252,9 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
         raise InputError("INPUT: the explanation window holds only nodata.")
     return Job(source=str(source), bands=tuple(bands), info=info, window=win,
                geotransform=window_geotransform(gt, win.row0, win.col0), image=image,
-               mask=mask, nodata=nodata, roi_wkb=bytes(roi_wkb), warnings=tuple(warnings))
+               mask=mask, nodata=nodata, roi_wkb=bytes(shapely.to_wkb(region)),
+               warnings=tuple(warnings),
+               recorded=recorded)
 
 
 def _is_geographic(crs_wkt):
@@ -480,6 +524,8 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
     from .explain import explain_region
 
     outputs = dict(outputs or {})
+    check_destinations({name.upper(): path for name, path in outputs.items()},
+                       {"INPUT": source, "MODEL": getattr(model, "path", None)})
     for name, path in outputs.items():
         if path:
             check_writable(path, name.upper())
@@ -508,6 +554,7 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
                f"sum of contributions {total:.4f}", f"{result.n_evaluations} evaluations")
     metadata = run_metadata(model, class_name, method, recorded, window=win, source=job.source,
                             bands=job.bands, roi_wkb=job.roi_wkb)
+    metadata.update(job.recorded)
     if not result.cells:
         outputs.pop("cells", None)
     if callable(report_title):
@@ -540,6 +587,7 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
 
     destinations = {"PROBABILITIES": probabilities, "CLASSES": classes}
     destinations = {k: v for k, v in destinations.items() if v}
+    check_destinations(destinations, {"INPUT": source, "MODEL": getattr(model, "path", None)})
     for key, path in destinations.items():
         check_writable(path, key)
     resolve_bands(bands, raster_info(source).n_bands, model.n_channels)

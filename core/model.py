@@ -39,7 +39,8 @@ import warnings
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ExplanationCancelled, ModelError
+from .interrupt import model_call, requested
 from .metadata import parse_metadata
 from .onnx_check import custom_operator_message, read_model_file
 
@@ -86,6 +87,28 @@ def infer_layout(shape, n_channels=None):
     if looks_like_channels(d3) and not looks_like_channels(d1):
         return "NHWC"
     return "NCHW"
+
+
+def usable_cores():
+    """The CPU cores this process may run on (its affinity mask, else the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def usable_threads(n_threads):
+    """``n_threads`` lowered to :func:`usable_cores` with an
+    :class:`~.errors.InputWarning`: more spinning threads than cores stall the machine."""
+    from .errors import InputWarning
+
+    cores = usable_cores()
+    if n_threads > cores:
+        warnings.warn(f"THREADS: {n_threads} threads were asked for, but this process may use "
+                      f"{cores} core(s); onnxruntime is given {cores}. More threads than "
+                      "cores only slow the machine down.", InputWarning, stacklevel=3)
+        return cores
+    return n_threads
 
 
 def file_sha256(path):
@@ -354,7 +377,7 @@ class SegmentationModel:
         if n_threads is not None:
             if int(n_threads) < 1:
                 raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-            options.intra_op_num_threads = int(n_threads)
+            options.intra_op_num_threads = usable_threads(int(n_threads))
         if providers is None:
             available = ort.get_available_providers()
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -656,9 +679,12 @@ class SegmentationModel:
         feed = np.ascontiguousarray(feed, dtype=self._input_dtype)
         del x
         try:
-            out = self._session.run([self._output_name], {self._input_name: feed},
-                                    self._run_options())[0]
+            with model_call(self._run_options()) as options:
+                out = self._session.run([self._output_name], {self._input_name: feed},
+                                        options)[0]
         except Exception as exc:  # onnxruntime raises its own exception types
+            if requested():       # a signal terminated the call (core.interrupt)
+                raise ExplanationCancelled(f"stopped by {requested()}") from None
             asked = _memory_failure(str(exc))
             if asked is not None:
                 cap = (f"the {_gib(self._memory_cap)} onnxruntime may use here"

@@ -29,6 +29,12 @@ from .errors import InputError
 __all__ = ["EXPLAIN_METHODS", "PARAMETERS", "Parameter", "by_key", "by_name",
            "check_parameters", "defaults", "for_algorithm"]
 
+#: Largest SHAP sample count: each sample is one model evaluation, and the design matrix
+#: holds one row per sample (10 million rows of 229 cells is 2.3 GB).
+MAX_SAMPLES = 10_000_000
+#: Largest seed: Processing integers are 32-bit, so a larger one would not be the seed used.
+MAX_SEED = 2 ** 31 - 1
+
 #: The explanation methods, in the order the toolbox and the dock show them.
 EXPLAIN_METHODS = ("shap", "rise", "occlusion")
 
@@ -139,14 +145,17 @@ class Parameter:
 
     def range_text(self):
         """The accepted range in words: ``">= 1"``, ``"in (0, 1]"``, ``"from 1 to 8"``."""
+        def text(v):                      # integers in full: 2147483647, not 2.14748e+09
+            return str(int(v)) if self.kind is int else f"{v:g}"
+
         if self.minimum is not None and self.maximum is not None:
             if self.exclusive_minimum:
-                return f"in ({self.minimum:g}, {self.maximum:g}]"
-            return f"from {self.minimum:g} to {self.maximum:g}"
+                return f"in ({text(self.minimum)}, {text(self.maximum)}]"
+            return f"from {text(self.minimum)} to {text(self.maximum)}"
         if self.minimum is not None:
-            return f"{'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+            return f"{'>' if self.exclusive_minimum else '>='} {text(self.minimum)}"
         if self.maximum is not None:
-            return f"<= {self.maximum:g}"
+            return f"<= {text(self.maximum)}"
         return ""
 
     def check(self, value):
@@ -223,8 +232,9 @@ PARAMETERS = (
     Parameter("n_samples", "N_SAMPLES", int, None, "Coalitions to evaluate (0 = 2 x cells + "
               "2048)",
               "Coalitions (on/off patterns of the cells) the model is run on; 0 = automatic, "
-              "2 M + 2048 for M cells. With 2^M or more the Shapley values are exact.",
-              methods=("shap",), minimum=0, none_as=0, short="Samples"),
+              "2 M + 2048 for M cells. With 2^M or more the Shapley values are exact. At "
+              "least M are needed (one per cell); at most 10 million.",
+              methods=("shap",), minimum=0, maximum=MAX_SAMPLES, none_as=0, short="Samples"),
     Parameter("n_masks", "N_MASKS", int, 2000, "Number of masks",
               "Random masks the model is run on (RISE, Petsiuk et al. 2018: 2000 to 8000); "
               "more masks give a smoother, more stable map.",
@@ -254,8 +264,10 @@ PARAMETERS = (
               "of the tile.",
               methods=("segment",), minimum=0, none_as=-1),
     Parameter("seed", "SEED", int, 0, "Random seed",
-              "Random seed: the same seed and parameters give the same explanation.",
-              methods=("shap", "rise"), shown_in=EXPLAIN_METHODS, minimum=0, short="Seed"),
+              "Random seed: the same seed and parameters give the same explanation (0 to "
+              "2147483647, the range of a Processing integer).",
+              methods=("shap", "rise"), shown_in=EXPLAIN_METHODS, minimum=0, maximum=MAX_SEED,
+              short="Seed"),
     Parameter("batch_size", "BATCH_SIZE", int, 1, "Images per model call",
               "Images per model call; 1 is within 5 % of the fastest on a CPU (BENCHMARKS.md "
               "section 6), larger batches help on a GPU and need more memory.",
@@ -275,7 +287,8 @@ PARAMETERS = (
               minimum=1, advanced=True),
     Parameter("n_threads", "THREADS", int, None,
               "Threads for the model (0 = onnxruntime's default)",
-              "onnxruntime intra-op threads; 0 = onnxruntime's default.",
+              "onnxruntime intra-op threads; 0 = onnxruntime's default. More than the "
+              "cores this process may use are lowered to that number, with a warning.",
               methods=_ALL, minimum=1, maximum=1024, none_as=0, advanced=True),
 )
 

@@ -2,8 +2,10 @@
 into messages a user understands."""
 
 import os
+import warnings
 
-from qgis.core import QgsProcessingException
+from qgis.core import (QgsCoordinateTransform, QgsCsException, QgsGeometry,
+                       QgsProcessingException)
 
 
 def raster_source_path(layer, param_name="INPUT"):
@@ -59,21 +61,35 @@ def open_model_for_run(algorithm, parameters, context, feedback, destinations):
     """The start of every algorithm's run: returns ``(model_path, model)``.
 
     Stops at once if the run was cancelled, checks that every ``(key, path)`` of
-    ``destinations`` can be written (before the model's slow load), loads the ``MODEL``
+    ``destinations`` can be written and is none of the inputs' files (the algorithm's
+    ``_source`` raster, the model, its ``_roi_path`` region file;
+    :func:`~..core.outputs.check_destinations`) before the model's slow load, loads the ``MODEL``
     parameter's file with ``THREADS`` onnxruntime threads, and stops if the run was cancelled
     meanwhile (``ExplanationCancelled``). Core checks every prediction of the model
     (``core.checked_model``).
     """
     from ..core.batching import check_cancel
-    from ..core.outputs import check_writable
+    from ..core.errors import InputWarning
+    from ..core.outputs import check_destinations, check_writable
 
     cancel = feedback.isCanceled if feedback is not None else None
     check_cancel(cancel)
+    model_path = algorithm.parameterAsFile(parameters, algorithm.MODEL, context)
+    check_destinations(dict(destinations), {
+        "INPUT": getattr(algorithm, "_source", None), "MODEL": model_path,
+        "ROI": getattr(algorithm, "_roi_path", None)})
     for key, path in destinations:
         check_writable(path, key)
-    model_path = algorithm.parameterAsFile(parameters, algorithm.MODEL, context)
-    model = load_model(model_path,
-                       algorithm.parameterAsInt(parameters, THREADS, context) or None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        model = load_model(model_path,
+                           algorithm.parameterAsInt(parameters, THREADS, context) or None)
+    for warning in caught:
+        if feedback is not None and issubclass(warning.category, InputWarning):
+            feedback.pushWarning(str(warning.message))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
     check_cancel(cancel)
     return model_path, model
 
@@ -81,6 +97,9 @@ def open_model_for_run(algorithm, parameters, context, feedback, destinations):
 def run_guarded(work, context, feedback, destinations, *, noun, memory_message):
     """Run ``work()`` (an algorithm's body); every way it can fail leaves no output behind.
 
+    In the main thread (``qgis_process``, a console script) SIGINT and SIGTERM stop the run
+    (:func:`~..core.interrupt.stop_on_signals`, a model call in progress included): no output
+    is left and a QgsProcessingException ("stopped by SIGTERM") makes the run fail.
     A cancelled run logs "<noun> cancelled; no output was written." and returns ``{}``. A
     failure the user can fix - a :class:`~..core.errors.UserError` from core, a full disk, an
     unwritable folder, ``MemoryError`` (``memory_message``) - becomes a
@@ -89,11 +108,17 @@ def run_guarded(work, context, feedback, destinations, *, noun, memory_message):
     case QGIS is told not to load the ``(key, path)`` ``destinations``.
     """
     from ..core.errors import ExplanationCancelled
+    from ..core.interrupt import stop_on_signals
 
+    stop = None
     try:
-        return work()
+        with stop_on_signals() as stop:      # qgis_process: SIGINT/SIGTERM stop the run
+            return work()
     except ExplanationCancelled:
         forget_outputs(context, [path for _, path in destinations])
+        if stop is not None and stop.signal:
+            raise QgsProcessingException(f"{noun} stopped by {stop.signal}; no output was "
+                                         "written.") from None
         feedback.reportError(f"{noun} cancelled; no output was written.")
         return {}
     except BaseException as exc:
@@ -133,3 +158,82 @@ def feedback_callbacks(feedback):
     if feedback is None:
         return None, None
     return (lambda fraction: feedback.setProgress(100.0 * fraction)), feedback.isCanceled
+
+
+def layer_file(layer):
+    """The file behind a vector or raster layer (``None`` for a memory or database layer)."""
+    if layer is None:
+        return None
+    path = layer.source().split("|")[0]
+    return path if os.path.exists(path) else None
+
+
+def region_to_raster_crs(geometry, source_crs, raster_crs, context, feedback=None):
+    """``geometry`` (a QgsGeometry in ``source_crs``) in the raster's CRS, or a
+    QgsProcessingException naming the problem: a CRS that cannot be transformed to the
+    raster's (a local engineering CRS), a transformation that does not come back to the drawn
+    vertices, a region far outside the area the raster's CRS is meant for (the antipode of a
+    UTM zone). A region layer without CRS is taken in the raster's CRS, with a warning. The
+    region is never silently placed somewhere else."""
+    if not source_crs.isValid():
+        if feedback is not None:
+            feedback.pushWarning("ROI: the region layer has no coordinate reference system; "
+                                 "its coordinates are taken as the raster's. Assign the layer "
+                                 "its CRS (Layer Properties > Source) if they are not.")
+        return QgsGeometry(geometry)
+    if source_crs == raster_crs:
+        return QgsGeometry(geometry)
+    names = f"from {source_crs.userFriendlyIdentifier()} to {raster_crs.userFriendlyIdentifier()}"
+    forward = QgsCoordinateTransform(source_crs, raster_crs, context.transformContext())
+    backward = QgsCoordinateTransform(raster_crs, source_crs, context.transformContext())
+    out, back = QgsGeometry(geometry), None
+    try:
+        if forward.isValid() and not forward.isShortCircuited():
+            out.transform(forward)
+            back = QgsGeometry(out)
+            back.transform(backward)
+    except QgsCsException as exc:
+        raise QgsProcessingException(
+            f"ROI: the region cannot be transformed {names} ({exc}). Draw the region on the "
+            "raster, or use a raster in a CRS that covers the region.") from None
+    if back is None or not forward.instantiatedCoordinateOperationDetails().proj:
+        raise QgsProcessingException(
+            f"ROI: no transformation is known {names} (a local or engineering CRS cannot be "
+            "placed on the map). Draw the region in the raster's CRS, or give the region layer "
+            "the CRS it really has.")
+    tolerance = 1e-6 if source_crs.isGeographic() else 0.01
+    for a, b in zip(geometry.vertices(), back.vertices()):
+        dx = abs(a.x() - b.x())
+        if source_crs.isGeographic():
+            dx = min(dx, abs(360 - dx))
+        if not (dx <= tolerance and abs(a.y() - b.y()) <= tolerance):
+            raise QgsProcessingException(
+                f"ROI: the region cannot be placed in the raster's CRS: the transformation "
+                f"{names} does not come back to its vertex ({a.x():.6g}, {a.y():.6g}) (a region "
+                "far outside the CRS's zone, e.g. near the antipode of a UTM zone). Draw the "
+                "region on the raster, or use a raster in a CRS that covers the region.")
+    _check_area_of_use(geometry, source_crs, raster_crs, context, names)
+    return out
+
+
+def _check_area_of_use(geometry, source_crs, raster_crs, context, names):
+    """Refuse a region more than 90 degrees of longitude away from where the raster's CRS is
+    meant to be used (the antipode of a UTM zone maps to a real-looking place)."""
+    area = raster_crs.bounds()              # WGS 84 longitudes and latitudes
+    if area.isEmpty() or area.width() >= 180:
+        return
+    wgs84 = type(raster_crs)("EPSG:4326")
+    lonlat = QgsGeometry(geometry)
+    try:
+        lonlat.transform(QgsCoordinateTransform(source_crs, wgs84, context.transformContext()))
+    except QgsCsException:
+        return
+    lon = lonlat.boundingBox().center().x()
+    centre = area.center().x()
+    away = abs((lon - centre + 180) % 360 - 180) - area.width() / 2
+    if away > 90:
+        raise QgsProcessingException(
+            f"ROI: the region (longitude {lon:.4g}) lies {away:.0f} degrees of longitude "
+            f"outside the area the raster's CRS is meant for ({names}); placed there, it would "
+            "be a different place. Draw the region on the raster, or use a raster in a CRS "
+            "that covers the region.")

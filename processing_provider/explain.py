@@ -8,7 +8,7 @@ its own parameters (all declared in ``core.parameters``). The work itself is one
 
 import time
 
-from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessingAlgorithm,
+from qgis.core import (QgsGeometry, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterBand, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
@@ -16,7 +16,8 @@ from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessingAlgorit
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import feedback_callbacks, open_model_for_run, raster_source_path, run_guarded
+from .common import (feedback_callbacks, layer_file, open_model_for_run, raster_source_path,
+                     region_to_raster_crs, run_guarded)
 from .compat import SOURCE_POINT, SOURCE_POLYGON
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
 from .styling import style_on_load
@@ -132,17 +133,17 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         self._layer_name = layer.name()
         self._bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         source = self.parameterAsSource(parameters, self.ROI, context)
+        self._roi_path = layer_file(self.parameterAsVectorLayer(parameters, self.ROI, context))
         if source is None:
             raise QgsProcessingException("ROI: no region layer was given. Choose a polygon or "
                                          "point layer, or draw a region in the dock.")
-        transform = QgsCoordinateTransform(source.sourceCrs(), layer.crs(),
-                                           context.transformContext())
         geometries = []
         for feature in source.getFeatures():
             geom = QgsGeometry(feature.geometry())
             if geom.isNull() or geom.isEmpty():
                 continue
-            geom.transform(transform)
+            geom = region_to_raster_crs(geom, source.sourceCrs(), layer.crs(), context,
+                                        feedback)
             if not geom.isGeosValid():
                 geom = geom.makeValid()
             geometries.append(geom)

@@ -1,0 +1,289 @@
+"""Hostile and careless inputs in the engine, without QGIS (issue 15, points 1, 2, 3 and 6):
+parameters outside what is meaningful, non-finite and absurd values, regions that must land
+where they were drawn, rasters georeferenced only by GCPs, complex SLC bands."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from osgeo import gdal, ogr, osr
+
+from seg_explainer.core.baselines import band_means
+from seg_explainer.core.errors import InputError, InputWarning
+from seg_explainer.core.explain import explain_region
+from seg_explainer.core.georef import gridded_source, transform_region
+from seg_explainer.core.job import explain_to_files, read_job
+from seg_explainer.core.model import usable_cores, usable_threads
+
+from test_core_job import SIZE, Model, raster, region_wkb  # noqa: F401 (fixture)
+
+
+def srs_wkt(epsg):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+def wkb(wkt):
+    return bytes(ogr.CreateGeometryFromWkt(wkt).ExportToIsoWkb())
+
+
+def box(x0, y0, x1, y1):
+    return wkb(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))")
+
+
+def write(path, data, geotransform=None, epsg=None, gdal_type=gdal.GDT_Float32, nodata=None):
+    data = np.asarray(data)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[1], data.shape[0], 1,
+                                              gdal_type)
+    if geotransform is not None:
+        ds.SetGeoTransform(geotransform)
+    if epsg is not None:
+        ds.SetProjection(srs_wkt(epsg))
+    if nodata is not None:
+        ds.GetRasterBand(1).SetNoDataValue(nodata)
+    ds.GetRasterBand(1).WriteArray(data)
+    ds = None
+    return str(path)
+
+
+def image_and_region(h=32, w=32):
+    x = np.random.default_rng(0).normal(0, 0.3, (h, w, 1)).astype(np.float32)
+    region = np.zeros((h, w), bool)
+    region[12:18, 12:18] = True
+    return x, region
+
+
+# --------------------------------------------------------------------------- parameters (6)
+
+
+def test_too_few_shap_samples_for_the_cells_are_refused():
+    x, region = image_and_region()
+    with pytest.raises(InputError, match=r"N_SAMPLES: 1 coalition\(s\) cannot determine the "
+                                         r"values of \d+ cells; at least \d+ are needed"):
+        explain_region(Model(), x, region, 1, "shap", hex_size=8, n_samples=1)
+    explain_region(Model(), x, region, 1, "shap", hex_size=8, n_samples=40)   # enough
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("n_samples", 2_000_000_000, r"n_samples must be an integer from 0 to 10000000"),
+    ("seed", 2 ** 31, r"seed must be an integer from 0 to 2147483647"),
+    ("seed", -1, r"seed must be an integer from 0 to 2147483647")])
+def test_values_beyond_the_declared_range_are_refused(name, value, message):
+    x, region = image_and_region()
+    with pytest.raises(InputError, match=message):
+        explain_region(Model(), x, region, 1, "shap", hex_size=8, **{name: value})
+
+
+def test_the_largest_seed_is_the_seed_used():
+    x, region = image_and_region()
+    a = explain_region(Model(), x, region, 1, "rise", n_masks=20, seed=2 ** 31 - 1)
+    b = explain_region(Model(), x, region, 1, "rise", n_masks=20, seed=2 ** 31 - 1)
+    c = explain_region(Model(), x, region, 1, "rise", n_masks=20, seed=0)
+    assert a.params["seed"] == 2 ** 31 - 1 and np.array_equal(a.signed, b.signed)
+    assert not np.array_equal(a.signed, c.signed)
+
+
+def test_a_rise_grid_finer_than_the_window_is_refused():
+    x, region = image_and_region()
+    with pytest.raises(InputError, match=r"GRID_SIZE: a 64 x 64 mask grid on a 32 x 32 px "
+                                         r"window .* Use GRID_SIZE 32 or less"):
+        explain_region(Model(), x, region, 1, "rise", n_masks=4, grid_size=64)
+
+
+def test_threads_beyond_the_cores_are_lowered_with_a_warning():
+    cores = usable_cores()
+    with pytest.warns(InputWarning, match=rf"THREADS: 1000 threads were asked for, but this "
+                                          rf"process may use {cores} core\(s\)"):
+        assert usable_threads(1000) == cores
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert usable_threads(cores) == cores
+
+
+def test_the_model_loader_applies_the_thread_limit(tmp_path):
+    from seg_explainer.core.model import SegmentationModel
+    from test_core_model import build_model
+
+    path = build_model(tmp_path / "m.onnx", weights=np.array([[0.0], [0.2]]),
+                       bias=np.array([0.0, 3.0]), metadata={"class_names": '["sea", "oil"]'})
+    with pytest.warns(InputWarning, match="THREADS: 1000 threads"):
+        model = SegmentationModel.load(path, n_threads=1000)
+    assert model._session.get_session_options().intra_op_num_threads == usable_cores()
+
+
+# --------------------------------------------------------------------------- values (2)
+
+
+def test_infinite_nan_and_absurd_values_become_nodata_with_a_count(tmp_path):
+    data = np.random.default_rng(1).normal(-15, 1, (SIZE, SIZE)).astype(np.float32)
+    bad = {(50, 50): np.inf, (51, 50): -np.inf, (52, 50): np.nan, (53, 50): 1e38}
+    for (r, c), v in bad.items():
+        data[r, c] = v
+    path = write(tmp_path / "fill.tif", data, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633)
+    job = read_job(Model(), path, region_wkb(44, 44, 52, 52), window=32)
+    assert any("3 infinite or NaN value(s) and 1 value(s) beyond +-1e+20" in w
+               for w in job.warnings), job.warnings
+    rows = [r - job.window.row0 for r, _ in bad]
+    assert np.isnan(job.image[rows, 50 - job.window.col0, 0]).all()
+    # no single pixel drives the baseline: the mean is the clean pixels' mean
+    clean = data[job.window.row0:job.window.row0 + 32, job.window.col0:job.window.col0 + 32]
+    clean = clean[np.isfinite(clean) & (np.abs(clean) < 1e20)]
+    assert band_means(job.image)[0] == pytest.approx(clean.mean(), abs=1e-4)
+    assert -16 < band_means(job.image)[0] < -14
+
+
+def test_a_flagged_nodata_value_is_not_counted_as_absurd(tmp_path):
+    data = np.full((SIZE, SIZE), -3.4e38, np.float32)
+    data[20:80, 20:80] = -15
+    path = write(tmp_path / "flag.tif", data, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633,
+                 nodata=-3.4e38)
+    job = read_job(Model(), path, region_wkb(44, 44, 52, 52), window=96)
+    assert not any("beyond" in w for w in job.warnings) and np.isnan(job.image[0, 0, 0])
+
+
+def test_the_engine_warns_about_infinite_values_in_an_array():
+    x, region = image_and_region()
+    x[0, 0, 0], x[1, 1, 0] = np.inf, np.nan          # NaN is nodata by convention
+    with pytest.warns(InputWarning, match=r"1 infinite or NaN value\(s\)"):
+        e = explain_region(Model(), x, region, 1, "shap", hex_size=8, n_samples=40)
+    assert np.isfinite(e.signed).all()
+
+
+# --------------------------------------------------------------------------- regions (3)
+
+
+def test_points_half_outside_are_dropped_with_a_count(raster):  # noqa: F811
+    inside = [(1000 + 10 * 45.5, 5000 - 10 * 46.5), (1000 + 10 * 47.5, 5000 - 10 * 46.5)]
+    outside = [(-50000, 5000), (1000 + 10 * 500, 5000 - 10 * 10)]
+    points = ",".join(f"({x} {y})" for x, y in inside + outside)
+    job = read_job(Model(), raster, wkb(f"MULTIPOINT({points})"), window=32)
+    assert "2 of the region's points lie outside the raster" in " ".join(job.warnings)
+    rows, cols = np.nonzero(job.mask)
+    assert sorted(zip(rows + job.window.row0, cols + job.window.col0)) == [(46, 45), (46, 47)]
+
+
+def test_all_points_outside_name_the_problem(raster):  # noqa: F811
+    with pytest.raises(InputError, match="ROI: every point of the region lies outside"):
+        read_job(Model(), raster, wkb("MULTIPOINT((0 0),(1 1))"), window=32)
+
+
+@pytest.mark.parametrize("col, row, pixel", [
+    (SIZE, SIZE, (SIZE - 1, SIZE - 1)),            # the far corner: the last pixel
+    (0, 0, (0, 0)), (SIZE, 10, (10, SIZE - 1)),
+    (40, 40, (40, 40))])                           # an inner pixel corner: one pixel, not 4
+def test_a_point_on_an_edge_is_one_pixel_of_the_raster(raster, col, row, pixel):  # noqa: F811
+    x, y = 1000.0 + 10 * col, 5000.0 - 10 * row
+    job = read_job(Model(), raster, wkb(f"POINT({x} {y})"), window=32)
+    rows, cols = np.nonzero(job.mask)
+    assert list(zip(rows + job.window.row0, cols + job.window.col0)) == [pixel]
+
+
+def _geographic_raster(tmp_path, x0, width=200, dx=0.01):
+    data = np.random.default_rng(2).normal(0, 0.3, (100, width)).astype(np.float32)
+    data[40:60, 100:130] -= 3     # a slick east of x0 + 1 degree
+    return write(tmp_path / "geo.tif", data, (x0, dx, 0, 10.0, 0, -dx), 4326)
+
+
+def test_a_region_across_the_antimeridian_is_explained_where_drawn(tmp_path):
+    path = _geographic_raster(tmp_path, 179.0)   # longitudes 179 to 181
+    # drawn as 180.05 .. 180.15 written in -180..180 longitudes
+    job = read_job(Model(), path, box(-179.95, 9.55, -179.85, 9.45), window=64)
+    rows, cols = np.nonzero(job.mask)
+    assert (cols + job.window.col0).min() == 105 and (cols + job.window.col0).max() == 114
+    assert (rows + job.window.row0).min() == 45
+    assert any("antimeridian" in w for w in job.warnings)
+    # a polygon whose vertices straddle +-180 (179.95 and -179.95): 10 columns, not 360 degrees
+    job = read_job(Model(), path, box(179.95, 9.55, -179.95, 9.45), window=64)
+    cols = np.nonzero(job.mask)[1] + job.window.col0
+    assert cols.min() == 95 and cols.max() == 104
+
+
+def test_a_region_across_the_edge_of_a_global_raster_is_refused(tmp_path):
+    path = _geographic_raster(tmp_path, -180.0, width=360, dx=1.0)
+    with pytest.raises(InputError, match="crosses the antimeridian, which is this global "
+                                         "raster's edge"):
+        read_job(Model(), path, box(179.5, 5, -179.5, 4), window=16)
+
+
+def test_a_region_that_cannot_be_transformed_is_refused():
+    local = ('LOCAL_CS["Site grid",LOCAL_DATUM["Site",0],UNIT["metre",1],'
+             'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    with pytest.raises(InputError, match=r"ROI: the region's CRS \(Site grid\) cannot be "
+                                         r"transformed to the raster's"):
+        transform_region(box(10, 10, 20, 20), local, srs_wkt(32631))
+    with pytest.raises(InputError, match="vertices cannot be placed in the raster's CRS"):
+        transform_region(box(95, 10, 95.1, 10.1), srs_wkt(4326), srs_wkt(32631))
+    out = ogr.CreateGeometryFromWkb(transform_region(box(3, 50, 3.1, 50.1), srs_wkt(4326),
+                                                     srs_wkt(32631)))
+    assert out.GetEnvelope()[0] == pytest.approx(500000, abs=1)
+
+
+# --------------------------------------------------------------------------- SAR products (1)
+
+
+def gcp_raster(tmp_path, data, gdal_type=gdal.GDT_Float32, projection=True, lon0=3.0,
+               lat0=51.0, step=0.001):
+    """A raster georeferenced by GCPs only (as a GRD product): pixel (r, c) at
+    (lon0 + c * step, lat0 - r * step), in WGS 84."""
+    path = write(tmp_path / "grd.tif", data, gdal_type=gdal_type)
+    ds = gdal.Open(path, gdal.GA_Update)
+    h, w = np.asarray(data).shape
+    gcps = [gdal.GCP(lon0 + c * step, lat0 - r * step, 0, c, r)
+            for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
+    ds.SetGCPs(gcps, srs_wkt(4326) if projection else "")
+    ds = None
+    return path
+
+
+def test_a_gcp_raster_is_explained_on_a_warped_utm_grid(tmp_path):
+    data = np.random.default_rng(3).normal(-15, 0.5, (100, 100)).astype(np.float32)
+    data[40:60, 60:80] = -25                        # a dark slick, by pixel
+    path = gcp_raster(tmp_path, data)
+    assert gdal.Open(path).GetGeoTransform(can_return_null=True) is None
+    # the slick's centre: pixel (50, 70) -> lon 3.070, lat 50.950
+    region = box(3.067, 50.953, 3.073, 50.947)
+    job = read_job(Model(), path, region, window=64)
+    assert "UTM zone 31N" in osr.SpatialReference(job.info.crs_wkt).GetName()
+    assert any("warped on the fly" in w for w in job.warnings)
+    assert json.loads(job.recorded["warp"])["from"] == "25 ground control points"
+    inside = job.image[job.mask, 0]
+    assert inside.size > 0 and np.nanmean(inside) < -24       # the slick, not the sea
+    outputs = {"excitation": str(tmp_path / "exc.tif")}
+    run = explain_to_files(Model(), path, region, "oil", "shap", window=64, hex_size=12,
+                           n_samples=64, outputs=outputs)
+    ds = gdal.Open(run.outputs["excitation"])
+    assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
+    assert json.loads(ds.GetMetadataItem("warp"))["to_crs"].endswith("UTM zone 31N")
+    assert not gdal.ReadDir("/vsimem/") or not any("segx-warp" in n
+                                                   for n in gdal.ReadDir("/vsimem/"))
+
+
+def test_a_gcp_raster_without_a_crs_says_how_to_prepare_it(tmp_path):
+    path = gcp_raster(tmp_path, np.zeros((20, 20), np.float32), projection=False)
+    with pytest.raises(InputError, match=r"INPUT: the raster is georeferenced by 25 ground "
+                                         r"control points without a CRS.*gdalwarp -t_srs"):
+        gridded_source(path)
+
+
+@pytest.mark.parametrize("metadata, expected", [({}, "intensity"),
+                                                ({"seg_explainer_complex": "amplitude"},
+                                                 "amplitude")])
+def test_complex_bands_are_given_as_intensity_or_amplitude(tmp_path, metadata, expected):
+    rng = np.random.default_rng(4)
+    z = (rng.normal(0, 30, (SIZE, SIZE)) + 1j * rng.normal(0, 30, (SIZE, SIZE)))
+    z = np.round(z).astype(np.complex64)
+    path = write(tmp_path / "slc.tif", z, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633,
+                 gdal_type=gdal.GDT_CInt16)
+
+    class ComplexModel(Model):
+        pass
+
+    ComplexModel.metadata = type("M", (), {"raw": metadata})()
+    job = read_job(ComplexModel(), path, region_wkb(44, 44, 52, 52), window=32)
+    win = z[job.window.row0:job.window.row0 + 32, job.window.col0:job.window.col0 + 32]
+    want = np.abs(win) ** 2 if expected == "intensity" else np.abs(win)
+    np.testing.assert_allclose(job.image[..., 0], want, rtol=1e-6)
+    assert json.loads(job.recorded["complex_bands"]) == {"bands": [1], "as": expected}
+    assert any(f"given their {expected}" in w for w in job.warnings)
