@@ -1,8 +1,8 @@
 """A short run of every benchmark in bench/, so the benchmark code cannot rot.
 
 Runs each ``bench/bench_<name>.py`` with ``run(quick=True)`` in the project venv, where shap
-and shapiq are not installed (the comparison must then be skipped, not crash). Asserts on structure and on
-facts that could be false; never on time.
+and shapiq are not installed (the comparison must then be skipped, not crash). Asserts on
+structure and on facts that could be false; never on time.
 """
 
 import importlib

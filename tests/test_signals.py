@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from faults import META, class_output, conv_init, graph_model, image_input
 from helpers_qgis import ROI_OIL, WRAPPER
