@@ -15,7 +15,7 @@ import pytest
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem,
                        QgsCoordinateTransform, QgsFeature, QgsGeometry, QgsPointXY, QgsProject,
                        QgsRasterLayer, QgsRectangle, QgsTask, QgsVectorLayer)
-from qgis.PyQt.QtCore import QElapsedTimer, QPoint, QRunnable, Qt, QThreadPool, QTimer
+from qgis.PyQt.QtCore import QElapsedTimer, QPoint, Qt, QThreadPool, QTimer
 from qgis.PyQt.QtTest import QTest
 
 from faults import (BAD_MODELS, ENOSPC, GPU_OOM, NO_SPACE, disk_full_after, failing_model,
@@ -649,16 +649,19 @@ class _Gate:
             raise RuntimeError("the test never released the task")
 
 
-class _PoolBlocker(QRunnable):
-    """Occupies one thread of the global thread pool, where QGIS's task manager runs tasks."""
+class _HoldTask(QgsTask):
+    """A sub-task that runs until ``release`` is set or it is cancelled; a task that depends on
+    it stays queued meanwhile."""
 
     def __init__(self, release):
-        super().__init__()
+        super().__init__("hold", QgsTask.Flag.CanCancel)
         self.release = release
-        self.setAutoDelete(False)
 
     def run(self):
-        self.release.wait(60)
+        while not self.release.wait(0.05):
+            if self.isCanceled():
+                return False
+        return True
 
 
 @pytest.fixture()
@@ -777,11 +780,20 @@ def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, mo
         patch.setattr(SegmentationModel, "predict", predict)
         patch.setattr(geoio, "write_geotiff", write_geotiff)
         if stage == "before start":  # the task waits in the task manager's queue
-            pool = QThreadPool.globalInstance()
-            blockers = [_PoolBlocker(release_pool) for _ in range(pool.maxThreadCount())]
-            for blocker in blockers:
-                pool.start(blocker)
-            _wait(lambda: pool.activeThreadCount() >= len(blockers))
+            # Held there by a sub-task it depends on, which runs until released (blocking the
+            # thread pool instead raced with QGIS's own use of the pool and was flaky).
+            from seg_explainer.ui import task as task_module
+
+            real_start = task_module.start_task
+            holds = []
+
+            def start_held(task):
+                hold = _HoldTask(release_pool)
+                holds.append(hold)
+                task.addSubTask(hold, [], QgsTask.SubTaskDependency.ParentDependsOnSubTask)
+                return real_start(task)
+
+            patch.setattr(task_module, "start_task", start_held)
         try:
             run = ready.run()
             assert run is not None, ready.result_label.text()
