@@ -22,7 +22,7 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget
                                  QSizePolicy, QVBoxLayout, QWidget)
 
 from ..processing_provider.compat import (FILTER_POINT, FILTER_POLYGON, FILTER_RASTER,
-                                          GEOMETRY_POINT)
+                                          GEOMETRY_POINT, layer_filters)
 from ..processing_provider.parameters import EXPLAIN_METHODS
 from . import deps
 from .estimate import evaluations, format_duration, resolve_window
@@ -247,8 +247,7 @@ class SegExplainerDock(QDockWidget):
         box.addWidget(self.region_layer_radio)
         row = QHBoxLayout()
         self.region_layer_combo = QgsMapLayerComboBox()
-        self.region_layer_combo.setFilters(FILTER_POLYGON
-                                           | FILTER_POINT)
+        self.region_layer_combo.setFilters(layer_filters(FILTER_POLYGON, FILTER_POINT))
         self.region_layer_combo.setToolTip("A polygon or point layer: the union of its "
                                            "features is the region (reprojected to the "
                                            "raster's CRS).")
