@@ -1,4 +1,4 @@
-"""Kernel SHAP: Shapley values of a set function by constrained weighted least squares.
+"""Kernel SHAP: Shapley values of a set function by weighted least squares on paired samples.
 
 The Shapley values of a game ``v`` over ``M`` features are the solution of
 
@@ -6,32 +6,33 @@ The Shapley values of a game ``v`` over ``M`` features are the solution of
     subject to sum_j phi_j = v(full) - v(0)
 
 over all coalitions ``S`` (neither empty nor full), with the Shapley kernel
-``k(s) = (M - 1) / (C(M, s) s (M - s))`` (Lundberg & Lee 2017). This module solves that
-problem exactly when the budget allows every coalition, and otherwise on a sample:
+``k(s) = (M - 1) / (C(M, s) s (M - s))`` (Lundberg & Lee 2017). This module solves it exactly
+when the budget allows every coalition, and otherwise on a sample. Sampling and solving are
+separate steps:
 
-* coalition sizes are grouped into strata ``{s, M - s}``, coalitions are drawn in
-  complementary pairs, and strata are enumerated whole, smallest size first, while the
-  budget allows (as shap's ``KernelExplainer`` does);
-* the remaining strata share the rest of the budget by systematic (stratified)
-  sampling of sizes, with an allocation chosen by ``sampling``; within a stratum
-  distinct pairs are drawn uniformly without replacement, so no coalition is evaluated
-  twice;
-* each sampled coalition is weighted by its kernel weight divided by its expected
-  sampling rate (a Horvitz-Thompson weight), rescaled so that the sampled strata carry
-  exactly their share of the kernel's mass;
-* the constrained problem is solved in float64 in the subspace ``sum(phi) = const``
-  (eigen-decomposition of the projected normal matrix), so the efficiency constraint
-  holds to rounding error at any budget;
-* for few features (``C(M, 3) <= 1000``) and enough rows, a third-order surrogate is fitted
-  to the sampled values (unpenalised linear and pairwise terms, ridge-penalised triple
-  products, ridge chosen by generalised cross-validation, infinity included) and used as a
-  control variate: ``phi = KernelSHAP(v - q) + Shapley(q)`` for its third-order part ``q``,
-  whose Shapley values are exact (each triple's coefficient split three ways). This is
-  Kernel SHAP as a polynomial regression with interaction terms (as in "PolySHAP"); with
-  complementary pairs a second-order fit gave no gain in our trials, the third order does
-  (see BENCHMARKS.md). The identity holds for any ``q``, so the result stays exact under
-  full enumeration, efficient at any budget, and plain Kernel SHAP when cross-validation
-  rejects the triple products.
+* sampling (``_design``): coalitions come in complementary pairs ``(S, N \\ S)``; sizes are
+  grouped into strata ``{s, M - s}``, enumerated whole while the budget allows, and the rest
+  of the budget is shared between the other strata by systematic sampling, by default the
+  same share for every size (the leverage scores of the regression, Musco & Witter 2025);
+  within a stratum pairs are distinct (without replacement). Each pair is weighted by its
+  kernel weight over its sampling rate (Horvitz-Thompson).
+* solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
+  part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
+  part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
+  ``o(x) = sum_T c_T prod_{i in T} x_i`` over odd ``|T|``, each term gives ``2 c_T / |T|`` to
+  each of its features. The first-order fit of ``o`` is paired Kernel SHAP; higher odd terms
+  (3-feature terms, and 5- and 7-feature ones among the strongest features) are added by
+  orthogonal matching pursuit, their number chosen by 10-fold cross-validation over pairs
+  with a one-standard-error rule, and every 3-feature term at once (PolySHAP's third order)
+  when the pairs determine it and its leave-one-out error is lower. The fit passes through
+  the full coalition (``sum_T c_T = (v(N) - v(0)) / 2``, eliminated exactly), so the values
+  sum to ``v(N) - v(0)`` to rounding error at any budget; it is unpenalised (no ridge bias).
+  Under full enumeration the first-order fit alone is used and is exact. A game of order
+  <= 4 has an odd part of order <= 3 and is recovered exactly once its terms are found.
+* standard errors: the sandwich of the per-pair influences, stratified with a
+  finite-population correction (enumerated strata contribute none), on cross-validation
+  residuals (which carry the term selection's optimism), scaled back by
+  ``sqrt(1 - p / n)`` as HC2 does for HC3.
 """
 
 import itertools
@@ -109,27 +110,19 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         Maximum rows per ``value_fn`` call.
     l1_reg : bool
         L1 feature selection (shap's ``l1_reg``) is not supported: only False is accepted.
-    sampling : {"balanced", "leverage", "kernel"}
+    sampling : {"leverage", "balanced", "kernel"}
         How the sampled part of the budget is shared between coalition sizes ``s``
-        (and which strata are enumerated first). ``"kernel"`` shares it in proportion
-        to the Shapley kernel's mass per size, as shap does; ``"leverage"`` gives every
-        size the same share: these are the leverage scores of the Kernel SHAP
-        regression (Musco & Witter 2024, "Provably accurate Shapley value estimation
-        via leverage score sampling"). ``"balanced"`` (default) is their geometric
-        mean, proportional to ``1 / sqrt(s (M - s))``: it minimises the linearised
-        variance of the estimate when the game's non-additive part has the same
-        magnitude at every size, and was never worse than the other two by much in
-        our trials while each of them loses clearly in some regime (kernel for many
-        features, leverage for few). Every choice is weighted back to the kernel, so
-        all are consistent.
+        (and which strata are enumerated first). ``"leverage"`` (default) gives every
+        size the same share: the leverage scores of the Kernel SHAP regression (Musco &
+        Witter, "Provably accurate Shapley value estimation via leverage score
+        sampling"), as shapiq's LeverageSHAP and OddSHAP do. ``"kernel"`` shares it in
+        proportion to the Shapley kernel's mass per size, as shap does; ``"balanced"`` is
+        their geometric mean, proportional to ``1 / sqrt(s (M - s))``. Every choice is
+        weighted back to the kernel, so all are consistent.
     surrogate : bool
-        Use the third-order surrogate as a control variate (see the module notes) when it
-        applies: ``C(M, 3) <= 1000`` (M <= 19), sampled rows exceeding the regression
-        terms (``P = M + C(M, 2) + C(M, 3)``) by ``min(P, 300)`` (e.g. 350 rows for
-        M = 10, 598 for M = 12, 996 for M = 16; the ridge chosen by cross-validation keeps
-        the values accurate closer to a square fit, but their standard errors then come
-        out too small), and the budget short of full enumeration. False gives plain
-        Kernel SHAP (for comparison).
+        Add odd interaction terms to the regression (see the module notes), chosen by
+        matching pursuit and cross-validation; False gives paired Kernel SHAP (the
+        first-order fit only, for comparison).
     progress : callable(float), optional
         Called after every batch with the fraction of evaluations done.
     cancel : callable() -> bool, optional
@@ -141,19 +134,16 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
 
     Notes
     -----
-    When sampling, the normal equations can be ill-conditioned (typically when the
-    number of sampled pairs is close to ``M``, where the plain least-squares estimate
-    blows up). The solve then adds a ridge penalty on ``phi - (full - base) / M``
-    whose size is chosen by generalised cross-validation among 0 (when the rows
-    outnumber the features) and values up to ``1e-2`` times the mean eigenvalue of
-    the normal matrix: it stays 0 when the game is additive (zero residuals), so
-    linear games are still recovered exactly. Exact runs are never regularised.
+    With fewer than ``M + 2`` pairs the first-order fit is not determined; the values then
+    come from Kernel SHAP with a ridge penalty on ``phi - (full - base) / M`` chosen by
+    generalised cross-validation (biased, but finite), with the plain sandwich standard
+    errors. Exact runs are never regularised and report standard errors of 0.
 
-    Standard errors come from the sandwich (linearisation) variance of the estimator,
-    clustered by complementary pair, computed within each sampled size stratum with a
-    finite-population correction; enumerated strata contribute no variance, and the
-    ridge's bias is not included. With the surrogate, the residuals are those of the whole
-    third-order fit, inflated by ``1 / (1 - leverage)`` (HC3) to undo its optimism.
+    Standard errors come from the sandwich (linearisation) variance of the fit, per
+    complementary pair, within each sampled size stratum with a finite-population
+    correction, on the pairs' cross-validation residuals scaled by ``sqrt(1 - p / n)``;
+    over seeds, about 95 % of the true values lie within 1.96 of them (BENCHMARKS.md
+    gives the coverage per game and budget).
     """
     if l1_reg:
         raise NotImplementedError(
