@@ -546,7 +546,12 @@ class Executor:
             self._own_client = False
         if scheduler is not None:
             self.n_workers = max(1, len(self.client.scheduler_info()["workers"]))
-        self.client.upload_file(_code_zip())
+        # a worker plugin, not client.upload_file: that also loads the zip in the scheduler,
+        # which for a LocalCluster is this process, replacing this process's package
+        from distributed.diagnostics.plugin import UploadFile
+
+        code = _code_zip()
+        self.client.register_plugin(UploadFile(code), name=os.path.basename(code))
 
     def close(self):
         if self.client is not None and self._own_client:
