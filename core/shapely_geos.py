@@ -16,14 +16,20 @@ __all__ = ["import_shapely", "loaded_geos_version", "system_geos_version", "shap
 SHAPELY_FOR_GEOS = {(3, 11): ">=2.0,<2.1", (3, 13): ">=2.1,<2.2", (3, 14): ">=2.2,<2.3"}
 
 
-def loaded_geos_version():
-    """(major, minor) of a GEOS C library loaded globally in this process, or None."""
+def _geos_version_in(library):
+    """(major, minor) that ``GEOSversion`` reports in a library (None: the process's global
+    symbols), or None when there is no such library or function."""
     try:
-        version = ctypes.CDLL(None).GEOSversion
+        version = ctypes.CDLL(library).GEOSversion
     except (AttributeError, OSError):
         return None
     version.restype = ctypes.c_char_p
     return _major_minor(version().decode())
+
+
+def loaded_geos_version():
+    """(major, minor) of a GEOS C library loaded globally in this process, or None."""
+    return _geos_version_in(None)
 
 
 def system_geos_version():
@@ -33,14 +39,7 @@ def system_geos_version():
     if loaded is not None:
         return loaded
     name = ctypes.util.find_library("geos_c")
-    if not name:
-        return None
-    try:
-        version = ctypes.CDLL(name).GEOSversion
-    except (AttributeError, OSError):
-        return None
-    version.restype = ctypes.c_char_p
-    return _major_minor(version().decode())
+    return _geos_version_in(name) if name else None
 
 
 def shapely_range_for_geos(geos):

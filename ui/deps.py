@@ -53,31 +53,28 @@ def add_deps_dir_to_path(folder=None):
     return True
 
 
-def missing_modules():
-    """``{import name: project name}`` of the required packages that cannot be imported."""
+def _missing(packages):
+    """The ``{import name: project name}`` entries of ``packages`` that cannot be imported."""
     missing = {}
-    for module, requirement in REQUIRED.items():
+    for module, project in packages.items():
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
             found = False
         if not found:
-            missing[module] = requirement
+            missing[module] = project
     return missing
+
+
+def missing_modules():
+    """``{import name: project name}`` of the required packages that cannot be imported."""
+    return _missing(REQUIRED)
 
 
 def missing_optional():
     """``{import name: project name}`` of the :data:`OPTIONAL` packages that cannot be
     imported (install them with ``PipInstallTask(list(missing_optional().values()))``)."""
-    missing = {}
-    for module, requirement in OPTIONAL.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing[module] = requirement
-    return missing
+    return _missing(OPTIONAL)
 
 
 def numpy_version():
