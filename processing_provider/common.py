@@ -5,7 +5,7 @@ import os
 import warnings
 
 from qgis.core import (QgsCoordinateTransform, QgsCsException, QgsGeometry,
-                       QgsProcessingException)
+                       QgsProcessingContext, QgsProcessingException)
 
 
 def raster_source_path(layer, param_name="INPUT"):
@@ -57,16 +57,23 @@ def load_model(path, n_threads=None):
                                      "programs or use a smaller model.") from None
 
 
-def open_model_for_run(algorithm, parameters, context, feedback, destinations):
-    """The start of every algorithm's run: returns ``(model_path, model)``.
+def model_inputs(algorithm, parameters, context):
+    """``(model path, onnxruntime threads or None)`` from the ``MODEL`` and ``THREADS``
+    parameters: read in ``prepareAlgorithm`` (main thread), used by :func:`open_model_for_run`."""
+    return (algorithm.parameterAsFile(parameters, algorithm.MODEL, context),
+            algorithm.parameterAsInt(parameters, THREADS, context) or None)
 
-    Stops at once if the run was cancelled, checks that every ``(key, path)`` of
-    ``destinations`` can be written and is none of the inputs' files (the algorithm's
-    ``_source`` raster, the model, its ``_roi_path`` region file;
-    :func:`~..core.outputs.check_destinations`) before the model's slow load, loads the ``MODEL``
-    parameter's file with ``THREADS`` onnxruntime threads, and stops if the run was cancelled
-    meanwhile (``ExplanationCancelled``). Core checks every prediction of the model
-    (``core.checked_model``).
+
+def open_model_for_run(algorithm, model, feedback, destinations):
+    """The start of every algorithm's run (its task's thread): returns the loaded model.
+
+    ``model`` is :func:`model_inputs`' ``(path, threads)``, copied on the main thread. Stops at
+    once if the run was cancelled, checks that every ``(key, path)`` of ``destinations`` can be
+    written and is none of the inputs' files (the algorithm's ``_source`` raster, the model, its
+    ``_roi_path`` region file; :func:`~..core.outputs.check_destinations`) before the model's
+    slow load, loads the model with that many onnxruntime threads, and stops if the run was
+    cancelled meanwhile (``ExplanationCancelled``). Core checks every prediction of the model
+    (``core.checked_model``). Touches no parameter, layer or project.
     """
     from ..core.batching import check_cancel
     from ..core.errors import InputWarning
@@ -74,7 +81,7 @@ def open_model_for_run(algorithm, parameters, context, feedback, destinations):
 
     cancel = feedback.isCanceled if feedback is not None else None
     check_cancel(cancel)
-    model_path = algorithm.parameterAsFile(parameters, algorithm.MODEL, context)
+    model_path, n_threads = model
     check_destinations(dict(destinations), {
         "INPUT": getattr(algorithm, "_source", None), "MODEL": model_path,
         "ROI": getattr(algorithm, "_roi_path", None)})
@@ -82,8 +89,7 @@ def open_model_for_run(algorithm, parameters, context, feedback, destinations):
         check_writable(path, key)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
-        model = load_model(model_path,
-                           algorithm.parameterAsInt(parameters, THREADS, context) or None)
+        loaded = load_model(model_path, n_threads)
     for warning in caught:
         if feedback is not None and issubclass(warning.category, InputWarning):
             feedback.pushWarning(str(warning.message))
@@ -91,7 +97,7 @@ def open_model_for_run(algorithm, parameters, context, feedback, destinations):
             warnings.showwarning(warning.message, warning.category, warning.filename,
                                  warning.lineno)
     check_cancel(cancel)
-    return model_path, model
+    return loaded
 
 
 def run_guarded(work, context, feedback, destinations, *, noun, memory_message):
@@ -143,6 +149,27 @@ def user_failure(exc, memory_message):
     if isinstance(exc, OSError):
         return QgsProcessingException(str(output_failure(exc)))
     return exc
+
+
+def layers_to_load(context, destinations):
+    """``{path: LayerDetails}``: what QGIS will load of ``destinations`` when the run ends.
+
+    ``prepareAlgorithm`` (main thread) reads the output parameters, which registers them in
+    the main thread's context; QGIS runs ``processAlgorithm`` on a per-thread copy of the
+    context whose results replace the main one's when it ends, so the algorithm hands these
+    back to that copy (:func:`restore_layers_to_load`) instead of reading its parameters in
+    the task's thread.
+    """
+    paths = {path for _, path in destinations}
+    return {path: QgsProcessingContext.LayerDetails(details)
+            for path, details in context.layersToLoadOnCompletion().items() if path in paths}
+
+
+def restore_layers_to_load(context, to_load):
+    """Register :func:`layers_to_load`'s ``to_load`` in the task thread's ``context``."""
+    for path, details in to_load.items():
+        if not context.willLoadLayerOnCompletion(path):
+            context.addLayerToLoadOnCompletion(path, details)
 
 
 def forget_outputs(context, paths):

@@ -16,11 +16,12 @@ from qgis.core import (QgsGeometry, QgsProcessingAlgorithm,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import (feedback_callbacks, layer_file, open_model_for_run, raster_source_path,
-                     region_to_raster_crs, run_guarded)
+from .common import (feedback_callbacks, layer_file, layers_to_load, model_inputs,
+                     open_model_for_run, raster_source_path, region_to_raster_crs,
+                     restore_layers_to_load, run_guarded)
 from .compat import SOURCE_POINT, SOURCE_POLYGON
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
-from .styling import style_on_load
+from .styling import result_group_name, result_layer_name, style_on_load
 
 class ExplainAlgorithm(QgsProcessingAlgorithm):
     """Shared inputs and outputs of the three explanation algorithms."""
@@ -128,6 +129,12 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
 
     # -- main thread: copy what is needed from layers --------------------------------------------
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        """Copies everything the run needs (paths, WKB, plain values) on the main thread.
+
+        ``processAlgorithm`` runs in a task's thread while the user goes on working: it reads
+        only these copies, never ``parameters`` (which may name layers the user has removed by
+        then), a layer or the project.
+        """
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         self._source = raster_source_path(layer)
         self._layer_name = layer.name()
@@ -152,10 +159,15 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                 "ROI: the region layer has no features with a geometry (or none are selected "
                 "when 'Selected features only' is ticked). Draw or select a region first.")
         self._roi_wkb = bytes(QgsGeometry.unaryUnion(geometries).asWkb())
+        self._class = self.parameterAsString(parameters, self.CLASS, context)
+        self._model = model_inputs(self, parameters, context)
+        self._values = read_values(self, self.METHOD, parameters, context)
+        self._destinations = self._output_paths(parameters, context)
+        self._to_load = layers_to_load(context, self._destinations)
+        self._loaded = []
         return True
 
-    # -- worker thread ------------------------------------------------------------------------
-    def _destinations(self, parameters, context):
+    def _output_paths(self, parameters, context):
         """``[(key, path)]`` of the outputs asked for, in writing order."""
         keys = [self.EXCITATION, self.INHIBITION, self.SIGNED]
         if self.HAS_CELLS:
@@ -164,47 +176,56 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         out.append((self.REPORT, self.parameterAsFileOutput(parameters, self.REPORT, context)))
         return [(key, path) for key, path in out if path]
 
+    # -- worker thread: the copies only --------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         started = time.perf_counter()
-        destinations = self._destinations(parameters, context)
+        destinations = self._destinations
+        restore_layers_to_load(context, self._to_load)
         return run_guarded(
-            lambda: self._explain(parameters, context, feedback, started, destinations),
+            lambda: self._explain(context, feedback, started, destinations),
             context, feedback, destinations, noun="Explanation",
             memory_message="Not enough memory for this explanation. Lower BATCH_SIZE or "
                            "WINDOW.")
 
-    def _explain(self, parameters, context, feedback, started, destinations):
+    def _explain(self, context, feedback, started, destinations):
         from ..core.job import explain_to_files
 
-        _, model = open_model_for_run(self, parameters, context, feedback, destinations)
-        params = read_values(self, self.METHOD, parameters, context)
+        model = open_model_for_run(self, self._model, feedback, destinations)
+        params = dict(self._values)
         params.pop("n_threads")  # read by open_model_for_run
         window = params.pop("window")
         if params["baseline"] != "constant":
             del params["baseline_value"]
         progress, cancel = feedback_callbacks(feedback)
         run = explain_to_files(
-            model, self._source, self._roi_wkb,
-            self.parameterAsString(parameters, self.CLASS, context), self.METHOD,
+            model, self._source, self._roi_wkb, self._class, self.METHOD,
             bands=self._bands, window=window,
             outputs={key.lower(): path for key, path in destinations},
             report_title=lambda name: f"{self.TITLE}: class '{name}' on {self._layer_name}",
             log=lambda kind, text: (feedback.pushWarning if kind == "warning"
                                     else feedback.pushInfo)(text),
             progress=progress, cancel=cancel, **params)
-        group = f"{run.class_name} - {self.METHOD} - {time.strftime('%H:%M:%S')}"
+        when = time.strftime("%Y-%m-%d %H:%M:%S")
+        group = result_group_name(self._layer_name, run.class_name, self.METHOD, when)
         outputs = {}
         for name, path in run.outputs.items():
             outputs[name.upper()] = path
             if name != "report":
-                style_on_load(context, path, name, group,
-                              f"{name} ({run.class_name}, {self.METHOD})", self._source)
+                self._loaded.append((path, name, group,
+                                     result_layer_name(name, run.class_name, self.METHOD, when)))
         outputs.update(PREDICTION=run.prediction, BASE_VALUE=run.base_value,
                        SUM_CONTRIBUTIONS=run.sum_contributions,
                        N_EVALUATIONS=int(run.result.n_evaluations),
                        SECONDS=time.perf_counter() - started)
         feedback.pushInfo(", ".join(run.summary) + f", {outputs['SECONDS']:.1f} s")
         return outputs
+
+    # -- main thread again ---------------------------------------------------------------------
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802
+        """Styles and groups the results QGIS loads (the toolbox's run), on the main thread."""
+        for path, style, group, name in self._loaded:
+            style_on_load(context, path, style, group, name, self._source)
+        return {}
 
 
 class ExplainShapAlgorithm(ExplainAlgorithm):

@@ -5,7 +5,8 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer)
 
-from .common import feedback_callbacks, open_model_for_run, raster_source_path, run_guarded
+from .common import (feedback_callbacks, layers_to_load, model_inputs, open_model_for_run,
+                     raster_source_path, restore_layers_to_load, run_guarded)
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
 
 
@@ -75,23 +76,29 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.EXTENT):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
             self._window = _extent_to_window(layer, extent)
+        self._model = model_inputs(self, parameters, context)
+        self._values = read_values(self, "segment", parameters, context)
+        probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context)
+        classes = self.parameterAsOutputLayer(parameters, self.CLASSES, context) or None
+        self._destinations = [(self.PROBABILITIES, probs)] + (
+            [(self.CLASSES, classes)] if classes else [])
+        self._to_load = layers_to_load(context, self._destinations)
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context)
-        classes = self.parameterAsOutputLayer(parameters, self.CLASSES, context) or None
-        destinations = [(self.PROBABILITIES, probs)] + ([(self.CLASSES, classes)] if classes
-                                                         else [])
+        # The task's thread: only the copies prepareAlgorithm made, never a parameter or layer.
+        destinations = self._destinations
+        restore_layers_to_load(context, self._to_load)
         return run_guarded(
-            lambda: self._segment(parameters, context, feedback, destinations),
+            lambda: self._segment(feedback, destinations),
             context, feedback, destinations, noun="Segmentation",
             memory_message="Not enough memory to segment. Lower TILE_SIZE or BATCH_SIZE.")
 
-    def _segment(self, parameters, context, feedback, destinations):
+    def _segment(self, feedback, destinations):
         from ..core.job import segment_to_files
 
-        _, model = open_model_for_run(self, parameters, context, feedback, destinations)
-        values = read_values(self, "segment", parameters, context)
+        model = open_model_for_run(self, self._model, feedback, destinations)
+        values = self._values
         progress, cancel = feedback_callbacks(feedback)
         paths = dict(destinations)
         summary = segment_to_files(

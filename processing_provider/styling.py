@@ -8,6 +8,9 @@ from qgis.core import (QgsColorRampShader, QgsExpressionContextUtils,
                        QgsVectorLayer)
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
+#: Custom property set on every layer the plugin loads as a result (the dock offers none of
+#: them as an input raster).
+RESULT_PROPERTY = "seg_explainer/result"
 # Post-processors must outlive the algorithm run that created them.
 _ALIVE = []
 
@@ -57,26 +60,63 @@ def set_value_scale(layer):
     QgsExpressionContextUtils.setLayerVariable(layer, "segx_max_abs_value", largest or 1e-12)
 
 
-def place_in_group(layer, group_name, above_source=None):
-    """Move ``layer``'s tree node into the group ``group_name``, created above ``above_source``.
+def result_group_name(raster_name, class_name, method, when):
+    """The layer-tree group of one run: raster, class, method and time.
 
-    ``above_source`` is the data source of the input raster: the group goes just above its
-    layer in the layer tree, or at the top when it is not in the project.
+    >>> result_group_name("scene", "oil", "shap", "2026-12-02 06:39:05")
+    'scene - oil - shap - 2026-12-02 06:39:05'
     """
-    root = QgsProject.instance().layerTreeRoot()
+    return f"{raster_name} - {class_name} - {method} - {when}"
+
+
+def result_layer_name(output, class_name, method, when):
+    """The name of one result layer: output, class, method and time of day.
+
+    >>> result_layer_name("signed", "oil", "shap", "2026-12-02 06:39:05")
+    'signed - oil - shap - 06:39:05'
+    """
+    return f"{output} - {class_name} - {method} - {str(when).rsplit(' ', 1)[-1]}"
+
+
+def mark_result(layer):
+    """Mark ``layer`` as one of the plugin's results (:data:`RESULT_PROPERTY`)."""
+    layer.setCustomProperty(RESULT_PROPERTY, True)
+
+
+def is_result(layer):
+    """True if ``layer`` was loaded as one of the plugin's results."""
+    return bool(layer.customProperty(RESULT_PROPERTY, False))
+
+
+def place_in_group(layer, group_name, above_source=None, project=None):
+    """Move ``layer``'s tree node into the group ``group_name``, created on first use.
+
+    A new group goes on top of the earlier result groups that sit directly above the input
+    raster's layer (``above_source`` is its data source), or at the top of the tree when the
+    raster is not in the project; every earlier result group is switched off, so the newest
+    run is the one on the map.
+    """
+    root = (project or QgsProject.instance()).layerTreeRoot()
     node = root.findLayer(layer.id())
     if node is None:
         return
     group = root.findGroup(group_name)
     if group is None:
+        children = root.children()
         index = 0
         if above_source:
-            for i, child in enumerate(root.children()):
+            for i, child in enumerate(children):
                 lyr = getattr(child, "layer", lambda: None)()
                 if lyr is not None and lyr.source().split("|")[0] == above_source:
                     index = i
                     break
+            while index > 0 and children[index - 1].customProperty(RESULT_PROPERTY, False):
+                index -= 1
+        for child in children:
+            if child.customProperty(RESULT_PROPERTY, False):
+                child.setItemVisibilityChecked(False)
         group = root.insertGroup(index, group_name)
+        group.setCustomProperty(RESULT_PROPERTY, True)
     clone = node.clone()
     group.addChildNode(clone)
     node.parent().removeChildNode(node)
@@ -92,7 +132,8 @@ class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
         layer.setName(self.name)
-        apply_style(layer, self.style)
+        apply_style(layer, self.style)   # loading a style resets custom properties
+        mark_result(layer)
         place_in_group(layer, self.group_name, self.above_source)
 
 

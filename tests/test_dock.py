@@ -322,12 +322,12 @@ def test_draw_tool_from_the_dock_sets_the_region(dock, qgis_iface, raster):
 
 
 def test_bands_and_crop_reach_the_parameters(ready, raster, raster2):
-    _, params, _, _, _ = ready.build_parameters()
+    _, params, *_ = ready.build_parameters()
     assert params["BANDS"] is None and params["CROP"] is False  # the algorithm's defaults
     assert ready.bands_edit.placeholderText() == "1 (all bands)"
     ready.bands_edit.setText(" 1 ")
     ready.crop_check.setChecked(True)
-    _, params, _, _, _ = ready.build_parameters()
+    _, params, *_ = ready.build_parameters()
     assert params["BANDS"] == [1] and params["CROP"] is True
     # A 2-band raster with the 1-channel model: empty Bands (all bands) cannot work; the
     # placeholder and the hint say what to give; the band order is kept as typed.
@@ -339,8 +339,8 @@ def test_bands_and_crop_reach_the_parameters(ready, raster, raster2):
            "give 1 of its band numbers" in ready.hint.text()
     ready.bands_edit.setText("2")
     assert ready.run_button.isEnabled() and ready.hint.isHidden()
-    _, params, _, _, _ = ready.build_parameters()
-    assert params["BANDS"] == [2] and params["INPUT"] is raster2
+    _, params, *_ = ready.build_parameters()
+    assert params["BANDS"] == [2] and params["INPUT"] == raster2.id()  # by id: see ExplainRun
     ready.raster_combo.setLayer(raster)  # each raster keeps its own bands
     assert ready.bands_edit.text() == "1"
     ready.raster_combo.setLayer(raster2)
@@ -431,16 +431,19 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     assert r["SUM_CONTRIBUTIONS"] == pytest.approx(r["PREDICTION"] - r["BASE_VALUE"], abs=1e-3)
     root = QgsProject.instance().layerTreeRoot()
     group = root.findGroup(run.group_name)
-    assert group is not None and run.group_name.startswith("oil - shap - ")
-    assert _group_children(group) == ["region of interest", "cells", "signed", "excitation",
-                                      "inhibition"]
+    # Issue 14 point 5: the group says raster, class, method, date and time; each layer its
+    # output, class, method and time.
+    assert group is not None and run.group_name.startswith("scene - oil - shap - ")
+    stamp = run.group_name.rsplit(" ", 1)[1]
+    assert _group_children(group) == [f"{name} - oil - shap - {stamp}" for name in (
+        "region of interest", "cells", "signed", "excitation", "inhibition")]
     names = [child.name() for child in root.children()]
     assert names.index(run.group_name) < names.index("scene")
-    signed = [layer for layer in run.layers if layer.name() == "signed"][0]
+    signed = [layer for layer in run.layers if layer.name().startswith("signed - ")][0]
     renderer = signed.renderer()
     assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
     assert renderer.classificationMax() == pytest.approx(unit_ramp_scale(signed))
-    cells = [layer for layer in run.layers if layer.name() == "cells"][0]
+    cells = [layer for layer in run.layers if layer.name().startswith("cells - ")][0]
     assert cells.featureCount() == hexagon_count(64, 8)
     # The window (64 x 64 px of the raster grid) is placed around the region, which was drawn
     # in EPSG:3857 and reprojected by the algorithm.
@@ -448,9 +451,11 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     assert (signed.width(), signed.height()) == (64, 64)
     centre = utm((PATCH[2] + PATCH[3]) / 2, (PATCH[0] + PATCH[1]) / 2)
     assert signed.extent().contains(centre)
-    region = [layer for layer in run.layers if layer.name() == "region of interest"][0]
+    region = [layer for layer in run.layers if layer.name().startswith("region of ")][0]
     assert ready.region_drawn_radio.isChecked()  # the new outline layer did not take over
     assert region.featureCount() == 1 and region.crs().authid() == "EPSG:3857"
+    assert region.providerType() == "ogr"  # written with the outputs, not a memory layer
+    assert region.source().split("|")[0].endswith("_region.gpkg")
     # Summary and report
     text = ready.result_label.text()
     assert "prediction" in text and f"{expected_count} model evaluations" in text
@@ -458,7 +463,7 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     assert ready.message_widget.findChildren(type(ready.report_button))[0].text() == \
         "Open report"
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert len(files) == 5 and not any(".part" in f for f in files)
+    assert len(files) == 6 and not any(".part" in f for f in files)
 
 
 def test_run_keeps_the_gui_responsive(ready):
@@ -539,8 +544,8 @@ def test_selected_features_of_a_layer_as_region(ready, tmp_path):
     assert run.ok, run.error
     assert run.results["PREDICTION"] > 0.95  # the selected feature lies on the dark patch
     group = QgsProject.instance().layerTreeRoot().findGroup(run.group_name)
-    assert _group_children(group)[0] == "region of interest"
-    assert run.group_name.startswith("oil - occlusion - ")
+    assert _group_children(group)[0].startswith("region of interest - oil - occlusion - ")
+    assert run.group_name.startswith("scene - oil - occlusion - ")
 
 
 def test_region_outside_the_raster_is_a_readable_error(ready, qgis_iface, tmp_path):
@@ -699,14 +704,15 @@ def _assert_ready_after(dock, run, python_errors, n_layers):
 
 
 def _next_run_works(dock, tmp_path):
-    """Runs once more (the faults are gone): five result files and the layers."""
+    """Runs once more (the faults are gone): five result files, the region outline and the
+    layers."""
     out = tmp_path / "next"
     dock.output_widget.setFilePath(str(out))
     run = dock.run()
     assert run is not None, dock.result_label.text()
     _wait(lambda: dock.current_run is None)
     assert run.ok, run.error
-    assert len(files_in(out)) == 5 and not any(".part" in f for f in files_in(out))
+    assert len(files_in(out)) == 6 and not any(".part" in f for f in files_in(out))
     assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is not None
 
 

@@ -179,9 +179,16 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     assert results is not None
     loaded = _layers_by_source(project)
     layers = {key: loaded[str(path)] for key, path in outputs.items()}
-    assert {key: layer.name() for key, layer in layers.items()} == {
-        "EXCITATION": "excitation (oil, shap)", "INHIBITION": "inhibition (oil, shap)",
-        "SIGNED": "signed (oil, shap)", "CELLS": "cells (oil, shap)"}
+    # Issue 14 point 5: layer names say output, class, method and time; the group says the
+    # raster, class, method, date and time.
+    names = {key: layer.name() for key, layer in layers.items()}
+    stamps = {name.rsplit(" - ", 1)[1] for name in names.values()}
+    assert len(stamps) == 1 and re.fullmatch(r"\d\d:\d\d:\d\d", stamps.pop())
+    assert {key: name.rsplit(" - ", 1)[0] for key, name in names.items()} == {
+        "EXCITATION": "excitation - oil - shap", "INHIBITION": "inhibition - oil - shap",
+        "SIGNED": "signed - oil - shap", "CELLS": "cells - oil - shap"}
+    group = project.layerTreeRoot().findLayer(layers["SIGNED"].id()).parent()
+    assert re.fullmatch(r"scene - oil - shap - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", group.name())
 
     # Rasters: the QML's pseudocolour ramp, its unit scale stretched to the data.
     for key, qml in (("SIGNED", "signed.qml"), ("EXCITATION", "excitation.qml"),
@@ -225,7 +232,7 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     groups = [node for node in root.children() if root.isGroup(node)]
     assert len(groups) == 1
     group = groups[0]
-    assert re.fullmatch(r"oil - shap - \d\d:\d\d:\d\d", group.name())
+    assert group.name().startswith("scene - oil - shap - ")
     assert sorted(child.layerId() for child in group.children()) == \
         sorted(layer.id() for layer in layers.values())
     names = [node.name() for node in root.children()]

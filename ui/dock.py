@@ -160,9 +160,18 @@ class SegExplainerDock(QDockWidget):
         outer.addWidget(run_panel)
         self.setWidget(container)
 
+        QgsProject.instance().layersAdded.connect(self._exclude_results)
         self.refresh_dependencies()
         self.restore_settings()
+        self._exclude_results()
         self.update_state()
+
+    def _exclude_results(self, *_):
+        """The plugin's own results are never offered as the raster to explain."""
+        from ..processing_provider.styling import is_result
+
+        self.raster_combo.setExceptedLayerList(
+            [layer for layer in QgsProject.instance().mapLayers().values() if is_result(layer)])
 
     # ====================================================================== building
     def _build_deps_box(self, layout):
@@ -518,7 +527,10 @@ class SegExplainerDock(QDockWidget):
         self.update_state()
 
     def region_parameter(self):
-        """``(ROI parameter value, outline layer, problem)`` for the current region choice."""
+        """``(ROI parameter value, (outline geometry, its CRS), problem)`` for the current
+        region choice. A drawn region is handed to the algorithm as a memory layer only the
+        run holds; a layer's features by the layer's id (the run copies them when it
+        starts)."""
         if self.region_drawn_radio.isChecked():
             if self.region_geometry is None or self.region_geometry.isEmpty():
                 return None, None, ("Draw a region of interest (toolbar button 'Draw region of "
@@ -526,7 +538,7 @@ class SegExplainerDock(QDockWidget):
                                     "finishes; one click = one pixel), or choose a layer's "
                                     "features.")
             layer = region_memory_layer(self.region_geometry, self.region_crs)
-            return layer, layer, None
+            return layer, (QgsGeometry(self.region_geometry), self.region_crs), None
         layer = self.region_layer_combo.currentLayer()
         if layer is None:
             return None, None, "Choose a polygon or point layer for the region of interest."
@@ -538,8 +550,8 @@ class SegExplainerDock(QDockWidget):
         geoms = [QgsGeometry(f.geometry()) for f in features if f.hasGeometry()]
         if not geoms:
             return None, None, f"The layer '{layer.name()}' has no features with a geometry."
-        outline = region_memory_layer(QgsGeometry.unaryUnion(geoms), layer.crs())
-        return QgsProcessingFeatureSourceDefinition(layer.id(), selected), outline, None
+        return (QgsProcessingFeatureSourceDefinition(layer.id(), selected),
+                (QgsGeometry.unaryUnion(geoms), layer.crs()), None)
 
     # ====================================================================== bands
     def _raster_source(self):
@@ -733,8 +745,12 @@ class SegExplainerDock(QDockWidget):
 
     # ====================================================================== run
     def build_parameters(self):
-        """``(algorithm id, parameters, outline layer, group name, raster)``; raises ValueError
-        with a user-facing message when something is missing."""
+        """``(algorithm id, parameters, group name, raster source, label, region)`` of a run
+        (see :class:`~.task.ExplainRun`); raises ValueError with a user-facing message when
+        something is missing. Layers are given by id: the run copies what it needs from them
+        when it starts, and the user may remove them meanwhile."""
+        from ..processing_provider.styling import result_group_name
+
         problems = self.problems()
         if problems:
             raise ValueError(problems[0])
@@ -751,15 +767,16 @@ class SegExplainerDock(QDockWidget):
                              "another.") from None
         bands, _ = self.bands()  # valid: problems() checked it
         class_name = self.class_combo.currentText()
+        now = time.localtime()
         stem = f"{_safe(raster.name())}_{_safe(class_name)}_{method}_" \
-               f"{time.strftime('%Y%m%d_%H%M%S')}"
+               f"{time.strftime('%Y%m%d_%H%M%S', now)}"
         base, n = stem, 1
         while any(folder.glob(stem + "_*")):
             n += 1
             stem = f"{base}-{n}"
         params = {
-            "INPUT": raster, "MODEL": self.model_info["path"], "ROI": roi, "CLASS": class_name,
-            "BANDS": bands or None, **self.method_form.values(method),
+            "INPUT": raster.id(), "MODEL": self.model_info["path"], "ROI": roi,
+            "CLASS": class_name, "BANDS": bands or None, **self.method_form.values(method),
             "EXCITATION": str(folder / f"{stem}_excitation.tif"),
             "INHIBITION": str(folder / f"{stem}_inhibition.tif"),
             "SIGNED": str(folder / f"{stem}_signed.tif"),
@@ -767,26 +784,29 @@ class SegExplainerDock(QDockWidget):
         }
         if method != "rise":
             params["CELLS"] = str(folder / f"{stem}_cells.gpkg")
-        if outline is not None:
-            outline.setName("region of interest")
-        group = f"{class_name} - {method} - {time.strftime('%H:%M:%S')}"
-        return f"segexplainer:explain_{method}", params, outline, group, raster
+        when = time.strftime("%Y-%m-%d %H:%M:%S", now)
+        group = result_group_name(raster.name(), class_name, method, when)
+        region = (*outline, str(folder / f"{stem}_region.gpkg"))
+        return (f"segexplainer:explain_{method}", params, group,
+                raster.source().split("|")[0], (class_name, method, when), region)
 
     def run(self):
         """Start the explanation in the task manager. Returns the run, or None."""
         if self.is_running():
+            self._message("Segmentation Explainer", "An explanation is already running; wait "
+                          "for it to finish or cancel it before starting another.",
+                          Qgis.MessageLevel.Info, duration=5)
             return None
         try:
-            algorithm_id, params, outline, group, raster = self.build_parameters()
+            algorithm_id, params, group, source, label, region = self.build_parameters()
         except ValueError as exc:
             self._show_error(str(exc))
             return None
         self.save_settings()
         from .task import ExplainRun
 
-        run = ExplainRun(algorithm_id, params, group, raster.source().split("|")[0],
-                         region_layer=outline)
-        run.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        run = ExplainRun(algorithm_id, params, group, source, label=label, region=region)
+        run.progressChanged.connect(self._progress)
         run.done.connect(self._run_done)
         self.progress.setValue(0)
         self.result_label.setText("Running... (see also the task manager)")
@@ -798,6 +818,9 @@ class SegExplainerDock(QDockWidget):
         self.runningChanged.emit(True)
         return run
 
+    def _progress(self, value):
+        self.progress.setValue(int(value))
+
     def cancel(self):
         """Cancel the running explanation (it stops before its next batch)."""
         if self.current_run is not None:
@@ -806,7 +829,14 @@ class SegExplainerDock(QDockWidget):
 
     def _run_done(self, run):
         self.current_run = None
-        if run.ok:
+        if run.ok and run.project_closed:
+            folder = run.output_folder()
+            text = (f"The project was closed during the run, so its results were not added to "
+                    f"this one; they are in {folder}.")
+            self.progress.setValue(100)
+            self.result_label.setText(_html(text))
+            self._message("Explanation ready", text, Qgis.MessageLevel.Warning, duration=0)
+        elif run.ok:
             summary = run.summary()
             self.progress.setValue(100)
             self.result_label.setText(f"<b>{_html(run.group_name)}</b>: {_html(summary)}")
@@ -900,9 +930,14 @@ class SegExplainerDock(QDockWidget):
     # ====================================================================== life cycle
     def shutdown(self):
         """Plugin unload: cancel work, take the map tool off the canvas, save settings."""
+        try:
+            QgsProject.instance().layersAdded.disconnect(self._exclude_results)
+        except TypeError:
+            pass
         self.save_settings()
         if self.current_run is not None:
-            self.current_run.cancel()
+            self.current_run.detach()   # cancelled; tells this dock nothing once it is gone
+            self.current_run = None
         if self.map_tool is not None:
             canvas = self.canvas()
             if canvas is not None and canvas.mapTool() is self.map_tool:
@@ -917,7 +952,9 @@ class SegExplainerDock(QDockWidget):
 
 
 def region_memory_layer(geometry, crs, name="region of interest"):
-    """A memory layer holding ``geometry`` (polygon or point) in ``crs``, outline-styled."""
+    """A memory layer holding ``geometry`` (polygon or point) in ``crs``: a drawn region as
+    the algorithm's ROI (never added to the project; the outline written with the results
+    is)."""
     is_point = geometry.type() == GEOMETRY_POINT
     kind = "MultiPoint" if is_point and geometry.isMultipart() else \
         "Point" if is_point else "MultiPolygon"
@@ -931,21 +968,7 @@ def region_memory_layer(geometry, crs, name="region of interest"):
     feature.setGeometry(geom)
     layer.dataProvider().addFeatures([feature])
     layer.updateExtents()
-    _outline_style(layer, is_point)
     return layer
-
-
-def _outline_style(layer, is_point):
-    from qgis.core import QgsMarkerSymbol, QgsFillSymbol, QgsSingleSymbolRenderer
-
-    if is_point:
-        symbol = QgsMarkerSymbol.createSimple({"name": "cross2", "color": "255,0,255",
-                                               "size": "4", "outline_color": "255,0,255",
-                                               "outline_width": "0.6"})
-    else:
-        symbol = QgsFillSymbol.createSimple({"style": "no", "outline_color": "255,0,255",
-                                             "outline_width": "0.6"})
-    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
 
 def _area_text(geometry, crs):

@@ -11,12 +11,12 @@ reports back.
 import time
 from pathlib import Path
 
-from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProcessingAlgRunnerTask,
-                       QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer,
-                       QgsTask, QgsVectorLayer)
+from qgis.core import (Qgis, QgsApplication, QgsGeometry, QgsMessageLog,
+                       QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback,
+                       QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer)
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
-#: (output key, style in resources/styles, layer name, visible) in layer-tree order, top first.
+#: (output key, style in resources/styles, output name, visible) in layer-tree order, top first.
 RESULT_LAYERS = [
     ("CELLS", "cells", "cells", True),
     ("SIGNED", "signed", "signed", True),
@@ -53,6 +53,7 @@ class RunFeedback(QgsProcessingFeedback):
         super().__init__()
         self.errors = []
         self.messages = []
+        self.warnings = []
 
     def reportError(self, error, fatalError=False):  # noqa: N802,N803 (QGIS API)
         self.errors.append(error)
@@ -60,6 +61,7 @@ class RunFeedback(QgsProcessingFeedback):
 
     def pushWarning(self, warning):  # noqa: N802
         self.messages.append(warning)
+        self.warnings.append(warning)
         super().pushWarning(warning)
 
     def pushInfo(self, info):  # noqa: N802
@@ -70,18 +72,30 @@ class RunFeedback(QgsProcessingFeedback):
 class ExplainRun(QObject):
     """One run of ``segexplainer:explain_<method>`` in the task manager.
 
+    Everything the task's thread needs is copied when the run starts (the algorithm's
+    ``prepareAlgorithm``, on the main thread), so the user may remove or rename the input
+    raster or region layer, close the dock or the project, or unload the plugin meanwhile.
+    Results are added on the main thread, to the project the run started in, unless that
+    project was closed (``project_closed``: the files are kept, nothing is added to the next
+    project) or the run was detached (:meth:`detach`, plugin unload).
+
     Parameters
     ----------
     algorithm_id : str
         e.g. ``"segexplainer:explain_shap"``.
     parameters : dict
-        The algorithm's parameters (layers may be given as layer objects).
+        The algorithm's parameters: layer ids, paths and plain values (a layer object only for
+        a drawn region, which only this run holds).
     group_name : str
         Layer-tree group the results go to, created just above the raster.
     raster_source : str
         The input raster's file (``layer.source()`` without options): the group's anchor.
-    region_layer : QgsVectorLayer, optional
-        The region outline, added to the group with the results.
+    label : tuple, optional
+        ``(class name, method, time)`` for the result layers' names
+        (:func:`~..processing_provider.styling.result_layer_name`).
+    region : tuple, optional
+        ``(QgsGeometry, QgsCoordinateReferenceSystem, path)``: the region outline, written to
+        the GeoPackage ``path`` with the results and loaded in their group.
 
     Signals
     -------
@@ -89,20 +103,21 @@ class ExplainRun(QObject):
         Percent done.
     done(object)
         The run itself, on the main thread, once its layers are loaded; see ``ok``,
-        ``cancelled``, ``error``, ``results``, ``layers``.
+        ``cancelled``, ``error``, ``warnings``, ``results``, ``layers``.
     """
 
     progressChanged = pyqtSignal(float)
     done = pyqtSignal(object)
 
-    def __init__(self, algorithm_id, parameters, group_name, raster_source, region_layer=None,
-                 project=None, parent=None):
+    def __init__(self, algorithm_id, parameters, group_name, raster_source, label=None,
+                 region=None, project=None, parent=None):
         super().__init__(parent)
         self.algorithm_id = algorithm_id
         self.parameters = dict(parameters)
         self.group_name = group_name
         self.raster_source = raster_source
-        self.region_layer = region_layer
+        self.label = label or ("", algorithm_id.rsplit("_", 1)[-1], "")
+        self.region = region
         self.project = project or QgsProject.instance()
         self.context = None
         self.feedback = None
@@ -110,7 +125,11 @@ class ExplainRun(QObject):
         self.ok = False
         self.cancelled = False
         self.bug = False
+        self.finished = False
+        self.detached = False
+        self.project_closed = False
         self.error = ""
+        self.warnings = []
         self.results = {}
         self.layers = []
         self.started = None
@@ -135,7 +154,13 @@ class ExplainRun(QObject):
             self.error = "\n".join(self.feedback.errors) or "The algorithm could not start."
             self.task = None
             return False
+        # The task's thread uses the feedback and the context until the task ends, whoever
+        # still holds this run then (the plugin may have been unloaded): the task owns the
+        # feedback, which holds the run and the run the context.
+        self.feedback.setParent(self.task)
+        self.feedback.run = self
         self.task.executed.connect(self._executed)
+        self.project.cleared.connect(self._project_cleared)
         _ALIVE.add(self)
         start_task(self.task)
         return True
@@ -147,24 +172,66 @@ class ExplainRun(QObject):
             self.feedback.cancel()
             self.task.cancel()
 
+    def detach(self):
+        """Plugin unload: cancel, and from now on tell no one and add nothing to the project."""
+        self.detached = True
+        for signal in (self.progressChanged, self.done):
+            try:
+                signal.disconnect()
+            except TypeError:       # nothing connected
+                pass
+        self.cancel()
+
     def is_running(self):
         return self.task is not None
+
+    def _project_cleared(self):
+        self.project_closed = True
 
     def _executed(self, ok, results):  # main thread
         _ALIVE.discard(self.task)
         _ALIVE.discard(self)
+        try:
+            self.project.cleared.disconnect(self._project_cleared)
+        except TypeError:
+            pass
         self.task = None
         self.results = dict(results or {})
+        self.warnings = list(self.feedback.warnings)
         self.cancelled = self.cancelled or self.feedback.isCanceled()
         self.ok = bool(ok) and not self.cancelled and bool(self.results)
         if not self.ok and not self.cancelled:
             self.error = self._failure(self.feedback.errors)
-        if self.ok:
-            try:
-                self.layers = self.load_layers()
-            except Exception as exc:  # a layer that cannot be styled must not crash QGIS
-                self.error = f"The results were written but could not be loaded: {exc}"
-        self.done.emit(self)
+        if self.ok and not self.detached:
+            self._write_region()
+            if not self.project_closed:
+                try:
+                    self.layers = self.load_layers()
+                except Exception as exc:  # a layer that cannot be styled must not crash QGIS
+                    self.error = f"The results were written but could not be loaded: {exc}"
+        self.finished = True
+        if not self.detached:
+            self.done.emit(self)
+
+    def _write_region(self):
+        """Write the region outline next to the results (``results["REGION"]``)."""
+        if self.region is None:
+            return
+        geometry, crs, path = self.region
+        try:
+            write_region(geometry, crs, path)
+        except OSError as exc:
+            self.warnings.append(f"The region outline could not be written to {path} ({exc}).")
+            return
+        self.results["REGION"] = path
+
+    def output_folder(self):
+        """The folder of the run's outputs."""
+        for key in ("EXCITATION", "SIGNED", "REPORT"):
+            path = self.results.get(key) or self.parameters.get(key)
+            if isinstance(path, str) and path:
+                return str(Path(path).parent)
+        return ""
 
     def _failure(self, errors):
         """The message for a failed run: the algorithm's own, or :data:`BUG_MESSAGE`.
@@ -182,27 +249,32 @@ class ExplainRun(QObject):
         return "\n".join(errors) or "The explanation failed."
 
     def load_layers(self):
-        """Add the result layers to the project: styled, in the run's group above the raster."""
-        from ..processing_provider.styling import apply_style, place_in_group
+        """Add the result layers to the project: named, styled, in the run's group."""
+        from ..processing_provider.styling import (apply_style, mark_result, place_in_group,
+                                                   result_layer_name)
 
         layers = []
-        if self.region_layer is not None:
-            self.project.addMapLayer(self.region_layer)
-            place_in_group(self.region_layer, self.group_name, self.raster_source)
-            layers.append(self.region_layer)
-        for key, style, name, visible in RESULT_LAYERS:
+        region = self.results.get("REGION")
+        entries = ([("REGION", None, "region of interest", True)] if region else []) + \
+            RESULT_LAYERS
+        for key, style, output, visible in entries:
             path = self.results.get(key)
             if not path or not Path(str(path)).exists():
                 continue
-            if key == "CELLS":
+            name = result_layer_name(output, *self.label)
+            if key in ("CELLS", "REGION"):
                 layer = QgsVectorLayer(str(path), name, "ogr")
             else:
                 layer = QgsRasterLayer(str(path), name, "gdal")
             if not layer.isValid():
                 continue
+            if style is None:
+                outline_style(layer)
+            else:
+                apply_style(layer, style)   # loading a style resets custom properties
+            mark_result(layer)
             self.project.addMapLayer(layer)
-            apply_style(layer, style)
-            place_in_group(layer, self.group_name, self.raster_source)
+            place_in_group(layer, self.group_name, self.raster_source, self.project)
             node = self.project.layerTreeRoot().findLayer(layer.id())
             if node is not None:
                 node.setItemVisibilityChecked(visible)
@@ -270,3 +342,54 @@ class EstimateTask(QgsTask):
         _ALIVE.discard(self)
         if self.done is not None:
             self.done(self)
+
+
+def write_region(geometry, crs, path):
+    """Write ``geometry`` (a QgsGeometry in ``crs``) as the only feature of the GeoPackage
+    ``path``, through a temporary file renamed into place. Raises OSError."""
+    import os
+
+    from qgis.core import QgsFeature, QgsVectorFileWriter
+
+    from ..processing_provider.compat import GEOMETRY_POINT
+
+    is_point = geometry.type() == GEOMETRY_POINT
+    kind = "MultiPoint" if is_point and geometry.isMultipart() else \
+        "Point" if is_point else "MultiPolygon"
+    layer = QgsVectorLayer(kind, "region of interest", "memory")
+    if crs is not None:
+        layer.setCrs(crs)
+    geom = QgsGeometry(geometry)
+    if not is_point:
+        geom.convertToMultiType()
+    feature = QgsFeature()
+    feature.setGeometry(geom)
+    layer.dataProvider().addFeatures([feature])
+    folder, name = os.path.split(str(path))
+    part = os.path.join(folder, f".{name}.part.gpkg")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = "region_of_interest"
+    error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, part, QgsProject.instance().transformContext(), options)
+    if error != QgsVectorFileWriter.WriterError.NoError:
+        if os.path.exists(part):
+            os.remove(part)
+        raise OSError(message or f"error {error}")
+    os.replace(part, str(path))
+
+
+def outline_style(layer):
+    """Magenta outline (polygons) or cross (points), no fill."""
+    from qgis.core import QgsFillSymbol, QgsMarkerSymbol, QgsSingleSymbolRenderer
+
+    from ..processing_provider.compat import GEOMETRY_POINT
+
+    if layer.geometryType() == GEOMETRY_POINT:
+        symbol = QgsMarkerSymbol.createSimple({"name": "cross2", "color": "255,0,255",
+                                               "size": "4", "outline_color": "255,0,255",
+                                               "outline_width": "0.6"})
+    else:
+        symbol = QgsFillSymbol.createSimple({"style": "no", "outline_color": "255,0,255",
+                                             "outline_width": "0.6"})
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))

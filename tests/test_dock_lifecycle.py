@@ -1,0 +1,233 @@
+"""Issue 14, point 1: what a user does in QGIS while a run is in progress crashes nothing and
+loses nothing. Each test holds a real run of ``segexplainer:explain_*`` in the task's thread
+(a gate in the model's ``predict``), acts on the main thread as a user would, releases the run
+and checks the outcome: no Python exception reached QGIS, no partial file, a clear message."""
+
+import threading
+
+import pytest
+from qgis.core import Qgis, QgsApplication, QgsFeature, QgsGeometry, QgsProject, QgsVectorLayer
+
+from faults import files_in
+from test_dock import (CANVAS_CRS, RASTER_CRS, _fast_shap, _Gate, _wait,  # noqa: F401
+                       dock, files, patch_polygon_3857, provider, python_errors, raster,
+                       ready, settings_group, utm)
+
+
+@pytest.fixture()
+def held(monkeypatch):
+    """``gate``: the run's third model call waits in the task's thread until released."""
+    from seg_explainer.core.model import SegmentationModel
+
+    gate = _Gate()
+    calls = []
+    real_predict = SegmentationModel.predict
+
+    def predict(self, images, batch_size=None):
+        calls.append(threading.get_ident())
+        if len(calls) == 3:
+            gate.stop_here()
+        return real_predict(self, images, batch_size=batch_size)
+
+    monkeypatch.setattr(SegmentationModel, "predict", predict)
+    yield gate
+    gate.release.set()
+
+
+def _start_held(dock, gate):
+    _fast_shap(dock)
+    run = dock.run()
+    assert run is not None, dock.result_label.text()
+    _wait(gate.reached.is_set)
+    assert dock.is_running()
+    return run
+
+
+def _finish(dock, gate):
+    gate.release.set()
+    _wait(lambda: dock.current_run is None)
+
+
+def _messages(qgis_iface, level):
+    return qgis_iface.messageBar().get_messages(level)
+
+
+def _out(tmp_path):
+    return tmp_path / "out"
+
+
+def _assert_complete(tmp_path):
+    """Five finished outputs and the region outline; no temporary file."""
+    names = files_in(_out(tmp_path))
+    assert not any(".part" in name or name.startswith(".") for name in names), names
+    suffixes = sorted(name.rsplit("_", 1)[1] for name in names)
+    assert suffixes == ["cells.gpkg", "excitation.tif", "inhibition.tif", "region.gpkg",
+                        "report.png", "signed.tif"], names
+
+
+def test_removing_the_input_raster_during_a_run(ready, raster, held, tmp_path, python_errors):
+    run = _start_held(ready, held)
+    QgsProject.instance().removeMapLayer(raster.id())
+    QgsApplication.processEvents()
+    _finish(ready, held)
+    assert run.ok, run.error
+    _assert_complete(tmp_path)
+    group = QgsProject.instance().layerTreeRoot().findGroup(run.group_name)
+    assert group is not None and len(group.children()) == 5
+    assert python_errors == []
+    # The dock did not switch to one of the results as its input raster.
+    assert ready.raster_combo.currentLayer() is None
+    assert not ready.run_button.isEnabled()
+
+
+def test_renaming_the_input_raster_during_a_run(ready, raster, held, tmp_path, python_errors):
+    run = _start_held(ready, held)
+    raster.setName("renamed scene")
+    _finish(ready, held)
+    assert run.ok, run.error
+    _assert_complete(tmp_path)
+    root = QgsProject.instance().layerTreeRoot()
+    names = [child.name() for child in root.children()]
+    assert names.index(run.group_name) < names.index("renamed scene")
+    assert "scene" in run.group_name  # named after the raster as it was at the start
+    assert python_errors == []
+
+
+@pytest.mark.parametrize("action", ["remove", "rename"])
+def test_the_region_layer_changing_during_a_run(ready, held, tmp_path, python_errors, action):
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32631", "slick", "memory")
+    r0, r1, c0, c1 = 63, 87, 73, 107
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromPolygonXY(
+        [[utm(c0, r0), utm(c1, r0), utm(c1, r1), utm(c0, r1)]]))
+    layer.dataProvider().addFeatures([feature])
+    QgsProject.instance().addMapLayer(layer)
+    ready.region_layer_combo.setLayer(layer)
+    ready.region_layer_radio.setChecked(True)
+    run = _start_held(ready, held)
+    if action == "remove":
+        QgsProject.instance().removeMapLayer(layer.id())
+    else:
+        layer.setName("renamed slick")
+    QgsApplication.processEvents()
+    _finish(ready, held)
+    assert run.ok, run.error
+    assert run.results["PREDICTION"] > 0.95
+    _assert_complete(tmp_path)
+    outline = [lyr for lyr in run.layers if lyr.providerType() == "ogr"
+               and lyr.source().split("|")[0].endswith("_region.gpkg")]
+    assert len(outline) == 1 and outline[0].featureCount() == 1
+    assert python_errors == []
+
+
+def test_closing_the_project_during_a_run(ready, held, tmp_path, qgis_iface, python_errors):
+    run = _start_held(ready, held)
+    QgsProject.instance().clear()
+    _finish(ready, held)
+    assert run.ok, run.error
+    _assert_complete(tmp_path)  # the results are kept on disk
+    # ... and not put into the project opened since
+    assert QgsProject.instance().mapLayers() == {}
+    assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is None
+    warnings = _messages(qgis_iface, Qgis.MessageLevel.Warning)
+    assert any("project" in text and str(_out(tmp_path)) in text for text in warnings), warnings
+    assert str(_out(tmp_path)) in ready.result_label.text()
+    assert python_errors == []
+
+
+def test_closing_the_dock_during_a_run(ready, held, tmp_path, qgis_iface, python_errors):
+    run = _start_held(ready, held)
+    ready.close()
+    assert ready.isHidden()
+    _finish(ready, held)
+    assert run.ok, run.error
+    _assert_complete(tmp_path)
+    assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is not None
+    assert run.group_name in ready.message_widget.text()  # the message bar still tells
+    assert python_errors == []
+
+
+def test_starting_a_second_run_during_a_run(ready, held, tmp_path, qgis_iface, python_errors):
+    run = _start_held(ready, held)
+    tasks = len(QgsApplication.taskManager().tasks())
+    assert not ready.run_button.isEnabled()
+    assert ready.run() is None  # the toolbar's Run while one is running
+    assert len(QgsApplication.taskManager().tasks()) == tasks
+    assert any("already running" in text for text in _messages(qgis_iface, Qgis.MessageLevel.Info))
+    _finish(ready, held)
+    assert run.ok, run.error
+    _assert_complete(tmp_path)
+    assert python_errors == []
+
+
+def test_unloading_the_plugin_during_a_run(qgis_iface, qgis_new_project, settings_group,
+                                           files, provider, tmp_path, held, python_errors):
+    """Quitting QGIS unloads the plugin: the run is cancelled, leaves no file and no layer,
+    and nothing of the unloaded plugin is called when its task ends."""
+    import seg_explainer
+    from qgis.core import QgsRasterLayer
+
+    layer = QgsRasterLayer(files["raster"], "scene", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    plugin = seg_explainer.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock = plugin._ensure_dock()
+        dock.raster_combo.setLayer(layer)
+        dock.model_widget.setFilePath(files["model"])
+        dock.set_region(patch_polygon_3857(), CANVAS_CRS)
+        dock.window_spin.setValue(64)
+        dock.output_widget.setFilePath(str(_out(tmp_path)))
+        run = _start_held(dock, held)
+        task = run.task
+    finally:
+        plugin.unload()
+    assert plugin.dock is None
+    held.release.set()
+    _wait(lambda: task not in QgsApplication.taskManager().tasks())
+    _wait(lambda: run.finished)
+    assert run.cancelled and not run.ok
+    assert files_in(_out(tmp_path)) == []
+    assert [lyr.name() for lyr in QgsProject.instance().mapLayers().values()] == ["scene"]
+    assert python_errors == []
+
+
+def test_the_task_thread_reads_no_parameter(ready, monkeypatch, python_errors):
+    """The rule behind the crash of issue 14 (``parameterAsOutputLayer`` in the task's thread
+    on parameters naming a deleted layer): every ``parameterAs*`` call of a run happens on the
+    main thread, in ``prepareAlgorithm``; the task's thread works on copies."""
+    from qgis.core import QgsProcessingAlgorithm
+
+    from seg_explainer.processing_provider.explain import ExplainAlgorithm
+
+    main = threading.get_ident()
+    calls = []
+    for name in dir(QgsProcessingAlgorithm):
+        if name.startswith("parameterAs"):
+            real = getattr(QgsProcessingAlgorithm, name)
+
+            def spy(self, *args, _real=real, _name=name, **kwargs):
+                calls.append((_name, threading.get_ident()))
+                return _real(self, *args, **kwargs)
+
+            monkeypatch.setattr(ExplainAlgorithm, name, spy, raising=False)
+    model_threads = []
+    from seg_explainer.core.model import SegmentationModel
+
+    real_predict = SegmentationModel.predict
+
+    def predict(self, images, batch_size=None):
+        model_threads.append(threading.get_ident())
+        return real_predict(self, images, batch_size=batch_size)
+
+    monkeypatch.setattr(SegmentationModel, "predict", predict)
+    _fast_shap(ready)
+    run = ready.run()
+    assert run is not None
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    assert model_threads and main not in model_threads  # the work ran in the task's thread
+    names = {name for name, _ in calls}
+    assert {"parameterAsRasterLayer", "parameterAsOutputLayer", "parameterAsFile"} <= names
+    assert [name for name, thread in calls if thread != main] == []
+    assert python_errors == []
