@@ -231,3 +231,94 @@ def test_the_task_thread_reads_no_parameter(ready, monkeypatch, python_errors):
     assert {"parameterAsRasterLayer", "parameterAsOutputLayer", "parameterAsFile"} <= names
     assert [name for name, thread in calls if thread != main] == []
     assert python_errors == []
+
+
+# --------------------------------------------------------------------------- point 6: messages
+
+def test_a_warning_of_the_run_reaches_the_dock_and_the_message_bar(ready, python_errors):
+    """A region crossing the raster's edge: the run works on its part inside the raster and
+    says so in the dock and in the message bar, at warning level, not a green "ready"."""
+    from qgis.core import QgsCoordinateTransform
+
+    ring = [utm(-10, 60), utm(12, 60), utm(12, 80), utm(-10, 80)]
+    geom = QgsGeometry.fromPolygonXY([ring])
+    geom.transform(QgsCoordinateTransform(RASTER_CRS, CANVAS_CRS, QgsProject.instance()))
+    ready.set_region(geom, CANVAS_CRS)
+    _fast_shap(ready)
+    run = ready.run()
+    assert run is not None, ready.result_label.text()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    assert any("edge" in w for w in run.warnings), run.warnings
+    assert "crosses the raster" in ready.result_label.text()
+    item = ready.message_widget
+    assert item.level() == Qgis.MessageLevel.Warning
+    assert "with warnings" in item.title() and "crosses the raster" in item.text()
+    assert python_errors == []
+
+
+def test_a_cancel_from_qgis_task_manager_reads_as_a_cancel(ready, held, qgis_iface, tmp_path,
+                                                           python_errors):
+    run = _start_held(ready, held)
+    run.task.cancel()            # the task manager's own cancel button
+    _finish(ready, held)
+    assert run.cancelled and not run.ok and run.error == ""
+    assert ready.result_label.text() == "Explanation cancelled; no files were written."
+    assert _messages(qgis_iface, Qgis.MessageLevel.Critical) == []
+    assert any("cancelled" in text for text in _messages(qgis_iface, Qgis.MessageLevel.Info))
+    assert files_in(_out(tmp_path)) == []
+    assert python_errors == []
+
+
+def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
+        ready, qgis_iface, monkeypatch, python_errors):
+    import seg_explainer.ui.dock as dock_module
+    from seg_explainer.core.model import SegmentationModel
+
+    opened = []
+    monkeypatch.setattr(dock_module, "open_file", lambda path: opened.append(path) and False)
+    _fast_shap(ready)
+    first = ready.run()
+    _wait(lambda: ready.current_run is None)
+    assert first.ok, first.error
+    report = first.results["REPORT"]
+    assert ready.report_button.isEnabled()
+    ready.report_button.click()  # no application opens it: the message says where it is
+    assert opened == [report]
+    warnings = _messages(qgis_iface, Qgis.MessageLevel.Warning)
+    assert any(report in text and "No application opened" in text for text in warnings)
+    # The next run: the button is off while it runs, and then opens the new report.
+    gate = _Gate()
+    calls = []
+    real_predict = SegmentationModel.predict
+
+    def predict(self, images, batch_size=None):
+        calls.append(1)
+        if len(calls) == 2:
+            gate.stop_here()
+        return real_predict(self, images, batch_size=batch_size)
+
+    monkeypatch.setattr(SegmentationModel, "predict", predict)
+    ready.output_widget.setFilePath(ready.output_widget.filePath() + "_2")
+    second = ready.run()
+    try:
+        _wait(gate.reached.is_set)
+        assert not ready.report_button.isEnabled() and ready.last_report is None
+    finally:
+        gate.release.set()
+    _wait(lambda: ready.current_run is None)
+    assert second.ok, second.error
+    ready.report_button.click()
+    assert opened[-1] == second.results["REPORT"] != report
+    assert python_errors == []
+
+
+def test_rise_reports_no_sum_of_contributions(ready):
+    ready.tabs.setCurrentIndex(1)
+    assert ready.current_method() == "rise"
+    ready.param_widgets["rise"]["N_MASKS"].setValue(40)
+    ready.batch_spin.setValue(8)
+    run = ready.run()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    assert "prediction" in run.summary() and "sum of contributions" not in run.summary()

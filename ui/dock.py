@@ -91,6 +91,21 @@ def open_file(path):
     return QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
 
+def open_report_or_say_where(path, message):
+    """Open the report ``path``; when it is gone or no application opens it, tell the user
+    where it is through ``message(title, text, level, duration=...)``. Returns True if
+    opened."""
+    if not Path(path).is_file():
+        message("Report not found", f"The report {path} no longer exists.",
+                Qgis.MessageLevel.Warning, duration=0)
+        return False
+    if open_file(path):
+        return True
+    message("Report", f"No application opened the report; it is at {path}",
+            Qgis.MessageLevel.Warning, duration=0)
+    return False
+
+
 class SegExplainerDock(QDockWidget):
     """Dock widget: pick a layer, a model and a region, then explain.
 
@@ -808,6 +823,8 @@ class SegExplainerDock(QDockWidget):
         run = ExplainRun(algorithm_id, params, group, source, label=label, region=region)
         run.progressChanged.connect(self._progress)
         run.done.connect(self._run_done)
+        self.last_report = None             # "Open report" never opens the previous run's
+        self.report_button.setEnabled(False)
         self.progress.setValue(0)
         self.result_label.setText("Running... (see also the task manager)")
         if not run.start():
@@ -829,29 +846,38 @@ class SegExplainerDock(QDockWidget):
 
     def _run_done(self, run):
         self.current_run = None
+        warnings = list(dict.fromkeys(run.warnings))   # each once, in order
+        warned = "".join(f"<br>&#9888; {_html(w)}" for w in warnings)
         if run.ok and run.project_closed:
             folder = run.output_folder()
             text = (f"The project was closed during the run, so its results were not added to "
                     f"this one; they are in {folder}.")
             self.progress.setValue(100)
-            self.result_label.setText(_html(text))
-            self._message("Explanation ready", text, Qgis.MessageLevel.Warning, duration=0)
+            self.result_label.setText(_html(text) + warned)
+            self._message("Explanation ready", " ".join([text] + warnings),
+                          Qgis.MessageLevel.Warning, duration=0)
         elif run.ok:
             summary = run.summary()
             self.progress.setValue(100)
-            self.result_label.setText(f"<b>{_html(run.group_name)}</b>: {_html(summary)}")
+            self.result_label.setText(f"<b>{_html(run.group_name)}</b>: {_html(summary)}"
+                                      + warned)
             report = run.results.get("REPORT")
             self.last_report = report if report and Path(report).exists() else None
             self.report_button.setEnabled(self.last_report is not None)
-            self._message("Explanation ready", f"{run.group_name}: {summary}",
-                          Qgis.MessageLevel.Success, report=self.last_report)
+            if warnings:  # a result to read with care: said at warning level, kept on screen
+                self._message("Explanation ready, with warnings",
+                              f"{run.group_name}: {summary}. " + " ".join(warnings),
+                              Qgis.MessageLevel.Warning, report=self.last_report, duration=0)
+            else:
+                self._message("Explanation ready", f"{run.group_name}: {summary}",
+                              Qgis.MessageLevel.Success, report=self.last_report)
             if run.error:
                 self._show_error(run.error)
         elif run.cancelled:
             self.progress.setValue(0)
             self.result_label.setText("Explanation cancelled; no files were written.")
-            self._message("Explanation cancelled", "No files were written.",
-                          Qgis.MessageLevel.Info)
+            self._message("Explanation cancelled", "You cancelled the run; no files were "
+                          "written.", Qgis.MessageLevel.Info)
         else:
             self.progress.setValue(0)
             self._show_error(run.error)
@@ -860,8 +886,9 @@ class SegExplainerDock(QDockWidget):
         self.runFinished.emit(run)
 
     def open_report(self):
+        """Open the last run's report; if no application opens it, say where it is."""
         if self.last_report:
-            open_file(self.last_report)
+            open_report_or_say_where(self.last_report, self._message)
 
     # ====================================================================== messages
     def _message_bar(self):
@@ -879,7 +906,7 @@ class SegExplainerDock(QDockWidget):
             return None
         widget = bar.createMessage(title, text)
         button = QPushButton("Open report", widget)
-        button.clicked.connect(lambda: open_file(report))
+        button.clicked.connect(lambda: open_report_or_say_where(report, self._message))
         widget.layout().addWidget(button)
         bar.pushWidget(widget, level, duration)
         self.message_widget = widget

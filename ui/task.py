@@ -290,7 +290,7 @@ class ExplainRun(QObject):
             parts.append(f"prediction {r['PREDICTION']:.3f}")
         if r.get("BASE_VALUE") is not None and r.get("BASE_VALUE") == r.get("BASE_VALUE"):
             parts.append(f"base value {r['BASE_VALUE']:.3f}")
-        if "SUM_CONTRIBUTIONS" in r:
+        if "SUM_CONTRIBUTIONS" in r and self.label[1] != "rise":  # RISE is not additive
             parts.append(f"sum of contributions {r['SUM_CONTRIBUTIONS']:+.3f}")
         if "N_EVALUATIONS" in r:
             parts.append(f"{int(r['N_EVALUATIONS'])} model evaluations")
