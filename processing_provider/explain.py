@@ -21,7 +21,7 @@ from .common import (feedback_callbacks, layer_file, layers_to_load, model_input
                      restore_layers_to_load, run_guarded)
 from .compat import SOURCE_POINT, SOURCE_POLYGON
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
-from .styling import result_group_name, result_layer_name, style_on_load
+from .styling import colour_scale, result_group_name, result_layer_name, style_on_load
 
 class ExplainAlgorithm(QgsProcessingAlgorithm):
     """Shared inputs and outputs of the three explanation algorithms."""
@@ -124,6 +124,8 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                            ("BASE_VALUE", "Region score with everything switched off"),
                            ("SUM_CONTRIBUTIONS", "Sum of contributions (SHAP: cell values; "
                             "occlusion: best tree's leaves; RISE: prediction - base value)"),
+                           ("MAX_ABS_CONTRIBUTION", "Largest |contribution| (the colour "
+                            "scale follows it)"),
                            ("N_EVALUATIONS", "Model evaluations"), ("SECONDS", "Wall time (s)")]:
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
@@ -205,6 +207,10 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             log=lambda kind, text: (feedback.pushWarning if kind == "warning"
                                     else feedback.pushInfo)(text),
             progress=progress, cancel=cancel, **params)
+        largest = largest_contribution(run.result.signed)
+        _, negligible = colour_scale(largest)
+        if negligible:
+            feedback.pushWarning(negligible)
         when = time.strftime("%Y-%m-%d %H:%M:%S")
         group = result_group_name(self._layer_name, run.class_name, self.METHOD, when)
         outputs = {}
@@ -212,8 +218,10 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             outputs[name.upper()] = path
             if name != "report":
                 self._loaded.append((path, name, group,
-                                     result_layer_name(name, run.class_name, self.METHOD, when)))
+                                     result_layer_name(name, run.class_name, self.METHOD, when),
+                                     largest))
         outputs.update(PREDICTION=run.prediction, BASE_VALUE=run.base_value,
+                       MAX_ABS_CONTRIBUTION=largest,
                        SUM_CONTRIBUTIONS=run.sum_contributions,
                        N_EVALUATIONS=int(run.result.n_evaluations),
                        SECONDS=time.perf_counter() - started)
@@ -223,9 +231,18 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
     # -- main thread again ---------------------------------------------------------------------
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802
         """Styles and groups the results QGIS loads (the toolbox's run), on the main thread."""
-        for path, style, group, name in self._loaded:
-            style_on_load(context, path, style, group, name, self._source)
+        for path, style, group, name, largest in self._loaded:
+            style_on_load(context, path, style, group, name, self._source, largest)
         return {}
+
+
+def largest_contribution(signed):
+    """The largest finite |value| of a signed map (0.0 when there is none)."""
+    import numpy as np
+
+    values = np.abs(np.asarray(signed, dtype=np.float64))
+    values = values[np.isfinite(values)]
+    return float(values.max()) if values.size else 0.0
 
 
 class ExplainShapAlgorithm(ExplainAlgorithm):

@@ -15,48 +15,96 @@ RESULT_PROPERTY = "seg_explainer/result"
 _ALIVE = []
 
 
+#: A run whose largest |contribution| is below this (in units of the class probability) has
+#: negligible contributions: it is drawn on this scale (nearly transparent) and says so.
+NEGLIGIBLE = 1e-3
+#: The colour scales (probability units): a run is drawn on the smallest one at or above its
+#: largest |contribution|, the same for all its layers, so equal colours mean equal values
+#: across layers and runs on the same step.
+SCALE_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
 def unit_ramp_scale(layer):
     """Largest absolute value of band 1 of a raster layer (1.0 when it is all zero)."""
     stats = layer.dataProvider().bandStatistics(1)
     return max(abs(stats.minimumValue), abs(stats.maximumValue)) or 1.0
 
 
-def apply_style(layer, style):
-    """Load ``resources/styles/<style>.qml``; raster ramps (unit scale) are rescaled to the data."""
+def colour_scale(largest):
+    """``(scale, warning)``: the :data:`SCALE_STEPS` step a run whose largest |contribution|
+    is ``largest`` is drawn on, and a sentence when its contributions are negligible (else
+    None).
+
+    >>> colour_scale(0.043)
+    (0.05, None)
+    >>> colour_scale(6e-6)[0]
+    0.001
+    """
+    largest = abs(float(largest)) if largest is not None and math.isfinite(largest) else 0.0
+    scale = next((step for step in SCALE_STEPS if largest <= step), math.ceil(largest))
+    warning = None
+    if largest < NEGLIGIBLE:
+        warning = (f"The contributions are negligible (largest |value| {largest:.2g}, below "
+                   f"{NEGLIGIBLE:g} of the class probability): the region's score hardly "
+                   "depends on the image here; the maps are drawn on the smallest scale, "
+                   f"+-{scale:g}, so they stay pale.")
+    return scale, warning
+
+
+def _legend_label(value, scale, style):
+    if value == 0:
+        return "0"
+    if abs(abs(value) - scale) > 1e-12 * scale:
+        return ""
+    word = "excitation" if (value > 0) == (style != "inhibition") else "inhibition"
+    sign = "+" if style == "signed" and value > 0 else "-" if style == "signed" else ""
+    return f"{sign}{scale:g} {word}"
+
+
+def apply_style(layer, style, largest=None):
+    """Load ``resources/styles/<style>.qml``; raster ramps (unit scale) are drawn on the run's
+    :func:`colour_scale` for ``largest`` (the run's largest |contribution|; the layer's own
+    largest value when not given), symmetric about 0, labelled with the scale and the words
+    excitation and inhibition. The cells' colours use the same scale."""
     layer.loadNamedStyle(str(STYLES_DIR / f"{style}.qml"))
     if isinstance(layer, QgsRasterLayer):
         renderer = layer.renderer()
         shader = getattr(renderer, "shader", lambda: None)()
         ramp = shader.rasterShaderFunction() if shader is not None else None
         if isinstance(ramp, QgsColorRampShader):
-            scale = unit_ramp_scale(layer)
-            items = [QgsColorRampShader.ColorRampItem(i.value * scale, i.color, i.label)
-                     for i in ramp.colorRampItemList()]
+            scale, _ = colour_scale(unit_ramp_scale(layer) if largest is None else largest)
+            items = [QgsColorRampShader.ColorRampItem(
+                i.value * scale, i.color, _legend_label(i.value * scale, scale, style))
+                for i in ramp.colorRampItemList()]
             ramp.setColorRampItemList(items)
             ramp.setMinimumValue(items[0].value)
             ramp.setMaximumValue(items[-1].value)
             renderer.setClassificationMin(items[0].value)
             renderer.setClassificationMax(items[-1].value)
     elif isinstance(layer, QgsVectorLayer) and layer.fields().indexOf("value") >= 0:
-        set_value_scale(layer)
+        set_value_scale(layer, None if largest is None else colour_scale(largest)[0])
     layer.triggerRepaint()
 
 
-def set_value_scale(layer):
-    """Store the largest ``|value|`` of ``layer`` in its variable ``segx_max_abs_value``.
+def set_value_scale(layer, scale=None):
+    """Store the colour scale of the cells ``layer`` in its variable ``segx_max_abs_value``:
+    ``scale``, or the largest ``|value|`` of its features when None.
 
     The cells style scales its colours by this variable. It is computed here, once, in the
     main thread: an aggregate such as ``maximum(abs("value"))`` in the style itself would be
     evaluated by the map renderer's thread while it reads the layer, which crashes QGIS 3.22.
     """
     largest = 0.0
-    for feature in layer.getFeatures():
-        try:
-            v = abs(float(feature["value"]))
-        except (TypeError, ValueError):          # NULL
-            continue
-        if math.isfinite(v):
-            largest = max(largest, v)
+    if scale is None:
+        for feature in layer.getFeatures():
+            try:
+                v = abs(float(feature["value"]))
+            except (TypeError, ValueError):          # NULL
+                continue
+            if math.isfinite(v):
+                largest = max(largest, v)
+    else:
+        largest = float(scale)
     QgsExpressionContextUtils.setLayerVariable(layer, "segx_max_abs_value", largest or 1e-12)
 
 
@@ -125,23 +173,25 @@ def place_in_group(layer, group_name, above_source=None, project=None):
 class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
     """Applies one of our QML styles and files the layer under the run's group."""
 
-    def __init__(self, style, group_name, name, above_source=None):
+    def __init__(self, style, group_name, name, above_source=None, largest=None):
         super().__init__()
         self.style, self.group_name, self.name = style, group_name, name
-        self.above_source = above_source
+        self.above_source, self.largest = above_source, largest
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
         layer.setName(self.name)
-        apply_style(layer, self.style)   # loading a style resets custom properties
+        apply_style(layer, self.style, self.largest)   # loading a style resets custom properties
         mark_result(layer)
         place_in_group(layer, self.group_name, self.above_source)
 
 
-def style_on_load(context, destination, style, group_name, name, above_source=None):
-    """Arrange for the output at ``destination`` to be styled and grouped when it is loaded."""
+def style_on_load(context, destination, style, group_name, name, above_source=None,
+                  largest=None):
+    """Arrange for the output at ``destination`` to be styled and grouped when it is loaded
+    (``largest``: the run's largest |contribution|, see :func:`apply_style`)."""
     if not context.willLoadLayerOnCompletion(destination):
         return
-    processor = StyleAndGroup(style, group_name, name, above_source)
+    processor = StyleAndGroup(style, group_name, name, above_source, largest)
     _ALIVE.append(processor)
     del _ALIVE[:-256]
     context.layerToLoadOnCompletionDetails(destination).setPostProcessor(processor)

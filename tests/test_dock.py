@@ -160,6 +160,7 @@ def dock(qgis_iface, qgis_new_project, settings_group):
     widget.deleteLater()
     canvas.stopRendering()  # returns once a render of the run's layers has stopped
     QgsProject.instance().removeAllMapLayers()
+    QgsProject.instance().layerTreeRoot().removeAllChildren()  # the runs' (now empty) groups
 
 
 @pytest.fixture()
@@ -412,7 +413,7 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
                                                             tmp_path):
     from qgis.core import QgsSingleBandPseudoColorRenderer
 
-    from seg_explainer.processing_provider.styling import unit_ramp_scale
+    from seg_explainer.processing_provider.styling import colour_scale, unit_ramp_scale
     from seg_explainer.ui.estimate import hexagon_count
 
     _select_method(ready, "shap")
@@ -442,7 +443,16 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     signed = [layer for layer in run.layers if layer.name().startswith("signed - ")][0]
     renderer = signed.renderer()
     assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
-    assert renderer.classificationMax() == pytest.approx(unit_ramp_scale(signed))
+    # Issue 14 point 5: the run's colour scale, the step at or above its largest contribution
+    largest = r["MAX_ABS_CONTRIBUTION"]
+    assert largest == pytest.approx(unit_ramp_scale(signed))
+    scale = colour_scale(largest)[0]
+    assert largest <= scale < 2.5 * largest
+    assert renderer.classificationMax() == pytest.approx(scale)
+    assert renderer.classificationMin() == pytest.approx(-scale)
+    labels = [item.label for item in renderer.shader().rasterShaderFunction().colorRampItemList()]
+    assert labels[0] == f"-{scale:g} inhibition" and labels[-1] == f"+{scale:g} excitation"
+    assert f"colour scale +-{scale:g}" in run.summary()
     cells = [layer for layer in run.layers if layer.name().startswith("cells - ")][0]
     assert cells.featureCount() == hexagon_count(64, 8)
     # The window (64 x 64 px of the raster grid) is placed around the region, which was drawn

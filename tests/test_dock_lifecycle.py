@@ -322,3 +322,50 @@ def test_rise_reports_no_sum_of_contributions(ready):
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
     assert "prediction" in run.summary() and "sum of contributions" not in run.summary()
+
+
+# --------------------------------------------------------------------------- point 5: reading
+
+def test_newest_group_on_top_and_earlier_groups_switched_off(ready, raster, tmp_path):
+    root = QgsProject.instance().layerTreeRoot()
+    _fast_shap(ready)
+    first = ready.run()
+    _wait(lambda: ready.current_run is None)
+    ready.tabs.setCurrentIndex(1)
+    ready.param_widgets["rise"]["N_MASKS"].setValue(40)
+    second = ready.run()
+    _wait(lambda: ready.current_run is None)
+    assert first.ok and second.ok, (first.error, second.error)
+    names = [child.name() for child in root.children()]
+    assert names.index(second.group_name) < names.index(first.group_name) < \
+        names.index("scene")
+    assert root.findGroup(second.group_name).itemVisibilityChecked()
+    assert not root.findGroup(first.group_name).itemVisibilityChecked()
+    assert root.findLayer(raster.id()).itemVisibilityChecked()  # the input stays on
+
+
+def test_negligible_contributions_say_so_and_stay_pale(ready, monkeypatch):
+    """A region whose score hardly depends on the image (here: contributions scaled down to
+    about 1e-6): a warning says so, and the maps are drawn on the smallest scale."""
+    from seg_explainer.core import explain as explain_module
+    from seg_explainer.processing_provider.styling import NEGLIGIBLE, SCALE_STEPS
+
+    real = explain_module.explain_region
+
+    def tiny(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.signed[...] *= 1e-6 / max(float(abs(result.signed).max()), 1e-30)
+        return result
+
+    monkeypatch.setattr(explain_module, "explain_region", tiny)
+    ready.tabs.setCurrentIndex(1)
+    ready.param_widgets["rise"]["N_MASKS"].setValue(40)
+    run = ready.run()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    assert run.results["MAX_ABS_CONTRIBUTION"] < NEGLIGIBLE
+    assert any("negligible" in w for w in run.warnings)
+    assert "negligible" in ready.result_label.text()
+    assert ready.message_widget.level() == Qgis.MessageLevel.Warning
+    signed = [lyr for lyr in run.layers if lyr.name().startswith("signed - ")][0]
+    assert signed.renderer().classificationMax() == pytest.approx(SCALE_STEPS[0])

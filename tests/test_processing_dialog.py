@@ -159,7 +159,7 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
                            QgsProcessingFeedback, QgsRasterLayer,
                            QgsSingleBandPseudoColorRenderer)
 
-    from seg_explainer.processing_provider.styling import unit_ramp_scale
+    from seg_explainer.processing_provider.styling import colour_scale
 
     project = project_restored
     scene = QgsRasterLayer(sample_data["scene"], "scene")
@@ -199,9 +199,14 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
         items = renderer.shader().rasterShaderFunction().colorRampItemList()
         assert [item.color.name() for item in items] == \
             [c.lower() for c in _ramp_colours(qml)], key
-        scale = unit_ramp_scale(layer)
-        assert scale > 0
+        # one scale for the run: the step at or above its largest contribution
+        scale = colour_scale(results["MAX_ABS_CONTRIBUTION"])[0]
+        stats = layer.dataProvider().bandStatistics(1)
+        own = max(abs(stats.minimumValue), abs(stats.maximumValue))
+        assert own <= results["MAX_ABS_CONTRIBUTION"] + 1e-6 <= scale + 1e-6, key
         assert renderer.classificationMax() == pytest.approx(scale), key
+        word = {"SIGNED": "excitation", "EXCITATION": "excitation", "INHIBITION": "inhibition"}
+        assert items[-1].label.endswith(f"{scale:g} {word[key]}"), key
         assert layer.renderer().opacity() == pytest.approx(0.85), key
     signed = layers["SIGNED"].renderer()
     # Diverging and symmetric about zero: red inhibition, transparent 0, green excitation.
@@ -224,7 +229,7 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     assert "maximum(" not in fill.expressionString()
     largest = max(abs(f["value"]) for f in cells.getFeatures())
     stored = QgsExpressionContextUtils.layerScope(cells).variable("segx_max_abs_value")
-    assert largest > 0 and float(stored) == pytest.approx(largest)
+    assert 0 < largest <= float(stored) == colour_scale(results["MAX_ABS_CONTRIBUTION"])[0]
     assert cells.featureCount() > 4
 
     # One group for the run, above the input raster, holding exactly the four layers.

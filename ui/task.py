@@ -270,8 +270,8 @@ class ExplainRun(QObject):
                 continue
             if style is None:
                 outline_style(layer)
-            else:
-                apply_style(layer, style)   # loading a style resets custom properties
+            else:   # loading a style resets custom properties
+                apply_style(layer, style, self.results.get("MAX_ABS_CONTRIBUTION"))
             mark_result(layer)
             self.project.addMapLayer(layer)
             place_in_group(layer, self.group_name, self.raster_source, self.project)
@@ -292,6 +292,10 @@ class ExplainRun(QObject):
             parts.append(f"base value {r['BASE_VALUE']:.3f}")
         if "SUM_CONTRIBUTIONS" in r and self.label[1] != "rise":  # RISE is not additive
             parts.append(f"sum of contributions {r['SUM_CONTRIBUTIONS']:+.3f}")
+        if r.get("MAX_ABS_CONTRIBUTION") is not None:
+            from ..processing_provider.styling import colour_scale
+
+            parts.append(f"colour scale +-{colour_scale(r['MAX_ABS_CONTRIBUTION'])[0]:g}")
         if "N_EVALUATIONS" in r:
             parts.append(f"{int(r['N_EVALUATIONS'])} model evaluations")
         if "SECONDS" in r:
