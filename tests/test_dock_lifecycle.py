@@ -75,8 +75,9 @@ def test_removing_the_input_raster_during_a_run(ready, raster, held, tmp_path, p
     group = QgsProject.instance().layerTreeRoot().findGroup(run.group_name)
     assert group is not None and len(group.children()) == 5
     assert python_errors == []
-    # The dock did not switch to one of the results as its input raster.
+    # The dock did not switch to one of the results as its input raster or region layer.
     assert ready.raster_combo.currentLayer() is None
+    assert ready.region_layer_combo.count() == 0
     assert not ready.run_button.isEnabled()
 
 

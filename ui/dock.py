@@ -26,6 +26,7 @@ from ..processing_provider.compat import (FILTER_POINT, FILTER_POLYGON, FILTER_R
 from ..processing_provider.parameters import EXPLAIN_METHODS
 from . import deps
 from .estimate import evaluations, format_duration, resolve_window
+from .layout import fit_narrow
 from .parameter_form import TITLES, MethodForm
 
 SETTINGS = "seg_explainer"
@@ -166,6 +167,7 @@ class SegExplainerDock(QDockWidget):
         layout.addStretch(1)
         scroll.setWidget(body)
         # Run, Cancel, progress and the result stay visible below the scrolling form.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         container = QWidget()
         outer = QVBoxLayout(container)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -174,6 +176,7 @@ class SegExplainerDock(QDockWidget):
         self._build_run_box(QVBoxLayout(run_panel))
         outer.addWidget(run_panel)
         self.setWidget(container)
+        fit_narrow(container)
 
         QgsProject.instance().layersAdded.connect(self._exclude_results)
         self.refresh_dependencies()
@@ -182,11 +185,14 @@ class SegExplainerDock(QDockWidget):
         self.update_state()
 
     def _exclude_results(self, *_):
-        """The plugin's own results are never offered as the raster to explain."""
+        """The plugin's own results (rasters, cells, region outlines) are never offered as
+        the raster to explain or the region layer."""
         from ..processing_provider.styling import is_result
 
-        self.raster_combo.setExceptedLayerList(
-            [layer for layer in QgsProject.instance().mapLayers().values() if is_result(layer)])
+        results = [layer for layer in QgsProject.instance().mapLayers().values()
+                   if is_result(layer)]
+        self.raster_combo.setExceptedLayerList(results)
+        self.region_layer_combo.setExceptedLayerList(results)
 
     # ====================================================================== building
     def _build_deps_box(self, layout):
@@ -256,7 +262,7 @@ class SegExplainerDock(QDockWidget):
         self.region_buttons.addButton(self.region_layer_radio, 1)
         self.region_drawn_radio.setChecked(True)
         self.region_drawn_radio.toggled.connect(self.update_state)
-        row = QHBoxLayout()
+        row = QVBoxLayout()
         row.addWidget(self.region_drawn_radio)
         self.draw_button = QPushButton("Draw region of interest")
         self.draw_button.setToolTip("Left click adds a vertex, right click finishes, Esc "
@@ -269,7 +275,7 @@ class SegExplainerDock(QDockWidget):
         self.region_label.setWordWrap(True)
         box.addWidget(self.region_label)
         box.addWidget(self.region_layer_radio)
-        row = QHBoxLayout()
+        row = QVBoxLayout()
         self.region_layer_combo = QgsMapLayerComboBox()
         self.region_layer_combo.setFilters(layer_filters(FILTER_POLYGON, FILTER_POINT))
         self.region_layer_combo.setToolTip("A polygon or point layer: the union of its "
@@ -308,7 +314,7 @@ class SegExplainerDock(QDockWidget):
                                       "method and time.")
         self.output_widget.setFilePath(str(default_output_folder()))
         form.addRow("Output folder", self.output_widget)
-        row = QHBoxLayout()
+        row = QVBoxLayout()
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setSizePolicy(QSizePolicy.Policy.Expanding,
@@ -340,7 +346,7 @@ class SegExplainerDock(QDockWidget):
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         layout.addWidget(self.progress)
-        row = QHBoxLayout()
+        row = QVBoxLayout()
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
         row.addWidget(self.result_label, 1)
@@ -1028,8 +1034,7 @@ def describe_html(info):
         ("Activation", f"{info.get('output_activation')} "
                        f"({info.get('output_activation_source')})"),
     ]
-    return "<table>" + "".join(
-        f"<tr><td><i>{k}</i>&nbsp;</td><td>{_html(v)}</td></tr>" for k, v in rows) + "</table>"
+    return "<br>".join(f"<i>{k}</i>: {_html(v)}" for k, v in rows)
 
 
 def _html(text):

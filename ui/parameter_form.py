@@ -148,7 +148,15 @@ class MethodForm(QWidget):
     def _add(form, decl):
         widget = make_widget(decl)
         if isinstance(widget, QCheckBox):
-            form.addRow(widget)
+            # The text in a wrapping label beside the box (a checkbox's own text never wraps
+            # and would widen a narrow dock); clicking the text toggles the box.
+            text = QLabel(widget.text())
+            text.setWordWrap(True)
+            text.setToolTip(widget.toolTip())
+            text.mousePressEvent = lambda _event, box=widget: box.toggle()
+            widget.setAccessibleName(widget.text())
+            widget.setText("")
+            form.addRow(widget, text)
         else:
             label = QLabel(decl.short or decl.label)
             label.setToolTip(widget.toolTip())
