@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -476,27 +477,42 @@ def _code_zip():
     return str(path)
 
 
+def _same_interpreter(path):
+    """True when ``path`` runs this very Python (same version and build, same base prefix).
+
+    Inside QGIS ``sys.executable`` is not reliable: it is the QGIS binary on Windows, and on
+    Linux whatever ``python3`` comes first on PATH (a pyenv or conda Python with another standard
+    library, whose workers die importing ``_csv`` from this Python's paths)."""
+    if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return False
+    probe = "import sys; print(sys.hexversion, sys.implementation.cache_tag, sys.base_prefix)"
+    try:
+        out = subprocess.run([path, "-c", probe], capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items()
+                                  if k not in ("PYTHONHOME", "PYTHONPATH")})
+    except (OSError, subprocess.SubprocessError):
+        return False
+    mine = f"{sys.hexversion} {sys.implementation.cache_tag} {sys.base_prefix}"
+    return out.returncode == 0 and out.stdout.strip() == mine
+
+
 def _python_for_workers():
-    """The Python interpreter local worker processes start with (inside QGIS
-    ``sys.executable`` is the QGIS binary); None when ``sys.executable`` is one."""
-    exe = Path(sys.executable or "")
-    if exe.name.lower().startswith("python"):
-        return None
+    """The interpreter local worker processes start with: this Python's own executable, found
+    by asking each candidate what it is (``sys.executable`` first, then the interpreters under
+    this Python's prefixes)."""
     major, minor = sys.version_info[:2]
     names = [f"python{major}.{minor}", f"python{major}", "python", "python.exe"]
-    for folder in (exe.parent, Path(sys.prefix), Path(sys.prefix) / "bin",
-                   Path(sys.base_prefix) / "bin"):
-        for name in names:
-            candidate = folder / name
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
-    found = shutil.which(names[0])
-    if found:
-        return found
+    candidates = [sys.executable]
+    for folder in (Path(sys.prefix) / "bin", Path(sys.prefix), Path(sys.base_prefix) / "bin",
+                   Path(sys.base_prefix)):
+        candidates += [str(folder / name) for name in names]
+    for candidate in dict.fromkeys(candidates):      # in order, each once
+        if _same_interpreter(candidate):
+            return candidate
     raise DependencyError(
-        "no Python interpreter was found next to QGIS to start local Dask workers with; start "
-        "a Dask cluster yourself (dask scheduler; dask worker tcp://host:8786) and give its "
-        "address as SCHEDULER.")
+        "no Python interpreter matching the one QGIS runs was found to start local Dask "
+        "workers with; start a Dask cluster yourself (dask scheduler; dask worker "
+        "tcp://host:8786) and give its address as SCHEDULER.")
 
 
 class Executor:
@@ -523,9 +539,9 @@ class Executor:
             self.n_workers = max(1, int(n_workers or cores))
             self.n_threads = max(1, cores // self.n_workers)
             python = _python_for_workers()
-            if python:
-                import multiprocessing.spawn
+            import multiprocessing.spawn
 
+            if python != multiprocessing.spawn.get_executable():
                 self._old_executable = multiprocessing.spawn.get_executable()
                 multiprocessing.spawn.set_executable(python)
             self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1,

@@ -200,16 +200,6 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         window = values.pop("window")
         params = {k: v for k, v in values.items() if k in method_parameters(method)}
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
-        if scheduler is None:
-            # Known limitation: worker processes spawned from QGIS's embedded Python fail to
-            # start (they die importing _csv / hashlib's blake2), so inside QGIS the regions
-            # run in this process unless a cluster is given.
-            feedback.pushWarning(
-                "Local Dask workers cannot be started from inside QGIS yet; the regions run in "
-                "this process, one after the other. For parallel runs start a cluster (in a "
-                "terminal: 'dask scheduler' and 'dask worker tcp://localhost:8786 --nworkers "
-                "N --nthreads 1') and give SCHEDULER=tcp://localhost:8786.")
-            scheduler = "serial"
         model = self.parameterAsFile(parameters, self.MODEL, context)
         progress, cancel = feedback_callbacks(feedback)
         run = explain_regions(

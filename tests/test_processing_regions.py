@@ -81,15 +81,15 @@ def test_graphical_model_runs_explain_regions(provider, sample_data, tmp_path):
 
 
 def test_qgis_process_runs_explain_regions(sample_data, tmp_path):
-    """Without SCHEDULER inside QGIS: in the process (local Dask workers cannot start from
-    QGIS's embedded Python yet), saying how to use a cluster."""
+    """Without SCHEDULER: a local Dask cluster of worker processes started from inside QGIS
+    (whose sys.executable is not its own Python)."""
     out = tmp_path / "cli"
     args = ["run", "segexplainer:explain_regions", "--",
             f"REGIONS={REGIONS.format(**sample_data)}", f"INPUT={sample_data['scene']}",
             f"MODEL={sample_data['model']}", "CLASS=oil", "METHOD=1", "N_MASKS=30",
             "WINDOW=96", "WORKERS=2", f"OUTPUT_FOLDER={out}"]
     proc = qgis_process(args, tmp_path / "qp")
-    assert "on 1 worker(s)" in proc.stdout
+    assert "on 2 worker(s)" in proc.stdout
     rows = features(str(out / "regions.gpkg"))
     assert [r["status"] for r in rows] == ["done"] * 3
     assert len(list((out / "regions").iterdir())) == 3
