@@ -31,9 +31,10 @@ from .outputs import (OutputSet, check_destinations, check_writable, is_disk_ful
                       output_failure)
 from .region import window_edge
 
-__all__ = ["EXPLAIN_OUTPUTS", "Job", "JobRun", "NODATA", "check_job", "crop_message",
-           "explain_to_files", "plugin_version", "read_job", "resolve_bands", "resolve_class",
-           "run_metadata", "segment_to_files", "write_cells", "write_outputs"]
+__all__ = ["EXPLAIN_OUTPUTS", "Faithfulness", "Job", "JobRun", "NODATA", "check_job",
+           "crop_message", "explain_to_files", "faithfulness", "plugin_version", "read_job",
+           "resolve_bands", "resolve_class", "run_metadata", "segment_to_files", "write_cells",
+           "write_outputs"]
 
 #: Nodata value of the explanation rasters.
 NODATA = -9999.0
@@ -141,7 +142,9 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
         Its ``n_channels``, ``fixed_size`` and ``tile_size`` decide bands and window.
     source : str
         A raster GDAL can read, north-up, with a CRS; or georeferenced by GCPs or RPCs only
-        (then warped on the fly, :func:`~.georef.gridded_source`).
+        (then warped on the fly, :func:`~.georef.gridded_source`); or a Sentinel-1 product
+        (SAFE folder, manifest.safe, zip, subdataset name), calibrated first
+        (:func:`~.sentinel1.calibrated_source`; ``bands`` then chooses its polarisations).
     roi_wkb : bytes
         The region of interest (polygons or points) in the raster's CRS (for a GCP raster,
         the GCPs' CRS, as QGIS shows the layer). A region across the antimeridian of a
@@ -161,13 +164,25 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     InputError
         For every input that cannot work, naming the parameter to change.
     """
-    from .georef import gridded_source
+    from dataclasses import replace
 
-    grid = gridded_source(source)      # a GCP- or RPC-only raster: warped on the fly
+    from .georef import gridded_source
+    from .sentinel1 import calibrated_source
+
+    s1 = calibrated_source(model, source, bands)   # a Sentinel-1 product: calibrated bands
     try:
-        return _read_grid(model, source, grid, roi_wkb, bands, window)
+        grid = gridded_source(s1.path if s1 else source)   # GCP/RPC only: warped on the fly
+        try:
+            job = _read_grid(model, source, grid, roi_wkb, None if s1 else bands, window)
+        finally:
+            grid.close()
     finally:
-        grid.close()
+        if s1:
+            s1.close()
+    if s1:
+        job = replace(job, warnings=s1.warnings + job.warnings,
+                      recorded=dict(job.recorded, **s1.record))
+    return job
 
 
 def _read_grid(model, source, grid, roi_wkb, bands, window):
@@ -465,6 +480,8 @@ class JobRun:
         For the first explained class.
     summary : tuple of str
         The same, as the lines the report and the log show.
+    faithfulness : Faithfulness or None
+        When measured (``faithful=True``).
     """
 
     job: Job
@@ -476,6 +493,7 @@ class JobRun:
     base_value: float = float("nan")
     sum_contributions: float = float("nan")
     summary: tuple = ()
+    faithfulness: object = None
 
 
 def _say(log, kind, text):
@@ -483,9 +501,74 @@ def _say(log, kind, text):
         log(kind, text)
 
 
+#: Steps of the deletion and insertion curves the dock asks :func:`faithfulness` for.
+FAITHFULNESS_STEPS = 20
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """Deletion and insertion AUCs of a signed map and of a random ordering (same seed, same
+    steps): a faithful map has the lower deletion and the higher insertion AUC."""
+
+    deletion_auc: float
+    insertion_auc: float
+    random_deletion_auc: float
+    random_insertion_auc: float
+    n_evaluations: int
+
+    def line(self):
+        """One line for the report and the summary."""
+        return (f"deletion AUC {self.deletion_auc:.3f} (random {self.random_deletion_auc:.3f}),"
+                f" insertion AUC {self.insertion_auc:.3f} (random "
+                f"{self.random_insertion_auc:.3f})")
+
+
+def faithfulness(model, job, result, params, *, n_steps=FAITHFULNESS_STEPS, seed=0,
+                 progress=None, cancel=None):
+    """Deletion and insertion curves (Petsiuk et al. 2018) of ``result.signed`` over the
+    job's window, against a random ordering of the same pixels.
+
+    Removed pixels take the run's baseline (``params["baseline"]``; the static kinds, else the
+    image mean); the score is the class probability averaged over the region. Returns a
+    :class:`Faithfulness`.
+    """
+    from .baselines import STATIC_KINDS, baseline_image, composite, fill_nodata
+    from .metrics import deletion_insertion
+
+    image = job.image if job.image.ndim == 3 else job.image[..., None]
+    valid = np.all(np.isfinite(image), axis=2)
+    filled = fill_nodata(image, valid)
+    kind = params.get("baseline", "mean")
+    kind = kind if kind in STATIC_KINDS else "mean"
+    base = baseline_image(filled, kind, value=params.get("baseline_value"),
+                          sigma=params.get("blur_sigma", 8.0), valid_mask=valid)
+    idx = np.flatnonzero(np.asarray(result.region_mask).ravel())
+    cls = result.classes[0]
+    batch = max(1, int(params.get("batch_size") or 1))
+
+    def score(masks):
+        probs = np.asarray(model.predict(composite(filled, base, masks), batch_size=batch))
+        n = probs.shape[0]
+        return probs.reshape(n, -1, probs.shape[-1])[:, idx, cls].mean(axis=1)
+
+    signed = np.nan_to_num(np.asarray(result.signed, dtype=np.float64))
+    random_map = np.random.default_rng(seed).random(signed.shape)
+
+    def part(offset):
+        return None if progress is None else (lambda f: progress(0.5 * (offset + f)))
+
+    ours = deletion_insertion(score, signed, n_steps=n_steps, batch_size=batch,
+                              progress=part(0), cancel=cancel)
+    chance = deletion_insertion(score, random_map, n_steps=n_steps, batch_size=batch,
+                                progress=part(1), cancel=cancel)
+    return Faithfulness(float(ours.deletion_auc), float(ours.insertion_auc),
+                        float(chance.deletion_auc), float(chance.insertion_auc),
+                        ours.n_evaluations + chance.n_evaluations)
+
+
 def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, window=None,
                      outputs=None, report_title=None, log=None, progress=None, cancel=None,
-                     **params):
+                     faithfulness_steps=0, **params):
     """Explain the model's prediction over a region of a raster and write the outputs.
 
     Parameters
@@ -507,6 +590,10 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
         Told ``("info", ...)`` and ``("warning", ...)`` lines for the user.
     progress, cancel
         See :func:`~.explain.explain_region`.
+    faithfulness_steps : int
+        Steps of the deletion and insertion curves of :func:`faithfulness`, measured after
+        the explanation (0 = not measured; recorded in the metadata, the report and
+        ``JobRun.faithfulness``).
     **params
         :func:`~.explain.explain_region`'s parameters (:mod:`.parameters`).
 
@@ -538,8 +625,20 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
     win = job.window
     _say(log, "info", f"Window of {win.height} x {win.width} px at row {win.row0}, column "
                       f"{win.col0}; region of {int(job.mask.sum())} px; class '{class_name}'")
+    faithful = int(faithfulness_steps or 0) > 0
+    share = 0.9 if faithful and progress is not None else 1.0
     result = explain_region(model, job.image, job.mask, [class_index], method,
-                            progress=progress, cancel=cancel, **params)
+                            progress=None if progress is None
+                            else (lambda f: progress(share * f)),
+                            cancel=cancel, **params)
+    faith = None
+    if faithful:
+        faith = faithfulness(model, job, result, dict(_declared_defaults(), **params),
+                             n_steps=int(faithfulness_steps), seed=params.get("seed") or 0,
+                             cancel=cancel,
+                             progress=None if progress is None
+                             else (lambda f: progress(share + (1 - share) * f)))
+        _say(log, "info", f"Faithfulness: {faith.line()}; {faith.n_evaluations} evaluations")
     if "crop" in result.details:
         _say(log, "info", crop_message(result.details["crop"], win))
     # Every output records the crop settings, also when cropping is off (crop None).
@@ -555,6 +654,14 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
     metadata = run_metadata(model, class_name, method, recorded, window=win, source=job.source,
                             bands=job.bands, roi_wkb=job.roi_wkb)
     metadata.update(job.recorded)
+    if faith is not None:
+        summary += (faith.line(),)
+        metadata["faithfulness"] = json.dumps(
+            {"deletion_auc": faith.deletion_auc, "insertion_auc": faith.insertion_auc,
+             "random_deletion_auc": faith.random_deletion_auc,
+             "random_insertion_auc": faith.random_insertion_auc,
+             "n_steps": int(faithfulness_steps), "n_evaluations": faith.n_evaluations,
+             "ordering": "signed map, high to low; random: uniform, seeded"}, sort_keys=True)
     if not result.cells:
         outputs.pop("cells", None)
     if callable(report_title):
@@ -563,7 +670,7 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
                             report_title=report_title or f"{method}: class '{class_name}'")
     return JobRun(job=job, result=result, class_name=class_name, metadata=metadata,
                   outputs=written, prediction=full, base_value=base, sum_contributions=total,
-                  summary=summary)
+                  summary=summary, faithfulness=faith)
 
 
 def _declared_defaults():

@@ -10,6 +10,7 @@ import time
 
 from qgis.core import (QgsGeometry, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingParameterNumber,
                        QgsProcessingParameterBand, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterRasterDestination,
@@ -19,7 +20,7 @@ from qgis.core import (QgsGeometry, QgsProcessingAlgorithm,
 from .common import (feedback_callbacks, layer_file, layers_to_load, model_inputs,
                      open_model_for_run, raster_source_path, region_to_raster_crs,
                      restore_layers_to_load, run_guarded)
-from .compat import SOURCE_POINT, SOURCE_POLYGON
+from .compat import NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
 from .styling import colour_scale, result_group_name, result_layer_name, style_on_load
 
@@ -48,6 +49,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
     SIGNED = "SIGNED"
     CELLS = "CELLS"
     REPORT = "REPORT"
+    FAITHFULNESS = "FAITHFULNESS"
 
     def name(self):
         return f"explain_{self.METHOD}"
@@ -81,7 +83,10 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                 "estimated from other coalitions than without CROP. The log says which crop was "
                 "used, or why none. Crop "
                 "edges lie on multiples of CROP_MULTIPLE pixels (the model's total stride, 32 "
-                "for a 5-level U-Net).</p>" + help_html(self.METHOD))
+                "for a 5-level U-Net).</p><p>FAITHFULNESS (steps, 0 = off) measures the "
+                "deletion and insertion AUCs of the signed map against a random ordering "
+                "(DELETION_AUC, INSERTION_AUC, RANDOM_*; also in the outputs' metadata and "
+                "the report).</p>" + help_html(self.METHOD))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, message = super().checkParameterValues(parameters, context)
@@ -109,6 +114,16 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             self.CLASS, "Class to explain (name or index from the model's metadata)"))
         for decl in for_algorithm(self.METHOD):
             self.addParameter(definition(decl))
+        faithfulness = QgsProcessingParameterNumber(
+            self.FAITHFULNESS, "Deletion/insertion AUC steps (0 = off)", NUMBER_INTEGER,
+            defaultValue=0, minValue=0, maxValue=1000)
+        faithfulness.setHelp(
+            "Faithfulness (RISE paper): after the explanation, remove (deletion) and restore "
+            "(insertion) the window's pixels in the signed map's order and in a random order, "
+            "in this many steps, scoring the region each time (4 x (steps + 1) more model "
+            "evaluations). A faithful map has a lower deletion AUC and a higher insertion AUC "
+            "than the random ordering. 0 = not measured.")
+        self.addParameter(faithfulness)
         self.addParameter(QgsProcessingParameterRasterDestination(self.EXCITATION, "Excitation"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.INHIBITION, "Inhibition"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -126,6 +141,10 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                             "occlusion: best tree's leaves; RISE: prediction - base value)"),
                            ("MAX_ABS_CONTRIBUTION", "Largest |contribution| (the colour "
                             "scale follows it)"),
+                           ("DELETION_AUC", "Deletion AUC (FAITHFULNESS; lower = faithful)"),
+                           ("INSERTION_AUC", "Insertion AUC (FAITHFULNESS; higher = faithful)"),
+                           ("RANDOM_DELETION_AUC", "Deletion AUC of a random ordering"),
+                           ("RANDOM_INSERTION_AUC", "Insertion AUC of a random ordering"),
                            ("N_EVALUATIONS", "Model evaluations"), ("SECONDS", "Wall time (s)")]:
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
@@ -164,6 +183,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         self._class = self.parameterAsString(parameters, self.CLASS, context)
         self._model = model_inputs(self, parameters, context)
         self._values = read_values(self, self.METHOD, parameters, context)
+        self._faithfulness = self.parameterAsInt(parameters, self.FAITHFULNESS, context)
         self._destinations = self._output_paths(parameters, context)
         self._to_load = layers_to_load(context, self._destinations)
         self._loaded = []
@@ -206,7 +226,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             report_title=lambda name: f"{self.TITLE}: class '{name}' on {self._layer_name}",
             log=lambda kind, text: (feedback.pushWarning if kind == "warning"
                                     else feedback.pushInfo)(text),
-            progress=progress, cancel=cancel, **params)
+            progress=progress, cancel=cancel, faithfulness_steps=self._faithfulness, **params)
         largest = largest_contribution(run.result.signed)
         _, negligible = colour_scale(largest)
         if negligible:
@@ -220,6 +240,13 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                 self._loaded.append((path, name, group,
                                      result_layer_name(name, run.class_name, self.METHOD, when),
                                      largest))
+        faith = run.faithfulness
+        nan = float("nan")
+        outputs.update(
+            DELETION_AUC=faith.deletion_auc if faith else nan,
+            INSERTION_AUC=faith.insertion_auc if faith else nan,
+            RANDOM_DELETION_AUC=faith.random_deletion_auc if faith else nan,
+            RANDOM_INSERTION_AUC=faith.random_insertion_auc if faith else nan)
         outputs.update(PREDICTION=run.prediction, BASE_VALUE=run.base_value,
                        MAX_ABS_CONTRIBUTION=largest,
                        SUM_CONTRIBUTIONS=run.sum_contributions,

@@ -370,3 +370,37 @@ def test_negligible_contributions_say_so_and_stay_pale(ready, monkeypatch):
     assert ready.message_widget.level() == Qgis.MessageLevel.Warning
     signed = [lyr for lyr in run.layers if lyr.name().startswith("signed - ")][0]
     assert signed.renderer().classificationMax() == pytest.approx(SCALE_STEPS[0])
+
+
+# --------------------------------------------------------------------------- point 7: faithfulness
+
+def test_faithfulness_is_measured_against_a_random_ordering(ready, tmp_path):
+    """With FAITHFULNESS on, the run removes and restores the window's pixels in the signed
+    map's order and in a random order: on the dark patch the SHAP map is faithful (lower
+    deletion, higher insertion AUC than random); the numbers reach the outputs' metadata,
+    the algorithm's results and the dock's summary."""
+    import json
+
+    from osgeo import gdal
+
+    _fast_shap(ready)
+    box = ready.faithfulness_check
+    assert not box.isChecked()  # off by default: it costs 4 x 21 more model evaluations
+    box.setChecked(True)
+    run = ready.run()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    r = run.results
+    assert r["DELETION_AUC"] < r["RANDOM_DELETION_AUC"]
+    assert r["INSERTION_AUC"] > r["RANDOM_INSERTION_AUC"]
+    assert "deletion AUC" in ready.result_label.text() and "random" in ready.result_label.text()
+    meta = gdal.Open(r["SIGNED"]).GetMetadata()
+    recorded = json.loads(meta["faithfulness"])
+    assert recorded["deletion_auc"] == pytest.approx(r["DELETION_AUC"])
+    assert recorded["random_insertion_auc"] == pytest.approx(r["RANDOM_INSERTION_AUC"])
+    assert recorded["n_evaluations"] == 4 * 21
+    box.setChecked(False)
+    run = ready.run()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok and run.results["DELETION_AUC"] != run.results["DELETION_AUC"]  # NaN: off
+    assert "faithfulness" not in gdal.Open(run.results["SIGNED"]).GetMetadata()

@@ -30,6 +30,8 @@ from .layout import fit_narrow
 from .parameter_form import TITLES, MethodForm
 
 SETTINGS = "seg_explainer"
+#: Steps of the deletion / insertion curves when "Measure faithfulness" is ticked.
+FAITHFULNESS_STEPS = 20
 MAX_RECENT_MODELS = 8
 METHODS = [(m, TITLES[m]) for m in EXPLAIN_METHODS]
 #: Raster providers the algorithms cannot read window by window.
@@ -314,6 +316,18 @@ class SegExplainerDock(QDockWidget):
                                       "method and time.")
         self.output_widget.setFilePath(str(default_output_folder()))
         form.addRow("Output folder", self.output_widget)
+        self.faithfulness_check = QCheckBox()
+        self.faithfulness_check.setToolTip(
+            f"After the explanation, remove and restore the window's pixels in the map's order "
+            f"and in a random order ({FAITHFULNESS_STEPS} steps, "
+            f"{4 * (FAITHFULNESS_STEPS + 1)} more model evaluations): a faithful map has a "
+            "lower deletion and a higher insertion AUC than the random ordering.")
+        faithfulness_text = QLabel("Measure faithfulness (deletion / insertion AUC against "
+                                   "a random ordering)")
+        faithfulness_text.setWordWrap(True)
+        faithfulness_text.setToolTip(self.faithfulness_check.toolTip())
+        faithfulness_text.mousePressEvent = lambda _e: self.faithfulness_check.toggle()
+        form.addRow(self.faithfulness_check, faithfulness_text)
         row = QVBoxLayout()
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
@@ -805,6 +819,8 @@ class SegExplainerDock(QDockWidget):
         }
         if method != "rise":
             params["CELLS"] = str(folder / f"{stem}_cells.gpkg")
+        params["FAITHFULNESS"] = FAITHFULNESS_STEPS if self.faithfulness_check.isChecked() \
+            else 0
         when = time.strftime("%Y-%m-%d %H:%M:%S", now)
         group = result_group_name(raster.name(), class_name, method, when)
         region = (*outline, str(folder / f"{stem}_region.gpkg"))
@@ -932,6 +948,7 @@ class SegExplainerDock(QDockWidget):
         remembered = list(self._bands_by_source.items())[-MAX_REMEMBERED_BANDS:]
         settings.setValue(_key("bands_by_raster"), json.dumps(dict(remembered)))
         settings.setValue(_key("output_folder"), self.output_widget.filePath())
+        settings.setValue(_key("faithfulness"), self.faithfulness_check.isChecked())
         if self.class_combo.currentText():
             settings.setValue(_key("class"), self.class_combo.currentText())
         if self.model_info is not None:
@@ -950,6 +967,8 @@ class SegExplainerDock(QDockWidget):
                 self._bands_by_source = {str(k): str(v) for k, v in remembered.items()}
             self._bands_source = None
             self._raster_changed()
+            self.faithfulness_check.setChecked(
+                settings.value(_key("faithfulness"), False, type=bool))
             folder = settings.value(_key("output_folder"), "", type=str)
             if folder:
                 self.output_widget.setFilePath(folder)

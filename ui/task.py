@@ -296,6 +296,10 @@ class ExplainRun(QObject):
             from ..processing_provider.styling import colour_scale
 
             parts.append(f"colour scale +-{colour_scale(r['MAX_ABS_CONTRIBUTION'])[0]:g}")
+        if r.get("DELETION_AUC") is not None and r["DELETION_AUC"] == r["DELETION_AUC"]:
+            parts.append(f"deletion AUC {r['DELETION_AUC']:.3f} (random "
+                         f"{r['RANDOM_DELETION_AUC']:.3f}), insertion AUC "
+                         f"{r['INSERTION_AUC']:.3f} (random {r['RANDOM_INSERTION_AUC']:.3f})")
         if "N_EVALUATIONS" in r:
             parts.append(f"{int(r['N_EVALUATIONS'])} model evaluations")
         if "SECONDS" in r:
