@@ -24,7 +24,7 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget
 from ..processing_provider.compat import (FILTER_POINT, FILTER_POLYGON, FILTER_RASTER,
                                           GEOMETRY_POINT, layer_filters)
 from ..processing_provider.parameters import EXPLAIN_METHODS
-from . import deps
+from .dependency_box import DependencyBox
 from .estimate import evaluations, format_duration, resolve_window
 from .layout import fit_narrow
 from .parameter_form import TITLES, MethodForm
@@ -136,9 +136,7 @@ class SegExplainerDock(QDockWidget):
         self.current_run = None
         self.last_report = None
         self.estimate_task = None
-        self.pip_task = None
         self._seconds_per_batch = {}
-        self.missing = {}
         self.message_widget = None
         self._restoring = False
         # The "Bands" text of each raster file seen (by source), and the file the field's
@@ -198,18 +196,11 @@ class SegExplainerDock(QDockWidget):
 
     # ====================================================================== building
     def _build_deps_box(self, layout):
-        self.deps_box = QGroupBox("Missing Python packages")
-        box = QVBoxLayout(self.deps_box)
-        self.deps_label = QLabel()
-        self.deps_label.setWordWrap(True)
-        box.addWidget(self.deps_label)
-        self.deps_button = QPushButton("Install missing packages")
-        self.deps_button.clicked.connect(self.install_dependencies)
-        box.addWidget(self.deps_button)
-        self.deps_status = QLabel()
-        self.deps_status.setWordWrap(True)
-        box.addWidget(self.deps_status)
-        self.deps_box.setVisible(False)
+        self.deps_box = DependencyBox()
+        self.deps_box.installed.connect(self._deps_installed)
+        # its parts under the names the rest of the dock (and its tests) use
+        self.deps_label, self.deps_button = self.deps_box.label, self.deps_box.button
+        self.deps_status = self.deps_box.status
         layout.addWidget(self.deps_box)
 
     def _build_input_box(self, layout):
@@ -372,50 +363,28 @@ class SegExplainerDock(QDockWidget):
         layout.addLayout(row)
 
     # ====================================================================== dependencies
+    @property
+    def missing(self):
+        """``{module: requirement}`` the engine needs and QGIS's Python cannot import."""
+        return self.deps_box.missing
+
+    @property
+    def pip_task(self):
+        return self.deps_box.pip_task
+
     def refresh_dependencies(self):
-        """Show what is missing, if anything. Returns ``{module: requirement}``."""
-        missing = deps.missing_modules()
-        self.missing = missing
-        if missing:
-            names = ", ".join(f"<b>{module}</b> (pip: {req})" for module, req in missing.items())
-            self.deps_label.setText(
-                f"<p>QGIS's Python cannot import {names}. Without "
-                f"{'it' if len(missing) == 1 else 'them'} no model can be run.</p>"
-                f"<p>One click installs {'it' if len(missing) == 1 else 'them'} with pip into "
-                f"<tt>{deps.deps_dir()}</tt> (this QGIS profile only; numpy stays at the "
-                f"version QGIS runs, {deps.numpy_version()}). Or install with your QGIS "
-                f"installer (OSGeo4W, conda, apt).</p>")
-            self.deps_button.setEnabled(self.pip_task is None)
-        self.deps_box.setVisible(bool(missing))
-        return missing
+        return self.deps_box.refresh()
 
     def make_install_task(self):
-        """The pip task for the missing packages (not started)."""
-        return deps.PipInstallTask(list(self.missing.values()), done=self._deps_installed)
+        return self.deps_box.make_install_task()
 
     def install_dependencies(self):
-        """Run pip in the background for the missing packages."""
-        if not self.missing or self.pip_task is not None:
-            return None
-        self.pip_task = self.make_install_task()
-        self.deps_button.setEnabled(False)
-        self.deps_status.setText("Installing (see the task manager)... " +
-                                 " ".join(self.pip_task.command))
-        from .task import start_task
-
-        start_task(self.pip_task)
-        return self.pip_task
+        return self.deps_box.install()
 
     def _deps_installed(self, task):
-        self.pip_task = None
-        self.deps_status.setText(task.message)
-        still = self.refresh_dependencies()
-        if task.ok and not still:
-            self.deps_status.setText(task.message + " Ready.")
+        if task.ok and not self.missing:
             self._message("Python packages installed.", task.message, Qgis.MessageLevel.Success)
             self.load_model(self.model_widget.filePath())
-        elif task.ok:
-            self.deps_status.setText(task.message + " Restart QGIS to use them.")
         self.update_state()
 
     # ====================================================================== model
