@@ -6,7 +6,6 @@ task manager (:mod:`.task`). Everything the user sets is remembered in QgsSettin
 ``seg_explainer/``.
 """
 
-import json
 import re
 import time
 from pathlib import Path
@@ -17,13 +16,14 @@ from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget, QFormLayout,
-                                 QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                                 QFrame, QGroupBox, QHBoxLayout, QLabel,
                                  QProgressBar, QPushButton, QRadioButton, QScrollArea,
                                  QSizePolicy, QVBoxLayout, QWidget)
 
 from ..processing_provider.compat import (FILTER_POINT, FILTER_POLYGON, FILTER_RASTER,
                                           GEOMETRY_POINT, layer_filters)
 from ..processing_provider.parameters import EXPLAIN_METHODS
+from .bands_field import BandsField
 from .dependency_box import DependencyBox
 from .estimate import evaluations, format_duration, resolve_window
 from .layout import fit_narrow
@@ -37,15 +37,6 @@ METHODS = [(m, TITLES[m]) for m in EXPLAIN_METHODS]
 #: Raster providers the algorithms cannot read window by window.
 EXCLUDED_RASTER_PROVIDERS = ["wms", "wcs", "arcgismapserver", "postgresraster",
                              "virtualraster", "vectortile"]
-TOOLTIPS = {
-    "BANDS": "<p><b>BANDS</b>: the raster bands fed to the model's channels, in order, as band "
-             "numbers separated by commas: '2, 1' feeds band 2 to the first channel and band 1 "
-             "to the second. A band may be repeated. Empty = all the raster's bands in their "
-             "order (the placeholder shows them). The count must be the model's channel "
-             "count when its input shape fixes it.</p><p>Remembered per raster file.</p>",
-}
-#: Raster files remembered with their "Bands" text (the oldest are forgotten first).
-MAX_REMEMBERED_BANDS = 50
 SAMPLE_HINT = ("e.g. the sample scene: resources/sample/scene.py writes scene_vv_db.tif, and "
                "resources/sample/oil_unet.onnx is a model for it")
 
@@ -57,27 +48,6 @@ def _safe(text):
 
 def _settings():
     return QgsSettings()
-
-
-def parse_bands(text):
-    """Band numbers from the dock's "Bands" text: ``"2, 1"`` -> ``[2, 1]``, ``""`` -> ``[]``.
-
-    Commas, semicolons and spaces separate numbers. Raises ``ValueError`` whose message is the
-    first part that is not a whole number.
-    """
-    bands = []
-    for part in re.split(r"[,;\s]+", str(text).strip()):
-        if not part:
-            continue
-        if not re.fullmatch(r"[0-9]+", part):
-            raise ValueError(part)
-        bands.append(int(part))
-    return bands
-
-
-def _band_list(count, n_bands=None):
-    """``"1, 2"``: the first ``count`` band numbers (the last one repeated past ``n_bands``)."""
-    return ", ".join(str(min(i, n_bands or i)) for i in range(1, count + 1))
 
 
 def default_output_folder():
@@ -139,10 +109,6 @@ class SegExplainerDock(QDockWidget):
         self._seconds_per_batch = {}
         self.message_widget = None
         self._restoring = False
-        # The "Bands" text of each raster file seen (by source), and the file the field's
-        # text belongs to: band numbers only mean something for one raster's band layout.
-        self._bands_by_source = {}
-        self._bands_source = None
 
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
@@ -214,12 +180,10 @@ class SegExplainerDock(QDockWidget):
                                      "given under Bands.")
         self.raster_combo.layerChanged.connect(self._raster_changed)
         form.addRow("Raster layer", self.raster_combo)
-        self.bands_edit = QLineEdit()
-        self.bands_edit.setClearButtonEnabled(True)
-        self.bands_edit.setToolTip(TOOLTIPS["BANDS"])
-        self.bands_edit.textChanged.connect(self._bands_edited)
+        self.bands_edit = BandsField()
+        self.bands_edit.textChanged.connect(self.update_state)
         bands_label = QLabel("Bands")
-        bands_label.setToolTip(TOOLTIPS["BANDS"])
+        bands_label.setToolTip(self.bands_edit.toolTip())
         form.addRow(bands_label, self.bands_edit)
 
         self.model_widget = QgsFileWidget()
@@ -558,83 +522,15 @@ class SegExplainerDock(QDockWidget):
                 (QgsGeometry.unaryUnion(geoms), layer.crs()), None)
 
     # ====================================================================== bands
-    def _raster_source(self):
-        raster = self.raster_combo.currentLayer()
-        return raster.source() if raster is not None else None
-
     def _raster_changed(self, *_):
-        """Another raster: show the bands last given for it (empty = all its bands).
-
-        Bands typed while no raster was chosen are kept for the first raster chosen.
-        """
-        source = self._raster_source()
-        if source != self._bands_source:
-            text = self._bands_by_source.get(source) if source else ""
-            if text is None:  # a raster not seen before: all its bands, its default
-                text = self.bands_edit.text() if self._bands_source is None else ""
-            self._bands_source = source
-            self.bands_edit.blockSignals(True)
-            self.bands_edit.setText(text)
-            self.bands_edit.blockSignals(False)
-            self._remember_bands(text)
+        """Another raster: the Bands field shows what was last given for it."""
+        self.bands_edit.set_raster(self.raster_combo.currentLayer())
         self.update_state()
-
-    def _bands_edited(self, text):
-        self._remember_bands(text)
-        self.update_state()
-
-    def _remember_bands(self, text):
-        source = self._bands_source
-        if source is None:
-            return
-        self._bands_by_source.pop(source, None)  # the most recent last
-        if text.strip():
-            self._bands_by_source[source] = text.strip()
 
     def bands(self):
-        """``(band numbers, problem)`` from the "Bands" field: ``[]`` means all the raster's
-        bands (the algorithm's default); ``problem`` is a sentence for the user, or None."""
-        raster = self.raster_combo.currentLayer()
-        n_bands = raster.bandCount() if raster is not None else None
-        channels = (self.model_info or {}).get("n_channels")
-        example = _band_list(channels or min(n_bands or 2, 2), n_bands)
-        try:
-            bands = parse_bands(self.bands_edit.text())
-        except ValueError as exc:
-            return None, (f"Bands: '{exc}' is not a band number. Give band numbers separated "
-                          f"by commas, in model-channel order (e.g. {example}), or leave it "
-                          "empty for all bands.")
-        if raster is None:
-            return bands, None  # no raster is a problem of its own
-        outside = [str(b) for b in bands if not 1 <= b <= n_bands]
-        if outside:
-            return None, (f"Bands: '{raster.name()}' has band(s) 1 to {n_bands}; "
-                          f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not "
-                          f"among them. Give band numbers from 1 to {n_bands}.")
-        if channels and bands and len(bands) != channels:
-            return None, (f"Bands: the model takes {channels} channel(s) but {len(bands)} "
-                          f"band(s) are given. Give {channels} band number(s) in model-channel "
-                          f"order, e.g. {example}.")
-        if channels and not bands and n_bands != channels:
-            return None, (f"The model takes {channels} channel(s) but '{raster.name()}' has "
-                          f"{n_bands} band(s). Under Bands, give {channels} of its band "
-                          f"numbers in model-channel order, e.g. {example}, or choose a raster "
-                          f"with {channels} band(s).")
-        return bands, None
-
-    def _update_bands_placeholder(self):
-        raster = self.raster_combo.currentLayer()
-        channels = (self.model_info or {}).get("n_channels")
-        if raster is None:
-            text = "band numbers in model-channel order, e.g. 1, 2"
-        elif channels and channels != raster.bandCount():
-            text = f"e.g. {_band_list(channels, raster.bandCount())}: {channels} band(s) " \
-                   "in model-channel order"
-        else:
-            n_bands = raster.bandCount()
-            text = f"{_band_list(n_bands)} (all bands)" if n_bands <= 6 else \
-                f"1 to {n_bands} (all bands)"
-        self.bands_edit.setPlaceholderText(text)
+        """``(band numbers, problem)`` from the "Bands" field (:meth:`BandsField.bands`)."""
+        self.bands_edit.set_channels((self.model_info or {}).get("n_channels"))
+        return self.bands_edit.bands()
 
     # ====================================================================== state
     def problems(self):
@@ -669,7 +565,8 @@ class SegExplainerDock(QDockWidget):
         return self.current_run is not None
 
     def update_state(self, *_):
-        self._update_bands_placeholder()
+        self.bands_edit.set_raster(self.raster_combo.currentLayer())
+        self.bands_edit.set_channels((self.model_info or {}).get("n_channels"))
         problems = self.problems()
         running = self.is_running()
         if problems:
@@ -914,8 +811,7 @@ class SegExplainerDock(QDockWidget):
         # Bands are remembered per raster file, not as one value: band numbers name one
         # raster's band layout, and "2" restored on another raster with enough bands would
         # silently feed the model the wrong band.
-        remembered = list(self._bands_by_source.items())[-MAX_REMEMBERED_BANDS:]
-        settings.setValue(_key("bands_by_raster"), json.dumps(dict(remembered)))
+        settings.setValue(_key("bands_by_raster"), self.bands_edit.remembered())
         settings.setValue(_key("output_folder"), self.output_widget.filePath())
         settings.setValue(_key("faithfulness"), self.faithfulness_check.isChecked())
         if self.class_combo.currentText():
@@ -928,13 +824,7 @@ class SegExplainerDock(QDockWidget):
         self._restoring = True
         try:
             self.method_form.restore(settings, SETTINGS)
-            try:
-                remembered = json.loads(settings.value(_key("bands_by_raster"), "{}", type=str))
-            except ValueError:
-                remembered = {}
-            if isinstance(remembered, dict):
-                self._bands_by_source = {str(k): str(v) for k, v in remembered.items()}
-            self._bands_source = None
+            self.bands_edit.restore(settings.value(_key("bands_by_raster"), "{}", type=str))
             self._raster_changed()
             self.faithfulness_check.setChecked(
                 settings.value(_key("faithfulness"), False, type=bool))
