@@ -3,7 +3,8 @@
 import math
 from pathlib import Path
 
-from qgis.core import (QgsColorRampShader, QgsExpressionContextUtils,
+from qgis.core import (QgsColorRampLegendNodeSettings, QgsColorRampShader,
+                       QgsExpressionContextUtils,
                        QgsProcessingLayerPostProcessorInterface, QgsProject, QgsRasterLayer,
                        QgsVectorLayer)
 
@@ -79,6 +80,12 @@ def apply_style(layer, style, largest=None):
             ramp.setColorRampItemList(items)
             ramp.setMinimumValue(items[0].value)
             ramp.setMaximumValue(items[-1].value)
+            # QGIS draws an interpolated ramp's legend as a bar between two labels
+            legend = QgsColorRampLegendNodeSettings(ramp.legendSettings() or
+                                                    QgsColorRampLegendNodeSettings())
+            legend.setMinimumLabel(items[0].label or "0")
+            legend.setMaximumLabel(items[-1].label)
+            ramp.setLegendSettings(legend)
             renderer.setClassificationMin(items[0].value)
             renderer.setClassificationMax(items[-1].value)
     elif isinstance(layer, QgsVectorLayer) and layer.fields().indexOf("value") >= 0:

@@ -452,6 +452,8 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     assert renderer.classificationMin() == pytest.approx(-scale)
     labels = [item.label for item in renderer.shader().rasterShaderFunction().colorRampItemList()]
     assert labels[0] == f"-{scale:g} inhibition" and labels[-1] == f"+{scale:g} excitation"
+    legend = renderer.shader().rasterShaderFunction().legendSettings()  # the legend's words
+    assert (legend.minimumLabel(), legend.maximumLabel()) == (labels[0], labels[-1])
     assert f"colour scale +-{scale:g}" in run.summary()
     cells = [layer for layer in run.layers if layer.name().startswith("cells - ")][0]
     assert cells.featureCount() == hexagon_count(64, 8)
