@@ -14,9 +14,10 @@ The calibration is ours on every GDAL: GDAL's SAFE driver calibrates only SLC pr
 GDAL 3.6 ``SENTINEL1_CALIB:SIGMA0:...`` of a GRD product is "Measurement bands not found"),
 and a result must not depend on the GDAL QGIS ships. The product is calibrated in blocks of
 rows into the temporary file (removed after the run): a full 25000 x 16700 GRD costs one pass
-over its measurement and 1.7 GB of temporary disk per polarisation. (A GDAL Python pixel
-function would calibrate only the window read, but it crashes a Python that has QGIS loaded,
-where GDAL finds a second, uninitialised libpython.)
+over its measurement and 1.7 GB of temporary disk per polarisation. (A VRT with a GDAL
+Python pixel function, :func:`calibrate_block` has its signature, would calibrate only the
+window read; it needs GDAL_VRT_PYTHON_TRUSTED_MODULES set process-wide and is not yet tested
+inside QGIS.)
 
 Which input unit the model takes: its metadata key :data:`UNIT_KEY` (``"dB"`` or
 ``"linear"``), else dB when its input scaling is min-max from a negative minimum (no linear
