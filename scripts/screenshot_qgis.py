@@ -1,6 +1,6 @@
 """Run inside QGIS (--code) by scripts/screenshot.sh: sample scene, dock, one SHAP run, READY."""
 import os
-from qgis.core import QgsGeometry, QgsPointXY, QgsRectangle
+from qgis.core import QgsGeometry, QgsPointXY, QgsProject, QgsRectangle
 from qgis.utils import iface, plugins
 from qgis.PyQt.QtCore import QTimer, Qt
 from qgis.PyQt.QtWidgets import QDockWidget
@@ -21,7 +21,7 @@ def start():
     plugin = plugins["seg_explainer"]
     plugin.actions[0].setChecked(True)
     dock = plugin.dock
-    win.resizeDocks([dock], [440], Qt.Orientation.Horizontal)
+    win.resizeDocks([dock], [320], Qt.Orientation.Horizontal)
     dock.raster_combo.setLayer(layer)
     dock.model_widget.setFilePath(MODEL)
     # A 120 m disc on the sample's oil/sea "boundary" region.
@@ -42,12 +42,20 @@ def finished(run):
     if not run.ok:
         open(f"{SHOT}/READY", "w").write("FAILED " + run.error)
         return
-    signed = [layer for layer in run.layers if layer.name() == "signed"][0]
+    signed = [layer for layer in run.layers if layer.name().startswith("signed - ")][0]
+    node = QgsProject.instance().layerTreeRoot().findLayer(signed.id())
+    node.setExpanded(True)          # the legend: +s excitation, 0, -s inhibition
+    node.parent().setExpanded(True)
     extent = QgsRectangle(signed.extent())
     extent.scale(1.25)
     iface.mapCanvas().setExtent(extent)
     iface.mapCanvas().refresh()
-    QTimer.singleShot(6000, lambda: open(f"{SHOT}/READY", "w").write(run.summary()))
+    win = iface.mainWindow()
+    win.setGeometry(0, 0, 1600, 1000)   # a long message must not push the dock off-screen
+    QTimer.singleShot(6000, lambda: open(f"{SHOT}/READY", "w").write(
+        f"{run.summary()} (window {win.width()} px, dock {plugins['seg_explainer'].dock.width()}"
+        f" px, its content {plugins['seg_explainer'].dock.widget().width()} px, minimum "
+        f"{plugins['seg_explainer'].dock.widget().minimumSizeHint().width()} px)"))
 
 
 QTimer.singleShot(4000, start)
