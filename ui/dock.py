@@ -10,24 +10,23 @@ import re
 import time
 from pathlib import Path
 
-from qgis.core import (Qgis, QgsFeature, QgsGeometry, QgsProcessingFeatureSourceDefinition,
-                       QgsProject, QgsSettings, QgsVectorLayer)
+from qgis.core import Qgis, QgsProject, QgsSettings
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
-from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDockWidget, QFormLayout,
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFormLayout,
                                  QFrame, QGroupBox, QHBoxLayout, QLabel,
-                                 QProgressBar, QPushButton, QRadioButton, QScrollArea,
+                                 QProgressBar, QPushButton, QScrollArea,
                                  QSizePolicy, QVBoxLayout, QWidget)
 
-from ..processing_provider.compat import (FILTER_POINT, FILTER_POLYGON, FILTER_RASTER,
-                                          GEOMETRY_POINT, layer_filters)
+from ..processing_provider.compat import FILTER_RASTER
 from ..processing_provider.parameters import EXPLAIN_METHODS
 from .bands_field import BandsField
 from .dependency_box import DependencyBox
 from .estimate import evaluations, format_duration, resolve_window
 from .layout import fit_narrow
 from .parameter_form import TITLES, MethodForm
+from .region_picker import RegionPicker
 
 SETTINGS = "seg_explainer"
 #: Steps of the deletion / insertion curves when "Measure faithfulness" is ticked.
@@ -99,10 +98,6 @@ class SegExplainerDock(QDockWidget):
         self.setObjectName("SegExplainerDock")
         self.model_info = None
         self.model_error = ""
-        self.region_geometry = None
-        self.region_crs = None
-        self.map_tool = None
-        self.draw_action = None
         self.current_run = None
         self.last_report = None
         self.estimate_task = None
@@ -210,42 +205,14 @@ class SegExplainerDock(QDockWidget):
         layout.addWidget(group)
 
     def _build_region_box(self, layout):
-        group = QGroupBox("Region of interest")
-        box = QVBoxLayout(group)
-        self.region_drawn_radio = QRadioButton("Drawn region")
-        self.region_layer_radio = QRadioButton("Features of a layer")
-        self.region_buttons = QButtonGroup(self)
-        self.region_buttons.addButton(self.region_drawn_radio, 0)
-        self.region_buttons.addButton(self.region_layer_radio, 1)
-        self.region_drawn_radio.setChecked(True)
-        self.region_drawn_radio.toggled.connect(self.update_state)
-        row = QVBoxLayout()
-        row.addWidget(self.region_drawn_radio)
-        self.draw_button = QPushButton("Draw region of interest")
-        self.draw_button.setToolTip("Left click adds a vertex, right click finishes, Esc "
-                                    "cancels. A single click gives one pixel; two clicks, a "
-                                    "rectangle; or press, drag and release for a rectangle.")
-        self.draw_button.clicked.connect(self.start_drawing)
-        row.addWidget(self.draw_button)
-        box.addLayout(row)
-        self.region_label = QLabel("No region drawn yet.")
-        self.region_label.setWordWrap(True)
-        box.addWidget(self.region_label)
-        box.addWidget(self.region_layer_radio)
-        row = QVBoxLayout()
-        self.region_layer_combo = QgsMapLayerComboBox()
-        self.region_layer_combo.setFilters(layer_filters(FILTER_POLYGON, FILTER_POINT))
-        self.region_layer_combo.setToolTip("A polygon or point layer: the union of its "
-                                           "features is the region (reprojected to the "
-                                           "raster's CRS).")
-        self.region_layer_combo.layerChanged.connect(self.update_state)
-        self.region_layer_combo.activated.connect(self._region_layer_chosen)
-        row.addWidget(self.region_layer_combo, 1)
-        self.selected_only = QCheckBox("Selected features only")
-        self.selected_only.toggled.connect(self.update_state)
-        row.addWidget(self.selected_only)
-        box.addLayout(row)
-        layout.addWidget(group)
+        self.region_picker = RegionPicker(self.canvas)
+        self.region_picker.changed.connect(self.update_state)
+        # its parts under the names the rest of the dock (and its tests) use
+        picker = self.region_picker
+        self.region_drawn_radio, self.region_layer_radio = picker.drawn_radio, picker.layer_radio
+        self.region_layer_combo, self.selected_only = picker.layer_combo, picker.selected_only
+        self.draw_button, self.region_label = picker.draw_button, picker.label
+        layout.addWidget(picker)
 
     def _build_method_tabs(self, layout):
         self.method_form = MethodForm()
@@ -440,86 +407,39 @@ class SegExplainerDock(QDockWidget):
         except AttributeError:
             return None
 
-    def ensure_map_tool(self):
-        """The "Draw region of interest" map tool (created on first use)."""
-        if self.map_tool is None:
-            canvas = self.canvas()
-            if canvas is None:
-                return None
-            from .map_tool import RegionMapTool
+    @property
+    def region_geometry(self):
+        return self.region_picker.geometry
 
-            self.map_tool = RegionMapTool(canvas)
-            self.map_tool.regionDrawn.connect(self.set_region)
-            self.map_tool.drawingCancelled.connect(self._drawing_cancelled)
-            if self.draw_action is not None:
-                self.map_tool.setAction(self.draw_action)
-        return self.map_tool
+    @property
+    def region_crs(self):
+        return self.region_picker.crs
+
+    @property
+    def map_tool(self):
+        return self.region_picker.map_tool
+
+    @property
+    def draw_action(self):
+        return self.region_picker.draw_action
+
+    @draw_action.setter
+    def draw_action(self, action):
+        self.region_picker.draw_action = action
+
+    def ensure_map_tool(self):
+        return self.region_picker.ensure_map_tool()
 
     def start_drawing(self):
-        tool = self.ensure_map_tool()
-        if tool is None:
-            return None
-        self.region_drawn_radio.setChecked(True)
-        self.canvas().setMapTool(tool)
-        self.canvas().setFocus()
-        return tool
-
-    def _drawing_cancelled(self):
-        self.region_label.setText(self._region_text() + " (drawing cancelled)")
+        return self.region_picker.start_drawing()
 
     def set_region(self, geometry, crs):
         """Use ``geometry`` (in ``crs``) as the drawn region of interest."""
-        self.region_geometry = QgsGeometry(geometry)
-        self.region_crs = crs
-        tool = self.map_tool
-        if tool is not None and (tool.geometry is None or not tool.geometry.equals(geometry)):
-            tool.show_region(geometry, crs)  # a region set by code: outline it too
-        self.region_drawn_radio.setChecked(True)
-        self.region_label.setText(self._region_text())
-        self.update_state()
-
-    def _region_text(self):
-        geom = self.region_geometry
-        if geom is None or geom.isEmpty():
-            return "No region drawn yet."
-        authid = self.region_crs.authid() if self.region_crs else ""
-        if geom.type() == GEOMETRY_POINT:
-            p = geom.asPoint()
-            return f"Drawn point (one pixel) at {p.x():.1f}, {p.y():.1f} ({authid})."
-        return f"Drawn polygon of {_area_text(geom, self.region_crs)} ({authid})."
-
-    def _region_layer_chosen(self, _index):
-        """The user picked a region layer (not a layer added to the project): use it."""
-        if self.region_layer_combo.currentLayer() is not None:
-            self.region_layer_radio.setChecked(True)
-        self.update_state()
+        self.region_picker.set_region(geometry, crs)
 
     def region_parameter(self):
-        """``(ROI parameter value, (outline geometry, its CRS), problem)`` for the current
-        region choice. A drawn region is handed to the algorithm as a memory layer only the
-        run holds; a layer's features by the layer's id (the run copies them when it
-        starts)."""
-        if self.region_drawn_radio.isChecked():
-            if self.region_geometry is None or self.region_geometry.isEmpty():
-                return None, None, ("Draw a region of interest (toolbar button 'Draw region of "
-                                    "interest': left click adds vertices, right click "
-                                    "finishes; one click = one pixel), or choose a layer's "
-                                    "features.")
-            layer = region_memory_layer(self.region_geometry, self.region_crs)
-            return layer, (QgsGeometry(self.region_geometry), self.region_crs), None
-        layer = self.region_layer_combo.currentLayer()
-        if layer is None:
-            return None, None, "Choose a polygon or point layer for the region of interest."
-        selected = self.selected_only.isChecked()
-        if selected and layer.selectedFeatureCount() == 0:
-            return None, None, (f"No feature of '{layer.name()}' is selected; select some, or "
-                                "untick 'Selected features only'.")
-        features = layer.getSelectedFeatures() if selected else layer.getFeatures()
-        geoms = [QgsGeometry(f.geometry()) for f in features if f.hasGeometry()]
-        if not geoms:
-            return None, None, f"The layer '{layer.name()}' has no features with a geometry."
-        return (QgsProcessingFeatureSourceDefinition(layer.id(), selected),
-                (QgsGeometry.unaryUnion(geoms), layer.crs()), None)
+        """See :meth:`RegionPicker.parameter`."""
+        return self.region_picker.parameter()
 
     # ====================================================================== bands
     def _raster_changed(self, *_):
@@ -549,16 +469,9 @@ class SegExplainerDock(QDockWidget):
         _, bands_problem = self.bands()
         if bands_problem:
             found.append(bands_problem)
-        if self.region_drawn_radio.isChecked():
-            if self.region_geometry is None:
-                found.append("Draw a region of interest (toolbar: 'Draw region of interest'; "
-                             "left click adds vertices, right click finishes, Esc cancels, one "
-                             "click = one pixel), or choose a layer's features.")
-        elif self.region_layer_combo.currentLayer() is None:
-            found.append("Choose a polygon or point layer for the region of interest.")
-        elif self.selected_only.isChecked() and \
-                self.region_layer_combo.currentLayer().selectedFeatureCount() == 0:
-            found.append("No feature of the region layer is selected.")
+        region_problem = self.region_picker.problem()
+        if region_problem:
+            found.append(region_problem)
         return found
 
     def is_running(self):
@@ -849,51 +762,11 @@ class SegExplainerDock(QDockWidget):
         if self.current_run is not None:
             self.current_run.detach()   # cancelled; tells this dock nothing once it is gone
             self.current_run = None
-        if self.map_tool is not None:
-            canvas = self.canvas()
-            if canvas is not None and canvas.mapTool() is self.map_tool:
-                canvas.unsetMapTool(self.map_tool)
-            self.map_tool.remove_bands()
-            self.map_tool.deleteLater()
-            self.map_tool = None
+        self.region_picker.remove_map_tool()
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self.save_settings()
         super().closeEvent(event)
-
-
-def region_memory_layer(geometry, crs, name="region of interest"):
-    """A memory layer holding ``geometry`` (polygon or point) in ``crs``: a drawn region as
-    the algorithm's ROI (never added to the project; the outline written with the results
-    is)."""
-    is_point = geometry.type() == GEOMETRY_POINT
-    kind = "MultiPoint" if is_point and geometry.isMultipart() else \
-        "Point" if is_point else "MultiPolygon"
-    layer = QgsVectorLayer(kind, name, "memory")
-    if crs is not None:
-        layer.setCrs(crs)
-    geom = QgsGeometry(geometry)
-    if not is_point:
-        geom.convertToMultiType()
-    feature = QgsFeature()
-    feature.setGeometry(geom)
-    layer.dataProvider().addFeatures([feature])
-    layer.updateExtents()
-    return layer
-
-
-def _area_text(geometry, crs):
-    """The area of ``geometry`` (in ``crs``) on the ellipsoid: "3 200 m2", "1.25 km2"."""
-    from qgis.core import QgsDistanceArea
-
-    measure = QgsDistanceArea()
-    if crs is not None and crs.isValid():
-        measure.setSourceCrs(crs, QgsProject.instance().transformContext())
-        measure.setEllipsoid(crs.ellipsoidAcronym() or "EPSG:7030")
-    area = measure.measureArea(geometry)
-    if area >= 1e6:
-        return f"{area / 1e6:.3g} km\u00b2"
-    return f"{area:,.0f} m\u00b2"
 
 
 def describe_html(info):
