@@ -24,14 +24,25 @@ def sample_data(tmp_path_factory):
     return {key: str(value) for key, value in paths.items()} | {"model": str(SAMPLE_MODEL)}
 
 
+def _qgis_running(request):
+    """True when pytest-qgis has started QGIS for this session; core tests run without it."""
+    try:
+        return request.getfixturevalue("qgis_app") is not None
+    except pytest.FixtureLookupError:
+        return False
+
+
 @pytest.fixture(scope="session", autouse=True)
-def real_layer_tree_view(qgis_app):
+def real_layer_tree_view(request):
     """A real QgsLayerTreeView on the project's layer tree, given to pytest-qgis's stub iface.
 
     The stub answers unknown calls with a MagicMock; QGIS 3.40+'s Processing passes
     ``iface.layerTreeView()`` to C++ when it loads results (batch dialog, toolbox), where a
     MagicMock aborts or crashes the process. Every test gets the real object instead.
     """
+    if not _qgis_running(request):
+        yield None
+        return
     import qgis.utils
     from qgis.core import QgsLayerTreeModel, QgsProject
     from qgis.gui import QgsLayerTreeView
@@ -50,7 +61,7 @@ def real_layer_tree_view(qgis_app):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def rendering_stops_before_layers_go(qgis_app):
+def rendering_stops_before_layers_go(request):
     """Cancel every canvas's render job before layers leave the project.
 
     pytest-qgis's stub iface puts the layer tree's layers on its canvas, which renders them in
@@ -59,6 +70,9 @@ def rendering_stops_before_layers_go(qgis_app):
     (seen as a crash in QgsSymbolLayer::prepareExpressions on QGIS 3.44). The QGIS desktop stops
     rendering first; so does the harness. ``stopRendering`` returns once the job has ended.
     """
+    if not _qgis_running(request):
+        yield
+        return
     from qgis.core import QgsProject
     from qgis.gui import QgsMapCanvas
     from qgis.PyQt.QtWidgets import QApplication
