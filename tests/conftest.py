@@ -86,3 +86,25 @@ def rendering_stops_before_layers_go(request):
     project.layersWillBeRemoved.connect(stop)     # also emitted when a project is cleared
     yield
     project.layersWillBeRemoved.disconnect(stop)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def qt_garbage_collected_before_qgis_exits(request):
+    """Destroy unreachable Qt wrappers (widgets, tasks, layers left in reference cycles by the
+    tests) and pending deleteLater()s while QGIS still runs.
+
+    pytest-qgis calls exitQgis() when the session ends, and pytest collects garbage once more
+    after that (pytest_unconfigure): a QWidget or QObject destroyed then, with no application
+    left, crashed the process after every test had passed (exit 139)."""
+    yield
+    if not _qgis_running(request):
+        return
+    import gc
+
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QCoreApplication, QEvent
+
+    for _ in range(3):
+        gc.collect()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QgsApplication.processEvents()
