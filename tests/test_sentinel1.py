@@ -168,21 +168,33 @@ def test_the_unit_follows_the_model_metadata():
 def test_processing_explains_a_safe_product(provider, product, sample_data,  # noqa: F811
                                             tmp_path, form):
     import processing
-    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+    from qgis.core import Qgis, QgsProcessingContext, QgsProcessingFeedback
 
     roi = tmp_path / "roi.geojson"
     geom = ogr.CreateGeometryFromWkb(_region(product, half=12))
     roi.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": json.loads(geom.ExportToJson())}]}))
     exc = str(tmp_path / "exc.tif")
-    res = processing.run("segexplainer:explain_shap", {
+    params = {
         "INPUT": f"/vsizip/{product['zip']}/{safe_product.PRODUCT}" if form == "vsizip"
         else product[form], "MODEL": sample_data["model"], "ROI": str(roi),
         "CLASS": "oil", "HEX_SIZE": 16, "N_SAMPLES": 100, "WINDOW": 128, "BATCH_SIZE": 8,
         "SEED": 3, "EXCITATION": exc, "INHIBITION": str(tmp_path / "inh.tif"),
         "SIGNED": str(tmp_path / "signed.tif"), "CELLS": str(tmp_path / "cells.gpkg"),
-        "REPORT": str(tmp_path / "report.png")}, context=QgsProcessingContext(),
-        feedback=QgsProcessingFeedback())
+        "REPORT": str(tmp_path / "report.png")}
+    if form == "vsizip" and Qgis.QGIS_VERSION_INT < 34000:
+        # QGIS 3.22's Processing looks for a /vsizip/ path on disk and refuses it before the
+        # engine runs (GDAL opens it; the engine's own test above explains it on 3.22 too):
+        # a clear refusal naming INPUT, no output written.
+        from qgis.core import QgsProcessingException
+
+        with pytest.raises(QgsProcessingException, match="INPUT"):
+            processing.run("segexplainer:explain_shap", params, context=QgsProcessingContext(),
+                           feedback=QgsProcessingFeedback())
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["roi.geojson"]
+        return
+    res = processing.run("segexplainer:explain_shap", params, context=QgsProcessingContext(),
+                         feedback=QgsProcessingFeedback())
     ds = gdal.Open(res["EXCITATION"])
     assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
     assert ds.RasterXSize == 128
