@@ -11,7 +11,7 @@ reports back.
 import time
 from pathlib import Path
 
-from qgis.core import (Qgis, QgsApplication, QgsGeometry, QgsMessageLog,
+from qgis.core import (Qgis, QgsApplication, QgsMessageLog,
                        QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback,
                        QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer)
 from qgis.PyQt.QtCore import QObject, pyqtSignal
@@ -357,22 +357,11 @@ def write_region(geometry, crs, path):
     ``path``, through a temporary file renamed into place. Raises OSError."""
     import os
 
-    from qgis.core import QgsFeature, QgsVectorFileWriter
+    from qgis.core import QgsVectorFileWriter
 
-    from ..processing_provider.compat import GEOMETRY_POINT
+    from .region_picker import region_memory_layer
 
-    is_point = geometry.type() == GEOMETRY_POINT
-    kind = "MultiPoint" if is_point and geometry.isMultipart() else \
-        "Point" if is_point else "MultiPolygon"
-    layer = QgsVectorLayer(kind, "region of interest", "memory")
-    if crs is not None:
-        layer.setCrs(crs)
-    geom = QgsGeometry(geometry)
-    if not is_point:
-        geom.convertToMultiType()
-    feature = QgsFeature()
-    feature.setGeometry(geom)
-    layer.dataProvider().addFeatures([feature])
+    layer = region_memory_layer(geometry, crs)
     folder, name = os.path.split(str(path))
     part = os.path.join(folder, f".{name}.part.gpkg")
     options = QgsVectorFileWriter.SaveVectorOptions()
