@@ -15,7 +15,8 @@ import numpy as np
 from .errors import InputError, OutputError
 
 
-def _gdal():
+def gdal_module():
+    """GDAL's Python module with exceptions on (imported on first use, not at start-up)."""
     from osgeo import gdal
 
     gdal.UseExceptions()
@@ -41,7 +42,7 @@ def raster_info(path):
 
     Raises :class:`~.errors.InputError` (a ValueError) naming the file when GDAL cannot open it.
     """
-    gdal = _gdal()
+    gdal = gdal_module()
     try:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as exc:
@@ -93,7 +94,7 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None,
 
     if complex_as not in COMPLEX_AS:
         raise ValueError(f"complex_as must be one of {COMPLEX_AS}, got {complex_as!r}")
-    gdal = _gdal()
+    gdal = gdal_module()
     ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     bands = list(bands) if bands else list(range(1, ds.RasterCount + 1))
     out = np.full((height, width, len(bands)), np.nan, dtype=np.float32)
@@ -239,7 +240,7 @@ def geotiff_writer(path, width, height, n_bands, geotransform, crs_wkt, *, nodat
     exception; otherwise the temporary file is removed.
     ``metadata`` is a dict of str written to the dataset's default metadata domain.
     """
-    gdal = _gdal()
+    gdal = gdal_module()
     gdt = gdal.GetDataTypeByName(dtype)
     with atomic_path(path) as tmp:
         writer = _BlockWriter(gdal.GetDriverByName("GTiff").Create(
@@ -256,7 +257,7 @@ def geotiff_writer(path, width, height, n_bands, geotransform, crs_wkt, *, nodat
 def _describe(ds, geotransform, crs_wkt, nodata, band_names, metadata, color_table,
               category_names):
     """Set georeferencing, metadata and per-band descriptions of a new dataset."""
-    gdal = _gdal()
+    gdal = gdal_module()
     ds.SetGeoTransform(tuple(geotransform))
     if crs_wkt:
         ds.SetProjection(crs_wkt)
@@ -312,7 +313,7 @@ def write_polygons(path, layer_name, polygons, fields, crs_wkt, *, metadata=None
     metadata : dict, optional
         Layer metadata (GeoPackage keeps it in gpkg_metadata).
     """
-    gdal = _gdal()
+    gdal = gdal_module()
     from osgeo import ogr, osr
 
     ogr.UseExceptions()

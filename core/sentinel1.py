@@ -33,6 +33,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import InputError
+from .geoio import gdal_module
 
 __all__ = ["CALIBRATIONS", "UNIT_KEY", "Calibrated", "Measurement", "calibrate_block",
            "calibrated_source", "input_unit", "is_sentinel1", "lut_values", "measurements",
@@ -44,13 +45,6 @@ UNIT_KEY = "seg_explainer_input_unit"
 CALIBRATIONS = {"SIGMA0": "sigmaNought", "BETA0": "betaNought", "GAMMA": "gamma"}
 _UNITS = ("AMPLITUDE", "COMPLEX", "INTENSITY")
 _PREFIXES = ("SENTINEL1_CALIB:", "SENTINEL1_DS:")
-
-
-def _gdal():
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    return gdal
 
 
 @dataclass(frozen=True)
@@ -100,13 +94,13 @@ def _remove(path):
 
 
 def _is_dir(path):
-    gdal = _gdal()
+    gdal = gdal_module()
     stat = gdal.VSIStatL(str(path))
     return stat is not None and stat.IsDirectory()
 
 
 def _exists(path):
-    return _gdal().VSIStatL(str(path)) is not None
+    return gdal_module().VSIStatL(str(path)) is not None
 
 
 def _manifest_in_folder(folder):
@@ -189,7 +183,7 @@ def resolve_manifest(source):
 
 
 def _read_xml(path):
-    gdal = _gdal()
+    gdal = gdal_module()
     try:
         f = gdal.VSIFOpenL(str(path), "rb")
     except RuntimeError:
@@ -399,7 +393,7 @@ def _choose(model, manifest, all_measurements, selection, bands):
 
 
 def _gcps(measurement):
-    gdal = _gdal()
+    gdal = gdal_module()
     grid = _find(_read_xml(measurement.annotation), "geolocationGrid",
                  "geolocationGridPointList")
     gcps = []
@@ -419,7 +413,7 @@ def _write_calibrated(path, chosen, width, height, gcps, lut, db, rows_per_block
     georeferenced by ``gcps`` (WGS 84); NaN is nodata."""
     from osgeo import osr
 
-    gdal = _gdal()
+    gdal = gdal_module()
     wgs = osr.SpatialReference()
     wgs.ImportFromEPSG(4326)
     out = gdal.GetDriverByName("GTiff").Create(
@@ -473,7 +467,7 @@ def calibrated_source(model, source, bands=None):
     """
     if not is_sentinel1(source):
         return None
-    gdal = _gdal()
+    gdal = gdal_module()
     manifest, calibration, selection = resolve_manifest(source)
     chosen = _choose(model, manifest, measurements(manifest), selection, bands)
     slc = [m for m in chosen if m.product_type == "SLC"]
