@@ -8,7 +8,7 @@ its own parameters (all declared in ``core.parameters``). The work itself is one
 
 import time
 
-from qgis.core import (QgsGeometry, QgsProcessingAlgorithm,
+from qgis.core import (QgsCoordinateReferenceSystem, QgsGeometry, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterNumber,
                        QgsProcessingParameterBand, QgsProcessingParameterFeatureSource,
@@ -17,12 +17,14 @@ from qgis.core import (QgsGeometry, QgsProcessingAlgorithm,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import (feedback_callbacks, layer_file, layers_to_load, model_inputs,
+from .common import (feedback_callbacks, forget_outputs, layer_file, layers_to_load, model_inputs,
                      open_model_for_run, raster_source_path, region_to_raster_crs,
                      restore_layers_to_load, run_guarded)
 from .compat import NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON
+from .outline import region_outline, write_outline
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
-from .styling import colour_scale, result_group_name, result_layer_name, style_on_load
+from .styling import (REGION_NAME, colour_scale, result_group_name, result_layer_name,
+                      style_on_load)
 
 class ExplainAlgorithm(QgsProcessingAlgorithm):
     """Shared inputs and outputs of the three explanation algorithms."""
@@ -49,6 +51,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
     SIGNED = "SIGNED"
     CELLS = "CELLS"
     REPORT = "REPORT"
+    REGION = "REGION"
     FAITHFULNESS = "FAITHFULNESS"
 
     def name(self):
@@ -86,7 +89,10 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                 "for a 5-level U-Net).</p><p>FAITHFULNESS (steps, 0 = off) measures the "
                 "deletion and insertion AUCs of the signed map against a random ordering "
                 "(DELETION_AUC, INSERTION_AUC, RANDOM_*; also in the outputs' metadata and "
-                "the report).</p>" + help_html(self.METHOD))
+                "the report).</p><p>REGION (optional) writes the region's outline, in the "
+                "region layer's CRS, with the outputs; loaded results are named, styled and "
+                "grouped per run (newest group on top, earlier ones switched off).</p>"
+                + help_html(self.METHOD))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, message = super().checkParameterValues(parameters, context)
@@ -135,6 +141,9 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, "Report figure", "PNG files (*.png)", optional=True,
             createByDefault=False))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.REGION, "Region of interest outline (as given, in its own CRS)", optional=True,
+            createByDefault=False))
         for key, label in [("PREDICTION", "Region score on the unmasked image"),
                            ("BASE_VALUE", "Region score with everything switched off"),
                            ("SUM_CONTRIBUTIONS", "Sum of contributions (SHAP: cell values; "
@@ -165,11 +174,12 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         if source is None:
             raise QgsProcessingException("ROI: no region layer was given. Choose a polygon or "
                                          "point layer, or draw a region in the dock.")
-        geometries = []
+        geometries, given = [], []
         for feature in source.getFeatures():
             geom = QgsGeometry(feature.geometry())
             if geom.isNull() or geom.isEmpty():
                 continue
+            given.append(QgsGeometry(geom))
             geom = region_to_raster_crs(geom, source.sourceCrs(), layer.crs(), context,
                                         feedback)
             if not geom.isGeosValid():
@@ -180,6 +190,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                 "ROI: the region layer has no features with a geometry (or none are selected "
                 "when 'Selected features only' is ticked). Draw or select a region first.")
         self._roi_wkb = bytes(QgsGeometry.unaryUnion(geometries).asWkb())
+        self._outline = (region_outline(given), QgsCoordinateReferenceSystem(source.sourceCrs()))
         self._class = self.parameterAsString(parameters, self.CLASS, context)
         self._model = model_inputs(self, parameters, context)
         self._values = read_values(self, self.METHOD, parameters, context)
@@ -196,6 +207,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             keys.append(self.CELLS)
         out = [(key, self.parameterAsOutputLayer(parameters, key, context)) for key in keys]
         out.append((self.REPORT, self.parameterAsFileOutput(parameters, self.REPORT, context)))
+        out.append((self.REGION, self.parameterAsOutputLayer(parameters, self.REGION, context)))
         return [(key, path) for key, path in out if path]
 
     # -- worker thread: the copies only --------------------------------------------------------
@@ -219,10 +231,11 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         if params["baseline"] != "constant":
             del params["baseline_value"]
         progress, cancel = feedback_callbacks(feedback)
+        region_path = dict(destinations).get(self.REGION)
         run = explain_to_files(
             model, self._source, self._roi_wkb, self._class, self.METHOD,
             bands=self._bands, window=window,
-            outputs={key.lower(): path for key, path in destinations},
+            outputs={key.lower(): path for key, path in destinations if key != self.REGION},
             report_title=lambda name: f"{self.TITLE}: class '{name}' on {self._layer_name}",
             log=lambda kind, text: (feedback.pushWarning if kind == "warning"
                                     else feedback.pushInfo)(text),
@@ -240,6 +253,11 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                 self._loaded.append((path, name, group,
                                      result_layer_name(name, run.class_name, self.METHOD, when),
                                      largest))
+        if region_path:
+            self._write_outline(region_path, context, feedback, outputs)
+            if "REGION" in outputs:
+                self._loaded.append((region_path, "region", group, result_layer_name(
+                    REGION_NAME, run.class_name, self.METHOD, when), None))
         faith = run.faithfulness
         nan = float("nan")
         outputs.update(
@@ -254,6 +272,20 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                        SECONDS=time.perf_counter() - started)
         feedback.pushInfo(", ".join(run.summary) + f", {outputs['SECONDS']:.1f} s")
         return outputs
+
+    def _write_outline(self, path, context, feedback, outputs):
+        """The region outline next to the outputs (``outputs["REGION"]``); a failure is a
+        warning, since the explanation itself was written."""
+        wkb, crs = self._outline
+        try:
+            if wkb is None:
+                raise OSError("no geometry")
+            write_outline(wkb, crs, path)
+        except OSError as exc:
+            feedback.pushWarning(f"The region outline could not be written to {path} ({exc}).")
+            forget_outputs(context, [path])
+            return
+        outputs[self.REGION] = path
 
     # -- main thread again ---------------------------------------------------------------------
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802

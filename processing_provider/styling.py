@@ -1,12 +1,17 @@
-"""Styling and grouping of result layers when QGIS loads them (on the main thread)."""
+"""Loading, styling and grouping of result layers (on the main thread).
+
+One path for the toolbox and the dock: an algorithm registers each output it wants loaded with a
+:class:`StyleAndGroup` post-processor (:func:`style_on_load`); QGIS's toolbox loads the outputs
+and calls the post-processors, and the dock does the same through :func:`load_results`.
+"""
 
 import math
 from pathlib import Path
 
 from qgis.core import (QgsColorRampLegendNodeSettings, QgsColorRampShader,
                        QgsExpressionContextUtils,
-                       QgsProcessingLayerPostProcessorInterface, QgsProject, QgsRasterLayer,
-                       QgsVectorLayer)
+                       QgsProcessingLayerPostProcessorInterface, QgsProcessingUtils, QgsProject,
+                       QgsRasterLayer, QgsVectorLayer)
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
 #: Custom property set on every layer the plugin loads as a result (the dock offers none of
@@ -14,6 +19,12 @@ STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
 RESULT_PROPERTY = "seg_explainer/result"
 # Post-processors must outlive the algorithm run that created them.
 _ALIVE = []
+#: The outputs of a run in their group, top first, and whether each is switched on: the region
+#: outline over the cells over the signed map; excitation and inhibition are there to compare.
+RESULT_ORDER = ("region", "cells", "signed", "excitation", "inhibition")
+VISIBLE = frozenset({"region", "cells", "signed"})
+#: The name of the region outline's layer (see :func:`result_layer_name`).
+REGION_NAME = "region of interest"
 
 
 #: A run whose largest |contribution| is below this (in units of the class probability) has
@@ -66,7 +77,12 @@ def apply_style(layer, style, largest=None):
     """Load ``resources/styles/<style>.qml``; raster ramps (unit scale) are drawn on the run's
     :func:`colour_scale` for ``largest`` (the run's largest |contribution|; the layer's own
     largest value when not given), symmetric about 0, labelled with the scale and the words
-    excitation and inhibition. The cells' colours use the same scale."""
+    excitation and inhibition. The cells' colours use the same scale. The style ``"region"``
+    is the region outline's (:func:`outline_style`)."""
+    if style == "region":
+        outline_style(layer)
+        layer.triggerRepaint()
+        return
     layer.loadNamedStyle(str(STYLES_DIR / f"{style}.qml"))
     if isinstance(layer, QgsRasterLayer):
         renderer = layer.renderer()
@@ -91,6 +107,22 @@ def apply_style(layer, style, largest=None):
     elif isinstance(layer, QgsVectorLayer) and layer.fields().indexOf("value") >= 0:
         set_value_scale(layer, None if largest is None else colour_scale(largest)[0])
     layer.triggerRepaint()
+
+
+def outline_style(layer):
+    """Magenta outline (polygons) or cross (points), no fill."""
+    from qgis.core import QgsFillSymbol, QgsMarkerSymbol, QgsSingleSymbolRenderer
+
+    from .compat import GEOMETRY_POINT
+
+    if layer.geometryType() == GEOMETRY_POINT:
+        symbol = QgsMarkerSymbol.createSimple({"name": "cross2", "color": "255,0,255",
+                                               "size": "4", "outline_color": "255,0,255",
+                                               "outline_width": "0.6"})
+    else:
+        symbol = QgsFillSymbol.createSimple({"style": "no", "outline_color": "255,0,255",
+                                             "outline_width": "0.6"})
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
 
 def set_value_scale(layer, scale=None):
@@ -143,13 +175,15 @@ def is_result(layer):
     return bool(layer.customProperty(RESULT_PROPERTY, False))
 
 
-def place_in_group(layer, group_name, above_source=None, project=None):
+def place_in_group(layer, group_name, above_source=None, project=None, output=None):
     """Move ``layer``'s tree node into the group ``group_name``, created on first use.
 
     A new group goes on top of the earlier result groups that sit directly above the input
     raster's layer (``above_source`` is its data source), or at the top of the tree when the
     raster is not in the project; every earlier result group is switched off, so the newest
-    run is the one on the map.
+    run is the one on the map. In the group, layers follow :data:`RESULT_ORDER` by their
+    ``output`` name (e.g. ``"signed"``), whatever order they are loaded in, and only those of
+    :data:`VISIBLE` are switched on.
     """
     root = (project or QgsProject.instance()).layerTreeRoot()
     node = root.findLayer(layer.id())
@@ -172,13 +206,29 @@ def place_in_group(layer, group_name, above_source=None, project=None):
                 child.setItemVisibilityChecked(False)
         group = root.insertGroup(index, group_name)
         group.setCustomProperty(RESULT_PROPERTY, True)
+    rank = _rank(output)
     clone = node.clone()
-    group.addChildNode(clone)
+    clone.setCustomProperty(RANK_PROPERTY, rank)
+    position = sum(1 for child in group.children()
+                   if int(child.customProperty(RANK_PROPERTY, len(RESULT_ORDER))) <= rank)
+    group.insertChildNode(position, clone)
     node.parent().removeChildNode(node)
+    if output is not None:
+        clone.setItemVisibilityChecked(output in VISIBLE)
+        clone.setExpanded(False)
+
+
+#: Custom property of a result layer's tree node: its place in :data:`RESULT_ORDER`.
+RANK_PROPERTY = "seg_explainer/rank"
+
+
+def _rank(output):
+    return RESULT_ORDER.index(output) if output in RESULT_ORDER else len(RESULT_ORDER)
 
 
 class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
-    """Applies one of our QML styles and files the layer under the run's group."""
+    """Names a result layer, applies its style (:func:`apply_style`, ``style`` is the output's
+    name) and files it under the run's group (:func:`place_in_group`)."""
 
     def __init__(self, style, group_name, name, above_source=None, largest=None):
         super().__init__()
@@ -189,7 +239,8 @@ class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
         layer.setName(self.name)
         apply_style(layer, self.style, self.largest)   # loading a style resets custom properties
         mark_result(layer)
-        place_in_group(layer, self.group_name, self.above_source)
+        place_in_group(layer, self.group_name, self.above_source,
+                       context.project() if context is not None else None, self.style)
 
 
 def style_on_load(context, destination, style, group_name, name, above_source=None,
@@ -202,3 +253,42 @@ def style_on_load(context, destination, style, group_name, name, above_source=No
     _ALIVE.append(processor)
     del _ALIVE[:-256]
     context.layerToLoadOnCompletionDetails(destination).setPostProcessor(processor)
+
+
+def result_groups(context):
+    """The names of the groups :func:`load_results` would put ``context``'s outputs in."""
+    names = []
+    for details in context.layersToLoadOnCompletion().values():
+        name = getattr(details.postProcessor(), "group_name", None)
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def load_results(context, feedback=None):
+    """Load the outputs a finished run registered in ``context`` into their project, then call
+    their post-processors, as QGIS's toolbox does when a run ends (``processing.gui.
+    Postprocessing.handleAlgorithmResults``). Main thread. Returns ``(layers, problems)``:
+    the layers added, and a sentence for each output that could not be loaded."""
+    loaded, problems = [], []
+    for path, details in context.layersToLoadOnCompletion().items():
+        hint = getattr(details, "layerTypeHint", None)
+        try:
+            layer = QgsProcessingUtils.mapLayerFromString(path, context, True, hint) \
+                if hint is not None else QgsProcessingUtils.mapLayerFromString(path, context)
+        except Exception as exc:  # noqa: BLE001 (a file QGIS cannot read: said, not raised)
+            layer, reason = None, str(exc)
+        else:
+            reason = "QGIS cannot read it"
+        if layer is None or not layer.isValid():
+            problems.append(f"The result {path} could not be loaded ({reason}).")
+            continue
+        owned = context.temporaryLayerStore().takeMapLayer(layer) or layer
+        if isinstance(details.postProcessor(), StyleAndGroup):
+            mark_result(owned)   # already when added: no one offers it as an input meanwhile
+        (details.project or context.project() or QgsProject.instance()).addMapLayer(owned)
+        loaded.append((owned, details))
+    for layer, details in loaded:     # once every layer is in the tree, as the toolbox does
+        if details.postProcessor():
+            details.postProcessor().postProcessLayer(layer, context, feedback)
+    return [layer for layer, _ in loaded], problems

@@ -559,8 +559,8 @@ class SegExplainerDock(QDockWidget):
 
     # ====================================================================== run
     def build_parameters(self):
-        """``(algorithm id, parameters, group name, raster source, label, region)`` of a run
-        (see :class:`~.task.ExplainRun`); raises ValueError with a user-facing message when
+        """``(algorithm id, parameters, group name, raster source, label)`` of a run (see
+        :class:`~.task.ExplainRun`); raises ValueError with a user-facing message when
         something is missing. Layers are given by id: the run copies what it needs from them
         when it starts, and the user may remove them meanwhile."""
         from ..processing_provider.styling import result_group_name
@@ -568,7 +568,7 @@ class SegExplainerDock(QDockWidget):
         problems = self.problems()
         if problems:
             raise ValueError(problems[0])
-        roi, outline, problem = self.region_parameter()
+        roi, _, problem = self.region_parameter()
         if problem:
             raise ValueError(problem)
         method = self.current_method()
@@ -595,6 +595,7 @@ class SegExplainerDock(QDockWidget):
             "INHIBITION": str(folder / f"{stem}_inhibition.tif"),
             "SIGNED": str(folder / f"{stem}_signed.tif"),
             "REPORT": str(folder / f"{stem}_report.png"),
+            "REGION": str(folder / f"{stem}_region.gpkg"),
         }
         if method != "rise":
             params["CELLS"] = str(folder / f"{stem}_cells.gpkg")
@@ -602,9 +603,8 @@ class SegExplainerDock(QDockWidget):
             else 0
         when = time.strftime("%Y-%m-%d %H:%M:%S", now)
         group = result_group_name(raster.name(), class_name, method, when)
-        region = (*outline, str(folder / f"{stem}_region.gpkg"))
         return (f"segexplainer:explain_{method}", params, group,
-                raster.source().split("|")[0], (class_name, method, when), region)
+                raster.source().split("|")[0], (class_name, method, when))
 
     def run(self):
         """Start the explanation in the task manager. Returns the run, or None."""
@@ -614,14 +614,14 @@ class SegExplainerDock(QDockWidget):
                           Qgis.MessageLevel.Info, duration=5)
             return None
         try:
-            algorithm_id, params, group, source, label, region = self.build_parameters()
+            algorithm_id, params, group, source, label = self.build_parameters()
         except ValueError as exc:
             self._show_error(str(exc))
             return None
         self.save_settings()
         from .task import ExplainRun
 
-        run = ExplainRun(algorithm_id, params, group, source, label=label, region=region)
+        run = ExplainRun(algorithm_id, params, group, source, label=label)
         run.progressChanged.connect(self._progress)
         run.done.connect(self._run_done)
         self.last_report = None             # "Open report" never opens the previous run's

@@ -3,26 +3,25 @@
 An explanation is the Processing algorithm the toolbox runs (``segexplainer:explain_*``),
 executed by a :class:`QgsProcessingAlgRunnerTask` in QGIS's task manager. The algorithm's
 ``prepareAlgorithm()`` copies what it needs from the layers on the main thread; its
-``processAlgorithm()`` runs in the task's thread on that copy. Result layers are loaded,
-styled (``processing_provider.styling``) and grouped here, on the main thread, when the task
-reports back.
+``processAlgorithm()`` runs in the task's thread on that copy. Its layer outputs are given as
+output layer definitions, so the algorithm registers them with the toolbox's post-processors;
+when the task reports back they are loaded, styled and grouped on the main thread by
+``processing_provider.styling.load_results``: the same code as a toolbox run's.
 """
 
 import time
 from pathlib import Path
 
-from qgis.core import (Qgis, QgsApplication, QgsMessageLog,
-                       QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback,
-                       QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer)
+from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProcessingAlgRunnerTask,
+                       QgsProcessingContext, QgsProcessingFeedback,
+                       QgsProcessingOutputLayerDefinition, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterVectorDestination, QgsProject, QgsTask)
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
-#: (output key, style in resources/styles, output name, visible) in layer-tree order, top first.
-RESULT_LAYERS = [
-    ("CELLS", "cells", "cells", True),
-    ("SIGNED", "signed", "signed", True),
-    ("EXCITATION", "excitation", "excitation", False),
-    ("INHIBITION", "inhibition", "inhibition", False),
-]
+#: Destination parameters whose file the run loads into the project when it ends.
+LAYER_DESTINATIONS = (QgsProcessingParameterRasterDestination,
+                      QgsProcessingParameterVectorDestination, QgsProcessingParameterFeatureSink)
 #: Where a run's traceback goes (View > Panels > Log Messages).
 LOG_TAG = "Segmentation Explainer"
 #: What the dock says when the algorithm failed on a bug of ours, not on the user's input.
@@ -85,17 +84,15 @@ class ExplainRun(QObject):
         e.g. ``"segexplainer:explain_shap"``.
     parameters : dict
         The algorithm's parameters: layer ids, paths and plain values (a layer object only for
-        a drawn region, which only this run holds).
+        a drawn region, which only this run holds). The paths of layer outputs (rasters, the
+        cells, the region outline ``REGION``) are loaded into the project when the run ends.
     group_name : str
-        Layer-tree group the results go to, created just above the raster.
+        The layer-tree group the results are expected in; once the run has ended, the one the
+        algorithm named (raster, class, method and time).
     raster_source : str
-        The input raster's file (``layer.source()`` without options): the group's anchor.
+        The input raster's file (``layer.source()`` without options).
     label : tuple, optional
-        ``(class name, method, time)`` for the result layers' names
-        (:func:`~..processing_provider.styling.result_layer_name`).
-    region : tuple, optional
-        ``(QgsGeometry, QgsCoordinateReferenceSystem, path)``: the region outline, written to
-        the GeoPackage ``path`` with the results and loaded in their group.
+        ``(class name, method, time)`` of the run.
 
     Signals
     -------
@@ -110,14 +107,13 @@ class ExplainRun(QObject):
     done = pyqtSignal(object)
 
     def __init__(self, algorithm_id, parameters, group_name, raster_source, label=None,
-                 region=None, project=None, parent=None):
+                 project=None, parent=None):
         super().__init__(parent)
         self.algorithm_id = algorithm_id
         self.parameters = dict(parameters)
         self.group_name = group_name
         self.raster_source = raster_source
         self.label = label or ("", algorithm_id.rsplit("_", 1)[-1], "")
-        self.region = region
         self.project = project or QgsProject.instance()
         self.context = None
         self.feedback = None
@@ -148,8 +144,8 @@ class ExplainRun(QObject):
         self.feedback.progressChanged.connect(self.progressChanged)
         self.started = time.perf_counter()
         # The constructor runs prepareAlgorithm() here, on the main thread.
-        self.task = QgsProcessingAlgRunnerTask(algorithm, self.parameters, self.context,
-                                               self.feedback)
+        self.task = QgsProcessingAlgRunnerTask(algorithm, self._with_layer_outputs(algorithm),
+                                               self.context, self.feedback)
         if self.task.isCanceled():
             self.error = "\n".join(self.feedback.errors) or "The algorithm could not start."
             self.task = None
@@ -164,6 +160,18 @@ class ExplainRun(QObject):
         _ALIVE.add(self)
         start_task(self.task)
         return True
+
+    def _with_layer_outputs(self, algorithm):
+        """The parameters, each layer output's path as an output layer definition for this
+        run's project: as in the toolbox's "Open output file after running", the algorithm
+        then registers the output to be loaded, with its post-processor."""
+        parameters = dict(self.parameters)
+        for definition in algorithm.destinationParameterDefinitions():
+            value = parameters.get(definition.name())
+            if isinstance(definition, LAYER_DESTINATIONS) and isinstance(value, str) and value:
+                parameters[definition.name()] = QgsProcessingOutputLayerDefinition(
+                    value, self.project)
+        return parameters
 
     def cancel(self):
         """Ask the algorithm to stop; it does so before its next batch of model evaluations."""
@@ -203,27 +211,18 @@ class ExplainRun(QObject):
         if not self.ok and not self.cancelled:
             self.error = self._failure(self.feedback.errors)
         if self.ok and not self.detached:
-            self._write_region()
+            from ..processing_provider.styling import load_results, result_groups
+
+            self.group_name = (result_groups(self.context) or [self.group_name])[0]
             if not self.project_closed:
                 try:
-                    self.layers = self.load_layers()
+                    self.layers, problems = load_results(self.context, self.feedback)
+                    self.warnings.extend(problems)
                 except Exception as exc:  # a layer that cannot be styled must not crash QGIS
                     self.error = f"The results were written but could not be loaded: {exc}"
         self.finished = True
         if not self.detached:
             self.done.emit(self)
-
-    def _write_region(self):
-        """Write the region outline next to the results (``results["REGION"]``)."""
-        if self.region is None:
-            return
-        geometry, crs, path = self.region
-        try:
-            write_region(geometry, crs, path)
-        except OSError as exc:
-            self.warnings.append(f"The region outline could not be written to {path} ({exc}).")
-            return
-        self.results["REGION"] = path
 
     def output_folder(self):
         """The folder of the run's outputs."""
@@ -247,40 +246,6 @@ class ExplainRun(QObject):
                                          Qgis.MessageLevel.Critical)
             return BUG_MESSAGE
         return "\n".join(errors) or "The explanation failed."
-
-    def load_layers(self):
-        """Add the result layers to the project: named, styled, in the run's group."""
-        from ..processing_provider.styling import (apply_style, mark_result, place_in_group,
-                                                   result_layer_name)
-
-        layers = []
-        region = self.results.get("REGION")
-        entries = ([("REGION", None, "region of interest", True)] if region else []) + \
-            RESULT_LAYERS
-        for key, style, output, visible in entries:
-            path = self.results.get(key)
-            if not path or not Path(str(path)).exists():
-                continue
-            name = result_layer_name(output, *self.label)
-            if key in ("CELLS", "REGION"):
-                layer = QgsVectorLayer(str(path), name, "ogr")
-            else:
-                layer = QgsRasterLayer(str(path), name, "gdal")
-            if not layer.isValid():
-                continue
-            if style is None:
-                outline_style(layer)
-            else:   # loading a style resets custom properties
-                apply_style(layer, style, self.results.get("MAX_ABS_CONTRIBUTION"))
-            mark_result(layer)
-            self.project.addMapLayer(layer)
-            place_in_group(layer, self.group_name, self.raster_source, self.project)
-            node = self.project.layerTreeRoot().findLayer(layer.id())
-            if node is not None:
-                node.setItemVisibilityChecked(visible)
-                node.setExpanded(False)
-            layers.append(layer)
-        return layers
 
     def summary(self):
         """One line: prediction, sum of contributions, evaluations, seconds."""
@@ -350,43 +315,3 @@ class EstimateTask(QgsTask):
         _ALIVE.discard(self)
         if self.done is not None:
             self.done(self)
-
-
-def write_region(geometry, crs, path):
-    """Write ``geometry`` (a QgsGeometry in ``crs``) as the only feature of the GeoPackage
-    ``path``, through a temporary file renamed into place. Raises OSError."""
-    import os
-
-    from qgis.core import QgsVectorFileWriter
-
-    from .region_picker import region_memory_layer
-
-    layer = region_memory_layer(geometry, crs)
-    folder, name = os.path.split(str(path))
-    part = os.path.join(folder, f".{name}.part.gpkg")
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    options.layerName = "region_of_interest"
-    error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, part, QgsProject.instance().transformContext(), options)
-    if error != QgsVectorFileWriter.WriterError.NoError:
-        if os.path.exists(part):
-            os.remove(part)
-        raise OSError(message or f"error {error}")
-    os.replace(part, str(path))
-
-
-def outline_style(layer):
-    """Magenta outline (polygons) or cross (points), no fill."""
-    from qgis.core import QgsFillSymbol, QgsMarkerSymbol, QgsSingleSymbolRenderer
-
-    from ..processing_provider.compat import GEOMETRY_POINT
-
-    if layer.geometryType() == GEOMETRY_POINT:
-        symbol = QgsMarkerSymbol.createSimple({"name": "cross2", "color": "255,0,255",
-                                               "size": "4", "outline_color": "255,0,255",
-                                               "outline_width": "0.6"})
-    else:
-        symbol = QgsFillSymbol.createSimple({"style": "no", "outline_color": "255,0,255",
-                                             "outline_width": "0.6"})
-    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
