@@ -273,11 +273,11 @@ def test_a_cancel_from_qgis_task_manager_reads_as_a_cancel(ready, held, qgis_ifa
 
 def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
         ready, qgis_iface, monkeypatch, python_errors):
-    import seg_explainer.ui.dock as dock_module
+    import seg_explainer.ui.result_panel as result_panel
     from seg_explainer.core.model import SegmentationModel
 
     opened = []
-    monkeypatch.setattr(dock_module, "open_file", lambda path: opened.append(path) and False)
+    monkeypatch.setattr(result_panel, "open_file", lambda path: opened.append(path) and False)
     _fast_shap(ready)
     first = ready.run()
     _wait(lambda: ready.current_run is None)

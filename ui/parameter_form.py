@@ -7,6 +7,8 @@ as the Processing algorithms take them (a number, an enum index, a bool), keyed 
 Processing keys.
 """
 
+from functools import partial
+
 from qgis.gui import QgsDoubleSpinBox, QgsSpinBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel,
@@ -192,17 +194,12 @@ class MethodForm(QWidget):
                 for key, w in ws.items()]
         return rows + list(self.common_widgets.items())
 
-    def save(self, settings, prefix):
-        settings.setValue(f"{prefix}/method", self.current_method())
+    def settings_rows(self):
+        """``[(settings name, getter, setter, default)]`` of the dock's settings table
+        (:meth:`~.dock.SegExplainerDock.settings_table`): the open tab and every widget, each
+        default the declaration's (:mod:`..core.parameters`)."""
+        rows = [("method", self.current_method, self.set_method, EXPLAIN_METHODS[0])]
         for name, widget in self.settings_table():
-            settings.setValue(f"{prefix}/{name}", widget_value(widget))
-
-    def restore(self, settings, prefix):
-        for name, widget in self.settings_table():
-            value = settings.value(f"{prefix}/{name}", None)
-            if value is not None:
-                try:
-                    set_widget_value(widget, value)
-                except (TypeError, ValueError):
-                    pass  # a value saved by another version: keep the default
-        self.set_method(settings.value(f"{prefix}/method", EXPLAIN_METHODS[0], type=str))
+            rows.append((name, partial(widget_value, widget), partial(set_widget_value, widget),
+                         by_key(name.rsplit("/", 1)[-1]).form_default))
+        return rows

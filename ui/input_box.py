@@ -1,0 +1,94 @@
+"""The dock's "Raster and model" box: the raster to explain, its bands, and the model with the
+class to explain."""
+
+from qgis.gui import QgsMapLayerComboBox
+from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import QFormLayout, QGroupBox, QLabel
+
+from ..processing_provider.compat import FILTER_RASTER
+from .bands_field import BandsField
+from .model_picker import ModelPicker
+
+#: Raster providers the algorithms cannot read window by window.
+EXCLUDED_RASTER_PROVIDERS = ["wms", "wcs", "arcgismapserver", "postgresraster",
+                             "virtualraster", "vectortile"]
+SAMPLE_HINT = ("e.g. the sample scene: resources/sample/scene.py writes scene_vv_db.tif, and "
+               "resources/sample/oil_unet.onnx is a model for it")
+
+
+class InputBox(QGroupBox):
+    """Raster layer, Bands and the :class:`~.model_picker.ModelPicker`.
+
+    ``settings`` is handed to the model picker (recent models).
+
+    Signals
+    -------
+    changed()
+        The raster, the bands or the model changed.
+    classChanged()
+        Another class was chosen.
+    """
+
+    changed = pyqtSignal()
+    classChanged = pyqtSignal()
+
+    def __init__(self, settings, parent=None):
+        super().__init__("Raster and model", parent)
+        form = QFormLayout(self)
+        self.raster_combo = QgsMapLayerComboBox()
+        self.raster_combo.setFilters(FILTER_RASTER)
+        self.raster_combo.setExcludedProviders(EXCLUDED_RASTER_PROVIDERS)
+        self.raster_combo.setToolTip("The raster to explain (a file GDAL can read, e.g. a "
+                                     "GeoTIFF). Its bands go to the model in order, or those "
+                                     "given under Bands.")
+        self.raster_combo.layerChanged.connect(self.raster_changed)
+        form.addRow("Raster layer", self.raster_combo)
+        self.bands_edit = BandsField()
+        self.bands_edit.textChanged.connect(self.changed)
+        bands_label = QLabel("Bands")
+        bands_label.setToolTip(self.bands_edit.toolTip())
+        form.addRow(bands_label, self.bands_edit)
+        self.model_picker = ModelPicker(settings)
+        self.model_picker.changed.connect(self.changed)
+        self.model_picker.classChanged.connect(self.classChanged)
+        form.addRow(self.model_picker)
+
+    def raster(self):
+        return self.raster_combo.currentLayer()
+
+    def raster_changed(self, *_):
+        """Another raster: the Bands field shows what was last given for it."""
+        self.bands_edit.set_raster(self.raster())
+        self.changed.emit()
+
+    def bands(self):
+        """``(band numbers, problem)`` from the "Bands" field (:meth:`BandsField.bands`)."""
+        self.bands_edit.set_raster(self.raster())
+        self.bands_edit.set_channels((self.model_picker.info or {}).get("n_channels"))
+        return self.bands_edit.bands()
+
+    def restore_bands(self, remembered):
+        """Restore the bands remembered per raster file (:meth:`BandsField.remembered`)."""
+        self.bands_edit.restore(remembered)
+        self.raster_changed()
+
+    def problems(self):
+        """What stops a run here, as sentences for the user."""
+        found = []
+        if self.raster() is None:
+            found.append("No raster layer is open. Add one with Layer > Add Layer > Add Raster "
+                         f"Layer ({SAMPLE_HINT}) and choose it above.")
+        if self.model_picker.error:
+            found.append(self.model_picker.error)
+        elif self.model_picker.info is None:
+            found.append("Choose an ONNX segmentation model (.onnx).")
+        _, bands_problem = self.bands()
+        if bands_problem:
+            found.append(bands_problem)
+        return found
+
+    def channels(self):
+        """The channels one model call takes (for timing a batch)."""
+        raster = self.raster()
+        return (self.model_picker.info or {}).get("n_channels") or \
+            len(self.bands()[0] or []) or (raster.bandCount() if raster else 1)

@@ -1,0 +1,142 @@
+"""The dock's "Output" box: where results go, whether faithfulness is measured, and what a
+run will cost (model evaluations, and time once one batch has been timed)."""
+
+import re
+import time
+from pathlib import Path
+
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QLabel, QPushButton,
+                                 QSizePolicy, QVBoxLayout)
+
+from .estimate import evaluations, format_duration
+
+#: Steps of the deletion / insertion curves when "Measure faithfulness" is ticked.
+FAITHFULNESS_STEPS = 20
+#: The file extension of each output a run writes.
+EXTENSIONS = {"excitation": "tif", "inhibition": "tif", "signed": "tif", "cells": "gpkg",
+              "report": "png", "region": "gpkg"}
+
+
+def _safe(text):
+    """A file-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
+
+
+def default_output_folder():
+    """Where results go until the user chooses a folder."""
+    return Path.home() / "seg_explainer_results"
+
+
+class OutputBox(QGroupBox):
+    """Output folder, "Measure faithfulness", and the run's estimate (the dock connects
+    ``estimate_button`` to :meth:`start_timing`)."""
+
+    def __init__(self, parent=None):
+        super().__init__("Output", parent)
+        self.seconds_per_batch = {}
+        form = QFormLayout(self)
+        self.folder_widget = QgsFileWidget()
+        self.folder_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.folder_widget.setDialogTitle("Folder for the explanation rasters and report")
+        self.folder_widget.setToolTip("Excitation, inhibition and signed rasters (GeoTIFF), "
+                                      "the cells and the region outline (GeoPackage) and the "
+                                      "report figure (PNG) are written here, each named after "
+                                      "the raster, class, method and time.")
+        self.folder_widget.setFilePath(str(default_output_folder()))
+        form.addRow("Output folder", self.folder_widget)
+        self.faithfulness_check = QCheckBox()
+        self.faithfulness_check.setToolTip(
+            f"After the explanation, remove and restore the window's pixels in the map's order "
+            f"and in a random order ({FAITHFULNESS_STEPS} steps, "
+            f"{4 * (FAITHFULNESS_STEPS + 1)} more model evaluations): a faithful map has a "
+            "lower deletion and a higher insertion AUC than the random ordering.")
+        text = QLabel("Measure faithfulness (deletion / insertion AUC against a random "
+                      "ordering)")
+        text.setWordWrap(True)
+        text.setToolTip(self.faithfulness_check.toolTip())
+        text.mousePressEvent = lambda _e: self.faithfulness_check.toggle()
+        form.addRow(self.faithfulness_check, text)
+        row = QVBoxLayout()
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                          QSizePolicy.Policy.Preferred)
+        row.addWidget(self.estimate_label, 1)
+        self.estimate_button = QPushButton("Estimate time")
+        self.estimate_button.setToolTip("Times one model call on BATCH_SIZE windows (in the "
+                                        "background) and extrapolates to the whole run.")
+        row.addWidget(self.estimate_button)
+        form.addRow(row)
+
+    def folder(self):
+        """The chosen output folder (the default one when the field is empty)."""
+        return Path(self.folder_widget.filePath().strip() or default_output_folder())
+
+    def paths(self, raster_name, class_name, method, outputs, when):
+        """``{KEY: path}`` of a run's ``outputs`` (names of :data:`EXTENSIONS`) in the output
+        folder, created if need be, each named after the raster, class, method and the time
+        ``when`` (a ``time.struct_time``), never a name an earlier run used. Raises ValueError
+        with a message for the user when the folder cannot be created."""
+        folder = self.folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"The output folder {folder} cannot be created ({exc}); choose "
+                             "another.") from None
+        stem = base = f"{_safe(raster_name)}_{_safe(class_name)}_{method}_" \
+                      f"{time.strftime('%Y%m%d_%H%M%S', when)}"
+        n = 1
+        while any(folder.glob(stem + "_*")):
+            n += 1
+            stem = f"{base}-{n}"
+        return {name.upper(): str(folder / f"{stem}_{name}.{EXTENSIONS[name]}")
+                for name in outputs}
+
+    def faithfulness_steps(self):
+        return FAITHFULNESS_STEPS if self.faithfulness_check.isChecked() else 0
+
+    # -- the estimate ------------------------------------------------------------------------
+    def show_estimate(self, model_path, method, window, values, batch_size):
+        """Model evaluations of the run, and its time once a batch of this model, window and
+        batch size has been timed. Returns ``(evaluations, seconds or None)``, or None."""
+        if model_path is None:
+            self.estimate_label.setText("Choose a model to see the cost of a run.")
+            return None
+        try:
+            count, exact = evaluations(method, window, values)
+        except Exception as exc:  # e.g. a missing package
+            self.estimate_label.setText(f"No estimate ({exc}).")
+            return None
+        text = f"{'' if exact else 'at most '}{count:,} model evaluations of {window} x " \
+               f"{window} px"
+        per_batch = self.seconds_per_batch.get((model_path, window, batch_size))
+        seconds = None
+        if per_batch is not None:
+            seconds = per_batch * count / max(1, batch_size)
+            text += f"; about {format_duration(seconds)} (one batch of {batch_size} took " \
+                    f"{per_batch:.2f} s)"
+        else:
+            text += "; press 'Estimate time' to time one batch"
+        self.estimate_label.setText(text + ".")
+        return count, seconds
+
+    def start_timing(self, model_path, window, channels, batch_size, done):
+        """Time one batch in the background (a QgsTask); ``done(task)`` is called on the main
+        thread once the answer is kept. Returns the task."""
+        from .task import EstimateTask, start_task
+
+        key = (model_path, window, batch_size)
+
+        def timed(task):
+            if task.seconds_per_batch is not None:
+                self.seconds_per_batch[key] = task.seconds_per_batch
+            done(task)
+            if task.error:
+                self.estimate_label.setText(f"The model could not be timed: {task.error}")
+
+        task = EstimateTask(model_path, window, channels, batch_size, done=timed)
+        self.estimate_button.setEnabled(False)
+        self.estimate_label.setText("Timing one batch...")
+        start_task(task)
+        return task
