@@ -11,7 +11,6 @@ Everything the user sets is remembered in QgsSettings under ``seg_explainer/``, 
 """
 
 import time
-
 from functools import reduce
 
 from qgis.core import Qgis, QgsProject, QgsSettings
@@ -32,46 +31,33 @@ from .text import html as _html
 SETTINGS = "seg_explainer"
 METHODS = [(m, TITLES[m]) for m in EXPLAIN_METHODS]
 #: The parts' widgets and values under the names the plugin and the tests use:
-#: ``name -> (part, attribute)``, the part a dotted path from the dock.
-PICKER = "input_box.model_picker"
-ALIASES = {
-    "deps_label": ("deps_box", "label"), "deps_button": ("deps_box", "button"),
-    "deps_status": ("deps_box", "status"), "missing": ("deps_box", "missing"),
-    "pip_task": ("deps_box", "pip_task"), "refresh_dependencies": ("deps_box", "refresh"),
-    "make_install_task": ("deps_box", "make_install_task"),
-    "install_dependencies": ("deps_box", "install"),
-    "raster_combo": ("input_box", "raster_combo"), "bands_edit": ("input_box", "bands_edit"),
-    "bands": ("input_box", "bands"), "model_picker": ("input_box", "model_picker"),
-    "model_widget": (PICKER, "file_widget"), "model_label": (PICKER, "label"),
-    "recent_combo": (PICKER, "recent_combo"), "class_combo": (PICKER, "class_combo"),
-    "model_info": (PICKER, "info"), "model_error": (PICKER, "error"),
-    "load_model": (PICKER, "load"), "recent_models": (PICKER, "recent_models"),
-    "region_drawn_radio": ("region_picker", "drawn_radio"),
-    "region_layer_radio": ("region_picker", "layer_radio"),
-    "region_layer_combo": ("region_picker", "layer_combo"),
-    "selected_only": ("region_picker", "selected_only"),
-    "draw_button": ("region_picker", "draw_button"), "region_label": ("region_picker", "label"),
-    "region_geometry": ("region_picker", "geometry"), "region_crs": ("region_picker", "crs"),
-    "map_tool": ("region_picker", "map_tool"), "set_region": ("region_picker", "set_region"),
-    "ensure_map_tool": ("region_picker", "ensure_map_tool"),
-    "start_drawing": ("region_picker", "start_drawing"),
-    "region_parameter": ("region_picker", "parameter"),
-    "tabs": ("method_form", "tabs"), "param_widgets": ("method_form", "param_widgets"),
-    "current_method": ("method_form", "current_method"),
-    "method_values": ("method_form", "method_values"),
-    "output_widget": ("output_box", "folder_widget"),
-    "faithfulness_check": ("output_box", "faithfulness_check"),
-    "estimate_label": ("output_box", "estimate_label"),
-    "estimate_button": ("output_box", "estimate_button"),
-    "run_button": ("result_panel", "run_button"),
-    "cancel_button": ("result_panel", "cancel_button"),
-    "progress": ("result_panel", "progress"), "result_label": ("result_panel", "label"),
-    "report_button": ("result_panel", "report_button"),
-    "last_report": ("result_panel", "last_report"),
-    "message_widget": ("result_panel", "message_widget"),
-    "open_report": ("result_panel", "open_report"), "_message": ("result_panel", "message"),
-    "_show_error": ("result_panel", "show_error"),
+#: ``{part: {name: the part's attribute}}``, a part a dotted path from the dock.
+PARTS = {
+    "deps_box": dict(deps_label="label", deps_button="button", deps_status="status",
+                     pip_task="pip_task", make_install_task="make_install_task",
+                     install_dependencies="install"),
+    "input_box": dict(raster_combo="raster_combo", bands_edit="bands_edit", bands="bands"),
+    "input_box.model_picker": dict(
+        model_widget="file_widget", model_label="label", recent_combo="recent_combo",
+        class_combo="class_combo", model_info="info", model_error="error", load_model="load",
+        recent_models="recent_models"),
+    "region_picker": dict(
+        region_drawn_radio="drawn_radio", region_layer_radio="layer_radio",
+        region_layer_combo="layer_combo", selected_only="selected_only",
+        draw_button="draw_button", region_label="label", region_geometry="geometry",
+        region_crs="crs", map_tool="map_tool", set_region="set_region",
+        start_drawing="start_drawing"),
+    "method_form": dict(tabs="tabs", param_widgets="param_widgets",
+                        current_method="current_method", method_values="method_values"),
+    "output_box": dict(output_widget="folder_widget", faithfulness_check="faithfulness_check",
+                       estimate_label="estimate_label", estimate_button="estimate_button"),
+    "result_panel": dict(run_button="run_button", cancel_button="cancel_button",
+                         progress="progress", result_label="label",
+                         report_button="report_button", last_report="last_report",
+                         message_widget="message_widget"),
 }
+ALIASES = {name: (part, attribute) for part, names in PARTS.items()
+           for name, attribute in names.items()}
 #: The common parameters' widgets under the names the tests use: ``name -> Processing key``.
 COMMON_WIDGETS = {"window_spin": "WINDOW", "baseline_combo": "BASELINE",
                   "baseline_value_spin": "BASELINE_VALUE", "seed_spin": "SEED",
@@ -112,6 +98,7 @@ class SegExplainerDock(QDockWidget):
         self.input_box = InputBox(lambda: (QgsSettings(), _key))
         self.input_box.changed.connect(self.update_state)
         self.input_box.classChanged.connect(self.update_estimate)
+        self.model_picker = self.input_box.model_picker
         self.region_picker = RegionPicker(self.canvas)
         self.region_picker.changed.connect(self.update_state)
         self.method_form = MethodForm()
@@ -125,7 +112,7 @@ class SegExplainerDock(QDockWidget):
         self.result_panel.cancel_button.clicked.connect(self.cancel)
         self._lay_out()
         QgsProject.instance().layersAdded.connect(self._exclude_results)
-        self.refresh_dependencies()
+        self.deps_box.refresh()
         self.restore_settings()
         self._exclude_results()
         self.update_state()
@@ -193,8 +180,9 @@ class SegExplainerDock(QDockWidget):
         self.region_picker.draw_action = action
 
     def _deps_installed(self, task):
-        if task.ok and not self.missing:
-            self._message("Python packages installed.", task.message, Qgis.MessageLevel.Success)
+        if task.ok and not self.deps_box.missing:
+            self.result_panel.message("Python packages installed.", task.message,
+                                      Qgis.MessageLevel.Success)
             self.load_model(self.model_widget.filePath())
         self.update_state()
 
@@ -202,7 +190,7 @@ class SegExplainerDock(QDockWidget):
     def problems(self):
         """What stops a run, as sentences for the user (empty when ready)."""
         found = []
-        if self.missing:
+        if self.deps_box.missing:
             found.append("Install the missing Python packages first (button above).")
         found.extend(self.input_box.problems())
         if self.region_picker.problem():
@@ -259,7 +247,7 @@ class SegExplainerDock(QDockWidget):
         problems = self.problems()
         if problems:
             raise ValueError(problems[0])
-        roi, _, problem = self.region_parameter()
+        roi, _, problem = self.region_picker.parameter()
         if problem:
             raise ValueError(problem)
         method = self.current_method()
@@ -281,14 +269,15 @@ class SegExplainerDock(QDockWidget):
     def run(self):
         """Start the explanation in the task manager. Returns the run, or None."""
         if self.is_running():
-            self._message("Segmentation Explainer", "An explanation is already running; wait "
-                          "for it to finish or cancel it before starting another.",
-                          Qgis.MessageLevel.Info, duration=5)
+            self.result_panel.message(
+                "Segmentation Explainer", "An explanation is already running; wait for it to "
+                "finish or cancel it before starting another.", Qgis.MessageLevel.Info,
+                duration=5)
             return None
         try:
             algorithm_id, params, group, source, label = self.build_parameters()
         except ValueError as exc:
-            self._show_error(str(exc))
+            self.result_panel.show_error(str(exc))
             return None
         self.save_settings()
         from .task import ExplainRun
@@ -298,7 +287,7 @@ class SegExplainerDock(QDockWidget):
         run.done.connect(self._run_done)
         self.result_panel.started()
         if not run.start():
-            self._show_error(run.error)
+            self.result_panel.show_error(run.error)
             return None
         self.current_run = run
         self.update_state()
