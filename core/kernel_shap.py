@@ -30,9 +30,12 @@ separate steps:
   Under full enumeration the first-order fit alone is used and is exact. A game of order
   <= 4 has an odd part of order <= 3 and is recovered exactly once its terms are found.
 * standard errors: the sandwich of the per-pair influences, stratified with a
-  finite-population correction (enumerated strata contribute none), on cross-validation
-  residuals (which carry the term selection's optimism), scaled back by
-  ``sqrt(1 - p / n)`` as HC2 does for HC3.
+  finite-population correction (enumerated strata contribute none). Each pair's squared
+  residual is the average of its in-sample and its cross-validated one (weights 1 and
+  (K - 1) / K), which cancels the selection's optimism to first order (HC2 for a model
+  not selected); the variance is the larger of this and the same with squared residuals
+  pooled per stratum, times ``nu / (nu - 2)`` for its Satterthwaite degrees of freedom
+  ``nu`` (see ``_sandwich_se``).
 """
 
 import itertools
@@ -141,9 +144,9 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
 
     Standard errors come from the sandwich (linearisation) variance of the fit, per
     complementary pair, within each sampled size stratum with a finite-population
-    correction, on the pairs' cross-validation residuals scaled by ``sqrt(1 - p / n)``;
-    over seeds, about 95 % of the true values lie within 1.96 of them (BENCHMARKS.md
-    gives the coverage per game and budget).
+    correction, with the small-sample remedies of the module notes; over seeds, about
+    95 % of the true values lie within 1.96 of them (BENCHMARKS.md gives the coverage and
+    the mean ``(error / SE)**2`` per game and budget).
     """
     if l1_reg:
         raise NotImplementedError(
@@ -355,34 +358,82 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None):
     (the fit passes through the full coalition); ``c`` of feature 0 is eliminated. A term
     of ``k`` features gives each of them ``2 c_T / k``.
 
-    Standard errors: the stratified sandwich of the per-pair influences
-    ``L G^-1 x_p w_p r_p``; ``r`` are the cross-validation residuals ``held_out`` when
-    given (they carry the term selection's optimism), else the in-sample residuals
-    inflated by ``1 / (1 - leverage)`` (HC3).
+    ``held_out``, when the terms were chosen by cross-validation: every pair's weighted
+    residual when its fold was held out. Standard errors: see ``_sandwich_se``.
     """
-    m = x.shape[1]
     cols = base
     if terms:
         cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
-    # map from the free coefficients to the values (feature 0 takes what the others leave)
-    lmap = np.zeros((m, cols.shape[1]))
-    lmap[np.arange(1, m), np.arange(m - 1)] = 2.0
-    lmap[0, :m - 1] = -2.0
-    for k, t in enumerate(terms):
-        lmap[list(t), m - 1 + k] += 2.0 / len(t)
-        lmap[0, m - 1 + k] -= 2.0
+    lmap = _value_map(x.shape[1], terms)
     u, inv = _orthonormal(cols)                             # cols = u @ inv^-1 (on its range)
     coef = inv @ (u.T @ target)
     phi = lmap @ coef
     phi[0] += 2.0 * half_total
     resid = target - cols @ coef                            # weighted residuals
     if held_out is None:
+        # no selection: HC2, unbiased for the residual variance of a fixed model
         lev = (u ** 2).sum(axis=1)
-        resid = resid / (1.0 - np.clip(lev, 0.0, 0.99))
+        r2 = resid ** 2 / (1.0 - np.clip(lev, 0.0, 0.99))
     else:
-        resid = np.where(np.abs(resid) > 0, held_out, 0.0)  # exact rows stay exact
-    infl = (lmap @ inv) @ (u * resid[:, None]).T            # per pair, d phi
-    return phi, _pair_se(design, infl.T)
+        # selection: the in-sample residuals are too small by about the selection's
+        # effective degrees of freedom d (E r^2 = s2 (1 - d / n)), the held-out ones too
+        # large (E r^2 = s2 (1 + d / (f n)), each fold fitted on a share f of the pairs):
+        # their average with weights 1 / (1 + f) and f / (1 + f) cancels d to first order,
+        # whatever d is
+        f = (_FOLDS - 1) / _FOLDS
+        r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
+    return phi, _sandwich_se(design, (lmap @ inv) @ u.T, r2, cols.shape[1])
+
+
+def _value_map(m, terms):
+    """(M, free coefficients): values from the coefficients (feature 0's is eliminated)."""
+    lmap = np.zeros((m, m - 1 + len(terms)))
+    lmap[np.arange(1, m), np.arange(m - 1)] = 2.0
+    lmap[0, :m - 1] = -2.0
+    for k, t in enumerate(terms):
+        lmap[list(t), m - 1 + k] += 2.0 / len(t)
+        lmap[0, m - 1 + k] -= 2.0
+    return lmap
+
+
+def _sandwich_se(design, a, r2, n_params):
+    """Standard errors of the values from the per-pair influences ``a[:, p] * r_p``, (M,).
+
+    ``a`` (M, P) maps a pair's weighted residual to its effect on the values; ``r2`` (P,)
+    are the squared residuals. Three steps, each a known remedy of the sandwich's small-
+    sample faults:
+
+    * the stratified sandwich (pairs centred within their size stratum, finite-population
+      correction; enumerated strata contribute none);
+    * the larger of it and the same with every pair's ``r2`` pooled over its stratum (the
+      heteroscedasticity-robust variance is noisy and too small with few pairs; the pooled
+      one has many more degrees of freedom; Angrist & Pischke 2009, 8.2);
+    * the variance times ``nu / (nu - 2)``, ``nu`` its Satterthwaite degrees of freedom
+      (at most the sampled pairs less the parameters): a variance estimate of ``nu``
+      degrees of freedom gives ``E (error / SE)^2 = nu / (nu - 2)`` (Student's t), so the
+      reported errors are calibrated in mean square, not only in median.
+    """
+    n0 = design["n_enum"] // 2
+    a, r2 = a[:, n0:], r2[n0:]
+    strata, fpc = design["pair_stratum"], design["fpc"]
+    if a.shape[1] == 0:
+        return np.zeros(a.shape[0])
+    counts = np.bincount(strata, minlength=len(fpc))
+    pooled = np.bincount(strata, r2, minlength=len(fpc)) / np.maximum(counts, 1)
+    best_var, best_nu = None, None
+    for r2_used in (r2, pooled[strata]):
+        g = _center_by_stratum(a.T * np.sqrt(r2_used)[:, None], strata, fpc) ** 2
+        var = g.sum(axis=0)
+        nu = var ** 2 / np.maximum((g ** 2).sum(axis=0), 1e-300)
+        if best_var is None:
+            best_var, best_nu = var, nu
+        else:
+            larger = var > best_var
+            best_var = np.where(larger, var, best_var)
+            best_nu = np.where(larger, nu, best_nu)
+    nu = np.minimum(best_nu, a.shape[1] - n_params)
+    inflate = np.where(nu > 2.5, nu / np.maximum(nu - 2.0, 0.5), 5.0)
+    return np.sqrt(best_var * inflate)
 
 
 def _orthonormal(a):
@@ -396,15 +447,6 @@ def _orthonormal(a):
     u, s, vt = np.linalg.svd(a, full_matrices=False)
     keep = s > s.max(initial=0.0) * 1e-10
     return u[:, keep], vt[keep].T / s[keep]
-
-
-def _pair_se(design, influence):
-    """Stratified standard errors from per-pair influences (P, M), sampled pairs only."""
-    g = influence[design["n_enum"] // 2:]
-    if len(g) == 0:
-        return np.zeros(influence.shape[1])
-    g = _center_by_stratum(g, design["pair_stratum"], design["fpc"])
-    return np.sqrt((g ** 2).sum(axis=0))
 
 
 def _candidate_terms(m, ranking):
@@ -458,12 +500,10 @@ def _select_terms(base, x, sw, target, design, seed):
     slack = _SLACK * np.sqrt(n * diff.var(axis=1)) + 1e-12 * loss[0].sum()
     k_best = int(np.argmax(diff.sum(axis=1) <= slack))
     held_out = held_out[k_best]
-    n_terms = k_best
     # the dense alternative: every candidate triple (PolySHAP's third order), when the pairs
     # determine it; kept when its leave-one-out error is lower than the pursuit's
     # cross-validated error
     dense = [j for j, t in enumerate(pool) if len(t) == 3]
-    n_fit = n_train
     if dense and n > n_base + len(dense) + 2:
         x_dense = cols[:, np.concatenate([np.arange(n_base), n_base + np.asarray(dense)])]
         u = _orthonormal(x_dense)[0]
@@ -472,14 +512,9 @@ def _select_terms(base, x, sw, target, design, seed):
         if lev.max() < 0.999:
             dense_out = resid / (1.0 - lev)
             if (dense_out ** 2).sum() < (held_out ** 2).sum():
-                held_out, n_terms, n_fit = dense_out, len(dense), n - 1
-    # a held-out residual's square overstates the error variance by about 1 / (1 - p / n)
-    # (p terms fitted on n training pairs); scale it back, as HC2 does for HC3
-    held_out *= math.sqrt(max(1.0 - (n_base + n_terms) / n_fit, 0.05))
-    if n_terms == 0:
+                return [pool[j] for j in dense], None     # a fixed model: HC2 errors
+    if k_best == 0:
         return [], held_out
-    if n_terms != k_best:
-        return [pool[j] for j in dense], held_out
     order = _omp(gram, corr, n_base, k_best)[0]
     return [pool[j - n_base] for j in order], held_out
 
@@ -654,17 +689,6 @@ def _standard_errors(design, y, phi, h):
         g[start // 2:(start + len(zb)) // 2] = gz[0::2] + gz[1::2]
     g = _center_by_stratum(g, design["pair_stratum"], design["fpc"])
     return np.sqrt(((g @ h) ** 2).sum(axis=0))
-
-
-def _influence_se(design, influence):
-    """Pair-clustered, stratified standard errors from per-row influences (M, R), (M,)."""
-    n0 = design["n_enum"]
-    g = influence[:, n0:].T
-    if len(g) == 0:
-        return np.zeros(influence.shape[0])
-    g = g[0::2] + g[1::2]                                 # per complementary pair
-    g = _center_by_stratum(g, design["pair_stratum"], design["fpc"])
-    return np.sqrt((g ** 2).sum(axis=0))
 
 
 def _center_by_stratum(g, strata, fpc):
