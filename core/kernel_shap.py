@@ -16,6 +16,14 @@ separate steps:
   same share for every size (the leverage scores of the regression, Musco & Witter 2025);
   within a stratum pairs are distinct (without replacement). Each pair is weighted by its
   kernel weight over its sampling rate (Horvitz-Thompson).
+* two phases (``_first_phase``, ``_choose_singles``): the enumerated strata and half of each
+  sampled stratum's pairs are evaluated first. A pair spends two evaluations to observe the
+  odd part exactly; a single coalition spends one and observes the odd part plus the even
+  part, ``(v(S) + v(N \\ S)) / 2``, whose mean per stratum the first phase gives. When the
+  even part's variance around those means is below half the odd residual's (a sigmoid of a
+  weighted sum, as a segmentation probability: a few %), the rest of the budget goes to
+  single coalitions, one side of the remaining pairs and of as many new ones, weighted by
+  their precision; otherwise to the remaining pairs (the estimate is then the one-phase one).
 * solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
   part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
   part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
@@ -164,20 +172,46 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     ends = np.zeros((2, m), dtype=bool)
     ends[1] = True
     coalitions = np.concatenate([ends, design["z"]], axis=0)
+    # two phases when the sampled pairs allow: the enumerated strata and half of every
+    # sampled stratum's pairs first; then the rest of the pairs, or single coalitions when
+    # the game's even part turns out smaller than its odd residual (see _choose_singles)
+    first = _first_phase(design, rng) if surrogate and not design["exact"] else None
+    total = len(coalitions)
+    rows = np.arange(total) if first is None else np.concatenate([[0, 1], 2 + first])
     check_cancel(cancel)
-    values = run_batched(value_fn, coalitions, batch_size, progress=progress, cancel=cancel)
+    values = run_batched(value_fn, coalitions[rows], batch_size, progress=progress,
+                         cancel=cancel, total=total)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim not in (1, 2):
         raise ValueError(f"value_fn must return shape (n,) or (n, D), got {values.shape}")
     scalar = values.ndim == 1
-    y = values.reshape(len(coalitions), -1)
+    y = np.full((total, values.reshape(len(rows), -1).shape[1]), np.nan)
+    y[rows] = values.reshape(len(rows), -1)
     v0, v1 = y[0], y[1]
-
-    phi, se = _odd_solve(design, y[2:] - v0, v1 - v0, surrogate, seed)
+    units = None
+    if first is not None:
+        singles = _choose_singles(design, first, y[2:] - v0, v1 - v0, seed)
+        if singles is not None:
+            extra, side, units = _single_rows(design, first, singles, rng)
+            more = run_batched(value_fn, extra, batch_size, progress=progress, cancel=cancel,
+                               done=len(rows), total=len(rows) + len(extra))
+            units = _single_units(design, first, units, side, y[2:] - v0,
+                                  np.asarray(more, dtype=np.float64).reshape(len(extra), -1)
+                                  - v0, singles)
+            total = len(rows) + len(extra)
+        else:
+            rest = np.setdiff1d(np.arange(len(design["z"])), first)
+            more = run_batched(value_fn, design["z"][rest], batch_size, progress=progress,
+                               cancel=cancel, done=len(rows), total=total)
+            y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1)
+    if units is None:
+        phi, se = _odd_solve(design, y[2:] - v0, v1 - v0, surrogate, seed)
+    else:
+        phi, se = _odd_solve(design, None, v1 - v0, surrogate, seed, units=units)
     if scalar:
         phi, se, v0, v1 = phi[:, 0], se[:, 0], float(v0[0]), float(v1[0])
     return ShapleyResult(values=phi, standard_errors=se, base_value=v0, full_value=v1,
-                         n_evaluations=int(len(coalitions)), exact=design["exact"])
+                         n_evaluations=int(total), exact=design["exact"])
 
 
 # --------------------------------------------------------------------------- design
@@ -227,8 +261,8 @@ def _design(m, budget, sampling, rng):
         k += 1
     exact = k == len(sizes)
     n_enum = sum(len(b) for b in blocks)
-    design = {"exact": exact, "n_enum": n_enum,
-              "pair_stratum": np.zeros(0, int), "fpc": np.zeros(0)}
+    design = {"exact": exact, "n_enum": n_enum, "pair_stratum": np.zeros(0, int),
+              "fpc": np.zeros(0), "population": n_pairs[k:], "sizes": sizes[k:]}
     if not exact and left > 0:
         z, w, stratum, fpc = _sample_pairs(m, sizes[k:], n_pairs[k:], mass[k:],
                                            alloc[k:], left, rng)
@@ -311,26 +345,188 @@ def _distinct_subsets(m, s, count, population, rng):
     return np.asarray(out)
 
 
+# --------------------------------------------------------------------------- two phases
+
+def _first_phase(design, rng):
+    """Rows of ``design["z"]`` evaluated first: the enumerated strata and a random half
+    (rounded up) of every sampled stratum's pairs, sorted; None when too few pairs are
+    sampled for a second phase to matter."""
+    z, n0 = design["z"], design["n_enum"]
+    strata = design["pair_stratum"]
+    m = z.shape[1]
+    keep = []
+    for j in np.unique(strata):
+        idx = np.flatnonzero(strata == j)
+        keep.append(np.sort(rng.permutation(idx)[:(len(idx) + 1) // 2]))
+    pairs = np.concatenate(keep) if keep else np.zeros(0, int)
+    n_full = n0 // 2 + len(pairs)
+    if m < 4 or len(strata) - len(pairs) < 2 or n_full < 2 * (m + 2):
+        return None
+    rows = np.concatenate([np.arange(n0), n0 + np.stack([2 * pairs, 2 * pairs + 1], 1).ravel()])
+    return rows
+
+
+def _full_pairs(design, first, y):
+    """The pairs evaluated in the first phase: indices into the sampled pairs, +-1 first
+    sides, odd and even parts (P, D), and their weights rescaled to the stratum's mass."""
+    n0 = design["n_enum"]
+    pairs = (first[first >= n0][0::2] - n0) // 2
+    z = design["z"]
+    idx = np.concatenate([np.arange(n0 // 2), n0 // 2 + pairs])
+    x = np.where(z[2 * idx], 1.0, -1.0)
+    odd = 0.5 * (y[2 * idx] - y[2 * idx + 1])
+    even = 0.5 * (y[2 * idx] + y[2 * idx + 1])
+    w = design["w"][2 * idx] + design["w"][2 * idx + 1]
+    strata = design["pair_stratum"]
+    mass = np.bincount(strata, design["w"][n0::2] + design["w"][n0 + 1::2],
+                       minlength=len(design["fpc"]))
+    got = np.bincount(strata[pairs], w[n0 // 2:], minlength=len(mass))
+    w[n0 // 2:] *= (mass / np.where(got > 0, got, 1.0))[strata[pairs]]
+    return pairs, x, odd, even, w, mass
+
+
+def _choose_singles(design, first, y, delta, seed):
+    """Whether single coalitions beat pairs for the rest of the budget, from the first phase.
+
+    A pair costs two evaluations and observes the odd part exactly: its error in the
+    regression is the odd residual (variance ``s_o``, left by the fit with the terms that
+    cross-validation chooses on the first phase's pairs, as the final fit would). A single
+    coalition costs one and observes the odd part plus the even part, whose mean per size
+    stratum is estimated from the pairs: its error variance is ``s_o + s_e``, ``s_e`` the even
+    part's variance around the stratum means. Two singles carry more information than a pair
+    when ``s_e < s_o`` (a saturating game's even part is a few % of its odd residual; a game
+    with pairwise products has an even part many times larger); singles are taken when
+    ``s_e < s_o / 2`` (at least 4/3 the information), since both are estimates and a wrong
+    choice of singles can cost far more than the 2x a wrong choice of pairs can. Both are
+    kernel-weighted and estimated on the sampled pairs only. Returns None (pairs) or a dict
+    with the even means per stratum ``even_mean`` (S, D) and the singles' precision factor
+    ``share = s_o / (s_o + s_e)`` (D,).
+    """
+    pairs, x, odd, even, w, mass = _full_pairs(design, first, y)
+    n_enum = design["n_enum"] // 2
+    strata = design["pair_stratum"][pairs]
+    n_strata = len(design["fpc"])
+    counts = np.bincount(strata, minlength=n_strata)
+    sw = np.sqrt(w)
+    base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+    ws = w[n_enum:]
+    usable = counts[strata] >= 2
+    if not usable.any():
+        return None
+    even_mean = np.zeros((n_strata, len(delta)))
+    shares = np.zeros(len(delta))
+    for col in range(len(delta)):
+        target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
+        terms, held_out = _select_terms(base, x, sw, target, None, seed)
+        cols = base
+        if terms:
+            cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
+        u = _orthonormal(cols)[0]
+        resid = target - u @ (u.T @ target)
+        if held_out is None:
+            r2 = resid ** 2 / (1.0 - np.clip((u ** 2).sum(axis=1), 0.0, 0.99))
+        else:                                   # as in _fit_odd
+            f = (_FOLDS - 1) / _FOLDS
+            r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
+        s_o = float(r2[n_enum:].sum() / ws.sum())
+        e = even[n_enum:, col]
+        even_mean[:, col] = np.bincount(strata, e, minlength=n_strata) / np.maximum(counts, 1)
+        dev = (e - even_mean[strata, col]) ** 2 * (counts / np.maximum(counts - 1, 1))[strata]
+        s_e = float((ws * dev)[usable].sum() / ws[usable].sum())
+        if not s_e < 0.5 * s_o:        # a margin for the estimates' noise: a wrong
+            return None                  # 'singles' can cost far more than a wrong 'pairs'
+        shares[col] = s_o / (s_o + s_e)
+    return {"even_mean": even_mean, "share": shares, "pairs": pairs, "x": x, "odd": odd,
+            "w": w, "mass": mass}
+
+
+def _single_rows(design, first, singles, rng):
+    """Single coalitions for the second phase: one random side of every pair not yet
+    evaluated, and one of as many new pairs, distinct, in each sampled stratum.
+
+    Returns the rows (E, M), their stratum and sign (+1: the canonical side, the one
+    ``_distinct_subsets`` returns) and their canonical sides as +-1 (E, M).
+    """
+    z, n0 = design["z"], design["n_enum"]
+    m = z.shape[1]
+    strata = design["pair_stratum"]
+    rest = np.setdiff1d(np.arange(len(strata)), singles["pairs"])
+    canon = [z[n0 + 2 * rest]]
+    unit_strata = [strata[rest]]
+    for j in np.unique(strata[rest]):
+        want = int((strata[rest] == j).sum())
+        have = z[n0 + 2 * np.flatnonzero(strata == j)]
+        population = int(design["population"][j])
+        draw = min(population, len(have) + want)
+        cand = _distinct_subsets(m, int(design["sizes"][j]), draw, population, rng)
+        seen = {row.tobytes() for row in np.packbits(have, axis=1)}
+        new = np.array([k for k, row in enumerate(np.packbits(cand, axis=1))
+                        if row.tobytes() not in seen], dtype=int)
+        new = rng.permutation(new)[:want]
+        canon.append(cand[new])
+        unit_strata.append(np.full(len(new), j))
+    canon = np.concatenate(canon)
+    sign = np.where(rng.random(len(canon)) < 0.5, 1.0, -1.0)
+    rows = np.where(sign[:, None] > 0, canon, ~canon)
+    return rows, sign, {"strata": np.concatenate(unit_strata),
+                        "x": np.where(canon, 1.0, -1.0)}
+
+
+def _single_units(design, first, units, sign, y, y_single, singles):
+    """The regression's units when the second phase took single coalitions: the pairs
+    evaluated (exact odd part) and the singles (odd part = sign * (value - the stratum's
+    even mean)), weighted so that each sampled stratum keeps its kernel mass, a single
+    counting ``share`` of a pair; with the strata and finite-population corrections."""
+    n_enum = design["n_enum"] // 2
+    pairs, mass = singles["pairs"], singles["mass"]
+    strata_full = design["pair_stratum"][pairs]
+    strata_single = units["strata"]
+    share = singles["share"]
+    n_strata = len(design["fpc"])
+    n_full = np.bincount(strata_full, minlength=n_strata)
+    n_single = np.bincount(strata_single, minlength=n_strata)
+    odd_single = sign[:, None] * (y_single - singles["even_mean"][strata_single])
+    x = np.concatenate([singles["x"], units["x"]])
+    odd = np.concatenate([singles["odd"], odd_single])
+    d = odd.shape[1]
+    w = np.empty((len(x), d))
+    w[:n_enum] = singles["w"][:n_enum, None]
+    denom = n_full[:, None] + share[None, :] * n_single[:, None]          # (S, D)
+    per = mass[:, None] / np.where(denom > 0, denom, 1.0)
+    w[n_enum:len(pairs) + n_enum] = per[strata_full]
+    w[len(pairs) + n_enum:] = per[strata_single] * share[None, :]
+    population = np.asarray([float(p) for p in design["population"]])
+    fpc = np.clip(1.0 - (n_full + n_single) / population, 0.0, 1.0)
+    se_design = {"n_enum": 2 * n_enum, "pair_stratum": np.concatenate([strata_full,
+                                                                       strata_single]),
+                 "fpc": fpc, "exact": False}
+    return {"x": x, "odd": odd, "sw": np.sqrt(w), "design": se_design}
+
+
 # --------------------------------------------------------------------------- solve
 
-def _odd_solve(design, y, delta, surrogate, seed):
+def _odd_solve(design, y, delta, surrogate, seed, units=None):
     """Values and standard errors from the odd part of the game, (M, D) twice.
 
-    Falls back to ``_solve`` (Kernel SHAP with a GCV ridge) when the pairs do not
-    determine the first-order fit (fewer than ``M + 2`` pairs).
+    ``units`` (from ``_single_units``) replaces the pairs of ``design`` when some rows are
+    single coalitions. Falls back to ``_solve`` (Kernel SHAP with a GCV ridge) when the
+    pairs do not determine the first-order fit (fewer than ``M + 2`` pairs).
     """
     z = design["z"]
-    m, d = z.shape[1], y.shape[1]
-    n_pairs = len(z) // 2
-    if m < 2 or n_pairs < m + 2:
-        return _solve(design, y, delta)
-    x = np.where(z[0::2], 1.0, -1.0)                       # each pair's first side, +-1
-    odd = 0.5 * (y[0::2] - y[1::2])                        # the game's odd part, (P, D)
-    sw = np.sqrt(design["w"][0::2] + design["w"][1::2])    # pair weights, square root
-    base = (x[:, 1:] - x[:, :1]) * sw[:, None]             # order 1, sum constraint removed
+    m, d = z.shape[1], len(delta)
+    if units is None:
+        if m < 2 or len(z) // 2 < m + 2:
+            return _solve(design, y, delta)
+        x = np.where(z[0::2], 1.0, -1.0)                   # each pair's first side, +-1
+        odd = 0.5 * (y[0::2] - y[1::2])                    # the game's odd part, (P, D)
+        sws = np.repeat(np.sqrt(design["w"][0::2] + design["w"][1::2])[:, None], d, axis=1)
+    else:
+        x, odd, sws, design = units["x"], units["odd"], units["sw"], units["design"]
     phi = np.empty((m, d))
     se = np.zeros((m, d))
     for col in range(d):
+        sw = sws[:, col]                                   # unit weights, square root
+        base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held_out = [], None
         if surrogate and not design["exact"]:
