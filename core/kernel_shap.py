@@ -16,14 +16,17 @@ separate steps:
   same share for every size (the leverage scores of the regression, Musco & Witter 2025);
   within a stratum pairs are distinct (without replacement). Each pair is weighted by its
   kernel weight over its sampling rate (Horvitz-Thompson).
-* two phases (``_first_phase``, ``_choose_singles``): the enumerated strata and half of each
-  sampled stratum's pairs are evaluated first. A pair spends two evaluations to observe the
-  odd part exactly; a single coalition spends one and observes the odd part plus the even
-  part, ``(v(S) + v(N \\ S)) / 2``, whose mean per stratum the first phase gives. When the
-  even part's variance around those means is below half the odd residual's (a sigmoid of a
-  weighted sum, as a segmentation probability: a few %), the rest of the budget goes to
-  single coalitions, one side of the remaining pairs and of as many new ones, weighted by
-  their precision; otherwise to the remaining pairs (the estimate is then the one-phase one).
+* two phases (``_first_phase``, ``_choose_singles``): the enumerated strata and a quarter of
+  each sampled stratum's pairs (at least ``2 (M + 2)`` pairs in all) are evaluated first.
+  A pair spends two evaluations to observe the odd part exactly; a single coalition spends
+  one and observes the odd part plus the even part, ``(v(S) + v(N \\ S)) / 2``, whose mean
+  per stratum the first phase gives. When the even part's variance around those means is
+  below half the odd residual's (a sigmoid of a weighted sum, as a segmentation
+  probability: a few %), the rest of the budget goes to single coalitions, one side of the
+  remaining pairs and of as many new ones, weighted by their precision; otherwise to the
+  remaining pairs (the estimate is then the one-phase one). The singles' standard errors
+  add the even part's variance (not reduced by the finite-population correction) and that
+  of the even means.
 * solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
   part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
   part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
@@ -64,6 +67,7 @@ _FOLDS = 10                    # cross-validation folds choosing the number of t
 _MAX_STEPS = 400               # terms added, at most
 _STEP_SHARE = 0.6              # ... and at most this share of the training pairs
 _SLACK = 1.0                   # standard errors of the paired difference a smaller model may lose
+_FIRST_SHARE = 0.25            # share of each sampled stratum's pairs in the first phase
 _PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
                                # count) after the held-out error last improved
 
@@ -348,22 +352,27 @@ def _distinct_subsets(m, s, count, population, rng):
 # --------------------------------------------------------------------------- two phases
 
 def _first_phase(design, rng):
-    """Rows of ``design["z"]`` evaluated first: the enumerated strata and a random half
-    (rounded up) of every sampled stratum's pairs, sorted; None when too few pairs are
-    sampled for a second phase to matter."""
+    """Rows of ``design["z"]`` evaluated first: the enumerated strata and a random share of
+    every sampled stratum's pairs (``_FIRST_SHARE``, more when needed for ``2 (M + 2)`` pairs
+    in all, at most half; at least 2 a stratum), sorted; None when the first phase would
+    leave fewer than 2 pairs or exceed half the sampled ones."""
     z, n0 = design["z"], design["n_enum"]
     strata = design["pair_stratum"]
-    m = z.shape[1]
+    m, n_sampled = z.shape[1], len(strata)
+    if m < 4 or n_sampled < 4:
+        return None
+    share = max(_FIRST_SHARE, (2 * (m + 2) - n0 // 2) / n_sampled)
+    if share > 0.5:
+        return None
     keep = []
     for j in np.unique(strata):
         idx = np.flatnonzero(strata == j)
-        keep.append(np.sort(rng.permutation(idx)[:(len(idx) + 1) // 2]))
-    pairs = np.concatenate(keep) if keep else np.zeros(0, int)
-    n_full = n0 // 2 + len(pairs)
-    if m < 4 or len(strata) - len(pairs) < 2 or n_full < 2 * (m + 2):
+        take = min(len(idx), max(2, math.ceil(share * len(idx))))
+        keep.append(np.sort(rng.permutation(idx)[:take]))
+    pairs = np.concatenate(keep)
+    if n_sampled - len(pairs) < 2:
         return None
-    rows = np.concatenate([np.arange(n0), n0 + np.stack([2 * pairs, 2 * pairs + 1], 1).ravel()])
-    return rows
+    return np.concatenate([np.arange(n0), n0 + np.stack([2 * pairs, 2 * pairs + 1], 1).ravel()])
 
 
 def _full_pairs(design, first, y):
@@ -414,6 +423,7 @@ def _choose_singles(design, first, y, delta, seed):
     if not usable.any():
         return None
     even_mean = np.zeros((n_strata, len(delta)))
+    even_var = np.zeros((n_strata, len(delta)))
     shares = np.zeros(len(delta))
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
@@ -436,8 +446,12 @@ def _choose_singles(design, first, y, delta, seed):
         if not s_e < 0.5 * s_o:        # a margin for the estimates' noise: a wrong
             return None                  # 'singles' can cost far more than a wrong 'pairs'
         shares[col] = s_o / (s_o + s_e)
-    return {"even_mean": even_mean, "share": shares, "pairs": pairs, "x": x, "odd": odd,
-            "w": w, "mass": mass}
+        # each stratum's even mean is itself an estimate: its variance (within-stratum
+        # spread over the pairs that gave it, the pooled one where fewer than 2)
+        within = np.bincount(strata, dev, minlength=n_strata) / np.maximum(counts, 1)
+        even_var[:, col] = np.where(counts >= 2, within, s_e)
+    return {"even_mean": even_mean, "even_var": even_var, "share": shares, "pairs": pairs,
+            "x": x, "odd": odd, "w": w, "mass": mass}
 
 
 def _single_rows(design, first, singles, rng):
@@ -500,7 +514,14 @@ def _single_units(design, first, units, sign, y, y_single, singles):
     se_design = {"n_enum": 2 * n_enum, "pair_stratum": np.concatenate([strata_full,
                                                                        strata_single]),
                  "fpc": fpc, "exact": False}
-    return {"x": x, "odd": odd, "sw": np.sqrt(w), "design": se_design}
+    # for the errors' extra terms: d odd / d (stratum's even mean) = -sign on the singles;
+    # the even part's variance per stratum; the share of each stratum sampled
+    offset = np.zeros(len(x))
+    offset[len(pairs) + n_enum:] = -sign
+    stratum = np.full(len(x), -1)
+    stratum[len(pairs) + n_enum:] = strata_single
+    return {"x": x, "odd": odd, "sw": np.sqrt(w), "design": se_design,
+            "singles": (offset, stratum, singles["even_var"], n_full, 1.0 - fpc)}
 
 
 # --------------------------------------------------------------------------- solve
@@ -514,6 +535,7 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None):
     """
     z = design["z"]
     m, d = z.shape[1], len(delta)
+    offset = None
     if units is None:
         if m < 2 or len(z) // 2 < m + 2:
             return _solve(design, y, delta)
@@ -522,6 +544,7 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None):
         sws = np.repeat(np.sqrt(design["w"][0::2] + design["w"][1::2])[:, None], d, axis=1)
     else:
         x, odd, sws, design = units["x"], units["odd"], units["sw"], units["design"]
+        offset = units["singles"]
     phi = np.empty((m, d))
     se = np.zeros((m, d))
     for col in range(d):
@@ -531,8 +554,12 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None):
         terms, held_out = [], None
         if surrogate and not design["exact"]:
             terms, held_out = _select_terms(base, x, sw, target, design, seed)
+        extra = None
+        if offset is not None:
+            g, stratum, even_var, n_full, sampled = offset
+            extra = (g * sw, stratum, even_var[:, col], n_full, sampled)
         phi[:, col], se[:, col] = _fit_odd(base, x, sw, target, terms, 0.5 * delta[col],
-                                           design, held_out)
+                                           design, held_out, extra)
     phi -= (phi.sum(axis=0) - delta) / m                   # remove rounding drift
     if design["exact"]:
         se[:] = 0.0
@@ -547,7 +574,7 @@ def _term_columns(x, terms):
     return out - x[:, :1]
 
 
-def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None):
+def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extra=None):
     """Weighted least squares of the odd part on order 1 and ``terms``; values and errors.
 
     The model is ``odd(x) = sum_T c_T prod_{i in T} x_i`` with ``sum_T c_T = half_total``
@@ -555,7 +582,12 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None):
     of ``k`` features gives each of them ``2 c_T / k``.
 
     ``held_out``, when the terms were chosen by cross-validation: every pair's weighted
-    residual when its fold was held out. Standard errors: see ``_sandwich_se``.
+    residual when its fold was held out. Standard errors: see ``_sandwich_se``; ``extra``
+    ``(g, stratum, even_var, n_full, sampled)`` describes single coalitions: their targets
+    were corrected by their stratum's even mean (``d target / d mean = g``), an estimate of
+    variance ``even_var / n_full`` (S,), and their residuals carry the even part (variance
+    ``even_var``, random sign), which the finite-population correction of the stratum
+    (``sampled``: its share sampled) does not reduce: both are added.
     """
     cols = base
     if terms:
@@ -578,7 +610,17 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None):
         # whatever d is
         f = (_FOLDS - 1) / _FOLDS
         r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
-    return phi, _sandwich_se(design, (lmap @ inv) @ u.T, r2, cols.shape[1])
+    amap = (lmap @ inv) @ u.T
+    se = _sandwich_se(design, amap, r2, cols.shape[1])
+    if extra is not None:
+        g, stratum, even_var, n_full, sampled = extra
+        var = se ** 2
+        for j in np.unique(stratum[stratum >= 0]):
+            sel = stratum == j
+            var += (amap[:, sel] @ g[sel]) ** 2 * even_var[j] / max(n_full[j], 1)
+            var += (amap[:, sel] ** 2) @ (g[sel] ** 2) * even_var[j] * sampled[j]
+        se = np.sqrt(var)
+    return phi, se
 
 
 def _value_map(m, terms):
