@@ -17,7 +17,7 @@ separate steps:
   within a stratum pairs are distinct (without replacement). Each pair is weighted by its
   kernel weight over its sampling rate (Horvitz-Thompson).
 * two phases (``_first_phase``, ``_choose_singles``): the enumerated strata and a quarter of
-  each sampled stratum's pairs (at least ``2 (M + 2)`` pairs in all) are evaluated first.
+  each sampled stratum's pairs (at least ``2 (M + 2)`` of them) are evaluated first.
   A pair spends two evaluations to observe the odd part exactly; a single coalition spends
   one and observes the odd part plus the even part, ``(v(S) + v(N \\ S)) / 2``, whose mean
   per stratum the first phase gives. When the even part's variance around those means is
@@ -353,15 +353,15 @@ def _distinct_subsets(m, s, count, population, rng):
 
 def _first_phase(design, rng):
     """Rows of ``design["z"]`` evaluated first: the enumerated strata and a random share of
-    every sampled stratum's pairs (``_FIRST_SHARE``, more when needed for ``2 (M + 2)`` pairs
-    in all, at most half; at least 2 a stratum), sorted; None when the first phase would
-    leave fewer than 2 pairs or exceed half the sampled ones."""
+    every sampled stratum's pairs (``_FIRST_SHARE``, more when needed for ``2 (M + 2)``
+    sampled pairs, on which the choice is made; at least 2 a stratum), sorted; None when the
+    first phase would leave fewer than 2 pairs or take more than half the sampled ones."""
     z, n0 = design["z"], design["n_enum"]
     strata = design["pair_stratum"]
     m, n_sampled = z.shape[1], len(strata)
     if m < 4 or n_sampled < 4:
         return None
-    share = max(_FIRST_SHARE, (2 * (m + 2) - n0 // 2) / n_sampled)
+    share = max(_FIRST_SHARE, 2 * (m + 2) / n_sampled)
     if share > 0.5:
         return None
     keep = []
