@@ -23,6 +23,14 @@ ratio best competitor / ours with a 95 % interval (delta method on the log of th
 seeds independent); calibration of our standard errors: coverage of +-1.96 SE and mean
 ``(error / SE)**2`` over seeds and players. A cell where both are exact to float precision
 (relative MSE < 1e-20) is a tie and has no calibration.
+
+For quick iterations, environment variables restrict the run (the long table in
+docs/shapley_benchmark.md is then left alone, and the section says it is restricted):
+``SHAP_BENCH_GAMES`` (';'-separated parts of game names, e.g. ``saturating, M=14;sample``),
+``SHAP_BENCH_BUDGETS`` (e.g. ``128,256``), ``SHAP_BENCH_SEEDS`` (e.g. ``5``)::
+
+    SHAP_BENCH_GAMES="saturating, M=14" SHAP_BENCH_BUDGETS=256,512 \
+        .venv-bench/bin/python bench/run_all.py --only shap_accuracy
 """
 
 import glob
@@ -194,8 +202,9 @@ def ratio_ci(a, b):
     ma, mb = a.mean(), b.mean()
     if mb <= 0 or ma <= 0:
         return (math.inf if mb <= 0 else 0.0), None
-    n = len(a)
-    v = a.var(ddof=1) / (n * ma ** 2) + b.var(ddof=1) / (n * mb ** 2) if n > 1 else 0.0
+    na, nb = len(a), len(b)
+    v = (a.var(ddof=1) / (na * ma ** 2) if na > 1 else 0.0) + \
+        (b.var(ddof=1) / (nb * mb ** 2) if nb > 1 else 0.0)
     r = ma / mb
     return r, (r * math.exp(-1.96 * math.sqrt(v)), r * math.exp(1.96 * math.sqrt(v)))
 
@@ -247,14 +256,28 @@ def _fmt(x):
     return "0" if x == 0 else f"{x:.2e}"
 
 
+def restriction():
+    """The SHAP_BENCH_* restriction: (game name parts or None, budgets or None, seeds or None)."""
+    games_env = os.environ.get("SHAP_BENCH_GAMES")
+    budgets_env = os.environ.get("SHAP_BENCH_BUDGETS")
+    seeds_env = os.environ.get("SHAP_BENCH_SEEDS")
+    return ([g.strip() for g in games_env.split(";") if g.strip()] if games_env else None,
+            tuple(int(b) for b in budgets_env.split(",")) if budgets_env else None,
+            int(seeds_env) if seeds_env else None)
+
+
 def run(quick=False):
-    seeds = list(range(QUICK_SEEDS if quick else FULL_SEEDS))
-    budgets = (64, 128, 256) if quick else BUDGETS
+    only_games, only_budgets, only_seeds = restriction()
+    restricted = any(r is not None for r in (only_games, only_budgets, only_seeds))
+    seeds = list(range(only_seeds or (QUICK_SEEDS if quick else FULL_SEEDS)))
+    budgets = only_budgets or ((64, 128, 256) if quick else BUDGETS)
     t0 = time.perf_counter()
     cells, notes, versions, all_errors, labels_seen = [], [], {}, {}, set()
     eff_worst = 0.0
     played = []
     for name, make in games(quick):              # ours first: the competitors' runs are cached
+        if only_games and not any(part in name for part in only_games):
+            continue
         table, m, desc = make()
         if name == "sample model":
             name = f"sample model, M={m}"
@@ -276,7 +299,9 @@ def run(quick=False):
                   + (f" cover {cover:.2f} z2 {z2:.2f}" if cover is not None else " exact"),
                   file=sys.stderr, flush=True)
     for name, table, exact in played:
-        comp, errors, ver = competitor_results(name, table, budgets, len(seeds))
+        # keyed by every budget of the run's size, so a restricted run reads the full cache
+        comp, errors, ver = competitor_results(name, table, (64, 128, 256) if quick else BUDGETS,
+                                               max(len(seeds), FULL_SEEDS * (not quick)))
         versions = ver or versions
         all_errors.update(errors)
         labels_seen |= set(comp)
@@ -301,10 +326,12 @@ def run(quick=False):
                 cell["ratio"], cell["ci"] = ratio_ci(theirs, cell["ours"])
     own, model_time, per_image, n_eval = overhead(quick)
     return _report(cells, notes, versions, all_errors, sorted(labels_seen), seeds, eff_worst,
-                   (own, model_time, per_image, n_eval), time.perf_counter() - t0, quick)
+                   (own, model_time, per_image, n_eval), time.perf_counter() - t0,
+                   quick or restricted, restricted)
 
 
-def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, seconds, quick):
+def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, seconds, quick,
+            restricted=False):
     compared = [c for c in cells if c["others"]]
     summary = []
     if compared:
@@ -395,6 +422,9 @@ def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, secon
                  f"default 2 M + 2048), our estimator's own time {own:.2f} s (sampling and "
                  f"solve, the value function's time taken out) against {n_eval} evaluations "
                  f"of the sample model on a 512 x 512 window at {per_image * 1e3:.0f} ms each.")
+    if restricted:
+        parts.append("**Restricted run** (SHAP_BENCH_GAMES / SHAP_BENCH_BUDGETS / "
+                     "SHAP_BENCH_SEEDS): not every game, budget or seed.")
     parts.append(f"Run time {seconds:.0f} s.")
     if compared and not quick:
         _write_long_table(cells, labels, len(seeds))
