@@ -19,7 +19,7 @@ import _setup
 from _setup import md_table, summary_row
 
 TITLE = "7. Many regions on a local Dask cluster"
-SETTINGS = {"window": 128, "n_samples": 64, "seed": 0}
+SETTINGS = {"window": 128, "hex_size": 22, "n_samples": 64, "seed": 0}
 
 
 def _regions(raster, n):

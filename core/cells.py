@@ -16,6 +16,28 @@ import numpy as np
 
 # Slivers smaller than this fraction of a full cell are merged into a neighbour.
 MIN_CELL_FRACTION = 0.25
+#: The seed paper's circumradius (229 cells on 512 x 512 px): the automatic size's largest.
+PAPER_CELL_SIZE = 22
+#: The automatic size's smallest circumradius, pixels.
+MIN_AUTO_CELL_SIZE = 6
+#: The automatic size makes the region's equal-area disc this many circumradii across,
+#: so about seven or eight hexagons cover it.
+REGION_ACROSS_CELLS = 5
+
+
+def auto_cell_size(region_pixels):
+    """Cell circumradius (pixels) for a region of ``region_pixels`` pixels.
+
+    A fifth of the diameter of the disc of the region's area, so the region spans several
+    cells, rounded to a whole pixel, from :data:`MIN_AUTO_CELL_SIZE` to the paper's
+    :data:`PAPER_CELL_SIZE` (which regions of about 110 px across and more get).
+
+    >>> auto_cell_size(1), auto_cell_size(60 * 60), auto_cell_size(200 * 200)
+    (6.0, 14.0, 22.0)
+    """
+    diameter = 2.0 * np.sqrt(max(float(region_pixels), 0.0) / np.pi)
+    return float(min(max(round(diameter / REGION_ACROSS_CELLS), MIN_AUTO_CELL_SIZE),
+                     PAPER_CELL_SIZE))
 
 
 @dataclass(frozen=True, eq=False)

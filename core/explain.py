@@ -327,8 +327,10 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
     cancel : callable() -> bool, optional
         Checked before every batch; True raises ``ExplanationCancelled``.
     **params
-        hex_size : float, default 22
-            SHAP cell size: hexagon circumradius or square edge, pixels.
+        hex_size : float, optional
+            SHAP cell size: hexagon circumradius or square edge, pixels; default
+            automatic, so the region spans several cells
+            (:func:`~.cells.auto_cell_size`: 6 to the paper's 22 px).
         cell_shape : {"hexagon", "square"}, default "hexagon"
         n_samples : int, optional
             SHAP coalitions to evaluate besides the empty and full ones; default
@@ -405,6 +407,10 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
     if n_non_finite or n_absurd:
         warnings.warn(screening_message(n_non_finite, n_absurd), InputWarning, stacklevel=2)
         image = image.astype(np.float32)
+    if method == "shap" and p["hex_size"] is None:
+        from .cells import auto_cell_size
+
+        p["hex_size"] = auto_cell_size(np.count_nonzero(region))
     _check_sizes(method, p, region.shape)
     valid = np.all(np.isfinite(image), axis=2)
     if (region & valid).any():
@@ -441,7 +447,7 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
                          for m in masks])
 
     run = {"shap": _run_shap, "rise": _run_rise, "occlusion": _run_occlusion}[method]
-    out = run(scorer, filled, p, images_for, prog, cancel, win)
+    out = run(scorer, filled, p, images_for, prog, cancel, win, region)
     prediction = full_prediction if full_prediction is not None else \
         scorer.unperturbed(cancel)
     full_value = prediction.reshape(-1, prediction.shape[-1])[np.flatnonzero(region.ravel())]
@@ -652,7 +658,7 @@ def _as_rows(values):
     return v[:, None] if v.ndim == 1 else v
 
 
-def _run_shap(scorer, image, p, images_for, prog, cancel, win):
+def _run_shap(scorer, image, p, images_for, prog, cancel, win, region):
     from .cells import hexagon_grid, square_grid
     from .kernel_shap import kernel_shap
 
@@ -693,7 +699,7 @@ def _run_shap(scorer, image, p, images_for, prog, cancel, win):
             "details": {"n_cells": m, "n_players": n_players, "exact": bool(res.exact)}}
 
 
-def _run_rise(scorer, image, p, images_for, prog, cancel, win):
+def _run_rise(scorer, image, p, images_for, prog, cancel, win, region):
     from .rise import rise
 
     r0, r1, c0, c1 = win
@@ -710,7 +716,8 @@ def _run_rise(scorer, image, p, images_for, prog, cancel, win):
             "details": {"mean_score": mean}}
 
 
-def _run_occlusion(scorer, image, p, images_for, prog, cancel, win):
+def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
+    from .estimate import expected_occlusion_evaluations
     from .occlusion import multiscale_occlusion
     from .shapely_geos import import_shapely
 
@@ -748,8 +755,12 @@ def _run_occlusion(scorer, image, p, images_for, prog, cancel, win):
             everything_occluded.append(np.atleast_1d(scores[int(np.argmax(whole))]).copy())
         return scores
 
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    expected = expected_occlusion_evaluations(max(h, w), p["max_depth"], int(side))
     res = multiscale_occlusion(score_fn, (h, w), max_depth=p["max_depth"], n_best=p["n_best"],
-                               batch_size=p["batch_size"], progress=prog, cancel=cancel)
+                               batch_size=p["batch_size"], progress=prog, cancel=cancel,
+                               expected_evaluations=expected)
     table = []
     for i, leaf in enumerate(res.leaves):
         r0, r1, c0, c1 = (int(v) for v in leaf.rect)

@@ -29,7 +29,6 @@ from .batching import check_cancel
 from .errors import ExplanationCancelled, InputError
 from .outputs import (OutputSet, check_destinations, check_writable, is_disk_full,
                       output_failure)
-from .region import window_edge
 
 __all__ = ["EXPLAIN_OUTPUTS", "Faithfulness", "Job", "JobRun", "NODATA", "check_job",
            "crop_message", "explain_to_files", "faithfulness", "plugin_version", "read_job",
@@ -153,7 +152,8 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     bands : sequence of int, optional
         1-based bands in model-channel order; default all.
     window : int, optional
-        Window edge in pixels; default the model's size (:func:`~.region.window_edge`).
+        Window edge in pixels; default automatic: the region plus the model's context on
+        each side, at most its tile size (:func:`~.region.explanation_window_edge`).
 
     Returns
     -------
@@ -189,7 +189,8 @@ def _read_grid(model, source, grid, roi_wkb, bands, window):
     from .baselines import screening_message
     from .georef import COMPLEX_TEXT, complex_conversion, points_on_raster, unwrap_antimeridian
     from .geoio import is_complex, raster_info, read_window, window_geotransform
-    from .region import pixel_bounds, place_window, region_mask
+    from .region import (explanation_window_edge, pixel_bounds, place_window,
+                         region_mask)
     from .shapely_geos import import_shapely
 
     shapely = import_shapely()
@@ -199,8 +200,7 @@ def _read_grid(model, source, grid, roi_wkb, bands, window):
                          "the results can be georeferenced.")
     bands = resolve_bands(bands, info.n_bands, model.n_channels)
     fixed = model.fixed_size
-    size = window_edge(window, fixed, model.tile_size)
-    if fixed and (size, size) != tuple(fixed):
+    if fixed and window and (window, window) != tuple(fixed):
         raise InputError(f"WINDOW: the model only accepts {fixed[0]} x {fixed[1]} inputs; set "
                          f"WINDOW to {fixed[0]} (or 0).")
     gt = info.geotransform
@@ -227,7 +227,11 @@ def _read_grid(model, source, grid, roi_wkb, bands, window):
     if not points and clipped.area < region.area * (1 - 1e-9):
         warnings.append("The region crosses the raster's edge; only its part inside the raster "
                         "is explained.")
-    win = place_window(pixel_bounds(clipped, gt), size, info.height, info.width)
+    bounds = pixel_bounds(clipped, gt)
+    size = explanation_window_edge(window, fixed, model.tile_size,
+                                   max(bounds[1] - bounds[0], bounds[3] - bounds[2]),
+                                   getattr(model, "context", None))
+    win = place_window(bounds, size, info.height, info.width)
     if _is_geographic(info.crs_wkt):
         warnings.append(
             "The raster's CRS is geographic (degrees). The window, the region and the cells are "
@@ -291,9 +295,11 @@ def check_job(job, method, params):
     """
     window = job.window
     if method == "shap":
-        from .cells import hexagon_grid
+        from .cells import auto_cell_size, hexagon_grid
 
         hex_size = params["hex_size"]
+        if hex_size is None:
+            hex_size = auto_cell_size(np.count_nonzero(job.mask))
         if hexagon_grid(window.height, window.width, hex_size).n_cells < 2:
             raise InputError(
                 f"HEX_SIZE: the {window.height} x {window.width} px window holds a single "
@@ -623,8 +629,16 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
     for warning in job.warnings:
         _say(log, "warning", warning)
     win = job.window
-    _say(log, "info", f"Window of {win.height} x {win.width} px at row {win.row0}, column "
-                      f"{win.col0}; region of {int(job.mask.sum())} px; class '{class_name}'")
+    auto = " (automatic: the region and the model's context)" if not window else ""
+    _say(log, "info", f"Window of {win.height} x {win.width} px{auto} at row {win.row0}, "
+                      f"column {win.col0}; region of {int(job.mask.sum())} px; class "
+                      f"'{class_name}'")
+    if method == "shap" and params.get("hex_size") is None:
+        from .cells import auto_cell_size
+
+        params["hex_size"] = auto_cell_size(np.count_nonzero(job.mask))
+        _say(log, "info", f"Cells of {params['hex_size']:g} px (automatic: a fifth of the "
+                          "region's diameter, 6 to 22 px)")
     faithful = int(faithfulness_steps or 0) > 0
     share = 0.9 if faithful and progress is not None else 1.0
     result = explain_region(model, job.image, job.mask, [class_index], method,

@@ -50,6 +50,10 @@ provenance, are kept in ``raw`` and otherwise ignored):
     JSON ``{"fill": "mean"}``, ``{"fill": "zero"}`` or ``{"fill": <number>}``: the raw value
     that replaces nodata (NaN) pixels before the model sees them. Default ``"mean"`` (the
     per-band mean of the valid pixels of the image).
+``seg_explainer_context``
+    Pixels of image the model needs around a region to predict it as on a whole tile (its
+    effective receptive-field radius; integer >= 0). The automatic explanation window keeps
+    this much around the region; default 64 (:data:`~.region.DEFAULT_CONTEXT`).
 
 Conventions
 -----------
@@ -96,6 +100,7 @@ KEY_SCALING = "seg_explainer_input_scaling"
 KEY_LAYOUT = "seg_explainer_input_layout"
 KEY_ACTIVATION = "seg_explainer_output_activation"
 KEY_NODATA = "seg_explainer_input_nodata"
+KEY_CONTEXT = "seg_explainer_context"
 
 LAYOUTS = ("NCHW", "NHWC")
 ACTIVATIONS = ("none", "softmax", "sigmoid")
@@ -170,6 +175,8 @@ class ModelMetadata:
     input_layout : {"NCHW", "NHWC"} or None
     output_activation : {"none", "softmax", "sigmoid"} or None
     nodata_fill : "mean", "zero" or float
+    context : int or None
+        Pixels of context the model needs around a region.
     raw : dict
         Every metadata key and its unparsed string value.
     """
@@ -187,6 +194,7 @@ class ModelMetadata:
     input_layout: str = None
     output_activation: str = None
     nodata_fill: object = "mean"
+    context: int = None
     raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
@@ -475,4 +483,7 @@ def parse_metadata(props):
         out["output_activation"] = _text(KEY_ACTIVATION, props[KEY_ACTIVATION], ACTIVATIONS)
     if KEY_NODATA in props:
         out["nodata_fill"] = _nodata(KEY_NODATA, props[KEY_NODATA])
+    if KEY_CONTEXT in props:
+        out["context"] = _number(KEY_CONTEXT, props[KEY_CONTEXT], integer=True, low=0,
+                                 high=8192)
     return ModelMetadata(convention=convention, input_scaling=scaling, raw=props, **out)

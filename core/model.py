@@ -633,6 +633,15 @@ class SegmentationModel:
         return self.metadata.tile_size
 
     @property
+    def context(self):
+        """Pixels of context the model needs around a region: its metadata's
+        ``seg_explainer_context``, else :data:`~.region.DEFAULT_CONTEXT`."""
+        from .region import DEFAULT_CONTEXT
+
+        context = self.metadata.context
+        return DEFAULT_CONTEXT if context is None else int(context)
+
+    @property
     def input_shape(self):
         """The model input's shape, None for dynamic dimensions."""
         return self._input_shape
@@ -843,7 +852,8 @@ class SegmentationModel:
         -------
         dict
             ``name``, ``path``, ``sha256``, ``classes``, ``n_classes``, ``n_channels``,
-            ``tile_size``, ``fixed_size``, ``input_shape`` (None = dynamic), ``input_layout``
+            ``tile_size``, ``fixed_size``, ``context``, ``input_shape`` (None = dynamic),
+            ``input_layout``
             and ``input_layout_source`` ("metadata" or "inferred"), ``scaling`` (dict),
             ``standardization_mean``/``_std``, ``output_activation`` and
             ``output_activation_source``, ``convention``, ``resolution_cm``, ``seg_thresh``,
@@ -859,6 +869,7 @@ class SegmentationModel:
             "n_channels": self.n_channels,
             "tile_size": self.tile_size,
             "fixed_size": self.fixed_size,
+            "context": self.context,
             "input_shape": list(self._input_shape),
             "input_layout": self.input_layout,
             "input_layout_source": self.layout_source,

@@ -88,7 +88,8 @@ class OcclusionResult:
 
 def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_D["n_best"],
                          offsets=True, min_importance=0.01, unoccluded_score=None,
-                         batch_size=_D["batch_size"], progress=None, cancel=None):
+                         batch_size=_D["batch_size"], progress=None, cancel=None,
+                         expected_evaluations=None):
     """Explain a score by multi-scale occlusion.
 
     Parameters
@@ -119,10 +120,14 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         The model's score on the unoccluded input, if already known.
     batch_size : int
     progress : callable(float), optional
-        Called after every batch with the fraction of an upper bound of the
-        evaluations, and with 1.0 at the end.
+        Called after every batch with the fraction of ``expected_evaluations`` (or of an
+        upper bound of the evaluations) done, below 1 until the end, then with 1.0.
     cancel : callable() -> bool, optional
         Checked before every batch; True raises ``ExplanationCancelled``.
+    expected_evaluations : int, optional
+        How many evaluations the run is expected to spend
+        (:func:`~.estimate.expected_occlusion_evaluations`), for ``progress``; default
+        :func:`evaluation_bound`.
 
     Returns
     -------
@@ -133,7 +138,8 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     if h < 1 or w < 1 or depth_max < 1:
         raise ValueError("shape must be positive and max_depth at least 1")
     grid = OffsetGrid(h, w, depth_max, bool(offsets))
-    ev = _Evaluator(score_fn, batch_size, progress, cancel, grid.upper_bound())
+    ev = _Evaluator(score_fn, batch_size, progress, cancel,
+                    int(expected_evaluations or grid.upper_bound()))
     if unoccluded_score is None:
         s0 = ev.scores([_EMPTY], [_EMPTY])[0]
         naive = 1
@@ -340,7 +346,8 @@ class _Evaluator:
             arr = np.asarray([r for _, r in new], dtype=np.int64).reshape(-1, 4)
             res = run_batched(self.fn, arr, self.batch_size, progress=self.progress,
                               cancel=self.cancel, done=self.count,
-                              total=max(self.total, self.count + len(new)))
+                              # past the expected count: keep a margin below 1
+                              total=max(self.total, -(-20 * (self.count + len(new)) // 19)))
             res = np.asarray(res, dtype=np.float64).reshape(len(new), -1)
             for (key, _), row in zip(new, res):
                 self.memo[key] = row

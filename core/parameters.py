@@ -10,8 +10,8 @@ and everything follows; ``tests/test_parameters.py`` checks that nothing drifted
 Examples
 --------
 >>> from seg_explainer.core.parameters import PARAMETERS, by_name
->>> by_name("hex_size").default
-22
+>>> by_name("max_depth").default
+4
 >>> [p.key for p in PARAMETERS if p.methods == ("rise",)]
 ['N_MASKS', 'GRID_SIZE', 'P_KEEP']
 """
@@ -200,10 +200,12 @@ _ALL = EXPLAIN_METHODS + ("segment",)
 
 #: Every parameter, in the order the forms show them.
 PARAMETERS = (
-    Parameter("window", "WINDOW", int, None, "Explanation window in pixels (0 = the model's "
-              "tile size, else 512)",
+    Parameter("window", "WINDOW", int, None, "Explanation window in pixels (0 = automatic)",
               "Edge of the square explanation window around the region, in pixels of the "
-              "raster; 0 = the model's tile size (else 512). Small windows run faster.",
+              "raster; 0 = automatic: the region plus the model's context (64 px unless its "
+              "metadata says otherwise) on each side, in multiples of 32, at most the "
+              "model's tile size (512 by default) unless the region needs more. Smaller "
+              "windows run faster.",
               minimum=1, maximum=8192, none_as=0, short="Window (px)"),
     Parameter("baseline", "BASELINE", str, "mean", "Value of switched-off pixels",
               "What switched-off pixels become: the per-band image mean is the SAR default, "
@@ -222,11 +224,13 @@ PARAMETERS = (
     Parameter("blur_sigma", None, float, 8.0, "Blur sigma (pixels)",
               "Standard deviation of the Gaussian of the 'blur' baseline, pixels.",
               minimum=0, exclusive_minimum=True),
-    Parameter("hex_size", "HEX_SIZE", float, 22, "Hexagon circumradius in pixels",
-              "Hexagon circumradius (or square edge) in pixels: 22 gives 229 cells on a "
-              "512 x 512 window, as in the seed paper. Smaller cells give finer maps but need "
-              "more model evaluations.",
-              methods=("shap",), minimum=2, decimals=0, short="Hexagon size (px)"),
+    Parameter("hex_size", "HEX_SIZE", float, None, "Hexagon circumradius in pixels (0 = "
+              "automatic)",
+              "Hexagon circumradius (or square edge) in pixels; 0 = automatic: a fifth of the "
+              "region's diameter, from 6 px to the seed paper's 22 px (229 cells on a "
+              "512 x 512 window). Smaller cells give finer maps but need more model "
+              "evaluations.",
+              methods=("shap",), minimum=2, none_as=0, decimals=0, short="Hexagon size (px)"),
     Parameter("cell_shape", None, str, "hexagon", "Cell shape",
               "Shape of the SHAP cells.", methods=("shap",), choices=("hexagon", "square")),
     Parameter("n_samples", "N_SAMPLES", int, None, "Coalitions to evaluate (0 = 2 x cells + "

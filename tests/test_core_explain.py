@@ -205,7 +205,8 @@ def test_invalid_arguments(kwargs, error, message):
 
 
 def test_defaults_are_documented():
-    assert DEFAULTS["hex_size"] == 22 and DEFAULTS["n_masks"] == 2000
+    # issue 14: the cell size follows the region by default (core.cells.auto_cell_size)
+    assert DEFAULTS["hex_size"] is None and DEFAULTS["n_masks"] == 2000
     assert DEFAULTS["baseline"] == "mean" and DEFAULTS["batch_size"] == 1
 
 

@@ -17,7 +17,7 @@ from seg_explainer.core.model import SegmentationModel
 from seg_explainer.core.regions import Region, explain_regions, read_regions
 
 #: Cheap SHAP settings on the sample model: 128 px window, 64 coalitions.
-FAST = {"window": 128, "n_samples": 64, "seed": 3, "n_threads": 1}
+FAST = {"window": 128, "hex_size": 22, "n_samples": 64, "seed": 3, "n_threads": 1}
 
 
 def boxes(raster, n, *, size=24, step=150, start=300):

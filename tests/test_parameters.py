@@ -182,13 +182,18 @@ def test_dock_widgets_follow_the_declaration(dock):
 
 
 def test_the_estimate_uses_the_declared_defaults():
-    from seg_explainer.core.cells import hexagon_grid
+    from seg_explainer.core.cells import auto_cell_size, hexagon_grid
+    from seg_explainer.core.estimate import plan_run
     from seg_explainer.core.occlusion import evaluation_bound
-    from seg_explainer.ui.estimate import evaluations
 
-    cells = hexagon_grid(256, 256, P.by_name("hex_size").default).n_cells
-    assert evaluations("shap", 256, {}) == (2 * cells + 2048 + 2, True)
-    assert evaluations("rise", 256, {}) == (P.by_name("n_masks").default + 1, True)
-    assert evaluations("occlusion", 256, {}) == \
-        (evaluation_bound((256, 256), P.by_name("max_depth").default), False)
-    assert np.isfinite(evaluations("occlusion", 256, {"MAX_DEPTH": 2})[0])
+    size = dict(region_pixels=900, region_extent=30, tile_size=256)
+    shap = plan_run("shap", {}, **size)
+    assert P.by_name("hex_size").default is None and shap.cell_size == auto_cell_size(900)
+    cells = hexagon_grid(shap.window, shap.window, shap.cell_size).n_cells
+    assert (shap.n_cells, shap.evaluations) == (cells, 2 * cells + 2048 + 2)
+    assert plan_run("rise", {}, **size).evaluations == P.by_name("n_masks").default + 1
+    occlusion = plan_run("occlusion", {}, **size)
+    assert occlusion.most == evaluation_bound((occlusion.window,) * 2,
+                                              P.by_name("max_depth").default)
+    assert occlusion.evaluations < occlusion.most
+    assert np.isfinite(plan_run("occlusion", {"max_depth": 2}, **size).evaluations)

@@ -1,0 +1,213 @@
+"""What a run will cost before it starts: its window, cells and model evaluations, and time.
+
+:func:`plan_run` applies the same rules as the engine (the automatic window of
+:func:`~.region.explanation_window_edge`, the automatic cell size of
+:func:`~.cells.auto_cell_size`, SHAP's default sample count) to a region known only by its
+size, so forms can show the values a run will use. Occlusion's evaluation count depends on
+what its pruning keeps; :func:`expected_occlusion_evaluations` grows the same trees on a
+stand-in score (the share of the region each rectangle hides), which is how a region score
+behaves when the region's own pixels matter most. :func:`seconds_per_evaluation` times the
+model on the window. No QGIS, no Qt.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .parameters import by_name
+
+__all__ = ["Plan", "expected_occlusion_evaluations", "format_duration", "plan_run",
+           "region_size", "seconds_per_evaluation"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The values a run will use, as far as they are known before it starts.
+
+    Attributes
+    ----------
+    method : str
+    window : int
+        Window edge, pixels.
+    window_auto : bool
+        The window was chosen automatically (WINDOW 0).
+    cell_size : float or None
+        SHAP's cell circumradius, pixels (None for the other methods).
+    cell_size_auto : bool
+    n_cells : int or None
+        SHAP's cells on the window.
+    evaluations : int
+        Model evaluations: exact for SHAP and RISE, expected for occlusion.
+    most : int
+        The most evaluations the run can spend (= ``evaluations`` but for occlusion).
+    """
+
+    method: str
+    window: int
+    window_auto: bool
+    cell_size: float | None
+    cell_size_auto: bool
+    n_cells: int | None
+    evaluations: int
+    most: int
+
+    def text(self):
+        """One line for a form: ``"192 x 192 px window (automatic); hexagons of 14 px
+        (automatic), 72 cells; 2,194 model evaluations"``."""
+        auto = " (automatic)"
+        parts = [f"{self.window} x {self.window} px window{auto if self.window_auto else ''}"]
+        if self.cell_size is not None:
+            parts.append(f"cells of {self.cell_size:g} px{auto if self.cell_size_auto else ''}"
+                         f", {self.n_cells:,} cells")
+        count = f"{self.evaluations:,} model evaluations"
+        if self.most != self.evaluations:
+            count = f"about {count} (at most {self.most:,})"
+        parts.append(count)
+        return "; ".join(parts)
+
+
+@lru_cache(maxsize=64)
+def _cell_count(window, cell_size, shape):
+    from .cells import hexagon_grid, square_grid
+
+    grid = hexagon_grid if shape == "hexagon" else square_grid
+    return int(grid(int(window), int(window), float(cell_size)).n_cells)
+
+
+def plan_run(method, params, *, region_pixels, region_extent, fixed_size=None, tile_size=None,
+             context=None):
+    """The window, cells and evaluations of a run on a region of a given size.
+
+    Parameters
+    ----------
+    method : {"shap", "rise", "occlusion"}
+    params : dict
+        Engine parameters by name (``window``, ``hex_size``, ``n_samples``, ...); missing
+        ones take their declared defaults.
+    region_pixels : float
+        The region's area in raster pixels (0 for points).
+    region_extent : int
+        The larger side of the region's bounding box, pixels.
+    fixed_size, tile_size, context
+        The model's (``SegmentationModel.describe()``).
+
+    Returns
+    -------
+    Plan
+    """
+    from .region import explanation_window_edge
+
+    def value(name):
+        got = params.get(name)
+        return by_name(name).default if got is None else got
+
+    requested = params.get("window") or None
+    window = explanation_window_edge(requested, fixed_size, tile_size, region_extent, context)
+    cell_size = n_cells = None
+    cell_auto = False
+    if method == "shap":
+        from .cells import auto_cell_size
+
+        cell_auto = not params.get("hex_size")
+        cell_size = auto_cell_size(region_pixels) if cell_auto else float(params["hex_size"])
+        n_cells = _cell_count(window, cell_size, value("cell_shape"))
+        n = int(params.get("n_samples") or 0) or 2 * n_cells + 2048
+        if n_cells < 60:
+            n = min(n, 2 ** n_cells - 2)
+        count = most = n + 2
+    elif method == "rise":
+        count = most = int(value("n_masks")) + 1
+    elif method == "occlusion":
+        from .occlusion import evaluation_bound
+
+        depth = int(value("max_depth"))
+        most = evaluation_bound((window, window), depth)
+        side = max(1, min(int(region_extent), window))
+        count = expected_occlusion_evaluations(window, depth, side)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return Plan(method=method, window=int(window), window_auto=requested is None and
+                not fixed_size, cell_size=cell_size, cell_size_auto=cell_auto,
+                n_cells=n_cells, evaluations=int(count), most=int(most))
+
+
+#: Evaluations a real occlusion run spends, as a share of those of the stand-in score
+#: (the hidden share of the region): its pruning is stricter, because hiding a small part of
+#: a region moves a model's prediction less than in proportion. Measured on the sample model
+#: at depths 3 and 4 (the demo's three regions, 60 and 300 px squares): 0.61 to 0.94.
+OCCLUSION_PRUNING_SHARE = 0.75
+
+
+@lru_cache(maxsize=64)
+def expected_occlusion_evaluations(window, max_depth, region_side):
+    """Evaluations occlusion is expected to spend on a ``window`` px square window around a
+    ``region_side`` px square region at its centre.
+
+    The trees are grown and pruned as in a real run on a stand-in score that drops in
+    proportion to the share of the region hidden, and their count is scaled by
+    :data:`OCCLUSION_PRUNING_SHARE`; never fewer than the rectangles every run evaluates (the
+    root and depth 1) nor more than :func:`~.occlusion.evaluation_bound`."""
+    from .occlusion import evaluation_bound
+    from .occlusion import multiscale_occlusion
+
+    window, side = int(window), int(region_side)
+    r0 = (window - side) // 2
+    r1 = r0 + side
+
+    def score(rects):
+        rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+        rows = np.clip(np.minimum(rects[:, 1], r1) - np.maximum(rects[:, 0], r0), 0, None)
+        cols = np.clip(np.minimum(rects[:, 3], r1) - np.maximum(rects[:, 2], r0), 0, None)
+        return 1.0 - rows * cols / float(side * side)
+
+    result = multiscale_occlusion(score, (window, window), max_depth=int(max_depth),
+                                  batch_size=4096)
+    least = evaluation_bound((window, window), 1)
+    return int(max(least, round(OCCLUSION_PRUNING_SHARE * result.n_evaluations)))
+
+
+def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_seconds=0.5,
+                           max_calls=20, cancel=None):
+    """Seconds of one model evaluation of a ``window`` px square image: the median of
+    repeated calls of ``batch_size`` images after a warm-up call, divided by the batch."""
+    import time
+
+    channels = model.n_channels or max(1, int(n_channels or 1))
+    batch = max(1, int(batch_size))
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((batch, int(window), int(window), channels)).astype(np.float32)
+    model.predict(images[:1], batch_size=1)     # onnxruntime allocates its buffers here
+    times, started = [], time.perf_counter()
+    while len(times) < max_calls and (len(times) < 3 or
+                                      time.perf_counter() - started < min_seconds):
+        if cancel is not None and cancel():
+            break
+        t0 = time.perf_counter()
+        model.predict(images, batch_size=batch)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) / batch if times else None
+
+
+def format_duration(seconds):
+    """``"40 s"``, ``"3 min"``, ``"1 h 20 min"``."""
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{int(minutes // 60)} h {int(minutes % 60)} min"
+
+
+def region_size(roi_wkb, geotransform):
+    """``(pixels, extent)`` of a region given in the raster's CRS: its area in raster pixels
+    and the larger side of its pixel bounding box (what :func:`plan_run` needs)."""
+    from .region import pixel_bounds
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    geometry = shapely.from_wkb(roi_wkb)
+    dx, dy = geotransform[1], geotransform[5]
+    r0, r1, c0, c1 = pixel_bounds(geometry, geotransform)
+    return float(geometry.area / abs(dx * dy)), int(max(r1 - r0, c1 - c0))
