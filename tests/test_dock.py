@@ -244,7 +244,7 @@ def test_unreadable_model_is_a_readable_message(dock, tmp_path):
 
 def test_method_tabs_carry_the_papers_defaults(dock):
     values = {m: dock.method_values(m) for m in ("shap", "rise", "occlusion")}
-    assert values == {"shap": {"HEX_SIZE": 22, "N_SAMPLES": 0},
+    assert values == {"shap": {"HEX_SIZE": 0, "N_SAMPLES": 0},
                       "rise": {"N_MASKS": 2000, "GRID_SIZE": 8, "P_KEEP": 0.5},
                       "occlusion": {"MAX_DEPTH": 4, "N_BEST": 5}}
     assert [dock.tabs.tabText(i) for i in range(3)] == ["SHAP", "RISE", "Occlusion"]
@@ -281,10 +281,11 @@ def test_settings_persist_across_sessions(qgis_iface, dock, files, raster, tmp_p
 
 
 def test_estimate_counts_evaluations_and_times_one_batch(ready):
-    from seg_explainer.ui.estimate import hexagon_count
+    from seg_explainer.core.cells import hexagon_grid
 
-    cells = hexagon_count(64, 22)
+    cells = hexagon_grid(64, 64, 22).n_cells
     _select_method(ready, "shap")
+    ready.param_widgets["shap"]["HEX_SIZE"].setValue(22)
     count, seconds = ready.update_estimate()
     assert count == min(2 * cells + 2048, 2 ** cells - 2) + 2
     _select_method(ready, "rise")
@@ -414,7 +415,7 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     from qgis.core import QgsSingleBandPseudoColorRenderer
 
     from seg_explainer.processing_provider.styling import colour_scale, unit_ramp_scale
-    from seg_explainer.ui.estimate import hexagon_count
+    from seg_explainer.core.cells import hexagon_grid
 
     _select_method(ready, "shap")
     ready.param_widgets["shap"]["HEX_SIZE"].setValue(8)
@@ -456,7 +457,7 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     assert (legend.minimumLabel(), legend.maximumLabel()) == (labels[0], labels[-1])
     assert f"colour scale +-{scale:g}" in run.summary()
     cells = [layer for layer in run.layers if layer.name().startswith("cells - ")][0]
-    assert cells.featureCount() == hexagon_count(64, 8)
+    assert cells.featureCount() == hexagon_grid(64, 64, 8).n_cells
     # The window (64 x 64 px of the raster grid) is placed around the region, which was drawn
     # in EPSG:3857 and reprojected by the algorithm.
     assert signed.crs().authid() == "EPSG:32631"
@@ -927,3 +928,27 @@ def test_model_failing_mid_run_ends_the_task_with_its_message(ready, qgis_iface,
     _assert_ready_after(ready, run, python_errors, n_layers)
     ready.baseline_combo.setCurrentIndex(0)  # the same model works on the image
     _next_run_works(ready, tmp_path)
+
+
+def test_the_automatic_window_and_cells_are_shown_before_the_run_and_used(ready):
+    """Issue 14 point 2: with WINDOW and HEX_SIZE at 0 the dock shows the window and cells the
+    run then uses."""
+    _select_method(ready, "shap")
+    ready.window_spin.setValue(0)
+    ready.param_widgets["shap"]["HEX_SIZE"].setValue(0)
+    ready.param_widgets["shap"]["N_SAMPLES"].setValue(120)
+    plan = ready.plan()
+    assert plan is not None and plan.window_auto and plan.cell_size_auto
+    ready.update_estimate()
+    text = ready.estimate_label.text()
+    assert f"{plan.window} x {plan.window} px window (automatic)" in text
+    assert f"cells of {plan.cell_size:g} px (automatic), {plan.n_cells:,} cells" in text
+    run = ready.run()
+    assert run is not None, ready.result_label.text()
+    _wait(lambda: ready.current_run is None)
+    assert run.ok, run.error
+    assert run.results["N_EVALUATIONS"] == plan.evaluations
+    signed = [layer for layer in run.layers if layer.name().startswith("signed - ")][0]
+    assert (signed.width(), signed.height()) == (plan.window, plan.window)
+    cells = [layer for layer in run.layers if layer.name().startswith("cells - ")][0]
+    assert cells.featureCount() == plan.n_cells

@@ -19,7 +19,6 @@ from qgis.PyQt.QtWidgets import QDockWidget, QFrame, QLabel, QScrollArea, QVBoxL
 
 from ..processing_provider.parameters import EXPLAIN_METHODS
 from .dependency_box import DependencyBox
-from .estimate import resolve_window
 from .input_box import InputBox
 from .layout import fit_narrow
 from .output_box import FAITHFULNESS_STEPS, OutputBox, default_output_folder  # noqa: F401
@@ -213,21 +212,36 @@ class SegExplainerDock(QDockWidget):
         self.update_estimate()
 
     # ====================================================================== estimate
+    def plan(self, method=None):
+        """The run's :class:`~seg_explainer.core.estimate.Plan` (window, cells, evaluations),
+        None until a model, a raster and a region are chosen."""
+        from ..processing_provider.estimate import plan_for_region
+
+        outline = self.region_picker.outline()
+        raster = self.raster_combo.currentLayer()
+        if self.model_info is None or outline is None or raster is None:
+            return None
+        method = method or self.current_method()
+        values = dict(self.method_values(method), WINDOW=self.window_spin.value())
+        return plan_for_region(method, values, outline[0], outline[1], raster, self.model_info)
+
     def window(self):
-        return resolve_window(self.window_spin.value(), self.model_info)
+        """The window edge the run will use (None until the region is known)."""
+        plan = self.plan()
+        return plan.window if plan is not None else None
 
     def update_estimate(self, *_):
-        """Model evaluations of the run, and its time once a batch has been timed."""
-        method = self.current_method()
-        return self.output_box.show_estimate(self.model_picker.path(), method, self.window(),
-                                             self.method_values(method), self.batch_spin.value())
+        """The run's window, cells and evaluations, and its time once the model is timed."""
+        return self.output_box.show_estimate(self.model_picker.path(), self.plan(),
+                                             self.batch_spin.value())
 
     def start_estimate(self):
         """Time one batch in the background (a QgsTask)."""
-        if self.model_info is None or self.estimate_task is not None:
+        window = self.window()
+        if self.model_info is None or self.estimate_task is not None or window is None:
             return None
         self.estimate_task = self.output_box.start_timing(
-            self.model_info["path"], self.window(), self.input_box.channels(),
+            self.model_info["path"], window, self.input_box.channels(),
             self.batch_spin.value(),
             done=self._estimated)
         return self.estimate_task

@@ -9,7 +9,7 @@ from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QLabel, QPushButton,
                                  QSizePolicy, QVBoxLayout)
 
-from .estimate import evaluations, format_duration
+from ..core.estimate import format_duration
 
 #: Steps of the deletion / insertion curves when "Measure faithfulness" is ticked.
 FAITHFULNESS_STEPS = 20
@@ -97,29 +97,28 @@ class OutputBox(QGroupBox):
         return FAITHFULNESS_STEPS if self.faithfulness_check.isChecked() else 0
 
     # -- the estimate ------------------------------------------------------------------------
-    def show_estimate(self, model_path, method, window, values, batch_size):
-        """Model evaluations of the run, and its time once a batch of this model, window and
-        batch size has been timed. Returns ``(evaluations, seconds or None)``, or None."""
+    def show_estimate(self, model_path, plan, batch_size):
+        """The run's window, cells and model evaluations (a
+        :class:`~seg_explainer.core.estimate.Plan`, None while no region is chosen), and its
+        time once this model, window and batch size have been timed. Returns
+        ``(evaluations, seconds or None)``, or None."""
         if model_path is None:
             self.estimate_label.setText("Choose a model to see the cost of a run.")
             return None
-        try:
-            count, exact = evaluations(method, window, values)
-        except Exception as exc:  # e.g. a missing package
-            self.estimate_label.setText(f"No estimate ({exc}).")
+        if plan is None:
+            self.estimate_label.setText("Choose a region of interest: the window and the cells "
+                                        "follow it.")
             return None
-        text = f"{'' if exact else 'at most '}{count:,} model evaluations of {window} x " \
-               f"{window} px"
-        per_batch = self.seconds_per_batch.get((model_path, window, batch_size))
+        text = plan.text()
+        per_batch = self.seconds_per_batch.get((model_path, plan.window, batch_size))
         seconds = None
         if per_batch is not None:
-            seconds = per_batch * count / max(1, batch_size)
-            text += f"; about {format_duration(seconds)} (one batch of {batch_size} took " \
-                    f"{per_batch:.2f} s)"
+            seconds = per_batch * plan.evaluations / max(1, batch_size)
+            text += f"; about {format_duration(seconds)}"
         else:
-            text += "; press 'Estimate time' to time one batch"
+            text += "; press 'Estimate time' to time the model on this window"
         self.estimate_label.setText(text + ".")
-        return count, seconds
+        return plan.evaluations, seconds
 
     def start_timing(self, model_path, window, channels, batch_size, done):
         """Time one batch in the background (a QgsTask); ``done(task)`` is called on the main
@@ -137,6 +136,6 @@ class OutputBox(QGroupBox):
 
         task = EstimateTask(model_path, window, channels, batch_size, done=timed)
         self.estimate_button.setEnabled(False)
-        self.estimate_label.setText("Timing one batch...")
+        self.estimate_label.setText("Timing the model on the window...")
         start_task(task)
         return task

@@ -144,6 +144,21 @@ class RegionPicker(QGroupBox):
             return "No feature of the region layer is selected."
         return None
 
+    def outline(self):
+        """``(geometry, CRS)`` of the region as it stands (drawn, or the layer's chosen
+        features united), or None."""
+        if self.drawn_radio.isChecked():
+            if self.geometry is None or self.geometry.isEmpty():
+                return None
+            return QgsGeometry(self.geometry), self.crs
+        layer = self.layer_combo.currentLayer()
+        if layer is None:
+            return None
+        selected = self.selected_only.isChecked()
+        features = layer.getSelectedFeatures() if selected else layer.getFeatures()
+        geoms = [QgsGeometry(f.geometry()) for f in features if f.hasGeometry()]
+        return (QgsGeometry.unaryUnion(geoms), layer.crs()) if geoms else None
+
     def parameter(self):
         """``(ROI parameter value, (outline geometry, its CRS), problem)``. A drawn region is
         handed to the algorithm as a memory layer only the run holds; a layer's features by

@@ -273,7 +273,8 @@ class ExplainRun(QObject):
 
 
 class EstimateTask(QgsTask):
-    """Times one ``model.predict`` of ``batch_size`` windows (after a warm-up call).
+    """Times ``model.predict`` of ``batch_size`` windows: the median of repeated calls after a
+    warm-up (:func:`~seg_explainer.core.estimate.seconds_per_evaluation`).
 
     Inputs are plain values; ``seconds_per_batch`` or ``error`` hold the answer. ``done``
     (a plain callable, optional) is called on the main thread with the task.
@@ -291,21 +292,15 @@ class EstimateTask(QgsTask):
 
     def run(self):
         try:
-            import numpy as np
-
+            from ..core.estimate import seconds_per_evaluation
             from ..core.model import SegmentationModel
 
             model = SegmentationModel.load(self.model_path)
-            channels = model.n_channels or self.n_channels
-            rng = np.random.default_rng(0)
-            images = rng.standard_normal(
-                (self.batch_size, self.window, self.window, channels)).astype(np.float32)
-            model.predict(images[:1], batch_size=1)  # warm-up: onnxruntime allocates here
-            if self.isCanceled():
+            per_evaluation = seconds_per_evaluation(model, self.window, self.n_channels,
+                                                    self.batch_size, cancel=self.isCanceled)
+            if per_evaluation is None:
                 return False
-            started = time.perf_counter()
-            model.predict(images, batch_size=self.batch_size)
-            self.seconds_per_batch = time.perf_counter() - started
+            self.seconds_per_batch = per_evaluation * self.batch_size
             return True
         except Exception as exc:  # shown to the user as a message, not a traceback
             self.error = str(exc)
