@@ -186,7 +186,7 @@ def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_sec
 
     def timed(n_masks):
         started = time.perf_counter()
-        explain_region(model, image, region, 0, "rise", n_masks=n_masks, grid_size=1,
+        explain_region(model, image, region, 0, "rise", n_masks=n_masks,
                        batch_size=batch, cancel=cancel)
         return (time.perf_counter() - started) / (n_masks + 1)
 

@@ -71,8 +71,9 @@ def rise_masks(rng, n, shape, grid_size=8, p_keep=0.5):
     ry = _linear_weights(s, (s + 1) * ch)          # (out_h, s)
     rx = _linear_weights(s, (s + 1) * cw)          # (out_w, s)
     rows = ry[dy[:, None] + np.arange(h)]          # (n, H, s)
-    cols = rx[dx[:, None] + np.arange(w)]          # (n, W, s)
-    return np.matmul(np.matmul(rows, grid), cols.transpose(0, 2, 1)).astype(np.float32)
+    # (n, s, W), contiguous: numpy's matmul falls back to a slow loop on a transposed view
+    cols_t = np.ascontiguousarray(rx[dx[:, None] + np.arange(w)].transpose(0, 2, 1))
+    return np.matmul(np.matmul(rows, grid), cols_t).astype(np.float32)
 
 
 def _linear_weights(n_in, n_out):
