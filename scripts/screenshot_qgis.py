@@ -2,7 +2,7 @@
 import os
 from qgis.core import QgsGeometry, QgsPointXY, QgsProject, QgsRectangle
 from qgis.utils import iface, plugins
-from qgis.PyQt.QtCore import QTimer, Qt
+from qgis.PyQt.QtCore import QPoint, QTimer, Qt
 from qgis.PyQt.QtWidgets import QDockWidget
 
 SHOT = os.environ["SEGX_SHOT"]
@@ -13,7 +13,9 @@ HEX = int(os.environ.get("SEGX_HEX", "8"))
 
 def start():
     win = iface.mainWindow()
-    win.setGeometry(0, 0, 1600, 1000)
+    # The screen in Qt's logical pixels (Xvfb's DPI may scale 1600 x 1000 to 1534 x 959): a
+    # window of 1600 logical pixels would run past the screen's right edge, cutting the dock.
+    win.setGeometry(win.screen().geometry())
     for dw in win.findChildren(QDockWidget):
         if dw.objectName() in ("Browser", "Browser2"):
             dw.hide()
@@ -51,11 +53,15 @@ def finished(run):
     iface.mapCanvas().setExtent(extent)
     iface.mapCanvas().refresh()
     win = iface.mainWindow()
-    win.setGeometry(0, 0, 1600, 1000)   # a long message must not push the dock off-screen
+    win.setGeometry(win.screen().geometry())   # a long message must not push the dock off-screen
     QTimer.singleShot(6000, lambda: open(f"{SHOT}/READY", "w").write(
         f"{run.summary()} (window {win.width()} px, dock {plugins['seg_explainer'].dock.width()}"
         f" px, its content {plugins['seg_explainer'].dock.widget().width()} px, minimum "
-        f"{plugins['seg_explainer'].dock.widget().minimumSizeHint().width()} px)"))
+        f"{plugins['seg_explainer'].dock.widget().minimumSizeHint().width()} px; window at "
+        f"{win.mapToGlobal(QPoint(0, 0)).x()}, dock at "
+        f"{plugins['seg_explainer'].dock.mapToGlobal(QPoint(0, 0)).x()}, window minimum "
+        f"{win.minimumSizeHint().width()}, frame {win.frameGeometry().getRect()}, screen "
+        f"{win.screen().geometry().getRect()})"))
 
 
 QTimer.singleShot(4000, start)
