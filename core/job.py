@@ -639,6 +639,7 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
         params["hex_size"] = auto_cell_size(np.count_nonzero(job.mask))
         _say(log, "info", f"Cells of {params['hex_size']:g} px (automatic: a fifth of the "
                           "region's diameter, 6 to 22 px)")
+    adjusted_before = dict(getattr(model, "input_adjustments", None) or {})
     faithful = int(faithfulness_steps or 0) > 0
     share = 0.9 if faithful and progress is not None else 1.0
     result = explain_region(model, job.image, job.mask, [class_index], method,
@@ -653,6 +654,7 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
                              progress=None if progress is None
                              else (lambda f: progress(share + (1 - share) * f)))
         _say(log, "info", f"Faithfulness: {faith.line()}; {faith.n_evaluations} evaluations")
+    _say_input_adjustments(model, adjusted_before, log)
     if "crop" in result.details:
         _say(log, "info", crop_message(result.details["crop"], win))
     # Every output records the crop settings, also when cropping is off (crop None).
@@ -685,6 +687,17 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
     return JobRun(job=job, result=result, class_name=class_name, metadata=metadata,
                   outputs=written, prediction=full, base_value=base, sum_contributions=total,
                   summary=summary, faithfulness=faith)
+
+
+def _say_input_adjustments(model, before, log):
+    """Warn of the values the model's input type made the model change during this run
+    (clipped or rounded; :class:`~.model.ModelInputWarning` says so only once per model)."""
+    notes = getattr(model, "input_notes", None) or {}
+    for kind, count in (getattr(model, "input_adjustments", None) or {}).items():
+        added = count - before.get(kind, 0)
+        if added:
+            _say(log, "warning", f"{added} values given to the model in this run were {kind} "
+                                 f"to fit its input type; the first time: {notes.get(kind, '')}")
 
 
 def _declared_defaults():

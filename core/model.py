@@ -319,6 +319,8 @@ class SegmentationModel:
         #: Values changed to fit an integer (or float16) input so far: {"clipped": n,
         #: "rounded": n} (see the module notes); a ModelInputWarning is given once per kind.
         self.input_adjustments = {"clipped": 0, "rounded": 0}
+        #: The first message of each kind of adjustment (for a run's summary of them).
+        self.input_notes = {}
         self._shapes_run = set()  # input shapes (without the batch axis) the model ran on
         self._mean = np.asarray(metadata.standardization_mean or (0.0,), dtype=np.float32)
         self._std = np.asarray(metadata.standardization_std or (1.0,), dtype=np.float32)
@@ -568,6 +570,7 @@ class SegmentationModel:
     def _adjusted(self, kind, count, message):
         first = not self.input_adjustments[kind]
         self.input_adjustments[kind] += count
+        self.input_notes.setdefault(kind, message)
         if first:
             warnings.warn(message, ModelInputWarning, stacklevel=4)
 

@@ -235,3 +235,40 @@ def test_duplicate_class_names_are_refused_at_load(tmp_path, names, repeated):
     with pytest.raises(ModelError, match=f"class_names metadata names the class {repeated} "
                                          r"more than once .*give every class its own name"):
         SegmentationModel.load(path)
+
+
+def test_a_run_warns_of_the_values_its_model_clipped(tmp_path):
+    """Issue 15: values a model's input type clips reach the run's log as a warning (the
+    Processing log and the dock), counted per run, not only Python's once-per-model warning."""
+    from osgeo import gdal, ogr, osr
+
+    from seg_explainer.core.job import explain_to_files
+
+    meta = {"seg_explainer_input_scaling": json.dumps({"type": "none"})}
+    model = SegmentationModel.load(uint8_model(tmp_path / "m.onnx", meta))
+    path = str(tmp_path / "scene.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 32, 32, 1, gdal.GDT_Float32)
+    ds.SetGeoTransform((0.0, 1.0, 0.0, 32.0, 0.0, -1.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32631)
+    ds.SetProjection(srs.ExportToWkt())
+    values = np.full((32, 32), 100.0, np.float32)
+    values[:4] = 400.0                              # 128 pixels above the uint8 range
+    ds.GetRasterBand(1).WriteArray(values)
+    ds = None
+    roi = bytes(ogr.CreateGeometryFromWkt("POLYGON((10 10,20 10,20 20,10 20,10 10))")
+                .ExportToWkb())
+    said = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelInputWarning)
+        explain_to_files(model, path, roi, "1", "rise", window=32, n_masks=3,
+                         log=lambda kind, text: said.append((kind, text)))
+    clipped = [text for kind, text in said if kind == "warning" and "clipped" in text]
+    total = model.input_adjustments["clipped"]
+    assert total >= 128                      # the unperturbed image alone clips 128 values
+    assert len(clipped) == 1 and clipped[0].startswith(f"{total} values given to the model")
+    said.clear()
+    explain_to_files(model, path, roi, "1", "rise", window=32, n_masks=3,
+                     log=lambda kind, text: said.append((kind, text)))
+    again = [text for kind, text in said if kind == "warning" and "clipped" in text]
+    assert again[0].startswith(f"{model.input_adjustments['clipped'] - total} values")
