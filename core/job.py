@@ -20,6 +20,7 @@ is an :class:`~.errors.InputError` naming the Processing parameter to change. Wr
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -521,6 +522,7 @@ class Faithfulness:
     random_deletion_auc: float
     random_insertion_auc: float
     n_evaluations: int
+    seconds: float = 0.0
 
     def line(self):
         """One line for the report and the summary."""
@@ -541,6 +543,7 @@ def faithfulness(model, job, result, params, *, n_steps=FAITHFULNESS_STEPS, seed
     from .baselines import STATIC_KINDS, baseline_image, composite, fill_nodata
     from .metrics import deletion_insertion
 
+    started = time.perf_counter()
     image = job.image if job.image.ndim == 3 else job.image[..., None]
     valid = np.all(np.isfinite(image), axis=2)
     filled = fill_nodata(image, valid)
@@ -569,7 +572,8 @@ def faithfulness(model, job, result, params, *, n_steps=FAITHFULNESS_STEPS, seed
                                 progress=part(1), cancel=cancel)
     return Faithfulness(float(ours.deletion_auc), float(ours.insertion_auc),
                         float(chance.deletion_auc), float(chance.insertion_auc),
-                        ours.n_evaluations + chance.n_evaluations)
+                        ours.n_evaluations + chance.n_evaluations,
+                        time.perf_counter() - started)
 
 
 def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, window=None,

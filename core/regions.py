@@ -60,7 +60,8 @@ SUMMARY_FIELDS = {
     "prediction": "real", "base_value": "real", "sum_contributions": "real",
     "own_share": "real", "excitation_cell": "int", "excitation_value": "real",
     "inhibition_cell": "int", "inhibition_value": "real", "deletion_auc": "real",
-    "insertion_auc": "real", "n_evaluations": "int", "seconds": "real",
+    "insertion_auc": "real", "random_deletion_auc": "real", "random_insertion_auc": "real",
+    "n_evaluations": "int", "seconds": "real",
     "model_seconds": "real", "raster": "str", "excitation_path": "str",
     "inhibition_path": "str", "signed_path": "str", "cells_path": "str", "folder": "str",
     "key": "str",
@@ -287,31 +288,6 @@ def _strongest(result):
     return None, float(result.excitation.max()), None, float(result.inhibition.max())
 
 
-def _faithfulness(model, run, params, n_steps):
-    """Deletion and insertion AUC of the run's signed map over its window."""
-    from .baselines import STATIC_KINDS, baseline_image, composite, fill_nodata
-    from .metrics import deletion_insertion
-
-    job, result = run.job, run.result
-    valid = np.all(np.isfinite(job.image), axis=2)
-    filled = fill_nodata(job.image, valid)
-    kind = params["baseline"] if params["baseline"] in STATIC_KINDS else "mean"
-    base = baseline_image(filled, kind, value=params.get("baseline_value"),
-                          sigma=params.get("blur_sigma", 8.0), valid_mask=valid)
-    idx = np.flatnonzero(result.region_mask.ravel())
-    cls = result.classes[0]
-
-    def score(masks):
-        probs = np.asarray(model.predict(composite(filled, base, masks),
-                                         batch_size=params["batch_size"]))
-        n = probs.shape[0]
-        return probs.reshape(n, -1, probs.shape[-1])[:, idx, cls].mean(axis=1)
-
-    metrics = deletion_insertion(score, result.signed, n_steps=n_steps,
-                                 batch_size=params["batch_size"])
-    return float(metrics.deletion_auc), float(metrics.insertion_auc), metrics.n_evaluations
-
-
 def _worker_model(model_bytes, sha256, n_threads, original_path):
     """The model of ``model_bytes``, written once to this process's folder and loaded once."""
     from .model import SegmentationModel
@@ -376,7 +352,8 @@ def run_region(task, model, cancel=None):
         run = explain_to_files(model, task["raster"], wkb, task["class_name"], task["method"],
                                bands=task["bands"], window=task["window"],
                                outputs={k: os.path.join(tmp, v) for k, v in outputs.items()},
-                               cancel=cancel, **params)
+                               cancel=cancel, faithfulness_steps=task["faithfulness"],
+                               **params)
         model_seconds = run.result.seconds
         result = run.result
         exc_cell, exc_val, inh_cell, inh_val = _strongest(result)
@@ -390,12 +367,13 @@ def run_region(task, model, cancel=None):
             own_share=own, excitation_cell=exc_cell, excitation_value=exc_val,
             inhibition_cell=inh_cell, inhibition_value=inh_val,
             n_evaluations=int(result.n_evaluations))
-        if task["faithfulness"]:
-            t_f = time.perf_counter()
-            deletion, insertion, n = _faithfulness(model, run, params, task["faithfulness"])
-            record.update(deletion_auc=deletion, insertion_auc=insertion,
-                          n_evaluations=record["n_evaluations"] + n)
-            model_seconds += time.perf_counter() - t_f
+        faith = run.faithfulness            # the single-region algorithm's (core.job)
+        if faith is not None:
+            record.update(deletion_auc=faith.deletion_auc, insertion_auc=faith.insertion_auc,
+                          random_deletion_auc=faith.random_deletion_auc,
+                          random_insertion_auc=faith.random_insertion_auc,
+                          n_evaluations=record["n_evaluations"] + faith.n_evaluations)
+            model_seconds += faith.seconds
         for name in ("excitation", "inhibition", "signed", "cells"):
             if name in run.outputs:
                 record[f"{name}_path"] = outputs[name]

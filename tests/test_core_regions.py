@@ -97,7 +97,10 @@ def test_a_failing_region_is_recorded_and_the_others_go_on(sample_data, tmp_path
     assert status[100]["status"] == "done"
     assert status[100]["sum_contributions"] is None          # RISE is not additive
     assert 0 <= status[100]["deletion_auc"] <= 1 and 0 <= status[100]["insertion_auc"] <= 1
-    assert status[100]["n_evaluations"] == 40 + 1 + 2 * (4 + 1)   # masks, full image, curves
+    assert 0 <= status[100]["random_deletion_auc"] <= 1
+    # masks, full image, then the single-region algorithm's curves: deletion and insertion of
+    # the map and of a random ordering (core.job.faithfulness), 4 + 1 steps each
+    assert status[100]["n_evaluations"] == 40 + 1 + 4 * (4 + 1)
     assert (run.n_done, run.n_failed) == (1, 2)
     assert len(region_folders(str(tmp_path / "out"))) == 1   # no folder for a failure
     assert [f["status"] for f in summary_features(run.summary_path)] == ["failed", "done",
