@@ -273,6 +273,20 @@ def test_qgis_process_runs_explain_shap_headless(sample_data, tmp_path):
         assert Path(out[key]).is_file()
 
 
+def test_qgis_process_refuses_a_seed_beyond_the_generators_range(sample_data, tmp_path):
+    """Issue 15: SEED 2^31 is refused by name through qgis_process, never silently changed."""
+    out = _outputs(tmp_path / "out", "seed", cells=False)
+    args = ["run", "segexplainer:explain_rise", "--", f"INPUT={sample_data['scene']}",
+            f"MODEL={sample_data['model']}", f"ROI={ROI_OIL.format(**sample_data)}",
+            "CLASS=oil", "N_MASKS=8", "WINDOW=64", f"SEED={2 ** 31}"]
+    args += [f"{k}={v}" for k, v in out.items()]
+    proc = qgis_process(args, tmp_path / "qp", check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert re.search(r"Incorrect parameter value for SEED|SEED must be", said), said[-2000:]
+    assert not any(Path(path).exists() for path in out.values())
+
+
 BAD_INPUT = [
     ("region outside the raster", {"ROI": "POINT_FAR"}, "outside the raster"),
     ("region larger than the window", {"WINDOW": 16}, "Increase WINDOW"),
@@ -281,6 +295,11 @@ BAD_INPUT = [
     ("band count", {"INPUT": "TWO_BANDS"}, "channel"),
     ("empty region layer", {"ROI": "EMPTY"}, "no features"),
     ("raster without CRS", {"INPUT": "NO_CRS"}, "coordinate reference system"),
+    # issue 15: the engine never silently explains a different place than the one drawn
+    ("region in an engineering CRS", {"ROI": "ENGINEERING"},
+     r"ROI: (no transformation is known|the region cannot be)"),
+    ("region at the UTM zone's antipode", {"ROI": "ANTIPODE"},
+     r"ROI: the region (cannot be placed|\(longitude -17\d)"),
 ]
 
 
@@ -314,7 +333,26 @@ def bad_inputs(tmp_path_factory, sample_data):
         "type": "Feature", "properties": {},
         "geometry": {"type": "Point", "coordinates": [x, y]}}],
         "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}}}))
+    antipode = folder / "antipode.geojson"          # the raster is near 2.7 E, 53 N
+    antipode.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[-177.3, -53.05], [-177.2, -53.05],
+                                                         [-177.2, -52.95], [-177.3, -52.95],
+                                                         [-177.3, -53.05]]]}}]}))
+    from osgeo import osr
+
+    local = osr.SpatialReference()
+    local.SetFromUserInput('LOCAL_CS["site grid",LOCAL_DATUM["site",0],UNIT["metre",1],'
+                           'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(folder / "engineering.gpkg"))
+    lyr = ds.CreateLayer("site", local, ogr.wkbPolygon)
+    feature = ogr.Feature(lyr.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(
+        f"POLYGON(({x} {y},{x + 200} {y},{x + 200} {y + 200},{x} {y + 200},{x} {y}))"))
+    lyr.CreateFeature(feature)
+    feature = lyr = ds = None
     return {"NOT_ONNX": str(not_onnx), "TWO_BANDS": str(folder / "two.tif"),
+            "ENGINEERING": str(folder / "engineering.gpkg"), "ANTIPODE": str(antipode),
             "NO_CRS": str(folder / "nocrs.tif"), "POINT_FAR": str(far),
             "CORNER": str(corner),
             "EMPTY": ROI_OIL.format(**sample_data).replace("'oil'", "'nothing'")}
