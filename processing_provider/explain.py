@@ -7,6 +7,7 @@ its own parameters (all declared in ``core.parameters``). The work itself is one
 """
 
 import time
+import uuid
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsGeometry, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingOutputNumber,
@@ -290,8 +291,9 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
     # -- main thread again ---------------------------------------------------------------------
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802
         """Styles and groups the results QGIS loads (the toolbox's run), on the main thread."""
+        run = uuid.uuid4().hex          # one id for this run's layers (place_in_group)
         for path, style, group, name, largest in self._loaded:
-            style_on_load(context, path, style, group, name, self._source, largest)
+            style_on_load(context, path, style, group, name, self._source, largest, run)
         return {}
 
 

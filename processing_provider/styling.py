@@ -175,8 +175,13 @@ def is_result(layer):
     return bool(layer.customProperty(RESULT_PROPERTY, False))
 
 
-def place_in_group(layer, group_name, above_source=None, project=None, output=None):
-    """Move ``layer``'s tree node into the group ``group_name``, created on first use.
+def place_in_group(layer, group_name, above_source=None, project=None, output=None, run=None):
+    """Move ``layer``'s tree node into the group ``group_name``, created on first use, and
+    return the group's name.
+
+    ``run`` (an id shared by one run's layers) keeps two runs apart whose names are the same
+    (the same raster, class and method ending within one second): the later run's group is
+    named ``"<name> (2)"``, and so on.
 
     A new group goes on top of the earlier result groups that sit directly above the input
     raster's layer (``above_source`` is its data source), or at the top of the tree when the
@@ -188,8 +193,8 @@ def place_in_group(layer, group_name, above_source=None, project=None, output=No
     root = (project or QgsProject.instance()).layerTreeRoot()
     node = root.findLayer(layer.id())
     if node is None:
-        return
-    group = root.findGroup(group_name)
+        return group_name
+    group, group_name = _run_group(root, group_name, run)
     if group is None:
         children = root.children()
         index = 0
@@ -206,6 +211,8 @@ def place_in_group(layer, group_name, above_source=None, project=None, output=No
                 child.setItemVisibilityChecked(False)
         group = root.insertGroup(index, group_name)
         group.setCustomProperty(RESULT_PROPERTY, True)
+        if run is not None:
+            group.setCustomProperty(RUN_PROPERTY, run)
     rank = _rank(output)
     clone = node.clone()
     clone.setCustomProperty(RANK_PROPERTY, rank)
@@ -216,6 +223,23 @@ def place_in_group(layer, group_name, above_source=None, project=None, output=No
     if output is not None:
         clone.setItemVisibilityChecked(output in VISIBLE)
         clone.setExpanded(False)
+    return group_name
+
+
+def _run_group(root, name, run):
+    """``(group or None, its name)``: the group named ``name`` of this ``run``, or the first
+    free ``"name (n)"`` when another run's group already has the name."""
+    candidate, n = name, 1
+    while True:
+        group = root.findGroup(candidate)
+        if group is None or run is None or group.customProperty(RUN_PROPERTY, None) == run:
+            return group, candidate
+        n += 1
+        candidate = f"{name} ({n})"
+
+
+#: Custom property of a result group: the id of the run whose layers it holds.
+RUN_PROPERTY = "seg_explainer/run"
 
 
 #: Custom property of a result layer's tree node: its place in :data:`RESULT_ORDER`.
@@ -230,26 +254,28 @@ class StyleAndGroup(QgsProcessingLayerPostProcessorInterface):
     """Names a result layer, applies its style (:func:`apply_style`, ``style`` is the output's
     name) and files it under the run's group (:func:`place_in_group`)."""
 
-    def __init__(self, style, group_name, name, above_source=None, largest=None):
+    def __init__(self, style, group_name, name, above_source=None, largest=None, run=None):
         super().__init__()
         self.style, self.group_name, self.name = style, group_name, name
-        self.above_source, self.largest = above_source, largest
+        self.above_source, self.largest, self.run = above_source, largest, run
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
         layer.setName(self.name)
         apply_style(layer, self.style, self.largest)   # loading a style resets custom properties
         mark_result(layer)
-        place_in_group(layer, self.group_name, self.above_source,
-                       context.project() if context is not None else None, self.style)
+        self.group_name = place_in_group(
+            layer, self.group_name, self.above_source,
+            context.project() if context is not None else None, self.style, self.run)
 
 
 def style_on_load(context, destination, style, group_name, name, above_source=None,
-                  largest=None):
+                  largest=None, run=None):
     """Arrange for the output at ``destination`` to be styled and grouped when it is loaded
-    (``largest``: the run's largest |contribution|, see :func:`apply_style`)."""
+    (``largest``: the run's largest |contribution|, see :func:`apply_style`; ``run``: an id
+    shared by the run's outputs, see :func:`place_in_group`)."""
     if not context.willLoadLayerOnCompletion(destination):
         return
-    processor = StyleAndGroup(style, group_name, name, above_source, largest)
+    processor = StyleAndGroup(style, group_name, name, above_source, largest, run)
     _ALIVE.append(processor)
     del _ALIVE[:-256]
     context.layerToLoadOnCompletionDetails(destination).setPostProcessor(processor)

@@ -51,8 +51,8 @@ def test_toolbox_results_are_grouped_as_the_docks(provider, sample_data,  # noqa
     assert root.findLayer(scene.id()).itemVisibilityChecked()
     # the run's layers in the dock's order, named output - class - method - time
     children = second.children()
-    stamp = second.name().rsplit(" ", 1)[1]
-    assert re.fullmatch(r"\d\d:\d\d:\d\d", stamp)
+    # (a run ending in the same second as the first gets "<name> (2)")
+    stamp = re.search(r" (\d\d:\d\d:\d\d)( \(2\))?$", second.name()).group(1)
     assert [child.name() for child in children] == [f"{name} - oil - shap - {stamp}" for name in (
         "region of interest", "cells", "signed", "excitation", "inhibition")]
     assert [child.itemVisibilityChecked() for child in children] == [True, True, True, False,
@@ -79,3 +79,26 @@ def test_the_region_outline_is_only_written_when_asked_for(provider, sample_data
          "INHIBITION": str(tmp_path / "i.tif")})
     assert "REGION" not in results or not results["REGION"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.tif", "i.tif"]
+
+
+def test_two_runs_with_the_same_name_get_their_own_groups(project_restored):  # noqa: F811
+    """Two runs of the same raster, class and method ending within one second (as on a fast
+    machine) keep apart: the later one's group is "<name> (2)"; a run's layers stay together."""
+    from qgis.core import QgsVectorLayer
+
+    from seg_explainer.processing_provider.styling import place_in_group
+
+    project = project_restored
+    layers = [QgsVectorLayer("Point?crs=EPSG:4326", f"l{i}", "memory") for i in range(4)]
+    for layer in layers:
+        project.addMapLayer(layer)
+    name = "scene - oil - shap - 2026-12-02 10:00:00"
+    got = [place_in_group(layers[0], name, project=project, output="signed", run="a"),
+           place_in_group(layers[1], name, project=project, output="signed", run="b"),
+           place_in_group(layers[2], name, project=project, output="cells", run="a"),
+           place_in_group(layers[3], name, project=project, output="cells", run="b")]
+    assert got == [name, f"{name} (2)", name, f"{name} (2)"]
+    root = project.layerTreeRoot()
+    for group_name, members in ((name, (0, 2)), (f"{name} (2)", (1, 3))):
+        ids = {child.layerId() for child in root.findGroup(group_name).children()}
+        assert ids == {layers[i].id() for i in members}
