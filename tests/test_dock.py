@@ -339,6 +339,13 @@ def test_bands_and_crop_reach_the_parameters(ready, raster, raster2):
     assert not ready.run_button.isEnabled()
     assert "The model takes 1 channel(s) but 'scene two bands' has 2 band(s). Under Bands, " \
            "give 1 of its band numbers" in ready.hint.text()
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QTextDocument
+
+    shown = QTextDocument()   # one problem alone is shown as HTML: a bullet, not "&bull;"
+    shown.setHtml(ready.hint.text())
+    assert ready.hint.textFormat() == Qt.TextFormat.RichText
+    assert shown.toPlainText().startswith("\u2022 The model takes 1 channel(s)")
     ready.bands_edit.setText("2")
     assert ready.run_button.isEnabled() and ready.hint.isHidden()
     _, params, *_ = ready.build_parameters()

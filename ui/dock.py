@@ -91,6 +91,7 @@ class SegExplainerDock(QDockWidget):
         self.deps_box.installed.connect(self._deps_installed)
         self.hint = QLabel()
         self.hint.setWordWrap(True)
+        self.hint.setTextFormat(Qt.TextFormat.RichText)   # one problem alone is HTML too
         self.hint.setObjectName("SegExplainerHint")
         self.hint.setStyleSheet("QLabel { background: #fff8dc; border: 1px solid #e0c060; "
                                 "padding: 4px; }")
