@@ -108,11 +108,12 @@ def plan_run(method, params, *, region_pixels, region_extent, fixed_size=None, t
     cell_auto = False
     if method == "shap":
         from .cells import auto_cell_size
+        from .explain import default_samples
 
         cell_auto = not params.get("hex_size")
         cell_size = auto_cell_size(region_pixels) if cell_auto else float(params["hex_size"])
         n_cells = _cell_count(window, cell_size, value("cell_shape"))
-        n = int(params.get("n_samples") or 0) or 2 * n_cells + 2048
+        n = int(params.get("n_samples") or 0) or default_samples(n_cells)
         if n_cells < 60:
             n = min(n, 2 ** n_cells - 2)
         count = most = n + 2
@@ -148,8 +149,7 @@ def expected_occlusion_evaluations(window, max_depth, region_side):
     proportion to the share of the region hidden, and their count is scaled by
     :data:`OCCLUSION_PRUNING_SHARE`; never fewer than the rectangles every run evaluates (the
     root and depth 1) nor more than :func:`~.occlusion.evaluation_bound`."""
-    from .occlusion import evaluation_bound
-    from .occlusion import multiscale_occlusion
+    from .occlusion import evaluation_bound, multiscale_occlusion
 
     window, side = int(window), int(region_side)
     r0 = (window - side) // 2
@@ -176,6 +176,7 @@ def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_sec
     when cancelled."""
     import time
 
+    from .errors import ExplanationCancelled
     from .explain import explain_region
 
     channels = getattr(model, "n_channels", None) or max(1, int(n_channels or 1))
@@ -189,8 +190,6 @@ def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_sec
         explain_region(model, image, region, 0, "rise", n_masks=n_masks,
                        batch_size=batch, cancel=cancel)
         return (time.perf_counter() - started) / (n_masks + 1)
-
-    from .errors import ExplanationCancelled
 
     try:
         timed(batch)                                  # warm-up: onnxruntime allocates here

@@ -218,6 +218,11 @@ def _check_sizes(method, p, shape):
             "(8 is the usual), or raise WINDOW.")
 
 
+def default_samples(n_players):
+    """SHAP's coalitions for ``n_players`` cells when N_SAMPLES is 0: ``2 M + 2048``."""
+    return 2 * int(n_players) + 2048
+
+
 def _check_samples(n_samples, n_players):
     """Refuse a SHAP sample count too small to determine one value per cell."""
     needed = min(n_players, 2 ** min(n_players, 62) - 2)
@@ -225,7 +230,7 @@ def _check_samples(n_samples, n_players):
         raise InputError(
             f"N_SAMPLES: {n_samples} coalition(s) cannot determine the values of "
             f"{n_players} cells; at least {needed} are needed (0 = automatic: "
-            f"{2 * n_players + 2048}). Raise N_SAMPLES, or raise HEX_SIZE for fewer cells.")
+            f"{default_samples(n_players)}). Raise N_SAMPLES, or raise HEX_SIZE for fewer cells.")
 
 
 def _check_inputs(model, image, region_mask, classes):
@@ -676,7 +681,7 @@ def _run_shap(scorer, image, p, images_for, prog, cancel, win, region):
     local_labels = local[labels]
     n_players = len(players)
     if p["n_samples"] is None:
-        p["n_samples"] = 2 * n_players + 2048
+        p["n_samples"] = default_samples(n_players)
     _check_samples(p["n_samples"], n_players)
 
     def value_fn(coalitions):

@@ -299,7 +299,7 @@ def check_job(job, method, params):
         from .cells import auto_cell_size, hexagon_grid
 
         hex_size = params["hex_size"]
-        if hex_size is None:
+        if hex_size is None:          # automatic (explain_region's rule)
             hex_size = auto_cell_size(np.count_nonzero(job.mask))
         if hexagon_grid(window.height, window.width, hex_size).n_cells < 2:
             raise InputError(
@@ -629,18 +629,21 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
     class_index = resolve_class(class_name, model.class_names)
     class_name = model.class_names[class_index]
     job = read_job(model, source, roi_wkb, bands=bands, window=window)
+    auto_cells = method == "shap" and params.get("hex_size") is None
+    if auto_cells:
+        from .cells import auto_cell_size
+
+        params["hex_size"] = auto_cell_size(np.count_nonzero(job.mask))
     check_job(job, method, dict(_declared_defaults(), **params))
     for warning in job.warnings:
         _say(log, "warning", warning)
     win = job.window
-    auto = " (automatic: the region and the model's context)" if not window else ""
+    auto = " (automatic: the region and the model's context)" \
+        if not window and not model.fixed_size else ""
     _say(log, "info", f"Window of {win.height} x {win.width} px{auto} at row {win.row0}, "
                       f"column {win.col0}; region of {int(job.mask.sum())} px; class "
                       f"'{class_name}'")
-    if method == "shap" and params.get("hex_size") is None:
-        from .cells import auto_cell_size
-
-        params["hex_size"] = auto_cell_size(np.count_nonzero(job.mask))
+    if auto_cells:
         _say(log, "info", f"Cells of {params['hex_size']:g} px (automatic: a fifth of the "
                           "region's diameter, 6 to 22 px)")
     adjusted_before = dict(getattr(model, "input_adjustments", None) or {})

@@ -1,9 +1,9 @@
 """The plan of a run from QGIS objects: the region's size on the raster, then
 :func:`~seg_explainer.core.estimate.plan_run` (what the dock shows before a run)."""
 
-from qgis.core import QgsCoordinateTransform, QgsCsException, QgsProject
+from qgis.core import QgsCoordinateTransform, QgsCsException, QgsGeometry, QgsProject
 
-from ..core.estimate import plan_run
+from ..core.estimate import plan_run, region_size
 from .parameters import by_key
 
 __all__ = ["plan_for_region", "region_size_on_raster"]
@@ -13,7 +13,7 @@ def region_size_on_raster(geometry, crs, raster):
     """``(pixels, extent)`` of ``geometry`` (a QgsGeometry in ``crs``) on the raster layer's
     grid: its area in pixels and the larger side of its bounding box in pixels; None when the
     region cannot be brought to the raster's CRS (the run then says why)."""
-    geom = geometry.__class__(geometry)
+    geom = QgsGeometry(geometry)
     if crs.isValid() and raster.crs().isValid() and crs != raster.crs():
         transform = QgsCoordinateTransform(crs, raster.crs(), QgsProject.instance())
         try:
@@ -23,9 +23,9 @@ def region_size_on_raster(geometry, crs, raster):
     dx, dy = abs(raster.rasterUnitsPerPixelX()), abs(raster.rasterUnitsPerPixelY())
     if geom.isNull() or not dx or not dy:
         return None
-    box = geom.boundingBox()
-    extent = max(int(-(-box.width() // dx)), int(-(-box.height() // dy)), 1)
-    return geom.area() / (dx * dy), extent
+    extent = raster.extent()      # the run measures the region on this grid (core)
+    return region_size(bytes(geom.asWkb()),
+                       (extent.xMinimum(), dx, 0.0, extent.yMaximum(), 0.0, -dy))
 
 
 def plan_for_region(method, values, geometry, crs, raster, model_info):
