@@ -170,7 +170,7 @@ class RegionPicker(QGroupBox):
                                     "finishes; one click = one pixel), or choose a layer's "
                                     "features.")
             layer = region_memory_layer(self.geometry, self.crs)
-            return layer, (QgsGeometry(self.geometry), self.crs), None
+            return layer, self.outline(), None
         layer = self.layer_combo.currentLayer()
         if layer is None:
             return None, None, "Choose a polygon or point layer for the region of interest."
@@ -178,12 +178,10 @@ class RegionPicker(QGroupBox):
         if selected and layer.selectedFeatureCount() == 0:
             return None, None, (f"No feature of '{layer.name()}' is selected; select some, or "
                                 "untick 'Selected features only'.")
-        features = layer.getSelectedFeatures() if selected else layer.getFeatures()
-        geoms = [QgsGeometry(f.geometry()) for f in features if f.hasGeometry()]
-        if not geoms:
+        outline = self.outline()
+        if outline is None:
             return None, None, f"The layer '{layer.name()}' has no features with a geometry."
-        return (QgsProcessingFeatureSourceDefinition(layer.id(), selected),
-                (QgsGeometry.unaryUnion(geoms), layer.crs()), None)
+        return QgsProcessingFeatureSourceDefinition(layer.id(), selected), outline, None
 
 
 def region_memory_layer(geometry, crs, name="region of interest"):
