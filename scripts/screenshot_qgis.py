@@ -41,6 +41,8 @@ def start():
 
 
 def finished(run):
+    from seg_explainer.ui.result_panel import run_summary
+
     if not run.ok:
         open(f"{SHOT}/READY", "w").write("FAILED " + run.error)
         return
@@ -55,7 +57,7 @@ def finished(run):
     win = iface.mainWindow()
     win.setGeometry(win.screen().geometry())   # a long message must not push the dock off-screen
     QTimer.singleShot(6000, lambda: open(f"{SHOT}/READY", "w").write(
-        f"{run.summary()} (window {win.width()} px, dock {plugins['seg_explainer'].dock.width()}"
+        f"{run_summary(run)} (window {win.width()} px, dock {plugins['seg_explainer'].dock.width()}"
         f" px, its content {plugins['seg_explainer'].dock.widget().width()} px, minimum "
         f"{plugins['seg_explainer'].dock.widget().minimumSizeHint().width()} px; window at "
         f"{win.mapToGlobal(QPoint(0, 0)).x()}, dock at "

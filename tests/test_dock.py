@@ -422,6 +422,7 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     from qgis.core import QgsSingleBandPseudoColorRenderer
 
     from seg_explainer.processing_provider.styling import colour_scale, unit_ramp_scale
+    from seg_explainer.ui.result_panel import run_summary
     from seg_explainer.core.cells import hexagon_grid
 
     _select_method(ready, "shap")
@@ -462,7 +463,7 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     assert labels[0] == f"-{scale:g} inhibition" and labels[-1] == f"+{scale:g} excitation"
     legend = renderer.shader().rasterShaderFunction().legendSettings()  # the legend's words
     assert (legend.minimumLabel(), legend.maximumLabel()) == (labels[0], labels[-1])
-    assert f"colour scale +-{scale:g}" in run.summary()
+    assert f"colour scale +-{scale:g}" in run_summary(run)
     cells = [layer for layer in run.layers if layer.name().startswith("cells - ")][0]
     assert cells.featureCount() == hexagon_grid(64, 64, 8).n_cells
     # The window (64 x 64 px of the raster grid) is placed around the region, which was drawn

@@ -315,6 +315,8 @@ def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
 
 
 def test_rise_reports_no_sum_of_contributions(ready):
+    from seg_explainer.ui.result_panel import run_summary
+
     ready.tabs.setCurrentIndex(1)
     assert ready.current_method() == "rise"
     ready.param_widgets["rise"]["N_MASKS"].setValue(40)
@@ -322,7 +324,7 @@ def test_rise_reports_no_sum_of_contributions(ready):
     run = ready.run()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
-    assert "prediction" in run.summary() and "sum of contributions" not in run.summary()
+    assert "prediction" in run_summary(run) and "sum of contributions" not in run_summary(run)
 
 
 # --------------------------------------------------------------------------- point 5: reading

@@ -123,7 +123,8 @@ class OutputBox(QGroupBox):
     def start_timing(self, model_path, window, channels, batch_size, done):
         """Time one batch in the background (a QgsTask); ``done(task)`` is called on the main
         thread once the answer is kept. Returns the task."""
-        from .task import EstimateTask, start_task
+        from .estimate_task import EstimateTask
+        from .task import start_task
 
         key = (model_path, window, batch_size)
 

@@ -32,6 +32,33 @@ def open_report_or_say_where(path, message):
     return False
 
 
+def run_summary(run):
+    """One line of a finished :class:`~.task.ExplainRun`'s results: prediction, base value,
+    sum of contributions (not for RISE, which is not additive), colour scale, faithfulness,
+    evaluations, seconds."""
+    r = run.results
+    parts = []
+    if "PREDICTION" in r:
+        parts.append(f"prediction {r['PREDICTION']:.3f}")
+    if r.get("BASE_VALUE") is not None and r.get("BASE_VALUE") == r.get("BASE_VALUE"):
+        parts.append(f"base value {r['BASE_VALUE']:.3f}")
+    if "SUM_CONTRIBUTIONS" in r and run.label[1] != "rise":  # RISE is not additive
+        parts.append(f"sum of contributions {r['SUM_CONTRIBUTIONS']:+.3f}")
+    if r.get("MAX_ABS_CONTRIBUTION") is not None:
+        from ..processing_provider.styling import colour_scale
+
+        parts.append(f"colour scale +-{colour_scale(r['MAX_ABS_CONTRIBUTION'])[0]:g}")
+    if r.get("DELETION_AUC") is not None and r["DELETION_AUC"] == r["DELETION_AUC"]:
+        parts.append(f"deletion AUC {r['DELETION_AUC']:.3f} (random "
+                     f"{r['RANDOM_DELETION_AUC']:.3f}), insertion AUC "
+                     f"{r['INSERTION_AUC']:.3f} (random {r['RANDOM_INSERTION_AUC']:.3f})")
+    if "N_EVALUATIONS" in r:
+        parts.append(f"{int(r['N_EVALUATIONS'])} model evaluations")
+    if "SECONDS" in r:
+        parts.append(f"{r['SECONDS']:.1f} s")
+    return ", ".join(parts)
+
+
 class ResultPanel(QWidget):
     """Run, Cancel, progress, the last run's result and its report.
 
@@ -109,7 +136,7 @@ class ResultPanel(QWidget):
             self.message("Explanation ready", " ".join([text] + warnings),
                          Qgis.MessageLevel.Warning, duration=0)
         elif run.ok:
-            summary = run.summary()
+            summary = run_summary(run)
             self.progress.setValue(100)
             self.label.setText(f"<b>{html(run.group_name)}</b>: {html(summary)}" + warned)
             report = run.results.get("REPORT")

@@ -1,4 +1,4 @@
-"""Background work of the dock: one explanation run and the run-time estimate.
+"""Background work of the dock: an explanation run, and every task kept alive while it runs.
 
 An explanation is the Processing algorithm the toolbox runs (``segexplainer:explain_*``),
 executed by a :class:`QgsProcessingAlgRunnerTask` in QGIS's task manager. The algorithm's
@@ -16,7 +16,7 @@ from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProcessingAlgRunn
                        QgsProcessingContext, QgsProcessingFeedback,
                        QgsProcessingOutputLayerDefinition, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterVectorDestination, QgsProject, QgsTask)
+                       QgsProcessingParameterVectorDestination, QgsProject)
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 #: Destination parameters whose file the run loads into the project when it ends.
@@ -246,67 +246,3 @@ class ExplainRun(QObject):
                                          Qgis.MessageLevel.Critical)
             return BUG_MESSAGE
         return "\n".join(errors) or "The explanation failed."
-
-    def summary(self):
-        """One line: prediction, sum of contributions, evaluations, seconds."""
-        r = self.results
-        parts = []
-        if "PREDICTION" in r:
-            parts.append(f"prediction {r['PREDICTION']:.3f}")
-        if r.get("BASE_VALUE") is not None and r.get("BASE_VALUE") == r.get("BASE_VALUE"):
-            parts.append(f"base value {r['BASE_VALUE']:.3f}")
-        if "SUM_CONTRIBUTIONS" in r and self.label[1] != "rise":  # RISE is not additive
-            parts.append(f"sum of contributions {r['SUM_CONTRIBUTIONS']:+.3f}")
-        if r.get("MAX_ABS_CONTRIBUTION") is not None:
-            from ..processing_provider.styling import colour_scale
-
-            parts.append(f"colour scale +-{colour_scale(r['MAX_ABS_CONTRIBUTION'])[0]:g}")
-        if r.get("DELETION_AUC") is not None and r["DELETION_AUC"] == r["DELETION_AUC"]:
-            parts.append(f"deletion AUC {r['DELETION_AUC']:.3f} (random "
-                         f"{r['RANDOM_DELETION_AUC']:.3f}), insertion AUC "
-                         f"{r['INSERTION_AUC']:.3f} (random {r['RANDOM_INSERTION_AUC']:.3f})")
-        if "N_EVALUATIONS" in r:
-            parts.append(f"{int(r['N_EVALUATIONS'])} model evaluations")
-        if "SECONDS" in r:
-            parts.append(f"{r['SECONDS']:.1f} s")
-        return ", ".join(parts)
-
-
-class EstimateTask(QgsTask):
-    """Times ``model.predict`` of ``batch_size`` windows: the median of repeated calls after a
-    warm-up (:func:`~seg_explainer.core.estimate.seconds_per_evaluation`).
-
-    Inputs are plain values; ``seconds_per_batch`` or ``error`` hold the answer. ``done``
-    (a plain callable, optional) is called on the main thread with the task.
-    """
-
-    def __init__(self, model_path, window, n_channels, batch_size, done=None):
-        super().__init__("Segmentation Explainer: timing one batch", QgsTask.Flag.CanCancel)
-        self.model_path = str(model_path)
-        self.window = int(window)
-        self.n_channels = max(1, int(n_channels or 1))
-        self.batch_size = max(1, int(batch_size))
-        self.done = done
-        self.seconds_per_batch = None
-        self.error = ""
-
-    def run(self):
-        try:
-            from ..core.estimate import seconds_per_evaluation
-            from ..core.model import SegmentationModel
-
-            model = SegmentationModel.load(self.model_path)
-            per_evaluation = seconds_per_evaluation(model, self.window, self.n_channels,
-                                                    self.batch_size, cancel=self.isCanceled)
-            if per_evaluation is None:
-                return False
-            self.seconds_per_batch = per_evaluation * self.batch_size
-            return True
-        except Exception as exc:  # shown to the user as a message, not a traceback
-            self.error = str(exc)
-            return False
-
-    def finished(self, result):  # main thread
-        _ALIVE.discard(self)
-        if self.done is not None:
-            self.done(self)
