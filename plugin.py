@@ -83,7 +83,7 @@ class SegExplainerPlugin:
             from .ui.dock import SegExplainerDock
 
             self.dock = SegExplainerDock(self.iface, self.iface.mainWindow())
-            self.dock.draw_action = self.draw_action
+            self.dock.region_picker.draw_action = self.draw_action
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self.actions[0].setChecked)
             self.dock.runningChanged.connect(self._running_changed)
@@ -97,7 +97,7 @@ class SegExplainerPlugin:
     def _draw_region(self):
         dock = self._ensure_dock()
         dock.setVisible(True)
-        if dock.start_drawing() is None:
+        if dock.region_picker.start_drawing() is None:
             self.draw_action.setChecked(False)
 
     def _run(self):

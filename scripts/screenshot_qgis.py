@@ -24,18 +24,18 @@ def start():
     plugin.actions[0].setChecked(True)
     dock = plugin.dock
     win.resizeDocks([dock], [320], Qt.Orientation.Horizontal)
-    dock.raster_combo.setLayer(layer)
-    dock.model_widget.setFilePath(MODEL)
+    dock.input_box.raster_combo.setLayer(layer)
+    dock.model_picker.file_widget.setFilePath(MODEL)
     # A 120 m disc on the sample's oil/sea "boundary" region.
     region = QgsGeometry.fromPointXY(QgsPointXY(482775.0, 5879485.0)).buffer(120.0, 16)
-    dock.start_drawing()  # the map tool is active, as after drawing
-    dock.set_region(region, layer.crs())  # as if drawn with the map tool
-    dock.tabs.setCurrentIndex(0)
-    dock.param_widgets["shap"]["HEX_SIZE"].setValue(HEX)
-    dock.param_widgets["shap"]["N_SAMPLES"].setValue(0)
-    dock.window_spin.setValue(WINDOW)
-    dock.batch_spin.setValue(16)
-    dock.output_widget.setFilePath(f"{SHOT}/out")
+    dock.region_picker.start_drawing()  # the map tool is active, as after drawing
+    dock.region_picker.set_region(region, layer.crs())  # as if drawn with the map tool
+    dock.method_form.tabs.setCurrentIndex(0)
+    dock.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(HEX)
+    dock.method_form.param_widgets["shap"]["N_SAMPLES"].setValue(0)
+    dock.method_form.common_widgets["WINDOW"].setValue(WINDOW)
+    dock.method_form.common_widgets["BATCH_SIZE"].setValue(16)
+    dock.output_box.folder_widget.setFilePath(f"{SHOT}/out")
     run = dock.run()
     run.done.connect(finished)
 

@@ -19,10 +19,10 @@ import pytest
 def settings_group(monkeypatch):
     from qgis.core import QgsSettings
 
-    import seg_explainer.ui.dock as dock_module
+    import seg_explainer.ui.settings as settings_module
 
     group = f"seg_explainer_test_deps_{os.getpid()}"
-    monkeypatch.setattr(dock_module, "SETTINGS", group)
+    monkeypatch.setattr(settings_module, "SETTINGS", group)
     yield group
     QgsSettings().remove(group)
 
@@ -89,12 +89,12 @@ def test_dock_says_what_is_missing_and_blocks_runs(qgis_iface, qgis_new_project,
 
     dock = SegExplainerDock(qgis_iface)
     assert not dock.deps_box.isHidden()
-    text = dock.deps_label.text()
+    text = dock.deps_box.label.text()
     assert "onnxruntime" in text and str(deps.deps_dir()) in text
     assert numpy.__version__ in text
-    assert dock.deps_button.isEnabled()
+    assert dock.deps_box.button.isEnabled()
     assert any("Install the missing Python packages" in p for p in dock.problems())
-    assert not dock.run_button.isEnabled()
+    assert not dock.result_panel.run_button.isEnabled()
 
 
 def test_install_command_pins_numpy_and_targets_the_private_folder(qgis_iface, qgis_new_project,
@@ -106,7 +106,7 @@ def test_install_command_pins_numpy_and_targets_the_private_folder(qgis_iface, q
     from seg_explainer.ui.dock import SegExplainerDock
 
     dock = SegExplainerDock(qgis_iface)
-    task = dock.make_install_task()
+    task = dock.deps_box.make_install_task()
     command = task.command
     target = Path(QgsApplication.qgisSettingsDirPath()) / "python" / "seg_explainer_deps"
     assert deps.deps_dir() == target
@@ -137,10 +137,10 @@ def test_install_runs_pip_in_a_task_and_adds_the_folder_to_sys_path(
     monkeypatch.setattr(deps, "find_python", lambda: str(script))
     monkeypatch.setattr(sys, "path", list(sys.path))
     dock = SegExplainerDock(qgis_iface)
-    task = dock.install_dependencies()
-    assert task is not None and not dock.deps_button.isEnabled()
+    task = dock.deps_box.install()
+    assert task is not None and not dock.deps_box.button.isEnabled()
     assert task in QgsApplication.taskManager().tasks()
-    _wait(lambda: dock.pip_task is None)
+    _wait(lambda: dock.deps_box.pip_task is None)
     assert task.ok, task.message
     calls = log.read_text()
     assert "-m pip --version" in calls
@@ -150,7 +150,7 @@ def test_install_runs_pip_in_a_task_and_adds_the_folder_to_sys_path(
             f"--upgrade --target {target} onnxruntime==1.99.0 flatbuffers==99.1\n") in calls
     assert task.pins == ["onnxruntime==1.99.0", "flatbuffers==99.1"]    # never numpy
     assert str(target) in sys.path
-    assert "Installed onnxruntime==1.99.0" in dock.deps_status.text()
+    assert "Installed onnxruntime==1.99.0" in dock.deps_box.status.text()
 
 
 def test_pins_leave_out_what_is_installed_and_the_pinned_packages():
@@ -239,6 +239,6 @@ def test_model_without_onnxruntime_is_a_readable_message(qgis_iface, qgis_new_pr
     model = tmp_path / "m.onnx"
     model.write_bytes(b"not really a model")
     dock = SegExplainerDock(qgis_iface)
-    assert dock.load_model(str(model)) is None
-    text = dock.model_label.text()
+    assert dock.model_picker.load(str(model)) is None
+    text = dock.model_picker.label.text()
     assert "onnxruntime" in text and "Traceback" not in text

@@ -106,10 +106,10 @@ def settings_group(monkeypatch):
     """Keep the tests' QgsSettings away from the user's ``seg_explainer/`` group."""
     from qgis.core import QgsSettings
 
-    import seg_explainer.ui.dock as dock_module
+    import seg_explainer.ui.settings as settings_module
 
     group = f"seg_explainer_test_{os.getpid()}"
-    monkeypatch.setattr(dock_module, "SETTINGS", group)
+    monkeypatch.setattr(settings_module, "SETTINGS", group)
     QgsSettings().remove(group)
     yield group
     QgsSettings().remove(group)
@@ -166,13 +166,13 @@ def dock(qgis_iface, qgis_new_project, settings_group):
 @pytest.fixture()
 def ready(dock, raster, files, provider, tmp_path):
     """A dock set up for a small run: tiny model, window 64, region drawn in EPSG:3857."""
-    dock.raster_combo.setLayer(raster)
-    dock.model_widget.setFilePath(files["model"])
-    assert dock.model_info is not None, dock.model_label.text()
-    dock.set_region(patch_polygon_3857(), CANVAS_CRS)
-    dock.window_spin.setValue(64)
-    dock.batch_spin.setValue(32)
-    dock.output_widget.setFilePath(str(tmp_path / "out"))
+    dock.input_box.raster_combo.setLayer(raster)
+    dock.model_picker.file_widget.setFilePath(files["model"])
+    assert dock.model_picker.info is not None, dock.model_picker.label.text()
+    dock.region_picker.set_region(patch_polygon_3857(), CANVAS_CRS)
+    dock.method_form.common_widgets["WINDOW"].setValue(64)
+    dock.method_form.common_widgets["BATCH_SIZE"].setValue(32)
+    dock.output_box.folder_widget.setFilePath(str(tmp_path / "out"))
     return dock
 
 
@@ -186,9 +186,9 @@ def _wait(predicate, timeout=60.0):
 
 
 def _select_method(dock, method):
-    from seg_explainer.ui.dock import METHODS
+    from seg_explainer.core.parameters import EXPLAIN_METHODS
 
-    dock.tabs.setCurrentIndex([m for m, _ in METHODS].index(method))
+    dock.method_form.tabs.setCurrentIndex(EXPLAIN_METHODS.index(method))
 
 
 def _group_children(group):
@@ -201,7 +201,7 @@ def test_no_raster_layer_gives_a_hint_not_a_failure(dock, qgis_iface, provider):
     assert not dock.hint.isHidden()
     assert "No raster layer is open" in dock.hint.text()
     assert "Add Raster Layer" in dock.hint.text()
-    assert not dock.run_button.isEnabled()
+    assert not dock.result_panel.run_button.isEnabled()
     assert dock.run() is None
     errors = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
     assert any("No raster layer is open" in e for e in errors)
@@ -210,47 +210,50 @@ def test_no_raster_layer_gives_a_hint_not_a_failure(dock, qgis_iface, provider):
 def test_only_raster_layers_are_offered(dock, raster):
     vector = QgsVectorLayer("Polygon?crs=EPSG:32631", "polygons", "memory")
     QgsProject.instance().addMapLayer(vector)
-    names = [dock.raster_combo.itemText(i) for i in range(dock.raster_combo.count())]
+    combo = dock.input_box.raster_combo
+    names = [combo.itemText(i) for i in range(combo.count())]
     assert names == ["scene"]
-    regions = [dock.region_layer_combo.itemText(i)
-               for i in range(dock.region_layer_combo.count())]
+    regions = [dock.region_picker.layer_combo.itemText(i)
+               for i in range(dock.region_picker.layer_combo.count())]
     assert regions == ["polygons"]
 
 
 def test_model_metadata_is_shown_and_fills_the_classes(dock, files, raster):
-    dock.raster_combo.setLayer(raster)
-    info = dock.load_model(files["model"])
+    dock.input_box.raster_combo.setLayer(raster)
+    info = dock.model_picker.load(files["model"])
     assert info["classes"] == ["sea", "oil"]
-    text = dock.model_label.text()
+    text = dock.model_picker.label.text()
     for expected in ["0 sea, 1 oil", "64 px", "NCHW", "none (metadata)", "type none"]:
         assert expected in text, (expected, text)
-    assert [dock.class_combo.itemText(i) for i in range(dock.class_combo.count())] == \
+    classes = dock.model_picker.class_combo
+    assert [classes.itemText(i) for i in range(classes.count())] == \
         ["sea", "oil"]
-    assert dock.class_combo.currentText() == "oil"
-    assert dock.recent_models()[0] == info["path"]
+    assert dock.model_picker.class_combo.currentText() == "oil"
+    assert dock.model_picker.recent_models()[0] == info["path"]
 
 
 def test_unreadable_model_is_a_readable_message(dock, tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x00\x01 definitely not protobuf")
-    assert dock.load_model(str(bad)) is None
-    text = dock.model_label.text()
+    assert dock.model_picker.load(str(bad)) is None
+    text = dock.model_picker.label.text()
     assert "cannot be used" in text and "broken.onnx" in text
     assert "Traceback" not in text
-    assert dock.class_combo.count() == 0
-    assert dock.load_model(str(tmp_path / "missing.onnx")) is None
-    assert "not found" in dock.model_label.text()
+    assert dock.model_picker.class_combo.count() == 0
+    assert dock.model_picker.load(str(tmp_path / "missing.onnx")) is None
+    assert "not found" in dock.model_picker.label.text()
 
 
 def test_method_tabs_carry_the_papers_defaults(dock):
-    values = {m: dock.method_values(m) for m in ("shap", "rise", "occlusion")}
+    values = {m: dock.method_form.method_values(m) for m in ("shap", "rise", "occlusion")}
     assert values == {"shap": {"HEX_SIZE": 0, "N_SAMPLES": 0},
                       "rise": {"N_MASKS": 2000, "GRID_SIZE": 8, "P_KEEP": 0.5},
                       "occlusion": {"MAX_DEPTH": 4, "N_BEST": 5}}
-    assert [dock.tabs.tabText(i) for i in range(3)] == ["SHAP", "RISE", "Occlusion"]
-    assert dock.window_spin.value() == 0 and dock.batch_spin.value() == 1
-    assert dock.seed_spin.value() == 0 and dock.baseline_combo.currentIndex() == 0
-    for widgets in dock.param_widgets.values():
+    assert [dock.method_form.tabs.tabText(i) for i in range(3)] == ["SHAP", "RISE", "Occlusion"]
+    common = dock.method_form.common_widgets
+    assert common["WINDOW"].value() == 0 and common["BATCH_SIZE"].value() == 1
+    assert common["SEED"].value() == 0 and common["BASELINE"].currentIndex() == 0
+    for widgets in dock.method_form.param_widgets.values():
         for widget in widgets.values():
             assert "default" in widget.toolTip()
 
@@ -258,23 +261,25 @@ def test_method_tabs_carry_the_papers_defaults(dock):
 def test_settings_persist_across_sessions(qgis_iface, dock, files, raster, tmp_path):
     from seg_explainer.ui.dock import SegExplainerDock
 
-    dock.load_model(files["model"])
+    dock.model_picker.load(files["model"])
     _select_method(dock, "rise")
-    dock.param_widgets["rise"]["N_MASKS"].setValue(777)
-    dock.param_widgets["shap"]["HEX_SIZE"].setValue(9)
-    dock.window_spin.setValue(96)
-    dock.seed_spin.setValue(5)
-    dock.output_widget.setFilePath(str(tmp_path / "results"))
+    dock.method_form.param_widgets["rise"]["N_MASKS"].setValue(777)
+    dock.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(9)
+    dock.method_form.common_widgets["WINDOW"].setValue(96)
+    dock.method_form.common_widgets["SEED"].setValue(5)
+    dock.output_box.folder_widget.setFilePath(str(tmp_path / "results"))
     dock.save_settings()
     again = SegExplainerDock(qgis_iface)
     try:
-        assert again.current_method() == "rise"
-        assert again.param_widgets["rise"]["N_MASKS"].value() == 777
-        assert again.param_widgets["shap"]["HEX_SIZE"].value() == 9
-        assert again.window_spin.value() == 96 and again.seed_spin.value() == 5
-        assert again.output_widget.filePath() == str(tmp_path / "results")
-        assert again.model_info is not None and again.model_info["path"] == files["model"]
-        assert again.recent_combo.itemData(1) == files["model"]
+        assert again.method_form.current_method() == "rise"
+        assert again.method_form.param_widgets["rise"]["N_MASKS"].value() == 777
+        assert again.method_form.param_widgets["shap"]["HEX_SIZE"].value() == 9
+        common = again.method_form.common_widgets
+        assert common["WINDOW"].value() == 96 and common["SEED"].value() == 5
+        assert again.output_box.folder_widget.filePath() == str(tmp_path / "results")
+        info = again.model_picker.info
+        assert info is not None and info["path"] == files["model"]
+        assert again.model_picker.recent_combo.itemData(1) == files["model"]
     finally:
         again.shutdown()
         again.deleteLater()
@@ -285,18 +290,18 @@ def test_estimate_counts_evaluations_and_times_one_batch(ready):
 
     cells = hexagon_grid(64, 64, 22).n_cells
     _select_method(ready, "shap")
-    ready.param_widgets["shap"]["HEX_SIZE"].setValue(22)
+    ready.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(22)
     count, seconds = ready.update_estimate()
     assert count == min(2 * cells + 2048, 2 ** cells - 2) + 2
     _select_method(ready, "rise")
     assert ready.update_estimate() == (2001, None)
     task = ready.start_estimate()
     assert task is not None
-    _wait(lambda: ready.estimate_task is None)
+    _wait(lambda: ready.output_box.estimate_task is None)
     assert task.seconds_per_batch is not None and task.seconds_per_batch > 0
     count, seconds = ready.update_estimate()
     assert seconds == pytest.approx(task.seconds_per_batch * 2001 / 32)
-    assert "about" in ready.estimate_label.text()
+    assert "about" in ready.output_box.estimate_label.text()
 
 
 def test_draw_tool_from_the_dock_sets_the_region(dock, qgis_iface, raster):
@@ -308,35 +313,36 @@ def test_draw_tool_from_the_dock_sets_the_region(dock, qgis_iface, raster):
     transform = QgsCoordinateTransform(RASTER_CRS, CANVAS_CRS, QgsProject.instance())
     canvas.setExtent(transform.transformBoundingBox(
         QgsRectangle(X0, Y0 - SIZE * PIXEL, X0 + SIZE * PIXEL, Y0)))
-    tool = dock.start_drawing()
+    tool = dock.region_picker.start_drawing()
     assert canvas.mapTool() is tool
     target = utm(100, 40)
     p = canvas.getCoordinateTransform().transform(transform.transform(target))
     pos = QPoint(round(p.x()), round(p.y()))
     for button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
         QTest.mouseClick(canvas.viewport(), button, Qt.KeyboardModifier.NoModifier, pos)
-    assert dock.region_crs.authid() == "EPSG:3857"
-    point = QgsGeometry(dock.region_geometry)
+    assert dock.region_picker.crs.authid() == "EPSG:3857"
+    point = QgsGeometry(dock.region_picker.geometry)
     point.transform(QgsCoordinateTransform(CANVAS_CRS, RASTER_CRS, QgsProject.instance()))
     assert point.asPoint().distance(target) < 2 * canvas.mapUnitsPerPixel()
-    assert "one pixel" in dock.region_label.text()
+    assert "one pixel" in dock.region_picker.label.text()
     canvas.unsetMapTool(tool)
 
 
 def test_bands_and_crop_reach_the_parameters(ready, raster, raster2):
     _, params, *_ = ready.build_parameters()
     assert params["BANDS"] is None and params["CROP"] is False  # the algorithm's defaults
-    assert ready.bands_edit.placeholderText() == "1 (all bands)"
-    ready.bands_edit.setText(" 1 ")
-    ready.crop_check.setChecked(True)
+    assert ready.input_box.bands_edit.placeholderText() == "1 (all bands)"
+    ready.input_box.bands_edit.setText(" 1 ")
+    ready.method_form.common_widgets["CROP"].setChecked(True)
     _, params, *_ = ready.build_parameters()
     assert params["BANDS"] == [1] and params["CROP"] is True
     # A 2-band raster with the 1-channel model: empty Bands (all bands) cannot work; the
     # placeholder and the hint say what to give; the band order is kept as typed.
-    ready.raster_combo.setLayer(raster2)
-    assert ready.bands_edit.text() == ""  # the bands typed for 'scene' do not carry over
-    assert ready.bands_edit.placeholderText() == "e.g. 1: 1 band(s) in model-channel order"
-    assert not ready.run_button.isEnabled()
+    ready.input_box.raster_combo.setLayer(raster2)
+    assert ready.input_box.bands_edit.text() == ""  # the bands typed for 'scene' do not carry over
+    assert ready.input_box.bands_edit.placeholderText() == \
+        "e.g. 1: 1 band(s) in model-channel order"
+    assert not ready.result_panel.run_button.isEnabled()
     assert "The model takes 1 channel(s) but 'scene two bands' has 2 band(s). Under Bands, " \
            "give 1 of its band numbers" in ready.hint.text()
     from qgis.PyQt.QtCore import Qt
@@ -346,14 +352,14 @@ def test_bands_and_crop_reach_the_parameters(ready, raster, raster2):
     shown.setHtml(ready.hint.text())
     assert ready.hint.textFormat() == Qt.TextFormat.RichText
     assert shown.toPlainText().startswith("\u2022 The model takes 1 channel(s)")
-    ready.bands_edit.setText("2")
-    assert ready.run_button.isEnabled() and ready.hint.isHidden()
+    ready.input_box.bands_edit.setText("2")
+    assert ready.result_panel.run_button.isEnabled() and ready.hint.isHidden()
     _, params, *_ = ready.build_parameters()
     assert params["BANDS"] == [2] and params["INPUT"] == raster2.id()  # by id: see ExplainRun
-    ready.raster_combo.setLayer(raster)  # each raster keeps its own bands
-    assert ready.bands_edit.text() == "1"
-    ready.raster_combo.setLayer(raster2)
-    assert ready.bands_edit.text() == "2"
+    ready.input_box.raster_combo.setLayer(raster)  # each raster keeps its own bands
+    assert ready.input_box.bands_edit.text() == "1"
+    ready.input_box.raster_combo.setLayer(raster2)
+    assert ready.input_box.bands_edit.text() == "2"
 
 
 @pytest.mark.parametrize("text,hint", [
@@ -368,48 +374,48 @@ def test_bands_and_crop_reach_the_parameters(ready, raster, raster2):
 ], ids=["letters", "decimal", "beyond the band count", "zero and beyond",
         "more bands than channels"])
 def test_invalid_bands_disable_run_with_a_hint(ready, qgis_iface, text, hint):
-    from seg_explainer.ui.dock import _html
+    from seg_explainer.ui.text import html as _html
 
-    assert ready.run_button.isEnabled() and ready.hint.isHidden()
-    ready.bands_edit.setText(text)
-    assert not ready.run_button.isEnabled()
+    assert ready.result_panel.run_button.isEnabled() and ready.hint.isHidden()
+    ready.input_box.bands_edit.setText(text)
+    assert not ready.result_panel.run_button.isEnabled()
     assert not ready.hint.isHidden() and _html(hint) in ready.hint.text(), ready.hint.text()
     with pytest.raises(ValueError, match=re.escape(hint)):
         ready.build_parameters()
     assert ready.run() is None and ready.current_run is None  # the toolbar's Run
-    assert _html(hint) in ready.result_label.text()
+    assert _html(hint) in ready.result_panel.label.text()
     assert any(hint in message for message in _critical(qgis_iface))
-    ready.bands_edit.setText("1")  # fixed
-    assert ready.run_button.isEnabled() and ready.hint.isHidden()
+    ready.input_box.bands_edit.setText("1")  # fixed
+    assert ready.result_panel.run_button.isEnabled() and ready.hint.isHidden()
     assert ready.problems() == []
 
 
 def test_bands_and_crop_persist_across_sessions(qgis_iface, ready, raster, raster2):
     from seg_explainer.ui.dock import SegExplainerDock
 
-    ready.crop_check.setChecked(True)
-    ready.bands_edit.setText("1")
-    ready.raster_combo.setLayer(raster2)
-    ready.bands_edit.setText("2, 1")
-    ready.raster_combo.setLayer(raster)
+    ready.method_form.common_widgets["CROP"].setChecked(True)
+    ready.input_box.bands_edit.setText("1")
+    ready.input_box.raster_combo.setLayer(raster2)
+    ready.input_box.bands_edit.setText("2, 1")
+    ready.input_box.raster_combo.setLayer(raster)
     ready.save_settings()
     again = SegExplainerDock(qgis_iface)
     try:
-        assert again.crop_check.isChecked()
-        assert again.raster_combo.currentLayer() is raster
-        assert again.bands_edit.text() == "1"
-        again.raster_combo.setLayer(raster2)
-        assert again.bands_edit.text() == "2, 1"
-        assert again.model_info is not None  # the last model: 1 channel, so "2, 1" is wrong
-        assert "the model takes 1 channel(s) but 2 band(s) are given" in again.bands()[1]
+        assert again.method_form.common_widgets["CROP"].isChecked()
+        assert again.input_box.raster_combo.currentLayer() is raster
+        assert again.input_box.bands_edit.text() == "1"
+        again.input_box.raster_combo.setLayer(raster2)
+        assert again.input_box.bands_edit.text() == "2, 1"
+        assert again.model_picker.info is not None  # the last model: 1 channel, so "2, 1" is wrong
+        assert "the model takes 1 channel(s) but 2 band(s) are given" in again.input_box.bands()[1]
     finally:
         again.shutdown()
         again.deleteLater()
-    ready.crop_check.setChecked(False)
+    ready.method_form.common_widgets["CROP"].setChecked(False)
     ready.save_settings()
     again = SegExplainerDock(qgis_iface)
     try:
-        assert not again.crop_check.isChecked()
+        assert not again.method_form.common_widgets["CROP"].isChecked()
     finally:
         again.shutdown()
         again.deleteLater()
@@ -426,13 +432,14 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     from seg_explainer.core.cells import hexagon_grid
 
     _select_method(ready, "shap")
-    ready.param_widgets["shap"]["HEX_SIZE"].setValue(8)
-    ready.param_widgets["shap"]["N_SAMPLES"].setValue(120)
+    ready.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(8)
+    ready.method_form.param_widgets["shap"]["N_SAMPLES"].setValue(120)
     expected_count, _ = ready.update_estimate()
     run = ready.run()
-    assert run is not None, ready.result_label.text()
+    assert run is not None, ready.result_panel.label.text()
     assert run.task in QgsApplication.taskManager().tasks()
-    assert not ready.run_button.isEnabled() and ready.cancel_button.isEnabled()
+    panel = ready.result_panel
+    assert not panel.run_button.isEnabled() and panel.cancel_button.isEnabled()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
     r = run.results
@@ -473,15 +480,16 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
     centre = utm((PATCH[2] + PATCH[3]) / 2, (PATCH[0] + PATCH[1]) / 2)
     assert signed.extent().contains(centre)
     region = [layer for layer in run.layers if layer.name().startswith("region of ")][0]
-    assert ready.region_drawn_radio.isChecked()  # the new outline layer did not take over
+    assert ready.region_picker.drawn_radio.isChecked()  # the new outline layer did not take over
     assert region.featureCount() == 1 and region.crs().authid() == "EPSG:3857"
     assert region.providerType() == "ogr"  # written with the outputs, not a memory layer
     assert region.source().split("|")[0].endswith("_region.gpkg")
     # Summary and report
-    text = ready.result_label.text()
+    text = ready.result_panel.label.text()
     assert "prediction" in text and f"{expected_count} model evaluations" in text
-    assert ready.report_button.isEnabled() and Path(ready.last_report).is_file()
-    assert ready.message_widget.findChildren(type(ready.report_button))[0].text() == \
+    panel = ready.result_panel
+    assert panel.report_button.isEnabled() and Path(panel.last_report).is_file()
+    assert panel.message_widget.findChildren(type(panel.report_button))[0].text() == \
         "Open report"
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(files) == 6 and not any(".part" in f for f in files)
@@ -489,8 +497,8 @@ def test_run_adds_styled_layers_in_a_group_above_the_raster(ready, raster, qgis_
 
 def test_run_keeps_the_gui_responsive(ready):
     _select_method(ready, "rise")
-    ready.param_widgets["rise"]["N_MASKS"].setValue(3000)
-    ready.batch_spin.setValue(16)
+    ready.method_form.param_widgets["rise"]["N_MASKS"].setValue(3000)
+    ready.method_form.common_widgets["BATCH_SIZE"].setValue(16)
     gaps = []
     clock = QElapsedTimer()
     clock.start()
@@ -518,8 +526,8 @@ def test_run_keeps_the_gui_responsive(ready):
 
 def test_cancel_stops_the_run_and_leaves_no_files(ready, tmp_path):
     _select_method(ready, "rise")
-    ready.param_widgets["rise"]["N_MASKS"].setValue(500000)  # minutes if not cancelled
-    ready.batch_spin.setValue(8)
+    ready.method_form.param_widgets["rise"]["N_MASKS"].setValue(500000)  # minutes if not cancelled
+    ready.method_form.common_widgets["BATCH_SIZE"].setValue(8)
     run = ready.run()
     assert run is not None
     progress = []
@@ -528,11 +536,12 @@ def test_cancel_stops_the_run_and_leaves_no_files(ready, tmp_path):
     ready.cancel()
     _wait(lambda: ready.current_run is None, timeout=20)
     assert run.cancelled and not run.ok
-    assert "cancelled" in ready.result_label.text()
+    assert "cancelled" in ready.result_panel.label.text()
     out = tmp_path / "out"
     assert list(out.iterdir()) == []
     assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is None
-    assert ready.run_button.isEnabled() and not ready.cancel_button.isEnabled()
+    panel = ready.result_panel
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
 
 
 def test_selected_features_of_a_layer_as_region(ready, tmp_path):
@@ -549,17 +558,18 @@ def test_selected_features_of_a_layer_as_region(ready, tmp_path):
         features.append(feature)
     layer.dataProvider().addFeatures(features)
     QgsProject.instance().addMapLayer(layer)
-    ready.region_layer_combo.setLayer(layer)
-    assert ready.region_drawn_radio.isChecked()  # a layer appearing does not switch the source
-    ready.region_layer_combo.activated.emit(ready.region_layer_combo.currentIndex())  # user pick
-    assert ready.region_layer_radio.isChecked()
-    ready.selected_only.setChecked(True)
+    ready.region_picker.layer_combo.setLayer(layer)
+    picker = ready.region_picker
+    assert picker.drawn_radio.isChecked()  # a layer appearing does not switch the source
+    picker.layer_combo.activated.emit(picker.layer_combo.currentIndex())  # the user's pick
+    assert ready.region_picker.layer_radio.isChecked()
+    ready.region_picker.selected_only.setChecked(True)
     assert any("selected" in p for p in ready.problems())
     layer.selectByIds([layer.getFeatures().__next__().id()])
     assert ready.problems() == []
     _select_method(ready, "occlusion")
-    ready.param_widgets["occlusion"]["MAX_DEPTH"].setValue(2)
-    ready.param_widgets["occlusion"]["N_BEST"].setValue(1)
+    ready.method_form.param_widgets["occlusion"]["MAX_DEPTH"].setValue(2)
+    ready.method_form.param_widgets["occlusion"]["N_BEST"].setValue(1)
     run = ready.run()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
@@ -571,14 +581,14 @@ def test_selected_features_of_a_layer_as_region(ready, tmp_path):
 
 def test_region_outside_the_raster_is_a_readable_error(ready, qgis_iface, tmp_path):
     far = QgsGeometry.fromPointXY(QgsPointXY(1000000.0, 7000000.0))  # EPSG:3857, far north
-    ready.set_region(far, CANVAS_CRS)
+    ready.region_picker.set_region(far, CANVAS_CRS)
     _select_method(ready, "rise")
-    ready.param_widgets["rise"]["N_MASKS"].setValue(10)
+    ready.method_form.param_widgets["rise"]["N_MASKS"].setValue(10)
     run = ready.run()
     if run is not None:
         _wait(lambda: ready.current_run is None)
         assert not run.ok and not run.cancelled
-    text = ready.result_label.text()
+    text = ready.result_panel.label.text()
     assert "outside the raster" in text and "Traceback" not in text
     errors = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
     assert any("outside the raster" in e for e in errors)
@@ -595,12 +605,13 @@ def test_run_with_crop_and_bands_records_them_in_the_outputs(ready, raster2, tmp
     from osgeo import gdal
 
     _fast_shap(ready)
-    ready.raster_combo.setLayer(raster2)
-    ready.bands_edit.setText("1")
-    ready.crop_check.setChecked(True)
-    ready.window_spin.setValue(128)  # in a 64 px window no crop on multiples of 32 px is smaller
+    ready.input_box.raster_combo.setLayer(raster2)
+    ready.input_box.bands_edit.setText("1")
+    ready.method_form.common_widgets["CROP"].setChecked(True)
+    # in a 64 px window no crop on multiples of 32 px is smaller
+    ready.method_form.common_widgets["WINDOW"].setValue(128)
     run = ready.run()
-    assert run is not None, ready.result_label.text()
+    assert run is not None, ready.result_panel.label.text()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
     assert run.results["PREDICTION"] > 0.95  # band 1, the dark patch: oil
@@ -640,10 +651,10 @@ def test_toolbar_actions_open_the_dock_draw_run_and_unload(qgis_iface, qgis_new_
         assert not plugin.cancel_action.isEnabled()
         plugin.draw_action.trigger()
         assert plugin.dock is not None and not plugin.dock.isHidden()
-        assert canvas.mapTool() is plugin.dock.map_tool
+        assert canvas.mapTool() is plugin.dock.region_picker.map_tool
         assert plugin.draw_action.isChecked()
         plugin.run_action.trigger()  # nothing to run yet: a hint, no exception
-        assert "No raster layer is open" in plugin.dock.result_label.text()
+        assert "No raster layer is open" in plugin.dock.result_panel.label.text()
     finally:
         plugin.unload()
     assert canvas.mapTool() is None
@@ -706,20 +717,21 @@ def _critical(qgis_iface):
 def _fast_shap(dock, batch=8):
     """SHAP on 64 x 64 px with 120 coalitions: 15 batches of 8 (plus the unmasked image)."""
     _select_method(dock, "shap")
-    dock.param_widgets["shap"]["HEX_SIZE"].setValue(8)
-    dock.param_widgets["shap"]["N_SAMPLES"].setValue(120)
-    dock.batch_spin.setValue(batch)
+    dock.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(8)
+    dock.method_form.param_widgets["shap"]["N_SAMPLES"].setValue(120)
+    dock.method_form.common_widgets["BATCH_SIZE"].setValue(batch)
 
 
 def _assert_ready_after(dock, run, python_errors, n_layers):
     """The run left no group, layer or Python exception, and the dock takes the next run."""
     assert dock.current_run is None and not dock.is_running()
-    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
-    assert dock.form.isEnabled() and dock.progress.value() == 0
+    panel = dock.result_panel
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert dock.form.isEnabled() and dock.result_panel.progress.value() == 0
     assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is None
     assert len(QgsProject.instance().mapLayers()) == n_layers
     assert python_errors == []
-    for text in (dock.result_label.text(), run.error, *dock.iface.messageBar().get_messages(
+    for text in (dock.result_panel.label.text(), run.error, *dock.iface.messageBar().get_messages(
             Qgis.MessageLevel.Critical)):
         assert "Traceback" not in text
 
@@ -728,9 +740,9 @@ def _next_run_works(dock, tmp_path):
     """Runs once more (the faults are gone): five result files, the region outline and the
     layers."""
     out = tmp_path / "next"
-    dock.output_widget.setFilePath(str(out))
+    dock.output_box.folder_widget.setFilePath(str(out))
     run = dock.run()
-    assert run is not None, dock.result_label.text()
+    assert run is not None, dock.result_panel.label.text()
     _wait(lambda: dock.current_run is None)
     assert run.ok, run.error
     assert len(files_in(out)) == 6 and not any(".part" in f for f in files_in(out))
@@ -741,32 +753,33 @@ def _next_run_works(dock, tmp_path):
                          ids=[c[0] for c in DOCK_BAD_MODELS])
 def test_bad_model_picked_in_the_dock_shows_the_message_and_enables_no_run(
         ready, qgis_iface, tmp_path, python_errors, case, make, message):
-    from seg_explainer.ui.dock import _html
+    from seg_explainer.ui.text import html as _html
 
-    good = ready.model_info["path"]
-    assert ready.run_button.isEnabled()
+    good = ready.model_picker.info["path"]
+    assert ready.result_panel.run_button.isEnabled()
     folder = tmp_path / "model"
     folder.mkdir()
     bad = str(make(folder))
     tasks = len(QgsApplication.taskManager().tasks())
-    ready.model_widget.setFilePath(bad)  # what the file dialog does
-    assert ready.model_info is None
-    error = ready.model_error
+    ready.model_picker.file_widget.setFilePath(bad)  # what the file dialog does
+    assert ready.model_picker.info is None
+    error = ready.model_picker.error
     assert error.startswith("This model cannot be used: ")
     assert re.search(message, error, re.DOTALL), error
-    assert _html(error) in ready.model_label.text() and _html(error) in ready.hint.text()
+    assert _html(error) in ready.model_picker.label.text() and _html(error) in ready.hint.text()
     assert not ready.hint.isHidden()
-    assert ready.class_combo.count() == 0
-    assert not ready.run_button.isEnabled() and not ready.estimate_button.isEnabled()
+    assert ready.model_picker.class_combo.count() == 0
+    assert not ready.result_panel.run_button.isEnabled()
+    assert not ready.output_box.estimate_button.isEnabled()
     assert ready.run() is None  # the toolbar's Run: the message again, no task
     assert ready.current_run is None
     assert len(QgsApplication.taskManager().tasks()) == tasks
-    assert _html(error) in ready.result_label.text()
+    assert _html(error) in ready.result_panel.label.text()
     assert any(error in text for text in _critical(qgis_iface))
-    assert bad not in ready.recent_models()
-    assert python_errors == [] and "Traceback" not in ready.model_label.text()
-    ready.model_widget.setFilePath(good)  # choosing a good model again makes it ready
-    assert ready.model_info is not None and ready.run_button.isEnabled()
+    assert bad not in ready.model_picker.recent_models()
+    assert python_errors == [] and "Traceback" not in ready.model_picker.label.text()
+    ready.model_picker.file_widget.setFilePath(good)  # choosing a good model again makes it ready
+    assert ready.model_picker.info is not None and ready.result_panel.run_button.isEnabled()
 
 
 @pytest.mark.parametrize("stage", ["before start", "during model evaluations",
@@ -823,7 +836,7 @@ def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, mo
             patch.setattr(task_module, "start_task", start_held)
         try:
             run = ready.run()
-            assert run is not None, ready.result_label.text()
+            assert run is not None, ready.result_panel.label.text()
             if stage == "before start":
                 assert run.task.status() == QgsTask.TaskStatus.Queued
             else:
@@ -831,7 +844,7 @@ def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, mo
             if stage == "while writing":  # the complete EXCITATION, under a temporary name
                 assert [Path(f).suffix for f in files_in(out)] == [".tif"]
                 assert ".part" in files_in(out)[0] and files_in(out)[0].startswith(".")
-            ready.cancel_button.click()
+            ready.result_panel.cancel_button.click()
             gate.release.set()
             _wait(lambda: ready.current_run is None, timeout=20)
         finally:
@@ -841,7 +854,7 @@ def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, mo
             _wait(lambda: QThreadPool.globalInstance().activeThreadCount() == 0)
             assert run.task is None
     assert run.cancelled and not run.ok
-    assert ready.result_label.text() == "Explanation cancelled; no files were written."
+    assert ready.result_panel.label.text() == "Explanation cancelled; no files were written."
     assert files_in(out) == []
     if stage == "before start":
         assert loads == [] and predictions == [] and writes == []
@@ -859,23 +872,23 @@ def test_output_folder_not_writable_is_a_message_in_the_dock(ready, qgis_iface, 
     _fast_shap(ready)
     n_layers = len(QgsProject.instance().mapLayers())
     folder = unwritable_folder(tmp_path)
-    ready.output_widget.setFilePath(str(folder))
+    ready.output_box.folder_widget.setFilePath(str(folder))
     run = ready.run()
     assert run is not None
     _wait(lambda: ready.current_run is None)
     assert not run.ok and not run.cancelled
     message = rf"EXCITATION: cannot write to the folder '{re.escape(str(folder))}' \(.+\)\. " \
               "Choose a folder you can write to."
-    assert re.search(message, ready.result_label.text()), ready.result_label.text()
+    assert re.search(message, ready.result_panel.label.text()), ready.result_panel.label.text()
     assert any(re.search(message, text) for text in _critical(qgis_iface))
     assert not list(folder.glob("*scene_oil_shap_*"))  # nothing, not even temporary files
     _assert_ready_after(ready, run, python_errors, n_layers)
     # A folder that cannot even be created (its path runs through a file): the dock says so
     # before any task starts.
     (tmp_path / "a_file").write_text("x")
-    ready.output_widget.setFilePath(str(tmp_path / "a_file" / "results"))
+    ready.output_box.folder_widget.setFilePath(str(tmp_path / "a_file" / "results"))
     assert ready.run() is None and ready.current_run is None
-    text = ready.result_label.text()
+    text = ready.result_panel.label.text()
     assert "cannot be created" in text and "choose another" in text
     assert python_errors == []
     _next_run_works(ready, tmp_path)
@@ -893,7 +906,7 @@ def test_disk_full_while_writing_is_a_message_in_the_dock(ready, qgis_iface, tmp
     assert len(writes) == 2
     assert not run.ok and not run.cancelled
     message = f"INHIBITION: {NO_SPACE}. Nothing was written."
-    assert message in ready.result_label.text(), ready.result_label.text()
+    assert message in ready.result_panel.label.text(), ready.result_panel.label.text()
     assert any(message in text for text in _critical(qgis_iface))
     assert files_in(tmp_path / "out") == []  # the complete EXCITATION went too
     _assert_ready_after(ready, run, python_errors, n_layers)
@@ -911,10 +924,10 @@ def test_model_failing_mid_run_ends_the_task_with_its_message(ready, qgis_iface,
     with monkeypatch.context() as patch:
         if fault == "model failing on some inputs":
             # The image passes (values < 100 dB); the constant baseline 1000 makes it fail.
-            ready.model_widget.setFilePath(failing_model(tmp_path / "failing.onnx"))
-            assert ready.model_info is not None, ready.model_label.text()
-            ready.baseline_combo.setCurrentIndex(2)
-            ready.baseline_value_spin.setValue(1000.0)
+            ready.model_picker.file_widget.setFilePath(failing_model(tmp_path / "failing.onnx"))
+            assert ready.model_picker.info is not None, ready.model_picker.label.text()
+            ready.method_form.common_widgets["BASELINE"].setCurrentIndex(2)
+            ready.method_form.common_widgets["BASELINE_VALUE"].setValue(1000.0)
             cause = r".*indices element out of data bounds.*"
         else:
             calls = model_fails_after(patch, 2, GPU_OOM)
@@ -927,14 +940,16 @@ def test_model_failing_mid_run_ends_the_task_with_its_message(ready, qgis_iface,
         assert run is not None
         _wait(lambda: ready.current_run is None)
     assert not run.ok and not run.cancelled
-    assert re.search(expected, ready.result_label.text(), re.DOTALL), ready.result_label.text()
+    label = ready.result_panel.label
+    assert re.search(expected, label.text(), re.DOTALL), label.text()
     assert re.search(expected, run.error, re.DOTALL)
     assert any(re.search(expected, text, re.DOTALL) for text in _critical(qgis_iface))
     if calls:
         assert len(calls) == 3
     assert files_in(tmp_path / "out") == []
     _assert_ready_after(ready, run, python_errors, n_layers)
-    ready.baseline_combo.setCurrentIndex(0)  # the same model works on the image
+    # the same model works on the image
+    ready.method_form.common_widgets["BASELINE"].setCurrentIndex(0)
     _next_run_works(ready, tmp_path)
 
 
@@ -942,17 +957,17 @@ def test_the_automatic_window_and_cells_are_shown_before_the_run_and_used(ready)
     """Issue 14 point 2: with WINDOW and HEX_SIZE at 0 the dock shows the window and cells the
     run then uses."""
     _select_method(ready, "shap")
-    ready.window_spin.setValue(0)
-    ready.param_widgets["shap"]["HEX_SIZE"].setValue(0)
-    ready.param_widgets["shap"]["N_SAMPLES"].setValue(120)
+    ready.method_form.common_widgets["WINDOW"].setValue(0)
+    ready.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(0)
+    ready.method_form.param_widgets["shap"]["N_SAMPLES"].setValue(120)
     plan = ready.plan()
     assert plan is not None and plan.window_auto and plan.cell_size_auto
     ready.update_estimate()
-    text = ready.estimate_label.text()
+    text = ready.output_box.estimate_label.text()
     assert f"{plan.window} x {plan.window} px window (automatic)" in text
     assert f"cells of {plan.cell_size:g} px (automatic), {plan.n_cells:,} cells" in text
     run = ready.run()
-    assert run is not None, ready.result_label.text()
+    assert run is not None, ready.result_panel.label.text()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
     assert run.results["N_EVALUATIONS"] == plan.evaluations

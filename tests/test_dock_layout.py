@@ -46,16 +46,20 @@ def _check_fits(dock, tmp_path, name):
     assert not bar.isVisible() and bar.maximum() == 0, (name, bar.maximum(), dock.width())
     viewport = scroll.viewport()
     right = viewport.width()
-    widgets = [dock.raster_combo, dock.bands_edit, dock.model_widget, dock.recent_combo,
-               dock.class_combo, dock.draw_button, dock.region_layer_combo, dock.tabs,
-               dock.output_widget, dock.estimate_button, dock.estimate_label]
+    widgets = [dock.input_box.raster_combo, dock.input_box.bands_edit,
+               dock.model_picker.file_widget, dock.model_picker.recent_combo,
+               dock.model_picker.class_combo, dock.region_picker.draw_button,
+               dock.region_picker.layer_combo, dock.method_form.tabs,
+               dock.output_box.folder_widget, dock.output_box.estimate_button,
+               dock.output_box.estimate_label]
     for widget in widgets:
         if not widget.isVisible():
             continue
         left = widget.mapTo(viewport, QPoint(0, 0)).x()
         assert left >= 0 and left + widget.width() <= right, \
             (name, widget.objectName() or type(widget).__name__, left, widget.width(), right)
-    for widget in (dock.run_button, dock.cancel_button, dock.report_button, dock.progress):
+    panel = dock.result_panel
+    for widget in (panel.run_button, panel.cancel_button, panel.report_button, panel.progress):
         left = widget.mapTo(dock, QPoint(0, 0)).x()
         assert left >= 0 and left + widget.width() <= dock.width(), type(widget).__name__
 
@@ -70,16 +74,16 @@ def test_the_ready_dock_fits_after_estimate_and_a_run(window, ready, tmp_path):
     from test_dock import _wait
 
     _check_fits(ready, tmp_path, "ready")
-    ready.estimate_button.click()
-    _wait(lambda: ready.estimate_task is None)
+    ready.output_box.estimate_button.click()
+    _wait(lambda: ready.output_box.estimate_task is None)
     _check_fits(ready, tmp_path, "estimated")
-    for index in range(ready.tabs.count()):
-        ready.tabs.setCurrentIndex(index)
+    for index in range(ready.method_form.tabs.count()):
+        ready.method_form.tabs.setCurrentIndex(index)
         _check_fits(ready, tmp_path, f"tab{index}")
-    ready.param_widgets["shap"]["HEX_SIZE"].setValue(8)
-    ready.param_widgets["shap"]["N_SAMPLES"].setValue(60)
-    ready.tabs.setCurrentIndex(0)
-    ready.batch_spin.setValue(8)
+    ready.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(8)
+    ready.method_form.param_widgets["shap"]["N_SAMPLES"].setValue(60)
+    ready.method_form.tabs.setCurrentIndex(0)
+    ready.method_form.common_widgets["BATCH_SIZE"].setValue(8)
     run = ready.run()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error

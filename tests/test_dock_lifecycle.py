@@ -37,7 +37,7 @@ def held(monkeypatch):
 def _start_held(dock, gate):
     _fast_shap(dock)
     run = dock.run()
-    assert run is not None, dock.result_label.text()
+    assert run is not None, dock.result_panel.label.text()
     _wait(gate.reached.is_set)
     assert dock.is_running()
     return run
@@ -76,9 +76,9 @@ def test_removing_the_input_raster_during_a_run(ready, raster, held, tmp_path, p
     assert group is not None and len(group.children()) == 5
     assert python_errors == []
     # The dock did not switch to one of the results as its input raster or region layer.
-    assert ready.raster_combo.currentLayer() is None
-    assert ready.region_layer_combo.count() == 0
-    assert not ready.run_button.isEnabled()
+    assert ready.input_box.raster_combo.currentLayer() is None
+    assert ready.region_picker.layer_combo.count() == 0
+    assert not ready.result_panel.run_button.isEnabled()
 
 
 def test_renaming_the_input_raster_during_a_run(ready, raster, held, tmp_path, python_errors):
@@ -103,8 +103,8 @@ def test_the_region_layer_changing_during_a_run(ready, held, tmp_path, python_er
         [[utm(c0, r0), utm(c1, r0), utm(c1, r1), utm(c0, r1)]]))
     layer.dataProvider().addFeatures([feature])
     QgsProject.instance().addMapLayer(layer)
-    ready.region_layer_combo.setLayer(layer)
-    ready.region_layer_radio.setChecked(True)
+    ready.region_picker.layer_combo.setLayer(layer)
+    ready.region_picker.layer_radio.setChecked(True)
     run = _start_held(ready, held)
     if action == "remove":
         QgsProject.instance().removeMapLayer(layer.id())
@@ -132,7 +132,7 @@ def test_closing_the_project_during_a_run(ready, held, tmp_path, qgis_iface, pyt
     assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is None
     warnings = _messages(qgis_iface, Qgis.MessageLevel.Warning)
     assert any("project" in text and str(_out(tmp_path)) in text for text in warnings), warnings
-    assert str(_out(tmp_path)) in ready.result_label.text()
+    assert str(_out(tmp_path)) in ready.result_panel.label.text()
     assert python_errors == []
 
 
@@ -144,14 +144,14 @@ def test_closing_the_dock_during_a_run(ready, held, tmp_path, qgis_iface, python
     assert run.ok, run.error
     _assert_complete(tmp_path)
     assert QgsProject.instance().layerTreeRoot().findGroup(run.group_name) is not None
-    assert run.group_name in ready.message_widget.text()  # the message bar still tells
+    assert run.group_name in ready.result_panel.message_widget.text()  # the message bar still tells
     assert python_errors == []
 
 
 def test_starting_a_second_run_during_a_run(ready, held, tmp_path, qgis_iface, python_errors):
     run = _start_held(ready, held)
     tasks = len(QgsApplication.taskManager().tasks())
-    assert not ready.run_button.isEnabled()
+    assert not ready.result_panel.run_button.isEnabled()
     assert ready.run() is None  # the toolbar's Run while one is running
     assert len(QgsApplication.taskManager().tasks()) == tasks
     assert any("already running" in text for text in _messages(qgis_iface, Qgis.MessageLevel.Info))
@@ -174,11 +174,11 @@ def test_unloading_the_plugin_during_a_run(qgis_iface, qgis_new_project, setting
     plugin.initGui()
     try:
         dock = plugin._ensure_dock()
-        dock.raster_combo.setLayer(layer)
-        dock.model_widget.setFilePath(files["model"])
-        dock.set_region(patch_polygon_3857(), CANVAS_CRS)
-        dock.window_spin.setValue(64)
-        dock.output_widget.setFilePath(str(_out(tmp_path)))
+        dock.input_box.raster_combo.setLayer(layer)
+        dock.model_picker.file_widget.setFilePath(files["model"])
+        dock.region_picker.set_region(patch_polygon_3857(), CANVAS_CRS)
+        dock.method_form.common_widgets["WINDOW"].setValue(64)
+        dock.output_box.folder_widget.setFilePath(str(_out(tmp_path)))
         run = _start_held(dock, held)
         task = run.task
     finally:
@@ -244,15 +244,15 @@ def test_a_warning_of_the_run_reaches_the_dock_and_the_message_bar(ready, python
     ring = [utm(-10, 60), utm(12, 60), utm(12, 80), utm(-10, 80)]
     geom = QgsGeometry.fromPolygonXY([ring])
     geom.transform(QgsCoordinateTransform(RASTER_CRS, CANVAS_CRS, QgsProject.instance()))
-    ready.set_region(geom, CANVAS_CRS)
+    ready.region_picker.set_region(geom, CANVAS_CRS)
     _fast_shap(ready)
     run = ready.run()
-    assert run is not None, ready.result_label.text()
+    assert run is not None, ready.result_panel.label.text()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
     assert any("edge" in w for w in run.warnings), run.warnings
-    assert "crosses the raster" in ready.result_label.text()
-    item = ready.message_widget
+    assert "crosses the raster" in ready.result_panel.label.text()
+    item = ready.result_panel.message_widget
     assert item.level() == Qgis.MessageLevel.Warning
     assert "with warnings" in item.title() and "crosses the raster" in item.text()
     assert python_errors == []
@@ -264,7 +264,7 @@ def test_a_cancel_from_qgis_task_manager_reads_as_a_cancel(ready, held, qgis_ifa
     run.task.cancel()            # the task manager's own cancel button
     _finish(ready, held)
     assert run.cancelled and not run.ok and run.error == ""
-    assert ready.result_label.text() == "Explanation cancelled; no files were written."
+    assert ready.result_panel.label.text() == "Explanation cancelled; no files were written."
     assert _messages(qgis_iface, Qgis.MessageLevel.Critical) == []
     assert any("cancelled" in text for text in _messages(qgis_iface, Qgis.MessageLevel.Info))
     assert files_in(_out(tmp_path)) == []
@@ -283,8 +283,9 @@ def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
     _wait(lambda: ready.current_run is None)
     assert first.ok, first.error
     report = first.results["REPORT"]
-    assert ready.report_button.isEnabled()
-    ready.report_button.click()  # no application opens it: the message says where it is
+    assert ready.result_panel.report_button.isEnabled()
+    # no application opens it: the message says where it is
+    ready.result_panel.report_button.click()
     assert opened == [report]
     warnings = _messages(qgis_iface, Qgis.MessageLevel.Warning)
     assert any(report in text and "No application opened" in text for text in warnings)
@@ -300,16 +301,17 @@ def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
         return real_predict(self, images, batch_size=batch_size)
 
     monkeypatch.setattr(SegmentationModel, "predict", predict)
-    ready.output_widget.setFilePath(ready.output_widget.filePath() + "_2")
+    ready.output_box.folder_widget.setFilePath(ready.output_box.folder_widget.filePath() + "_2")
     second = ready.run()
     try:
         _wait(gate.reached.is_set)
-        assert not ready.report_button.isEnabled() and ready.last_report is None
+        panel = ready.result_panel
+        assert not panel.report_button.isEnabled() and panel.last_report is None
     finally:
         gate.release.set()
     _wait(lambda: ready.current_run is None)
     assert second.ok, second.error
-    ready.report_button.click()
+    ready.result_panel.report_button.click()
     assert opened[-1] == second.results["REPORT"] != report
     assert python_errors == []
 
@@ -317,10 +319,10 @@ def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
 def test_rise_reports_no_sum_of_contributions(ready):
     from seg_explainer.ui.result_panel import run_summary
 
-    ready.tabs.setCurrentIndex(1)
-    assert ready.current_method() == "rise"
-    ready.param_widgets["rise"]["N_MASKS"].setValue(40)
-    ready.batch_spin.setValue(8)
+    ready.method_form.tabs.setCurrentIndex(1)
+    assert ready.method_form.current_method() == "rise"
+    ready.method_form.param_widgets["rise"]["N_MASKS"].setValue(40)
+    ready.method_form.common_widgets["BATCH_SIZE"].setValue(8)
     run = ready.run()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
@@ -334,8 +336,8 @@ def test_newest_group_on_top_and_earlier_groups_switched_off(ready, raster, tmp_
     _fast_shap(ready)
     first = ready.run()
     _wait(lambda: ready.current_run is None)
-    ready.tabs.setCurrentIndex(1)
-    ready.param_widgets["rise"]["N_MASKS"].setValue(40)
+    ready.method_form.tabs.setCurrentIndex(1)
+    ready.method_form.param_widgets["rise"]["N_MASKS"].setValue(40)
     second = ready.run()
     _wait(lambda: ready.current_run is None)
     assert first.ok and second.ok, (first.error, second.error)
@@ -361,15 +363,15 @@ def test_negligible_contributions_say_so_and_stay_pale(ready, monkeypatch):
         return result
 
     monkeypatch.setattr(explain_module, "explain_region", tiny)
-    ready.tabs.setCurrentIndex(1)
-    ready.param_widgets["rise"]["N_MASKS"].setValue(40)
+    ready.method_form.tabs.setCurrentIndex(1)
+    ready.method_form.param_widgets["rise"]["N_MASKS"].setValue(40)
     run = ready.run()
     _wait(lambda: ready.current_run is None)
     assert run.ok, run.error
     assert run.results["MAX_ABS_CONTRIBUTION"] < NEGLIGIBLE
     assert any("negligible" in w for w in run.warnings)
-    assert "negligible" in ready.result_label.text()
-    assert ready.message_widget.level() == Qgis.MessageLevel.Warning
+    assert "negligible" in ready.result_panel.label.text()
+    assert ready.result_panel.message_widget.level() == Qgis.MessageLevel.Warning
     signed = [lyr for lyr in run.layers if lyr.name().startswith("signed - ")][0]
     assert signed.renderer().classificationMax() == pytest.approx(SCALE_STEPS[0])
 
@@ -386,7 +388,7 @@ def test_faithfulness_is_measured_against_a_random_ordering(ready, tmp_path):
     from osgeo import gdal
 
     _fast_shap(ready)
-    box = ready.faithfulness_check
+    box = ready.output_box.faithfulness_check
     assert not box.isChecked()  # off by default: it costs 4 x 21 more model evaluations
     box.setChecked(True)
     run = ready.run()
@@ -395,7 +397,8 @@ def test_faithfulness_is_measured_against_a_random_ordering(ready, tmp_path):
     r = run.results
     assert r["DELETION_AUC"] < r["RANDOM_DELETION_AUC"]
     assert r["INSERTION_AUC"] > r["RANDOM_INSERTION_AUC"]
-    assert "deletion AUC" in ready.result_label.text() and "random" in ready.result_label.text()
+    text = ready.result_panel.label.text()
+    assert "deletion AUC" in text and "random" in text
     meta = gdal.Open(r["SIGNED"]).GetMetadata()
     recorded = json.loads(meta["faithfulness"])
     assert recorded["deletion_auc"] == pytest.approx(r["DELETION_AUC"])

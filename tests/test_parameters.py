@@ -132,9 +132,10 @@ def dock(qgis_iface, qgis_new_project, monkeypatch):
     from qgis.core import QgsSettings
 
     import seg_explainer.ui.dock as dock_module
+    import seg_explainer.ui.settings as settings_module
 
     group = f"seg_explainer_test_params_{os.getpid()}"
-    monkeypatch.setattr(dock_module, "SETTINGS", group)
+    monkeypatch.setattr(settings_module, "SETTINGS", group)
     QgsSettings().remove(group)
     widget = dock_module.SegExplainerDock(qgis_iface)
     yield widget

@@ -52,6 +52,11 @@ class DependencyBox(QGroupBox):
         self.setVisible(bool(missing))
         return missing
 
+    def problems(self):
+        """What stops a run here, as sentences for the user."""
+        return ["Install the missing Python packages first (button above)."] \
+            if self.missing else []
+
     def make_install_task(self):
         """The pip task for the missing packages (not started)."""
         return deps.PipInstallTask(list(self.missing.values()), done=self._installed)

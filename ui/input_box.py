@@ -72,6 +72,13 @@ class InputBox(QGroupBox):
         self.bands_edit.restore(remembered)
         self.raster_changed()
 
+    def settings_rows(self):
+        """``[(settings name, getter, setter, default)]`` of the dock's settings table. Bands
+        are remembered per raster file, not as one value: band numbers name one raster's band
+        layout, and "2" restored on another raster with enough bands would silently feed the
+        model the wrong band."""
+        return [("bands_by_raster", self.bands_edit.remembered, self.restore_bands, "{}")]
+
     def problems(self):
         """What stops a run here, as sentences for the user."""
         found = []

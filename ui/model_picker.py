@@ -139,6 +139,12 @@ class ModelPicker(QWidget):
         """Choose the class ``name`` in the next model loaded, if it has it."""
         self.preferred_class = str(name or "")
 
+    def settings_rows(self):
+        """``[(settings name, getter, setter, default)]`` of the dock's settings table: the
+        class, then the last model (which picks the class if it has it)."""
+        return [("class", lambda: self.class_name() or None, self.prefer_class, ""),
+                ("last_model", self.path, self.restore, "")]
+
     # -- recent models -----------------------------------------------------------------------
     def recent_models(self):
         settings, key = self.settings()

@@ -30,11 +30,18 @@ def default_output_folder():
 
 class OutputBox(QGroupBox):
     """Output folder, "Measure faithfulness", and the run's estimate (the dock connects
-    ``estimate_button`` to :meth:`start_timing`)."""
+    ``estimate_button`` to :meth:`start_timing`).
+
+    Attributes
+    ----------
+    estimate_task : EstimateTask or None
+        The model's timing while it runs.
+    """
 
     def __init__(self, parent=None):
         super().__init__("Output", parent)
         self.seconds_per_batch = {}
+        self.estimate_task = None
         form = QFormLayout(self)
         self.folder_widget = QgsFileWidget()
         self.folder_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
@@ -73,11 +80,13 @@ class OutputBox(QGroupBox):
         """The chosen output folder (the default one when the field is empty)."""
         return Path(self.folder_widget.filePath().strip() or default_output_folder())
 
-    def paths(self, raster_name, class_name, method, outputs, when):
-        """``{KEY: path}`` of a run's ``outputs`` (names of :data:`EXTENSIONS`) in the output
-        folder, created if need be, each named after the raster, class, method and the time
-        ``when`` (a ``time.struct_time``), never a name an earlier run used. Raises ValueError
-        with a message for the user when the folder cannot be created."""
+    def paths(self, raster_name, class_name, method, when):
+        """``{KEY: path}`` of every output a run of ``method`` writes (:data:`EXTENSIONS`; no
+        cells for RISE) in the output folder, created if need be, each named after the raster,
+        class, method and the time ``when`` (a ``time.struct_time``), never a name an earlier
+        run used. Raises ValueError with a message for the user when the folder cannot be
+        created."""
+        outputs = [name for name in EXTENSIONS if name != "cells" or method != "rise"]
         folder = self.folder()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -95,6 +104,14 @@ class OutputBox(QGroupBox):
 
     def faithfulness_steps(self):
         return FAITHFULNESS_STEPS if self.faithfulness_check.isChecked() else 0
+
+    def settings_rows(self):
+        """``[(settings name, getter, setter, default)]`` of the dock's settings table: the
+        faithfulness switch and the output folder (an empty one restores the default)."""
+        check, folder = self.faithfulness_check, self.folder_widget
+        return [("faithfulness", check.isChecked, check.setChecked, False),
+                ("output_folder", folder.filePath,
+                 lambda path: folder.setFilePath(path or str(default_output_folder())), "")]
 
     # -- the estimate ------------------------------------------------------------------------
     def show_estimate(self, model_path, plan, batch_size):
@@ -120,23 +137,29 @@ class OutputBox(QGroupBox):
         self.estimate_label.setText(text + ".")
         return plan.evaluations, seconds
 
+    def set_state(self, can_time):
+        """"Estimate time" is enabled when a run could be timed and no timing is running."""
+        self.estimate_button.setEnabled(can_time and self.estimate_task is None)
+
     def start_timing(self, model_path, window, channels, batch_size, done):
         """Time one batch in the background (a QgsTask); ``done(task)`` is called on the main
-        thread once the answer is kept. Returns the task."""
+        thread once the answer is kept. Returns the task, or None while a timing runs."""
         from .estimate_task import EstimateTask
         from .task import start_task
 
+        if self.estimate_task is not None:
+            return None
         key = (model_path, window, batch_size)
 
         def timed(task):
             if task.seconds_per_batch is not None:
                 self.seconds_per_batch[key] = task.seconds_per_batch
+            self.estimate_task = None
             done(task)
             if task.error:
                 self.estimate_label.setText(f"The model could not be timed: {task.error}")
 
-        task = EstimateTask(model_path, window, channels, batch_size, done=timed)
+        self.estimate_task = EstimateTask(model_path, window, channels, batch_size, done=timed)
         self.estimate_button.setEnabled(False)
         self.estimate_label.setText("Timing the model on the window...")
-        start_task(task)
-        return task
+        return start_task(self.estimate_task)

@@ -182,6 +182,10 @@ class MethodForm(QWidget):
         widgets = self.param_widgets[method or self.current_method()]
         return {key: widget_value(w) for key, w in widgets.items()}
 
+    def common_value(self, key):
+        """The value of the common parameter ``key`` (e.g. ``"WINDOW"``)."""
+        return widget_value(self.common_widgets[key])
+
     def values(self, method=None):
         """``{KEY: value}`` of the method's tab and the common parameters."""
         out = {key: widget_value(w) for key, w in self.common_widgets.items()}
