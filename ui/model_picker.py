@@ -7,6 +7,7 @@ from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
 
+from ..core.region import DEFAULT_EDGE
 from .text import html
 
 MAX_RECENT_MODELS = 8
@@ -198,7 +199,9 @@ def describe_html(info):
     tile = info.get("tile_size")
     rows = [
         ("Classes", ", ".join(f"{i} {c}" for i, c in enumerate(info.get("classes", [])))),
-        ("Tile size", f"{tile} px" if tile else "any (window 512 px by default)"),
+        ("Tile size", f"{tile} px" if tile else
+         f"any (the automatic window is at most {DEFAULT_EDGE} px unless the region needs "
+         "more)"),
         ("Input", f"[{', '.join(shape)}] {info.get('input_layout')} "
                   f"({info.get('input_layout_source')}), "
                   f"{info.get('n_channels') or 'any number of'} channel(s)"),
