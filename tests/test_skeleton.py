@@ -1,5 +1,6 @@
 """The plugin skeleton: layout, metadata, import isolation, load/unload, qgis_process, packaging."""
 
+import ast
 import configparser
 import os
 import subprocess
@@ -71,6 +72,52 @@ def test_core_imports_without_qgis_or_qt():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "BLOCKED-OK" in proc.stdout
+
+
+def _plugin_imports(path):
+    """``[(module, names, node)]`` of every import in ``path`` (a plugin file), relative ones
+    resolved to dotted paths inside the plugin (``"ui.task"``, ``"core"``)."""
+    package = list(path.relative_to(ROOT).parent.parts)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, [], node) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.append((module, [alias.name for alias in node.names], node))
+    return found
+
+
+def test_imports_go_one_way_and_no_private_name_crosses_a_module():
+    """``core`` imports neither the provider nor the dock, the provider not the dock; no module
+    imports another's private (``_name``) names or reads them as ``module._name``."""
+    below = {"core": ("processing_provider", "ui", "plugin"),
+             "processing_provider": ("ui", "plugin")}
+    folders = ("core", "processing_provider", "ui")
+    files = [ROOT / "plugin.py", ROOT / "__init__.py"] + sorted(
+        p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+    problems = []
+    for path in files:
+        where = path.relative_to(ROOT)
+        modules = set()
+        for module, names, node in _plugin_imports(path):
+            top = module.split(".")[0]
+            if top in below.get(where.parts[0], ()):
+                problems.append(f"{where}:{node.lineno} imports {module}")
+            problems += [f"{where}:{node.lineno} imports {module}.{name}" for name in names
+                         if name.startswith("_") and not name.startswith("__")]
+            for alias in node.names:
+                modules.add((alias.asname or alias.name).split(".")[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id in modules and node.attr.startswith("_") and \
+                    not node.attr.startswith("__"):
+                problems.append(f"{where}:{node.lineno} reads {node.value.id}.{node.attr}")
+    assert problems == []
 
 
 class RecordingIface:
