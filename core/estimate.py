@@ -17,8 +17,9 @@ import numpy as np
 
 from .parameters import by_name
 
-__all__ = ["Plan", "expected_occlusion_evaluations", "format_duration", "plan_run",
-           "region_size", "seconds_per_evaluation"]
+__all__ = ["Plan", "expected_by_depth", "expected_occlusion_evaluations", "format_duration",
+           "measured_occlusion_evaluations", "occlusion_profile", "plan_run", "region_size",
+           "seconds_per_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -133,27 +134,22 @@ def plan_run(method, params, *, region_pixels, region_extent, fixed_size=None, t
                 n_cells=n_cells, evaluations=int(count), most=int(most))
 
 
-#: Evaluations a real occlusion run spends, as a share of those of the stand-in score
-#: (the hidden share of the region): its pruning is stricter, because hiding a small part of
-#: a region moves a model's prediction less than in proportion. Measured on the sample model
-#: at depths 3 and 4 (the demo's three regions, 60 and 300 px squares): 0.61 to 0.94.
-OCCLUSION_PRUNING_SHARE = 0.75
+#: The share of the stand-in score's rectangles below depth 1 that a real occlusion run is
+#: expected to evaluate before anything of the real run is known. Depths 0 and 1 are never
+#: pruned; below them a model's pruning is usually stricter than the stand-in's (hiding a
+#: small part of a region moves a prediction less than in proportion): on the sample model
+#: 0 to 0.85 (the demo's regions and a 60 px square). The middle of that range; once the
+#: real trees are sampled (:func:`measured_occlusion_evaluations`) or the run is under way
+#: (its progress), measured shares replace it.
+OCCLUSION_PRUNING_SHARE = 0.5
 
 
-@lru_cache(maxsize=64)
-def expected_occlusion_evaluations(window, max_depth, region_side):
-    """Evaluations occlusion is expected to spend on a ``window`` px square window around a
-    ``region_side`` px square region at its centre.
-
-    The trees are grown and pruned as in a real run on a stand-in score that drops in
-    proportion to the share of the region hidden, and their count is scaled by
-    :data:`OCCLUSION_PRUNING_SHARE`; never fewer than the rectangles every run evaluates (the
-    root and depth 1) nor more than :func:`~.occlusion.evaluation_bound`."""
-    from .occlusion import evaluation_bound, multiscale_occlusion
-
-    window, side = int(window), int(region_side)
-    r0 = (window - side) // 2
-    r1 = r0 + side
+def _stand_in_score(window, side):
+    """The share of a ``side`` px square region at the centre of the window that each
+    rectangle leaves visible: a score for which the region's own pixels are all that
+    matters."""
+    r0 = (int(window) - int(side)) // 2
+    r1 = r0 + int(side)
 
     def score(rects):
         rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
@@ -161,10 +157,92 @@ def expected_occlusion_evaluations(window, max_depth, region_side):
         cols = np.clip(np.minimum(rects[:, 3], r1) - np.maximum(rects[:, 2], r0), 0, None)
         return 1.0 - rows * cols / float(side * side)
 
-    result = multiscale_occlusion(score, (window, window), max_depth=int(max_depth),
+    return score
+
+
+@lru_cache(maxsize=64)
+def occlusion_profile(window, max_depth, region_side):
+    """Evaluations occlusion spends at each depth (0 to ``max_depth``) on a ``window`` px
+    square window around a ``region_side`` px square region at its centre, for the stand-in
+    score (:func:`_stand_in_score`); depths 0 and 1 are what every run spends."""
+    from .occlusion import multiscale_occlusion
+
+    result = multiscale_occlusion(_stand_in_score(window, region_side),
+                                  (int(window), int(window)), max_depth=int(max_depth),
                                   batch_size=4096)
-    least = evaluation_bound((window, window), 1)
-    return int(max(least, round(OCCLUSION_PRUNING_SHARE * result.n_evaluations)))
+    return tuple(float(c) for c in result.evaluations_by_depth)
+
+
+def expected_occlusion_evaluations(window, max_depth, region_side, shares=None):
+    """Evaluations occlusion is expected to spend on a ``window`` px square window around a
+    ``region_side`` px square region at its centre.
+
+    Parameters
+    ----------
+    window, max_depth, region_side : int
+    shares : sequence of float, optional
+        The share of the stand-in's evaluations (:func:`occlusion_profile`) the run keeps at
+        depths 2, 3, ...; the last one also holds for the deeper depths. Default
+        :data:`OCCLUSION_PRUNING_SHARE` at every depth below 1.
+
+    Returns
+    -------
+    int
+        Never fewer than the rectangles every run evaluates (depths 0 and 1) nor more
+        than :func:`~.occlusion.evaluation_bound`.
+    """
+    from .occlusion import evaluation_bound
+
+    profile = occlusion_profile(int(window), int(max_depth), int(region_side))
+    shares = list(shares) if shares else [OCCLUSION_PRUNING_SHARE]
+    count = sum(profile[:2]) + sum(c * shares[min(i, len(shares) - 1)]
+                                   for i, c in enumerate(profile[2:]))
+    most = evaluation_bound((window, window), int(max_depth))
+    return int(min(most, max(sum(profile[:2]), round(count))))
+
+
+def expected_by_depth(window, max_depth, region_side):
+    """:func:`occlusion_profile` with :data:`OCCLUSION_PRUNING_SHARE` below depth 1: what
+    a run expects at each depth before it starts (its progress rescales as it goes)."""
+    profile = occlusion_profile(int(window), int(max_depth), int(region_side))
+    return profile[:2] + tuple(OCCLUSION_PRUNING_SHARE * c for c in profile[2:])
+
+
+def measured_occlusion_evaluations(model, job, class_index, params, *, n_trees=16,
+                                   cancel=None):
+    """Occlusion's expected evaluations on a job (:class:`~.job.Job`), from a sample of its
+    real trees.
+
+    ``n_trees`` of the run's offset trees are grown on the real model through depth 2 and
+    their depth-3 nodes counted (:func:`~.explain.occlusion_tree_sizes`, the same inputs,
+    checks and scores as the run); the same sample is grown on the stand-in score. The
+    ratios of their nodes at depths 2 and 3 are the shares of :func:`occlusion_profile` the
+    run is expected to keep (depth 3's also below it). Costs the sample's evaluations:
+    about 4 x ``n_trees`` plus the depth-2 nodes kept, a few percent of a run.
+
+    Returns
+    -------
+    (int, int)
+        The run's expected evaluations, and the evaluations the sample spent.
+    """
+    from .explain import occlusion_tree_sizes
+    from .occlusion import sampled_tree_sizes
+
+    params = {k: v for k, v in params.items() if v is not None}
+    depth = int(params.get("max_depth") or by_name("max_depth").default)
+    rows, cols = np.flatnonzero(job.mask.any(axis=1)), np.flatnonzero(job.mask.any(axis=0))
+    side = int(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
+    window = max(job.mask.shape)
+    if depth < 2:
+        return expected_occlusion_evaluations(window, depth, side), 0
+    real, spent = occlusion_tree_sizes(model, job.image, job.mask, [int(class_index)],
+                                       through_depth=2, n_trees=n_trees, cancel=cancel,
+                                       **params)
+    stand_in, _ = sampled_tree_sizes(_stand_in_score(window, side), (window, window),
+                                     max_depth=depth, through_depth=2, n_trees=n_trees,
+                                     batch_size=4096)
+    shares = [r / s if s else 1.0 for r, s in zip(real[2:], stand_in[2:])]
+    return expected_occlusion_evaluations(window, depth, side, shares=shares), int(spent)
 
 
 def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_seconds=0.5,

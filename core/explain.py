@@ -405,6 +405,53 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
         When ``cancel()`` returned True.
     """
     start = time.perf_counter()
+    s = _prepare(model, image, region_mask, method, classes, params, cancel)
+    p, region, classes, scorer = s.p, s.region, s.classes, s.scorer
+    prog = _Monotone(progress)
+    run = {"shap": _run_shap, "rise": _run_rise, "occlusion": _run_occlusion}[method]
+    out = run(scorer, s.image, p, s.images_for, prog, cancel, s.win, region)
+    prediction = s.full_prediction if s.full_prediction is not None else \
+        scorer.unperturbed(cancel)
+    full_value = prediction.reshape(-1, prediction.shape[-1])[np.flatnonzero(region.ravel())]
+    full_value = full_value[:, list(classes)].mean(axis=0, dtype=np.float64)
+    prog(1.0)
+    signed_all = np.asarray(out["signed"], dtype=np.float32).reshape(len(classes),
+                                                                      *region.shape)
+    signed = signed_all[0]
+    params_used = {k: p[k] for k in _USED[method]}
+    params_used["method"] = method
+    details = out["details"]
+    if s.crop_record is not None:
+        params_used.update({k: p[k] for k in _CROP_PARAMS})
+        params_used["crop_window"] = s.crop_record["window"]
+        details["crop"] = s.crop_record
+    return Explanation(
+        method=method, classes=classes,
+        class_names=tuple(s.model.class_names[c] for c in classes),
+        signed=signed, signed_all=signed_all, excitation=np.maximum(signed, 0),
+        inhibition=np.maximum(-signed, 0), cells=tuple(out["cells"]),
+        base_value=out["base_value"], full_value=full_value, prediction=prediction,
+        region_mask=region, n_evaluations=scorer.n_evaluations,
+        seconds=time.perf_counter() - start, params=params_used, details=details)
+
+
+@dataclass
+class _Prepared:
+    """A run's checked inputs and its scorer: what every method starts from."""
+
+    model: object
+    p: dict
+    image: np.ndarray          # nodata filled
+    region: np.ndarray
+    classes: tuple
+    scorer: _Scorer
+    images_for: object         # masks on the frame -> images on the frame
+    win: tuple                 # the frame (the crop, or the whole image)
+    crop_record: dict = None
+    full_prediction: np.ndarray = None
+
+
+def _prepare(model, image, region_mask, method, classes, params, cancel):
     model = checked(model)      # NaN or non-probabilities stop the run with the fix
     p = _check_params(method, params)
     image, region, classes = _check_inputs(model, image, region_mask, classes)
@@ -441,7 +488,6 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
     base_f = base_img[frame] if base_img is not None else None
     scorer = _Scorer(model, image_f, region[frame], classes, p["batch_size"])
     scorer.n_evaluations = n_search
-    prog = _Monotone(progress)
 
     def images_for(masks):
         """Masks on the frame (the crop, or the whole image) -> images on the frame."""
@@ -451,31 +497,31 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
         return np.stack([composite(filled, inpaint_masked(filled, m), m[None])[0]
                          for m in masks])
 
-    run = {"shap": _run_shap, "rise": _run_rise, "occlusion": _run_occlusion}[method]
-    out = run(scorer, filled, p, images_for, prog, cancel, win, region)
-    prediction = full_prediction if full_prediction is not None else \
-        scorer.unperturbed(cancel)
-    full_value = prediction.reshape(-1, prediction.shape[-1])[np.flatnonzero(region.ravel())]
-    full_value = full_value[:, list(classes)].mean(axis=0, dtype=np.float64)
-    prog(1.0)
-    signed_all = np.asarray(out["signed"], dtype=np.float32).reshape(len(classes),
-                                                                      *region.shape)
-    signed = signed_all[0]
-    params_used = {k: p[k] for k in _USED[method]}
-    params_used["method"] = method
-    details = out["details"]
-    if crop_record is not None:
-        params_used.update({k: p[k] for k in _CROP_PARAMS})
-        params_used["crop_window"] = crop_record["window"]
-        details["crop"] = crop_record
-    return Explanation(
-        method=method, classes=classes,
-        class_names=tuple(model.class_names[c] for c in classes),
-        signed=signed, signed_all=signed_all, excitation=np.maximum(signed, 0),
-        inhibition=np.maximum(-signed, 0), cells=tuple(out["cells"]),
-        base_value=out["base_value"], full_value=full_value, prediction=prediction,
-        region_mask=region, n_evaluations=scorer.n_evaluations,
-        seconds=time.perf_counter() - start, params=params_used, details=details)
+    return _Prepared(model, p, filled, region, classes, scorer, images_for, win, crop_record,
+                     full_prediction)
+
+
+def occlusion_tree_sizes(model, image, region_mask, classes, *, through_depth=2, n_trees=16,
+                         cancel=None, **params):
+    """Nodes per depth of a sample of the occlusion trees ``explain_region(...,
+    "occlusion", **params)`` grows: the same inputs, checks and scores, ``n_trees`` offsets
+    grown through ``through_depth`` (:func:`~.occlusion.sampled_tree_sizes`); for estimating
+    a run's cost before it starts (:func:`~.estimate.measured_occlusion_evaluations`).
+
+    Returns
+    -------
+    (tuple of int, int)
+        Nodes at depths 0 to ``through_depth + 1`` (the last counted, not evaluated), and
+        the model evaluations spent.
+    """
+    from .occlusion import sampled_tree_sizes
+
+    s = _prepare(model, image, region_mask, "occlusion", classes, params, cancel)
+    score_fn, _ = _occlusion_scores(s.scorer, s.image, s.p, s.images_for, s.win)
+    sizes, _ = sampled_tree_sizes(score_fn, s.image.shape[:2], max_depth=s.p["max_depth"],
+                                  through_depth=through_depth, n_trees=n_trees,
+                                  batch_size=s.p["batch_size"], cancel=cancel)
+    return sizes, s.scorer.n_evaluations
 
 
 # --------------------------------------------------------------------------- cropping
@@ -721,13 +767,9 @@ def _run_rise(scorer, image, p, images_for, prog, cancel, win, region):
             "details": {"mean_score": mean}}
 
 
-def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
-    from .estimate import expected_occlusion_evaluations
-    from .occlusion import multiscale_occlusion
-    from .shapely_geos import import_shapely
-
-    shapely = import_shapely()
-
+def _occlusion_scores(scorer, image, p, images_for, win):
+    """Occlusion's ``score_fn`` on the image (rectangles in image pixels, evaluated on the
+    frame ``win``), and the list that receives the score with everything occluded."""
     h, w = image.shape[:2]
     f0, f1, g0, g1 = win
     everything_occluded = []     # the root rectangle's score: the base value
@@ -760,12 +802,23 @@ def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
             everything_occluded.append(np.atleast_1d(scores[int(np.argmax(whole))]).copy())
         return scores
 
+    return score_fn, everything_occluded
+
+
+def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
+    from .estimate import expected_by_depth
+    from .occlusion import multiscale_occlusion
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    h, w = image.shape[:2]
+    score_fn, everything_occluded = _occlusion_scores(scorer, image, p, images_for, win)
     rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
     side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    expected = expected_occlusion_evaluations(max(h, w), p["max_depth"], int(side))
+    expected = expected_by_depth(max(h, w), p["max_depth"], int(side))
     res = multiscale_occlusion(score_fn, (h, w), max_depth=p["max_depth"], n_best=p["n_best"],
                                batch_size=p["batch_size"], progress=prog, cancel=cancel,
-                               expected_evaluations=expected)
+                               expected_by_depth=expected)
     table = []
     for i, leaf in enumerate(res.leaves):
         r0, r1, c0, c1 = (int(v) for v in leaf.rect)
@@ -776,5 +829,6 @@ def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
     base = everything_occluded[0] if everything_occluded else None
     return {"signed": res.heatmap, "cells": table, "base_value": base,
             "details": {"n_naive_evaluations": int(res.n_naive_evaluations),
+                        "evaluations_by_depth": list(res.evaluations_by_depth),
                         "n_offsets": int(res.n_offsets),
                         "best_offsets": [tuple(int(v) for v in o) for o in res.best_offsets]}}

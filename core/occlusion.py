@@ -69,6 +69,9 @@ class OcclusionResult:
         Evaluations of pruning while growing, as here, but without sharing rectangles
         between trees and depths: every offset evaluates its own root and every child
         it expands.
+    evaluations_by_depth : tuple of int
+        ``n_evaluations`` by depth: depth 0 (the unoccluded image and the root) to
+        ``max_depth``.
     n_offsets : int
         Offset trees built.
     unoccluded_score : float or ndarray, shape (D,)
@@ -81,6 +84,7 @@ class OcclusionResult:
     n_evaluations: int
     n_naive_evaluations: int
     n_unshared_evaluations: int
+    evaluations_by_depth: Tuple[int, ...]
     n_offsets: int
     unoccluded_score: Union[float, np.ndarray]
     best_offsets: List[Tuple[int, int]]
@@ -89,7 +93,7 @@ class OcclusionResult:
 def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_D["n_best"],
                          offsets=True, min_importance=0.01, unoccluded_score=None,
                          batch_size=_D["batch_size"], progress=None, cancel=None,
-                         expected_evaluations=None):
+                         expected_by_depth=None):
     """Explain a score by multi-scale occlusion.
 
     Parameters
@@ -120,14 +124,19 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         The model's score on the unoccluded input, if already known.
     batch_size : int
     progress : callable(float), optional
-        Called after every batch with the fraction of ``expected_evaluations`` (or of an
-        upper bound of the evaluations) done, below 1 until the end, then with 1.0.
+        Called after every batch with the fraction of the expected evaluations done,
+        below 1 until the end, then with 1.0.
     cancel : callable() -> bool, optional
         Checked before every batch; True raises ``ExplanationCancelled``.
-    expected_evaluations : int, optional
-        How many evaluations the run is expected to spend
-        (:func:`~.estimate.expected_occlusion_evaluations`), for ``progress``; default
-        :func:`evaluation_bound`.
+    expected_by_depth : sequence of float, optional
+        Evaluations the run is expected to spend at each depth, ``max_depth + 1`` values
+        (depth 0: the unoccluded image and the root), e.g. from
+        :func:`~.estimate.occlusion_profile`; only their proportions matter once the run
+        is under way. Progress counts against their sum until the rectangles of depth 1
+        are known; from then on against the evaluations done, those of the depth about
+        to be evaluated (known exactly once the previous depth is pruned) and the deeper
+        depths' expected counts scaled by the share of its expectation that depth kept.
+        Default: :func:`evaluation_bound`, the unpruned trees.
 
     Returns
     -------
@@ -138,36 +147,98 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     if h < 1 or w < 1 or depth_max < 1:
         raise ValueError("shape must be positive and max_depth at least 1")
     grid = OffsetGrid(h, w, depth_max, bool(offsets))
-    ev = _Evaluator(score_fn, batch_size, progress, cancel,
-                    int(expected_evaluations or grid.upper_bound()))
-    if unoccluded_score is None:
-        s0 = ev.scores([_EMPTY], [_EMPTY])[0]
-        naive = 1
-    else:
-        s0 = np.atleast_1d(np.asarray(unoccluded_score, dtype=np.float64))
-        naive = 0
-    root = (0, grid.t, 0, grid.t)
-    keys = [grid.rect(root)] * grid.n_offsets
-    root_imp = s0 - ev.scores(keys, [grid.rect(root)] * len(keys))[0]
-    naive += grid.n_offsets
-    frontier = [(i, root, root_imp) for i in range(grid.n_offsets)]
-    leaves = [[] for _ in range(grid.n_offsets)]
-    threshold = None
-    for depth in range(depth_max):
-        kids = [grid.children(i, node, depth) for i, node, _ in frontier]
-        flat = [(i, c) for (i, _, _), cs in zip(frontier, kids) for c in cs]
-        naive += len(flat)
-        keys = [grid.rect(c) for _, c in flat]
-        imps = s0 - ev.scores(keys, [grid.rect(c) for _, c in flat])
-        if threshold is None:
-            scale = max(np.abs(root_imp[0]), np.abs(imps[:, 0]).max(initial=0.0))
-            threshold = float(min_importance) * scale
-        frontier = _prune(frontier, kids, imps, threshold, leaves, depth)
-    for i, node, imp in frontier:
-        leaves[i].append((node, depth_max, imp))
+    ev = _Evaluator(score_fn, batch_size, progress, cancel, expected_by_depth, grid)
+    trees = _Trees(grid, ev, unoccluded_score, min_importance)
+    for depth in range(1, depth_max + 1):
+        trees.grow(ev.expect(depth, trees.next_rects()))
+    trees.finish()
     ev.finish()
     seed = grid.full_tree_evaluations() + (unoccluded_score is None)
-    return combine_trees(grid, leaves, s0, int(n_best), ev.count, seed, naive)
+    return combine_trees(grid, trees.leaves, trees.s0, int(n_best), ev.count, seed,
+                         trees.naive, tuple(ev.by_depth))
+
+
+def sampled_tree_sizes(score_fn, shape, *, max_depth=_D["max_depth"], through_depth=2,
+                       n_trees=16, min_importance=0.01, batch_size=_D["batch_size"],
+                       cancel=None):
+    """Nodes at each depth of a sample of :func:`multiscale_occlusion`'s offset trees, grown
+    and pruned as in a whole run through ``through_depth``.
+
+    The sample is ``n_trees`` offsets spread evenly over the grid shifts (all of them when
+    there are fewer); the pruning threshold comes from the sample's own root and depth-1
+    importances. The next depth's nodes, which that pruning decides, are counted without
+    being evaluated. Comparing these sizes with the same sample grown on another score
+    tells how much more or less of the trees that score keeps, at a small part of a run's
+    cost.
+
+    Returns
+    -------
+    sizes : tuple of int
+        Nodes at depths 0 (the roots) to ``through_depth + 1``, summed over the sample.
+    evaluations : int
+        Scores evaluated (distinct rectangles, the unoccluded image included).
+    """
+    h, w = (int(v) for v in shape)
+    depth_max = int(max_depth)
+    last = max(0, min(int(through_depth), depth_max - 1))
+    grid = OffsetGrid(h, w, depth_max, True)
+    n = 2 ** depth_max
+    step = max(1, n // max(1, int(round(np.sqrt(max(1, int(n_trees)))))))
+    grid.shifts = [(a, b) for a, b in grid.shifts if a % step == 0 and b % step == 0]
+    grid.n_offsets = len(grid.shifts)
+    ev = _Evaluator(score_fn, batch_size, None, cancel, None, grid)
+    trees = _Trees(grid, ev, None, min_importance)
+    sizes = [grid.n_offsets]
+    for _ in range(last):
+        rects = trees.next_rects()
+        sizes.append(len(rects))
+        trees.grow(rects)
+    sizes.append(len(trees.next_rects()))
+    return tuple(sizes), ev.count
+
+
+class _Trees:
+    """The offset trees grown together, breadth first, pruned as they grow."""
+
+    def __init__(self, grid, ev, unoccluded_score, min_importance):
+        self.grid, self.ev, self.min_importance = grid, ev, float(min_importance)
+        if unoccluded_score is None:
+            self.s0 = ev.scores([_EMPTY])[0]
+            self.naive = 1
+        else:
+            self.s0 = np.atleast_1d(np.asarray(unoccluded_score, dtype=np.float64))
+            self.naive = 0
+        root = (0, grid.t, 0, grid.t)
+        self.root_imp = self.s0 - ev.scores([grid.rect(root)])[0]
+        ev.end_depth()
+        self.naive += grid.n_offsets
+        self.frontier = [(i, root, self.root_imp) for i in range(grid.n_offsets)]
+        self.leaves = [[] for _ in range(grid.n_offsets)]
+        self.threshold = None
+        self.depth = 0
+        self.flat = self.kids = None
+
+    def next_rects(self):
+        """The rectangles of the next depth: children of the nodes kept so far."""
+        self.kids = [self.grid.children(i, node, self.depth) for i, node, _ in self.frontier]
+        self.flat = [(i, c) for (i, _, _), cs in zip(self.frontier, self.kids) for c in cs]
+        self.naive += len(self.flat)
+        return [self.grid.rect(c) for _, c in self.flat]
+
+    def grow(self, rects):
+        """Evaluate the next depth's ``rects`` and prune."""
+        imps = self.s0 - self.ev.scores(rects)
+        self.ev.end_depth()
+        if self.threshold is None:
+            scale = max(np.abs(self.root_imp[0]), np.abs(imps[:, 0]).max(initial=0.0))
+            self.threshold = self.min_importance * scale
+        self.frontier = _prune(self.frontier, self.kids, imps, self.threshold, self.leaves,
+                               self.depth)
+        self.depth += 1
+
+    def finish(self):
+        for i, node, imp in self.frontier:
+            self.leaves[i].append((node, self.depth, imp))
 
 
 def evaluation_bound(shape, max_depth, offsets=True):
@@ -211,7 +282,7 @@ def _prune(frontier, kids, imps, threshold, leaves, depth):
     return nxt
 
 
-def combine_trees(grid, leaves, s0, n_best, n_eval, n_naive, n_unshared):
+def combine_trees(grid, leaves, s0, n_best, n_eval, n_naive, n_unshared, by_depth=()):
     """Rank offset trees by importance per covered area, average the best heatmaps.
 
     ``leaves[i]`` holds offset tree ``i``'s leaves as ``(node, depth, importance [D])``;
@@ -237,6 +308,7 @@ def combine_trees(grid, leaves, s0, n_best, n_eval, n_naive, n_unshared):
         heatmap=heat[0] if scalar else heat, leaves=out_leaves, n_evaluations=n_eval,
         n_naive_evaluations=n_naive,
         n_unshared_evaluations=n_unshared,
+        evaluations_by_depth=tuple(int(v) for v in by_depth),
         n_offsets=grid.n_offsets,
         unoccluded_score=float(s0[0]) if scalar else s0,
         best_offsets=[grid.offset_px(i) for i in order])
@@ -326,33 +398,52 @@ class OffsetGrid:
 
 
 class _Evaluator:
-    """Scores keyed rectangles in batches, each key once; counts evaluations."""
+    """Scores rectangles in batches, each distinct one once; counts evaluations by depth and
+    reports progress against the expected total, refined as the trees grow."""
 
-    def __init__(self, score_fn, batch_size, progress, cancel, total):
+    def __init__(self, score_fn, batch_size, progress, cancel, expected_by_depth, grid):
         self.fn, self.batch_size = score_fn, batch_size
-        self.progress, self.cancel, self.total = progress, cancel, max(total, 1)
+        self.progress, self.cancel = progress, cancel
+        self.profile = None if expected_by_depth is None else \
+            [max(0.0, float(v)) for v in expected_by_depth]
+        self.total = max(1.0, sum(self.profile) if self.profile else grid.upper_bound())
         self.memo = {}
         self.count = 0
+        self.by_depth = []
+        self._depth_start = 0
 
-    def scores(self, keys, rects):
-        """Scores of ``rects`` (one per key), shape (n, D); new keys are evaluated."""
-        new, seen = [], set()
-        for key, rect in zip(keys, rects):
-            if key not in self.memo and key not in seen:
-                seen.add(key)
-                new.append((key, rect))
+    def n_new(self, rects):
+        """How many of ``rects`` have not been evaluated yet."""
+        return len({r for r in rects if r not in self.memo})
+
+    def expect(self, depth, rects):
+        """``depth``'s rectangles are known: recount the total expected. Returns ``rects``."""
+        if self.profile is not None and depth < len(self.profile):
+            n = self.n_new(rects)
+            planned = self.profile[depth]
+            share = n / planned if planned > 0 else 1.0
+            self.total = max(1.0, self.count + n + share * sum(self.profile[depth + 1:]))
+        return rects
+
+    def end_depth(self):
+        self.by_depth.append(self.count - self._depth_start)
+        self._depth_start = self.count
+
+    def scores(self, rects):
+        """Scores of ``rects`` (tuples), shape (n, D); new ones are evaluated."""
+        new = list(dict.fromkeys(r for r in rects if r not in self.memo))
         check_cancel(self.cancel)
         if new:
-            arr = np.asarray([r for _, r in new], dtype=np.int64).reshape(-1, 4)
+            arr = np.asarray(new, dtype=np.int64).reshape(-1, 4)
             res = run_batched(self.fn, arr, self.batch_size, progress=self.progress,
                               cancel=self.cancel, done=self.count,
-                              # past the expected count: keep a margin below 1
-                              total=max(self.total, -(-20 * (self.count + len(new)) // 19)))
+                              # never past the total: 1 only once the run ends
+                              total=max(int(round(self.total)), self.count + len(new) + 1))
             res = np.asarray(res, dtype=np.float64).reshape(len(new), -1)
-            for (key, _), row in zip(new, res):
-                self.memo[key] = row
+            for rect, row in zip(new, res):
+                self.memo[rect] = row
             self.count += len(new)
-        return np.stack([self.memo[k] for k in keys]) if keys else np.zeros((0, 1))
+        return np.stack([self.memo[r] for r in rects]) if rects else np.zeros((0, 1))
 
     def finish(self):
         if self.progress is not None:

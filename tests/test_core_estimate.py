@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from seg_explainer.core.cells import PAPER_CELL_SIZE, auto_cell_size, hexagon_grid
-from seg_explainer.core.estimate import (expected_occlusion_evaluations, plan_run,
-                                         region_size)
+from seg_explainer.core.estimate import (expected_occlusion_evaluations, occlusion_profile,
+                                         plan_run, region_size)
 from seg_explainer.core.job import explain_to_files, read_job
 from seg_explainer.core.metadata import parse_metadata
 from seg_explainer.core.occlusion import evaluation_bound, multiscale_occlusion
@@ -95,9 +95,8 @@ def test_occlusion_expects_between_its_first_level_and_its_bound():
     assert expected_occlusion_evaluations(192, 4, 4) < expected_occlusion_evaluations(192, 4, 96)
 
 
-def test_occlusion_progress_stays_below_one_until_the_end():
-    rng = np.random.default_rng(1)
-    weights = rng.random((64, 64))
+def _weights_score(seed=1, size=64):
+    weights = np.random.default_rng(seed).random((size, size))
 
     def score(rects):
         out = []
@@ -105,8 +104,75 @@ def test_occlusion_progress_stays_below_one_until_the_end():
             out.append(weights.sum() - weights[r0:r1, c0:c1].sum())
         return np.asarray(out)
 
-    for expected in (10, 400, 100000):      # far too few, about right, far too many
+    return score
+
+
+def test_occlusion_progress_stays_below_one_until_the_end():
+    score = _weights_score()
+    # expectations far too low, about right, far too high
+    for profile in ((2, 1, 1, 1), (2, 16, 40, 100), (2, 1e5, 1e5, 1e5)):
         seen = []
         multiscale_occlusion(score, (64, 64), max_depth=3, batch_size=16,
-                             progress=seen.append, expected_evaluations=expected)
+                             progress=seen.append, expected_by_depth=profile)
         assert seen[-1] == 1.0 and all(0 <= f < 1 for f in seen[:-1])
+
+
+def test_occlusion_progress_is_exact_when_the_profile_is():
+    score = _weights_score(2)
+    truth = multiscale_occlusion(score, (64, 64), max_depth=3, batch_size=8)
+    seen = []
+    counted = []
+
+    def counting(rects):
+        counted.append(len(np.asarray(rects).reshape(-1, 4)))
+        return score(rects)
+
+    # the right proportions at the wrong scale: exact once depth 1 is known
+    profile = [truth.evaluations_by_depth[0]] + [3 * c for c in truth.evaluations_by_depth[1:]]
+    multiscale_occlusion(counting, (64, 64), max_depth=3, batch_size=8,
+                         progress=seen.append, expected_by_depth=profile)
+    done = np.cumsum(counted)
+    n = truth.n_evaluations
+    assert done[-1] == n and len(seen) == len(done) + 1
+    known = done > truth.evaluations_by_depth[0]          # depth 1's rectangles known
+    assert known.sum() > 5
+    # the fraction of the whole run done (at most 1 / n off: 1 is kept for the end)
+    assert np.allclose(np.asarray(seen[:-1])[known], (done / n)[known], rtol=0, atol=1 / n)
+
+
+def test_sampled_trees_with_every_offset_are_the_whole_run():
+    from seg_explainer.core.occlusion import sampled_tree_sizes
+
+    for seed, depth in ((3, 2), (4, 3)):
+        score = _weights_score(seed)
+        whole = multiscale_occlusion(score, (64, 64), max_depth=depth, batch_size=32)
+        assert sum(whole.evaluations_by_depth) == whole.n_evaluations
+        assert len(whole.evaluations_by_depth) == depth + 1
+        sizes, spent = sampled_tree_sizes(score, (64, 64), max_depth=depth,
+                                          through_depth=depth - 1, n_trees=4 ** depth)
+        assert len(sizes) == depth + 1 and sizes[0] == 4 ** depth
+        # every node the run grows, the unoccluded image besides
+        assert 1 + sum(sizes) == whole.n_unshared_evaluations
+        assert spent == whole.n_evaluations - whole.evaluations_by_depth[-1]
+        # a sample of 4 trees grows fewer nodes for fewer evaluations
+        few, cheap = sampled_tree_sizes(score, (64, 64), max_depth=depth,
+                                        through_depth=depth - 1, n_trees=4)
+        assert few[0] == 4 and cheap < spent
+
+
+def test_shares_of_the_stand_in_give_the_run_s_count():
+    window, depth, side = 96, 3, 30
+    profile = occlusion_profile(window, depth, side)
+    assert len(profile) == depth + 1
+    # depths 0 and 1 are never pruned: what a run spends when nothing matters
+    flat = multiscale_occlusion(lambda rects: np.zeros(len(np.reshape(rects, (-1, 4)))),
+                                (window, window), max_depth=depth)
+    assert sum(profile[:2]) == flat.n_evaluations
+    run = (profile[0], profile[1], 0.4 * profile[2], 0.1 * profile[3])
+    assert expected_occlusion_evaluations(window, depth, side, shares=(0.4, 0.1)) == \
+        round(sum(run))
+    # the last share holds below it; no share below depth 1 leaves depths 0 and 1
+    assert expected_occlusion_evaluations(window, depth, side, shares=(0.4,)) == \
+        round(sum(profile[:2]) + 0.4 * sum(profile[2:]))
+    assert expected_occlusion_evaluations(window, depth, side, shares=(0.0,)) == \
+        flat.n_evaluations
