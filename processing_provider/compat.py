@@ -11,8 +11,7 @@ from qgis import core as _core
 
 __all__ = ["ADVANCED", "NUMBER_DOUBLE", "NUMBER_INTEGER", "SOURCE_POLYGON", "SOURCE_POINT",
            "GEOMETRY_POINT", "GEOMETRY_POLYGON", "GEOMETRY_LINE", "FILTER_RASTER",
-           "FILTER_POLYGON", "FILTER_POINT", "PROPERTY_FILL_COLOR", "enum_value",
-           "layer_filters"]
+           "FILTER_POLYGON", "FILTER_POINT", "enum_value", "layer_filters"]
 
 
 def enum_value(*paths):
@@ -47,8 +46,6 @@ FILTER_RASTER = enum_value("Qgis.LayerFilter.RasterLayer",
 FILTER_POLYGON = enum_value("Qgis.LayerFilter.PolygonLayer",
                             "QgsMapLayerProxyModel.Filter.PolygonLayer")
 FILTER_POINT = enum_value("Qgis.LayerFilter.PointLayer", "QgsMapLayerProxyModel.Filter.PointLayer")
-PROPERTY_FILL_COLOR = enum_value("QgsSymbolLayer.Property.FillColor",
-                                 "QgsSymbolLayer.Property.PropertyFillColor")
 
 
 def layer_filters(*filters):

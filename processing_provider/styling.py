@@ -125,14 +125,64 @@ def outline_style(layer):
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
 
-def set_value_scale(layer, scale=None):
-    """Store the colour scale of the cells ``layer`` in its variable ``segx_max_abs_value``:
-    ``scale``, or the largest ``|value|`` of its features when None.
+#: The cells' classes, as fractions of the run's colour scale: |value| below the first is
+#: "about 0" (unfilled); each class is filled with the signed raster ramp's colour at its middle.
+CELL_BOUNDS = (0.1, 0.4, 0.7)
+#: The signed raster's ramp (resources/styles/signed.qml): value on the unit scale -> colour.
+SIGNED_RAMP = ((-1.0, "#b2182b"), (-0.5, "#ef8a62"), (0.0, "#f7f7f7"), (0.5, "#91cf60"),
+               (1.0, "#1a9850"))
 
-    The cells style scales its colours by this variable. It is computed here, once, in the
-    main thread: an aggregate such as ``maximum(abs("value"))`` in the style itself would be
-    evaluated by the map renderer's thread while it reads the layer, which crashes QGIS 3.22.
+
+def ramp_colour(fraction):
+    """The signed ramp's colour at ``fraction`` (-1 to 1) of the scale, a ``QColor``."""
+    from qgis.PyQt.QtGui import QColor
+
+    f = min(1.0, max(-1.0, float(fraction)))
+    for (v0, c0), (v1, c1) in zip(SIGNED_RAMP[:-1], SIGNED_RAMP[1:]):
+        if f <= v1:
+            t = (f - v0) / (v1 - v0)
+            a, b = QColor(c0), QColor(c1)
+            return QColor(*(round(x + t * (y - x)) for x, y in
+                            zip(a.getRgb()[:3], b.getRgb()[:3])))
+    return QColor(SIGNED_RAMP[-1][1])
+
+
+def cell_classes(scale):
+    """``[(lower, upper, label, fraction or None)]``: the cells' classes on a colour scale,
+    inhibition first; ``fraction`` is where the class's colour sits on the signed ramp (None:
+    unfilled). The outer classes reach any value beyond the scale."""
+    edges = [s * scale for s in CELL_BOUNDS]
+    big = 1e30
+
+    def fmt(v):
+        return f"{v:+.3g}"
+
+    out = []
+    lows = [-big, -edges[2], -edges[1]]
+    highs = [-edges[2], -edges[1], -edges[0]]
+    for lo, hi in zip(lows, highs):
+        text = f"below {fmt(hi)}" if lo == -big else f"{fmt(lo)} to {fmt(hi)}"
+        out.append((lo, hi, f"{text} inhibition",
+                    -(abs(hi) + (abs(lo) if lo != -big else scale)) / 2 / scale))
+    out.append((-edges[0], edges[0], f"about 0 ({fmt(-edges[0])} to {fmt(edges[0])})", None))
+    for lo, hi in zip([edges[0], edges[1], edges[2]], [edges[1], edges[2], big]):
+        text = f"above {fmt(lo)}" if hi == big else f"{fmt(lo)} to {fmt(hi)}"
+        out.append((lo, hi, f"{text} excitation", (lo + (hi if hi != big else scale)) / 2 / scale))
+    return out
+
+
+def set_value_scale(layer, scale=None):
+    """Colour the cells ``layer`` by its ``value`` on a colour scale: ``scale``, or the largest
+    ``|value|`` of its features when None. A graduated renderer of :func:`cell_classes`, so the
+    legend lists each class with its range and the words excitation and inhibition; the scale
+    is also stored in the layer variable ``segx_max_abs_value``.
+
+    Computed here, once, in the main thread: an aggregate such as ``maximum(abs("value"))`` in
+    the style itself would be evaluated by the map renderer's thread while it reads the layer,
+    which crashes QGIS 3.22.
     """
+    from qgis.core import QgsFillSymbol, QgsGraduatedSymbolRenderer, QgsRendererRange
+
     largest = 0.0
     if scale is None:
         for feature in layer.getFeatures():
@@ -144,7 +194,17 @@ def set_value_scale(layer, scale=None):
                 largest = max(largest, v)
     else:
         largest = float(scale)
-    QgsExpressionContextUtils.setLayerVariable(layer, "segx_max_abs_value", largest or 1e-12)
+    largest = largest or 1e-12
+    QgsExpressionContextUtils.setLayerVariable(layer, "segx_max_abs_value", largest)
+    ranges = []
+    for lo, hi, label, fraction in cell_classes(largest):
+        fill = ramp_colour(fraction) if fraction is not None else None
+        rgba = "0,0,0,0" if fill is None else f"{fill.red()},{fill.green()},{fill.blue()},230"
+        symbol = QgsFillSymbol.createSimple({
+            "color": rgba, "style": "no" if fill is None else "solid",
+            "outline_color": "40,40,40,120", "outline_width": "0.1"})
+        ranges.append(QgsRendererRange(lo, hi, symbol, label))
+    layer.setRenderer(QgsGraduatedSymbolRenderer("value", ranges))
 
 
 def result_group_name(raster_name, class_name, method, when):

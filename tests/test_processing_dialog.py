@@ -9,7 +9,6 @@ import pytest
 from osgeo import gdal, ogr
 
 from helpers_qgis import ROI_OIL, provider, project_restored, wait_until  # noqa: F401
-from seg_explainer.processing_provider.compat import PROPERTY_FILL_COLOR
 
 STYLES = Path(__file__).resolve().parent.parent / "resources" / "styles"
 
@@ -156,7 +155,7 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     layer its QML style and files it under one group named for the run, above the input."""
     import processing
     from qgis.core import (QgsExpressionContextUtils, QgsProcessingContext,
-                           QgsProcessingFeedback, QgsRasterLayer,
+                           QgsProcessingFeedback, QgsRasterLayer, QgsRenderContext,
                            QgsSingleBandPseudoColorRenderer)
 
     from seg_explainer.processing_provider.styling import colour_scale
@@ -217,19 +216,35 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     assert len(middle) == 1 and middle[0].color.alpha() == 0
     assert layers["EXCITATION"].renderer().classificationMin() == 0
 
-    # Cells: cells.qml's fill, coloured by a diverging ramp over "value".
+    # Cells: graduated on "value" over the run's colour scale, the legend in words.
     cells = layers["CELLS"]
-    assert cells.renderer().type() == "singleSymbol"
-    symbol_layer = cells.renderer().symbol().symbolLayer(0)
-    fill = symbol_layer.dataDefinedProperties().property(PROPERTY_FILL_COLOR)
-    assert fill.isActive() and "RdYlGn" in fill.expressionString()
-    assert '"value"' in fill.expressionString()
-    # no aggregate in the style (the render thread would evaluate it: it crashed QGIS 3.22);
-    # the colour scale is the largest |value|, stored on the layer when it was loaded
-    assert "maximum(" not in fill.expressionString()
+    renderer = cells.renderer()
+    assert renderer.type() == "graduatedSymbol" and renderer.classAttribute() == "value"
+    scale = colour_scale(results["MAX_ABS_CONTRIBUTION"])[0]
     largest = max(abs(f["value"]) for f in cells.getFeatures())
     stored = QgsExpressionContextUtils.layerScope(cells).variable("segx_max_abs_value")
-    assert 0 < largest <= float(stored) == colour_scale(results["MAX_ABS_CONTRIBUTION"])[0]
+    assert 0 < largest <= float(stored) == scale
+    labels = [item.label() for item in renderer.legendSymbolItems()]
+    assert len(labels) == 7 and all(labels)
+    assert all(label.endswith("inhibition") for label in labels[:3])
+    assert labels[3].startswith("about 0")
+    assert all(label.endswith("excitation") for label in labels[4:])
+    context = QgsRenderContext()
+    renderer.startRender(context, cells.fields())
+    try:
+        for feature in cells.getFeatures():
+            colour = renderer.symbolForFeature(feature, context).color()
+            value = feature["value"]
+            if value > 0.1 * scale:        # green: excitation
+                assert colour.green() > colour.red() and colour.alpha() > 0, value
+            elif value < -0.1 * scale:     # red: inhibition
+                assert colour.red() > colour.green() and colour.alpha() > 0, value
+    finally:
+        renderer.stopRender(context)
+    # the strongest classes take the signed raster's end colours' side of the ramp
+    ranges = renderer.ranges()          # kept: each range owns its symbol
+    ends = [ranges[i].symbol().color() for i in (0, -1)]
+    assert ends[0].red() > 150 > ends[0].green() and ends[-1].green() > 120 > ends[-1].red()
     assert cells.featureCount() > 4
 
     # One group for the run, above the input raster, holding exactly the four layers.
