@@ -53,6 +53,12 @@ class Plan:
     evaluations: int
     most: int
 
+    def with_evaluations(self, evaluations):
+        """This plan with ``evaluations`` expected (e.g. measured for occlusion)."""
+        from dataclasses import replace
+
+        return replace(self, evaluations=int(evaluations))
+
     def text(self):
         """One line for a form: ``"192 x 192 px window (automatic); hexagons of 14 px
         (automatic), 72 cells; 2,194 model evaluations"``."""

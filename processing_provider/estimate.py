@@ -6,13 +6,13 @@ from qgis.core import QgsCoordinateTransform, QgsCsException, QgsGeometry, QgsPr
 from ..core.estimate import plan_run, region_size
 from .parameters import by_key
 
-__all__ = ["plan_for_region", "region_size_on_raster"]
+__all__ = ["engine_params", "estimate_inputs", "occlusion_sample", "plan_for_region",
+           "region_on_raster", "region_size_on_raster"]
 
 
-def region_size_on_raster(geometry, crs, raster):
-    """``(pixels, extent)`` of ``geometry`` (a QgsGeometry in ``crs``) on the raster layer's
-    grid: its area in pixels and the larger side of its bounding box in pixels; None when the
-    region cannot be brought to the raster's CRS (the run then says why)."""
+def region_on_raster(geometry, crs, raster):
+    """``geometry`` (a QgsGeometry in ``crs``) in the raster layer's CRS; None when it cannot be
+    brought there (the run then says why)."""
     geom = QgsGeometry(geometry)
     if crs.isValid() and raster.crs().isValid() and crs != raster.crs():
         transform = QgsCoordinateTransform(crs, raster.crs(), QgsProject.instance())
@@ -20,12 +20,40 @@ def region_size_on_raster(geometry, crs, raster):
             geom.transform(transform)
         except QgsCsException:
             return None
+    return None if geom.isNull() else geom
+
+
+def region_size_on_raster(geometry, crs, raster):
+    """``(pixels, extent)`` of ``geometry`` (a QgsGeometry in ``crs``) on the raster layer's
+    grid: its area in pixels and the larger side of its bounding box in pixels; None when the
+    region cannot be brought to the raster's CRS (the run then says why)."""
+    geom = region_on_raster(geometry, crs, raster)
     dx, dy = abs(raster.rasterUnitsPerPixelX()), abs(raster.rasterUnitsPerPixelY())
-    if geom.isNull() or not dx or not dy:
+    if geom is None or not dx or not dy:
         return None
     extent = raster.extent()      # the run measures the region on this grid (core)
     return region_size(bytes(geom.asWkb()),
                        (extent.xMinimum(), dx, 0.0, extent.yMaximum(), 0.0, -dy))
+
+
+def engine_params(values):
+    """``{engine parameter name: value}`` from a form's ``{Processing key: form value}``."""
+    return {by_key(key).name: by_key(key).from_form(value) for key, value in values.items()}
+
+
+def occlusion_sample(values, geometry, crs, raster, class_name, bands):
+    """What :func:`~seg_explainer.core.estimate.measured_occlusion_evaluations` needs to
+    sample a run's occlusion trees, as plain values (for a background task): ``{"source",
+    "roi_wkb", "bands", "window", "class_name", "params"}``; None when the region cannot be
+    brought to the raster's CRS. ``values`` are the form's ``{Processing key: value}``."""
+    geom = region_on_raster(geometry, crs, raster) if geometry is not None else None
+    if geom is None:
+        return None
+    params = engine_params(values)
+    window = params.pop("window", None) or None
+    return {"source": raster.source().split("|")[0], "roi_wkb": bytes(geom.asWkb()),
+            "bands": tuple(bands) if bands else None, "window": window,
+            "class_name": class_name, "params": params}
 
 
 def plan_for_region(method, values, geometry, crs, raster, model_info):
@@ -35,9 +63,25 @@ def plan_for_region(method, values, geometry, crs, raster, model_info):
     size = region_size_on_raster(geometry, crs, raster) if geometry is not None else None
     if size is None:
         return None
-    params = {by_key(key).name: by_key(key).from_form(value) for key, value in values.items()
-              if key in ("WINDOW", "HEX_SIZE", "N_SAMPLES", "N_MASKS", "MAX_DEPTH")}
+    params = engine_params({key: value for key, value in values.items()
+                            if key in ("WINDOW", "HEX_SIZE", "N_SAMPLES", "N_MASKS",
+                                       "MAX_DEPTH")})
     info = model_info or {}
     return plan_run(method, params, region_pixels=size[0], region_extent=size[1],
                     fixed_size=info.get("fixed_size"), tile_size=info.get("tile_size"),
                     context=info.get("context"))
+
+
+def estimate_inputs(method, values, outline, raster, model_info, class_name, bands):
+    """``(plan, occlusion sample)`` of a form's run: the :func:`plan_for_region` of
+    ``method`` with the form's ``values`` (``{Processing key: value}``) on the region
+    ``outline`` (``(QgsGeometry, CRS)``) of ``raster``, and for occlusion the
+    :func:`occlusion_sample` inputs (else None). ``bands`` is ``(band numbers, problem)``.
+    ``(None, None)`` until a model, a raster and a region are chosen."""
+    if model_info is None or outline is None or raster is None:
+        return None, None
+    plan = plan_for_region(method, values, outline[0], outline[1], raster, model_info)
+    numbers, problem = bands
+    if plan is None or method != "occlusion" or problem:
+        return plan, None
+    return plan, occlusion_sample(values, outline[0], outline[1], raster, class_name, numbers)

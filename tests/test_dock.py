@@ -304,6 +304,41 @@ def test_estimate_counts_evaluations_and_times_one_batch(ready):
     assert "about" in ready.output_box.estimate_label.text()
 
 
+def test_occlusion_s_estimate_samples_its_real_trees(ready):
+    """Issue 14 point 3: occlusion's evaluations depend on what the model sees; 'Estimate time'
+    samples the run's own trees (core.estimate.measured_occlusion_evaluations on the run's
+    inputs) and the run then spends about that many."""
+    from seg_explainer.core.estimate import measured_occlusion_evaluations
+    from seg_explainer.core.job import read_job, resolve_class
+    from seg_explainer.core.model import SegmentationModel
+
+    _select_method(ready, "occlusion")
+    ready.method_form.param_widgets["occlusion"]["MAX_DEPTH"].setValue(3)
+    plan = ready.plan()
+    assert ready.update_estimate() == (plan.evaluations, None)     # not timed yet
+    task = ready.start_estimate()
+    assert task is not None and task.occlusion is not None
+    _wait(lambda: ready.output_box.estimate_task is None, timeout=120)
+    assert task.evaluations is not None, task.error
+    spec = task.occlusion
+    assert spec["window"] == 64 and spec["params"]["max_depth"] == 3
+    model = SegmentationModel.load(ready.model_picker.path())
+    job = read_job(model, spec["source"], spec["roi_wkb"], bands=spec["bands"],
+                   window=spec["window"])
+    index = resolve_class(spec["class_name"], model.class_names)
+    assert task.evaluations == measured_occlusion_evaluations(model, job, index,
+                                                              spec["params"])[0]
+    count, seconds = ready.update_estimate()
+    assert count == task.evaluations
+    assert seconds == pytest.approx(task.seconds_per_batch * count / 32)
+    assert "from a sample of its trees" in ready.output_box.estimate_label.text()
+    run = ready.run()
+    assert run is not None, ready.result_panel.label.text()
+    _wait(lambda: ready.current_run is None, timeout=120)
+    assert run.ok, run.error
+    assert 0.75 <= run.results["N_EVALUATIONS"] / count <= 1.25
+
+
 def test_draw_tool_from_the_dock_sets_the_region(dock, qgis_iface, raster):
     canvas = qgis_iface.mapCanvas()
     canvas.show()

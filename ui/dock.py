@@ -115,35 +115,38 @@ class SegExplainerDock(QDockWidget):
         self.update_estimate()
 
     # ====================================================================== estimate
-    def plan(self, method=None):
-        """The run's :class:`~seg_explainer.core.estimate.Plan` (window, cells, evaluations),
-        None until a model, a raster and a region are chosen."""
-        from ..processing_provider.estimate import plan_for_region
+    def estimate_inputs(self):
+        """``(plan, occlusion sample)`` of the run as set: see
+        :func:`~seg_explainer.processing_provider.estimate.estimate_inputs`."""
+        from ..processing_provider.estimate import estimate_inputs
 
-        outline = self.region_picker.outline()
-        raster = self.input_box.raster()
-        info = self.model_picker.info
-        if info is None or outline is None or raster is None:
-            return None
-        method = method or self.method_form.current_method()
-        values = dict(self.method_form.method_values(method),
-                      WINDOW=self.method_form.common_value("WINDOW"))
-        return plan_for_region(method, values, outline[0], outline[1], raster, info)
+        method = self.method_form.current_method()
+        return estimate_inputs(method, self.method_form.values(method),
+                               self.region_picker.outline(), self.input_box.raster(),
+                               self.model_picker.info, self.model_picker.class_name(),
+                               self.input_box.bands())
+
+    def plan(self):
+        """The run's :class:`~seg_explainer.core.estimate.Plan`, or None (see above)."""
+        return self.estimate_inputs()[0]
 
     def update_estimate(self, *_):
         """The run's window, cells and evaluations, and its time once the model is timed."""
-        return self.output_box.show_estimate(self.model_picker.path(), self.plan(),
-                                             self.method_form.common_value("BATCH_SIZE"))
+        plan, sample = self.estimate_inputs()
+        return self.output_box.show_estimate(self.model_picker.path(), plan,
+                                             self.method_form.common_value("BATCH_SIZE"),
+                                             occlusion=sample)
 
     def start_estimate(self):
-        """Time one batch on the run's window in the background (a QgsTask). Returns the
-        task, or None (no plan yet, or a timing is running)."""
-        plan = self.plan()
+        """Time the model on the run's window in the background (a QgsTask; for occlusion it
+        also samples the trees). Returns the task, or None (no plan yet, or a timing runs)."""
+        plan, sample = self.estimate_inputs()
         if plan is None:
             return None
         return self.output_box.start_timing(
             self.model_picker.path(), plan.window, self.input_box.channels(),
-            self.method_form.common_value("BATCH_SIZE"), done=self.update_state)
+            self.method_form.common_value("BATCH_SIZE"), done=self.update_state,
+            occlusion=sample)
 
     # ====================================================================== run
     def build_parameters(self):

@@ -23,6 +23,15 @@ def _safe(text):
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
 
 
+def _sample_key(model_path, occlusion):
+    """A hashable key of a model and occlusion sample inputs (None without a sample)."""
+    if occlusion is None:
+        return None
+    return (model_path,) + tuple(sorted(
+        (k, repr(sorted(v.items())) if isinstance(v, dict) else repr(v))
+        for k, v in occlusion.items()))
+
+
 def default_output_folder():
     """Where results go until the user chooses a folder."""
     return Path.home() / "seg_explainer_results"
@@ -41,6 +50,7 @@ class OutputBox(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("Output", parent)
         self.seconds_per_batch = {}
+        self.measured = {}            # occlusion's evaluations by sample inputs
         self.estimate_task = None
         form = QFormLayout(self)
         self.folder_widget = QgsFileWidget()
@@ -114,11 +124,12 @@ class OutputBox(QGroupBox):
                  lambda path: folder.setFilePath(path or str(default_output_folder())), "")]
 
     # -- the estimate ------------------------------------------------------------------------
-    def show_estimate(self, model_path, plan, batch_size):
+    def show_estimate(self, model_path, plan, batch_size, occlusion=None):
         """The run's window, cells and model evaluations (a
         :class:`~seg_explainer.core.estimate.Plan`, None while no region is chosen), and its
-        time once this model, window and batch size have been timed. Returns
-        ``(evaluations, seconds or None)``, or None."""
+        time once this model, window and batch size have been timed; for occlusion, the
+        evaluations measured on a sample of its trees once ``occlusion`` (the sample's inputs)
+        has been timed. Returns ``(evaluations, seconds or None)``, or None."""
         if model_path is None:
             self.estimate_label.setText("Choose a model to see the cost of a run.")
             return None
@@ -126,24 +137,31 @@ class OutputBox(QGroupBox):
             self.estimate_label.setText("Choose a region of interest: the window and the cells "
                                         "follow it.")
             return None
+        evaluations = plan.evaluations
+        measured = self.measured.get(_sample_key(model_path, occlusion))
         text = plan.text()
+        if plan.method == "occlusion" and measured is not None:
+            evaluations = measured
+            text = plan.with_evaluations(measured).text() + " (from a sample of its trees)"
         per_batch = self.seconds_per_batch.get((model_path, plan.window, batch_size))
         seconds = None
-        if per_batch is not None:
-            seconds = per_batch * plan.evaluations / max(1, batch_size)
+        if per_batch is not None and (plan.method != "occlusion" or measured is not None):
+            seconds = per_batch * evaluations / max(1, batch_size)
             text += f"; about {format_duration(seconds)}"
         else:
             text += "; press 'Estimate time' to time the model on this window"
         self.estimate_label.setText(text + ".")
-        return plan.evaluations, seconds
+        return evaluations, seconds
 
     def set_state(self, can_time):
         """"Estimate time" is enabled when a run could be timed and no timing is running."""
         self.estimate_button.setEnabled(can_time and self.estimate_task is None)
 
-    def start_timing(self, model_path, window, channels, batch_size, done):
-        """Time one batch in the background (a QgsTask); ``done(task)`` is called on the main
-        thread once the answer is kept. Returns the task, or None while a timing runs."""
+    def start_timing(self, model_path, window, channels, batch_size, done, occlusion=None):
+        """Time one batch in the background (a QgsTask) and, given ``occlusion`` (the inputs of
+        a sample of occlusion's trees), measure its evaluations; ``done(task)`` is called on
+        the main thread once the answer is kept. Returns the task, or None while a timing
+        runs."""
         from .estimate_task import EstimateTask
         from .task import start_task
 
@@ -154,12 +172,17 @@ class OutputBox(QGroupBox):
         def timed(task):
             if task.seconds_per_batch is not None:
                 self.seconds_per_batch[key] = task.seconds_per_batch
+            if task.evaluations is not None:
+                self.measured[_sample_key(model_path, occlusion)] = task.evaluations
             self.estimate_task = None
             done(task)
             if task.error:
                 self.estimate_label.setText(f"The model could not be timed: {task.error}")
 
-        self.estimate_task = EstimateTask(model_path, window, channels, batch_size, done=timed)
+        self.estimate_task = EstimateTask(model_path, window, channels, batch_size, done=timed,
+                                          occlusion=occlusion)
         self.estimate_button.setEnabled(False)
-        self.estimate_label.setText("Timing the model on the window...")
+        self.estimate_label.setText("Timing the model on the window..." if occlusion is None
+                                    else "Timing the model and sampling occlusion's trees on "
+                                         "the region...")
         return start_task(self.estimate_task)
