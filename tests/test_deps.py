@@ -154,7 +154,7 @@ def test_install_runs_pip_in_a_task_and_adds_the_folder_to_sys_path(
 
 
 def test_pins_leave_out_what_is_installed_and_the_pinned_packages():
-    from seg_explainer.ui import deps
+    from seg_explainer.ui import pip_rules
 
     installed = {"numpy": "1.0", "shapely": "2.1.2", "packaging": "23.0"}
 
@@ -167,8 +167,8 @@ def test_pins_leave_out_what_is_installed_and_the_pinned_packages():
         {"metadata": {"name": name, "version": version}} for name, version in
         [("numpy", "2.0"), ("SciPy", "1.99"), ("shapely", "2.1.2"), ("packaging", "24.1"),
          ("scikit-image", "0.26.0")]]})
-    assert deps.pins_from_report(report, version_of) == ["packaging==24.1",
-                                                         "scikit-image==0.26.0"]
+    assert pip_rules.pins_from_report(report, version_of) == ["packaging==24.1",
+                                                              "scikit-image==0.26.0"]
 
 
 def test_requirement_lines_cover_every_supported_python():

@@ -133,7 +133,8 @@ def test_a_user_error_is_a_message_without_traceback(provider, sample_data,  # n
 def test_the_dock_says_a_bug_is_a_bug_and_logs_the_traceback(qgis_app):
     from qgis.core import QgsApplication
 
-    from seg_explainer.ui.task import BUG_MESSAGE, LOG_TAG, ExplainRun
+    from seg_explainer.ui.task import BUG_MESSAGE, ExplainRun
+    from seg_explainer.ui.text import LOG_TAG
 
     logged = []
 

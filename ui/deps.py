@@ -14,7 +14,6 @@ This module imports only ``qgis.core``: it is used by ``initProcessing()`` (also
 import importlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,8 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsMessageLog, QgsTask
 
-from .pip_rules import PINNED, PIP_OPTIONS, constraints_text, project_name, requirement_lines
+from .pip_rules import PIP_OPTIONS, constraints_text, pins_from_report, requirement_lines
+from .text import LOG_TAG
 
 #: import name -> the project (in requirements.txt) that provides it
 REQUIRED = {"onnxruntime": "onnxruntime", "shapely": "shapely", "skimage": "scikit-image"}
@@ -32,7 +32,6 @@ REQUIRED = {"onnxruntime": "onnxruntime", "shapely": "shapely", "skimage": "scik
 #: them (many regions on a local or remote Dask cluster); everything else works without.
 OPTIONAL = {"dask": "dask", "distributed": "distributed"}
 DEPS_FOLDER_NAME = "seg_explainer_deps"
-LOG_TAG = "Segmentation Explainer"
 
 
 def deps_dir():
@@ -144,24 +143,6 @@ def pip_command(pins, target=None, python=None):
     python = python or find_python() or "python3"
     return [python, "-m", "pip", "install", *PIP_OPTIONS, "--no-deps", "--upgrade",
             "--target", target, *pins]
-
-
-def pins_from_report(report_text, version_of=None):
-    """``name==version`` for every package of a pip installation report (JSON) that is not
-    already installed at that version, and never one of :data:`PINNED`."""
-    version_of = version_of or importlib.metadata.version
-    pins = []
-    for item in json.loads(report_text).get("install", []):
-        name, version = item["metadata"]["name"], item["metadata"]["version"]
-        if project_name(name) in PINNED:
-            continue
-        try:
-            if version_of(name) == version:
-                continue
-        except importlib.metadata.PackageNotFoundError:
-            pass
-        pins.append(f"{name}=={version}")
-    return pins
 
 
 class PipInstallTask(QgsTask):

@@ -5,7 +5,8 @@ import traceback
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
 from ..core.errors import UserError
-from .task import LOG_TAG, task_finished
+from .task import task_finished
+from .text import LOG_TAG
 
 __all__ = ["EstimateTask"]
 

@@ -17,6 +17,7 @@ else is installed.
 """
 
 import importlib.metadata
+import json
 import importlib.util
 import re
 import sys
@@ -109,3 +110,21 @@ if __name__ == "__main__":
                                  if project_name(line) not in skip))
     else:
         sys.exit("usage: python3 ui/pip_rules.py constraints | requirements FILE")
+
+
+def pins_from_report(report_text, version_of=None):
+    """``name==version`` for every package of a pip installation report (JSON) that is not
+    already installed at that version, and never one of :data:`PINNED`."""
+    version_of = version_of or importlib.metadata.version
+    pins = []
+    for item in json.loads(report_text).get("install", []):
+        name, version = item["metadata"]["name"], item["metadata"]["version"]
+        if project_name(name) in PINNED:
+            continue
+        try:
+            if version_of(name) == version:
+                continue
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        pins.append(f"{name}=={version}")
+    return pins

@@ -19,11 +19,11 @@ from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProcessingAlgRunn
                        QgsProcessingParameterVectorDestination, QgsProject)
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
+from .text import LOG_TAG
+
 #: Destination parameters whose file the run loads into the project when it ends.
 LAYER_DESTINATIONS = (QgsProcessingParameterRasterDestination,
                       QgsProcessingParameterVectorDestination, QgsProcessingParameterFeatureSink)
-#: Where a run's traceback goes (View > Panels > Log Messages).
-LOG_TAG = "Segmentation Explainer"
 #: What the dock says when the algorithm failed on a bug of ours, not on the user's input.
 BUG_MESSAGE = ("The explanation stopped on an unexpected error: this is a bug in the plugin, "
                "please report it with the traceback from the log (View > Panels > Log "

@@ -3,6 +3,9 @@
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QLabel
 
+#: The plugin's tab in QGIS's log (View > Panels > Log Messages): tracebacks, pip's output.
+LOG_TAG = "Segmentation Explainer"
+
 
 def html(text):
     """``text`` escaped for a QLabel showing rich text; line breaks kept.
