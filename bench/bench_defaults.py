@@ -4,13 +4,14 @@ The sample scene is written as a GeoTIFF and each region is explained with every
 and all parameters at their defaults (automatic window and cell size), through the engine's
 job pipeline (``core.job.explain_to_files``, what the Processing algorithms call). Before
 each run the plan a form shows (``core.estimate.plan_run`` on the region's area and extent)
-and its time (``seconds_per_evaluation`` x evaluations) are computed; after it, the actual
+and its time (``seconds_per_evaluation`` x evaluations; for occlusion the evaluations the dock's
+"Estimate time" measures on a sample of the real trees) are computed; after it, the actual
 evaluations and wall time. Progress is recorded against the clock: "lag" is the largest
 gap between the reported fraction and the fraction of the run's time elapsed.
 
 Regions: the demo's oil, sea and boundary discs (24-40 px), a 60 x 60 px square on the slick
-(the issue's "small region") and a 300 x 300 px square (a large one, which keeps the paper's
-512 px window and 22 px cells).
+(the issue's "small region") and a 300 x 300 px square (a large one: a 448 px window, the
+region and the model's context, and the paper's 22 px cells).
 
 ``--quick`` (the smoke test): the oil region and a 60 px square, RISE and occlusion only, with
 small budgets.
