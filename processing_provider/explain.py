@@ -23,7 +23,7 @@ from .common import (feedback_callbacks, forget_outputs, layer_file, layers_to_l
                      restore_layers_to_load, run_guarded)
 from .compat import NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON
 from .outline import region_outline, write_outline
-from .parameters import check_values, definition, for_algorithm, help_html, read_values
+from .parameters import by_name, check_values, definition, for_algorithm, help_html, read_values
 from .styling import (REGION_NAME, colour_scale, result_group_name, result_layer_name,
                       style_on_load)
 
@@ -79,15 +79,17 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
                 "the score up), INHIBITION (areas that pushed it down), both non-negative, and "
                 "SIGNED = EXCITATION - INHIBITION.</p>"
                 "<p>CROP runs the model on the smallest part of the window around the region "
-                "whose prediction over the region is the whole window's (checked to 1e-6 on the "
+                "whose prediction over the region is the whole window's (checked to "
+                f"{by_name('crop_tolerance').default:g} on the "
                 "image, on everything switched off and on half of it switched off), so a fully "
                 "convolutional model costs less in a large window. RISE and occlusion then give "
                 "the uncropped result up to float rounding; SHAP cells wholly outside the crop "
                 "get exactly 0 and leave the game, so sampled (not exact) SHAP values are "
                 "estimated from other coalitions than without CROP. The log says which crop was "
                 "used, or why none. Crop "
-                "edges lie on multiples of CROP_MULTIPLE pixels (the model's total stride, 32 "
-                "for a 5-level U-Net).</p><p>FAITHFULNESS (steps, 0 = off) measures the "
+                "edges lie on multiples of CROP_MULTIPLE pixels (the model's total stride; "
+                f"default {by_name('crop_multiple').default}, a 5-level U-Net's).</p>"
+                "<p>FAITHFULNESS (steps, 0 = off) measures the "
                 "deletion and insertion AUCs of the signed map against a random ordering "
                 "(DELETION_AUC, INSERTION_AUC, RANDOM_*; also in the outputs' metadata and "
                 "the report).</p><p>REGION (optional) writes the region's outline, in the "
