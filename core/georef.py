@@ -168,7 +168,7 @@ def gridded_source(source):
     name = _srs(dst_wkt).GetName()
     record = {"warp": json.dumps({"from": how, "to_crs": name, "resampling": "bilinear",
                                   "pixel_size": [gt[1], -gt[5]], "size": list(size)})}
-    warning = (f"The raster is georeferenced by {how} only; it is explained on a grid warped on "
+    warning = (f"The raster is georeferenced by {how} only; it is read on a grid warped on "
                f"the fly to {name} ({gt[1]:.3g} x {-gt[5]:.3g} map units per pixel, bilinear). "
                "The outputs are on that grid and record the warp.")
     return Gridded(path=path, warped=True, source_crs_wkt=src_wkt, grid_crs_wkt=dst_wkt,

@@ -21,6 +21,7 @@ is an :class:`~.errors.InputError` naming the Processing parameter to change. Wr
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +32,10 @@ from .errors import ExplanationCancelled, InputError
 from .outputs import (OutputSet, check_destinations, check_writable, is_disk_full,
                       output_failure)
 
-__all__ = ["EXPLAIN_OUTPUTS", "Faithfulness", "Job", "JobRun", "NODATA", "check_job",
-           "crop_message", "explain_to_files", "faithfulness", "plugin_version", "read_job",
-           "resolve_bands", "resolve_class", "run_metadata", "segment_to_files", "write_cells",
-           "write_outputs"]
+__all__ = ["EXPLAIN_OUTPUTS", "Faithfulness", "Job", "JobRun", "NODATA", "OpenedRaster",
+           "check_job", "crop_message", "explain_to_files", "extent_window", "faithfulness",
+           "opened_raster", "plugin_version", "read_job", "resolve_bands", "resolve_class",
+           "run_metadata", "segment_to_files", "write_cells", "write_outputs"]
 
 #: Nodata value of the explanation rasters.
 NODATA = -9999.0
@@ -165,8 +166,45 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     InputError
         For every input that cannot work, naming the parameter to change.
     """
-    from dataclasses import replace
+    with opened_raster(model, source, bands) as opened:
+        return _read_grid(model, source, opened, roi_wkb, window)
 
+
+@dataclass(frozen=True, eq=False)
+class OpenedRaster:
+    """A raster as the engine reads it (:func:`opened_raster`).
+
+    Attributes
+    ----------
+    grid : Gridded
+        What to read (``grid.path``): the raster itself, a warped VRT of it, or a Sentinel-1
+        product's calibrated bands (warped); ``grid.to_grid`` brings a region to its grid.
+    bands : list of int or None
+        The bands of ``grid.path`` to read (None: all; a Sentinel-1 product's ``bands`` have
+        already chosen its polarisations).
+    warnings : tuple of str
+        What the user should know about how it is read (calibration, warp).
+    record : dict
+        What the outputs record about it (``sentinel1``, ``warp``).
+    """
+
+    grid: object
+    bands: object
+    warnings: tuple = ()
+    record: dict = field(default_factory=dict)
+
+
+@contextmanager
+def opened_raster(model, source, bands=None):
+    """The raster ``source`` as the engine reads it, for the length of a ``with`` block.
+
+    The one way every run opens its INPUT (:func:`read_job`, :func:`segment_to_files`): a
+    Sentinel-1 product (SAFE folder, manifest.safe, zip, subdataset name) is calibrated first
+    (:func:`~.sentinel1.calibrated_source`; ``bands`` then choose its polarisations), and a
+    raster georeferenced only by GCPs or RPCs is warped on the fly to a projected grid
+    (:func:`~.georef.gridded_source`). Yields an :class:`OpenedRaster`; its temporary files and
+    warped VRT are removed when the block ends.
+    """
     from .georef import gridded_source
     from .sentinel1 import calibrated_source
 
@@ -174,32 +212,32 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     try:
         grid = gridded_source(s1.path if s1 else source)   # GCP/RPC only: warped on the fly
         try:
-            job = _read_grid(model, source, grid, roi_wkb, None if s1 else bands, window)
+            yield OpenedRaster(
+                grid=grid, bands=None if s1 else bands,
+                warnings=(s1.warnings if s1 else ()) + tuple(grid.warnings),
+                record=dict(grid.record, **(s1.record if s1 else {})))
         finally:
             grid.close()
     finally:
         if s1:
             s1.close()
-    if s1:
-        job = replace(job, warnings=s1.warnings + job.warnings,
-                      recorded=dict(job.recorded, **s1.record))
-    return job
 
 
-def _read_grid(model, source, grid, roi_wkb, bands, window):
+def _read_grid(model, source, opened, roi_wkb, window):
     from .baselines import screening_message
-    from .georef import COMPLEX_TEXT, complex_conversion, points_on_raster, unwrap_antimeridian
-    from .geoio import is_complex, raster_info, read_window, window_geotransform
+    from .georef import points_on_raster, unwrap_antimeridian
+    from .geoio import raster_info, read_window, window_geotransform
     from .region import (explanation_window_edge, pixel_bounds, place_window,
                          region_mask)
     from .shapely_geos import import_shapely
 
     shapely = import_shapely()
+    grid = opened.grid
     info = raster_info(grid.path)
     if not info.crs_wkt:
         raise InputError("INPUT: the raster has no coordinate reference system. Assign one so "
                          "the results can be georeferenced.")
-    bands = resolve_bands(bands, info.n_bands, model.n_channels)
+    bands = resolve_bands(opened.bands, info.n_bands, model.n_channels)
     fixed = model.fixed_size
     if fixed and window and (window, window) != tuple(fixed):
         raise InputError(f"WINDOW: the model only accepts {fixed[0]} x {fixed[1]} inputs; set "
@@ -208,7 +246,7 @@ def _read_grid(model, source, grid, roi_wkb, bands, window):
     if gt[2] != 0 or gt[4] != 0:
         raise InputError("INPUT: the raster's geotransform is rotated. Warp it to a north-up "
                          "grid (Raster > Projections > Warp) first.")
-    warnings = list(grid.warnings)
+    warnings = list(opened.warnings)
     region = shapely.from_wkb(grid.to_grid(roi_wkb))
     x0, dx, _, y0, _, dy = gt
     extent = shapely.box(x0, y0 + dy * info.height, x0 + dx * info.width, y0)
@@ -244,21 +282,15 @@ def _read_grid(model, source, grid, roi_wkb, bands, window):
             f"The {size} x {size} px window is larger than the raster ({info.height} x "
             f"{info.width} px); the part outside the raster is nodata, shown to the model as "
             "the image's mean.")
-    screened, recorded = {}, dict(grid.record)
-    complex_as = complex_conversion(model)
+    screened, recorded = {}, dict(opened.record)
+    complex_as, note = _complex_bands(model, info, bands, recorded)
     image = read_window(grid.path, win.row0, win.col0, win.height, win.width, bands,
                         screened=screened, complex_as=complex_as)
     screening = screening_message(screened["non_finite"], screened["absurd"])
     if screening:
         warnings.append(screening)
-    complex_bands = [b for b in bands if is_complex(info.dtypes[b - 1])]
-    if complex_bands:
-        warnings.append(
-            f"Band(s) {complex_bands} are complex ({info.dtypes[complex_bands[0] - 1]}); the "
-            f"model is given their {complex_as} ({COMPLEX_TEXT[complex_as]}), as "
-            f"{'its metadata says' if complex_as != 'intensity' else 'by default'}. The "
-            "outputs record it (complex_bands).")
-        recorded["complex_bands"] = json.dumps({"bands": complex_bands, "as": complex_as})
+    if note:
+        warnings.append(note)
     nodata = np.isnan(image).all(axis=-1)
     mask = region_mask(clipped, gt, win)
     if (mask & nodata).any():
@@ -275,6 +307,25 @@ def _read_grid(model, source, grid, roi_wkb, bands, window):
                mask=mask, nodata=nodata, roi_wkb=bytes(shapely.to_wkb(region)),
                warnings=tuple(warnings),
                recorded=recorded)
+
+
+def _complex_bands(model, info, bands, recorded):
+    """``(complex_as, warning or None)``: what the model is given for the complex ``bands``
+    of the raster ``info`` (:func:`~.georef.complex_conversion`); records ``complex_bands``
+    in ``recorded`` when there are any."""
+    from .geoio import is_complex
+    from .georef import COMPLEX_TEXT, complex_conversion
+
+    complex_as = complex_conversion(model)
+    complex_bands = [b for b in bands if is_complex(info.dtypes[b - 1])]
+    if not complex_bands:
+        return complex_as, None
+    recorded["complex_bands"] = json.dumps({"bands": complex_bands, "as": complex_as})
+    return complex_as, (
+        f"Band(s) {complex_bands} are complex ({info.dtypes[complex_bands[0] - 1]}); the "
+        f"model is given their {complex_as} ({COMPLEX_TEXT[complex_as]}), as "
+        f"{'its metadata says' if complex_as != 'intensity' else 'by default'}. The "
+        "outputs record it (complex_bands).")
 
 
 def _is_geographic(crs_wkt):
@@ -714,12 +765,19 @@ def _declared_defaults():
 
 
 def segment_to_files(model, source, probabilities, classes=None, *, bands=None, window=None,
-                     tile_size=None, overlap=None, batch_size=None, progress=None,
-                     cancel=None):
-    """Segment a raster (or a pixel ``window`` of it) into probability and class GeoTIFFs,
-    written together or not at all, recording the run's metadata.
+                     extent=None, tile_size=None, overlap=None, batch_size=None, log=None,
+                     progress=None, cancel=None):
+    """Segment a raster (or a part of it) into probability and class GeoTIFFs, written
+    together or not at all, recording the run's metadata.
 
-    ``probabilities`` and ``classes`` are the output paths (``classes`` optional); the other
+    ``source`` is opened as every run opens it (:func:`opened_raster`): a raster georeferenced
+    only by GCPs or RPCs is segmented on its grid warped on the fly (the outputs are on that
+    grid and record the ``warp``), a Sentinel-1 product is calibrated first (``sentinel1``).
+    ``probabilities`` and ``classes`` are the output paths (``classes`` optional). The part
+    segmented is ``extent``, ``(xmin, ymin, xmax, ymax)`` in the raster's CRS (for a GCP raster
+    or a product, the GCPs' CRS, as QGIS shows the layer), or a pixel ``window``
+    ``(row0, col0, height, width)`` of the grid read; default the whole raster. ``log`` is
+    told ``("warning", text)`` lines for the user (see :func:`explain_to_files`); the other
     parameters are :func:`~.tiling.segment_raster`'s. Returns its summary dict.
     """
     from .geoio import raster_info
@@ -731,27 +789,68 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
     check_destinations(destinations, {"INPUT": source, "MODEL": getattr(model, "path", None)})
     for key, path in destinations.items():
         check_writable(path, key)
-    resolve_bands(bands, raster_info(source).n_bands, model.n_channels)
-    metadata = {"seg_explainer_version": plugin_version(), "model_file": str(model.path),
-                "model_sha256": model.sha256, "method": "segment", "input_raster": str(source),
-                "parameters": json.dumps({"bands": list(bands) if bands else None,
-                                          "window": list(window) if window else None,
-                                          "tile_size": tile_size,
-                                          "overlap": -1 if overlap is None else overlap},
-                                         sort_keys=True)}
     if batch_size is None:
         batch_size = by_name("batch_size").default
-    with OutputSet() as files:
-        tmp = {key: files.temporary(path) for key, path in destinations.items()}
-        try:
-            summary = segment_raster(
-                model, source, tmp["PROBABILITIES"], tmp.get("CLASSES"), bands=bands,
-                window=window, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                metadata=metadata, progress=progress, cancel=cancel)
-            check_cancel(cancel)
-            files.commit()
-        except (OSError, RuntimeError) as exc:   # GDAL: RuntimeError
-            if isinstance(exc, RuntimeError) and not is_disk_full(exc):
-                raise                          # not a writing failure: a bug
-            raise output_failure(exc) from None
+    with opened_raster(model, source, bands) as opened:
+        info = raster_info(opened.grid.path)
+        read_bands = resolve_bands(opened.bands, info.n_bands, model.n_channels)
+        if extent is not None:
+            window = extent_window(opened, info, extent)
+        recorded = dict(opened.record)
+        complex_as, note = _complex_bands(model, info, read_bands, recorded)
+        for warning in opened.warnings + ((note,) if note else ()):
+            _say(log, "warning", warning)
+        metadata = {"seg_explainer_version": plugin_version(), "model_file": str(model.path),
+                    "model_sha256": model.sha256, "method": "segment",
+                    "input_raster": str(source),
+                    "parameters": json.dumps({"bands": list(bands) if bands else None,
+                                              "window": list(window) if window else None,
+                                              "tile_size": tile_size,
+                                              "overlap": -1 if overlap is None else overlap},
+                                             sort_keys=True)}
+        metadata.update(recorded)
+        with OutputSet() as files:
+            tmp = {key: files.temporary(path) for key, path in destinations.items()}
+            try:
+                summary = segment_raster(
+                    model, opened.grid.path, tmp["PROBABILITIES"], tmp.get("CLASSES"),
+                    bands=read_bands, window=window, tile_size=tile_size, overlap=overlap,
+                    batch_size=batch_size, metadata=metadata, complex_as=complex_as,
+                    progress=progress, cancel=cancel)
+                check_cancel(cancel)
+                files.commit()
+            except (OSError, RuntimeError) as exc:   # GDAL: RuntimeError
+                if isinstance(exc, RuntimeError) and not is_disk_full(exc):
+                    raise                          # not a writing failure: a bug
+                raise output_failure(exc) from None
     return summary
+
+
+def extent_window(opened, info, extent):
+    """The pixel window ``(row0, col0, height, width)`` of the grid read that covers
+    ``extent`` (``(xmin, ymin, xmax, ymax)`` in the CRS regions are given in, brought to the
+    grid by :meth:`~.georef.Gridded.to_grid`), clipped to the raster.
+
+    ``opened`` is an :class:`OpenedRaster`, ``info`` its grid's
+    :class:`~.geoio.RasterInfo`. Raises :class:`~.errors.InputError` (``EXTENT: ...``) when
+    the extent does not overlap the raster.
+    """
+    from .region import pixel_bounds
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    xmin, ymin, xmax, ymax = (float(v) for v in extent)
+    drawn = shapely.box(xmin, ymin, xmax, ymax)
+    if opened.grid.warped and drawn.area > 0:     # its edges may curve on the grid
+        drawn = shapely.segmentize(drawn, max(xmax - xmin, ymax - ymin) / 32)
+    on_grid = shapely.from_wkb(opened.grid.to_grid(bytes(shapely.to_wkb(drawn))))
+    x0, dx, _, y0, _, dy = info.geotransform
+    raster = shapely.box(x0, y0 + dy * info.height, x0 + dx * info.width, y0)
+    inside = on_grid.intersection(raster)
+    if inside.is_empty or inside.area <= 0:
+        raise InputError("EXTENT: the extent does not overlap the raster. Choose an extent "
+                         "inside the layer, or leave it empty.")
+    row0, row1, col0, col1 = pixel_bounds(inside, info.geotransform)
+    row0, col0 = max(row0, 0), max(col0, 0)
+    row1, col1 = min(row1, info.height), min(col1, info.width)
+    return row0, col0, max(1, row1 - row0), max(1, col1 - col0)

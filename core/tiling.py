@@ -64,7 +64,7 @@ def fill_tile_nodata(tile):
 
 def segment_raster(model, path, prob_path, class_path, *, bands=None, window=None, tile_size=None,
                    overlap=None, batch_size=by_name("batch_size").default, metadata=None,
-                   progress=None, cancel=None):
+                   complex_as="intensity", progress=None, cancel=None):
     """Segment a raster (or a window of it) and write probability and class GeoTIFFs.
 
     Parameters
@@ -85,6 +85,8 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
         (else 15 % of the tile).
     metadata : dict, optional
         Written into both GeoTIFFs.
+    complex_as : {"intensity", "amplitude"}
+        What complex bands become (:func:`~.geoio.read_window`).
 
     Returns
     -------
@@ -150,8 +152,8 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
             for start in range(0, len(cols), step):
                 check_cancel(cancel)
                 batch_cols = cols[start:start + step]
-                tiles = [read_window(path, row0 + r, col0 + c, tile, tile, bands)
-                         for c in batch_cols]
+                tiles = [read_window(path, row0 + r, col0 + c, tile, tile, bands,
+                                     complex_as=complex_as) for c in batch_cols]
                 pred = model.predict(np.stack([fill_tile_nodata(t) for t in tiles]))
                 for c, p, t in zip(batch_cols, pred, tiles):
                     h, w = min(tile, height - r), min(tile, width - c)
