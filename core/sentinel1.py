@@ -35,10 +35,13 @@ import numpy as np
 from .errors import InputError
 from .geoio import gdal_module
 
-__all__ = ["CALIBRATIONS", "UNIT_KEY", "Calibrated", "Measurement", "calibrate_block",
-           "calibrated_source", "input_unit", "is_sentinel1", "lut_values", "measurements",
-           "resolve_manifest"]
+__all__ = ["CALIBRATIONS", "PRODUCT_CRS", "UNIT_KEY", "Calibrated", "Measurement",
+           "calibrate_block", "calibrated_source", "input_unit", "is_sentinel1", "lut_values",
+           "measurements", "resolve_manifest"]
 
+#: The CRS of a product's geolocation grid (its GCPs): WGS 84. Regions and extents on a
+#: product are given in it, as QGIS shows the product.
+PRODUCT_CRS = "EPSG:4326"
 #: Model metadata key stating the unit of its input backscatter: "dB" or "linear".
 UNIT_KEY = "seg_explainer_input_unit"
 #: Calibration names of GDAL's subdatasets -> the LUT of the calibration files.
@@ -415,7 +418,7 @@ def _write_calibrated(path, chosen, width, height, gcps, lut, db, rows_per_block
 
     gdal = gdal_module()
     wgs = osr.SpatialReference()
-    wgs.ImportFromEPSG(4326)
+    wgs.SetFromUserInput(PRODUCT_CRS)
     out = gdal.GetDriverByName("GTiff").Create(
         path, width, height, len(chosen), gdal.GDT_Float32,
         options=["TILED=YES", "BIGTIFF=IF_SAFER", "SPARSE_OK=TRUE"])

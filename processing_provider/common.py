@@ -4,8 +4,74 @@ into messages a user understands."""
 import os
 import warnings
 
-from qgis.core import (QgsCoordinateTransform, QgsCsException, QgsGeometry,
-                       QgsProcessingContext, QgsProcessingException)
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCsException,
+                       QgsGeometry, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingParameterRasterLayer)
+
+
+def sentinel1_product(value):
+    """``value`` when it is a string naming a Sentinel-1 product in one of the forms the engine
+    reads (a ``.SAFE`` folder, its manifest.safe, a ``.zip`` of it, a ``/vsizip/`` path, a
+    ``SENTINEL1_CALIB:``/``SENTINEL1_DS:`` name: :func:`~..core.sentinel1.is_sentinel1`), else
+    None."""
+    from ..core.sentinel1 import is_sentinel1
+
+    if isinstance(value, str) and value.strip() and is_sentinel1(value.strip()):
+        return value.strip()
+    return None
+
+
+class RasterInputParameter(QgsProcessingParameterRasterLayer):
+    """A raster layer parameter that also takes a Sentinel-1 product by its path.
+
+    QGIS checks a raster layer parameter by loading the value as a layer
+    (``QgsProcessingParameterRasterLayer::checkValueIsAcceptable`` ->
+    ``QgsProcessingUtils::mapLayerFromString``), and refuses what its GDAL provider cannot
+    load ("Could not load source layer for INPUT"): a zipped SAFE product or a
+    ``SENTINEL1_DS:`` name (GDAL 3.6 opens neither), a ``/vsizip/`` path on QGIS 3.22 (it
+    looks for the file on disk). The engine reads all of them (``core.sentinel1``), so this
+    parameter accepts them as they are and :func:`raster_input` hands the path to the engine
+    unchanged; anything else is checked as QGIS does.
+    """
+
+    def clone(self):
+        copy = RasterInputParameter(self.name(), self.description(), self.defaultValue())
+        copy.setFlags(self.flags())
+        copy.setHelp(self.help())
+        return copy
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        if sentinel1_product(value):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+
+def raster_input(algorithm, parameters, context, name="INPUT"):
+    """``(source, crs, display name)`` of a raster input (a :class:`RasterInputParameter`):
+    what the engine reads, the CRS regions and extents are given in, and a name for the log.
+
+    A Sentinel-1 product given by its path goes to the engine as it is, whether or not QGIS
+    could load it as a layer, so a product is read one way on every QGIS and GDAL: calibrated
+    by the engine, its regions in the CRS of its geolocation grid
+    (:data:`~..core.sentinel1.PRODUCT_CRS`). Anything else is a layer
+    (:func:`raster_source_path`).
+    """
+    value = parameters.get(name)
+    product = sentinel1_product(value if isinstance(value, str)
+                                else algorithm.parameterAsString(parameters, name, context))
+    if product:
+        from ..core.errors import InputError
+        from ..core.sentinel1 import PRODUCT_CRS, resolve_manifest
+
+        try:
+            manifest = resolve_manifest(product)[0]
+        except InputError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        label = os.path.basename(os.path.dirname(manifest)) or os.path.basename(product)
+        return product, QgsCoordinateReferenceSystem(PRODUCT_CRS), label
+    layer = algorithm.parameterAsRasterLayer(parameters, name, context)
+    return raster_source_path(layer, name), QgsCoordinateReferenceSystem(layer.crs()), \
+        layer.name()
 
 
 def raster_source_path(layer, param_name="INPUT"):
@@ -178,6 +244,13 @@ def forget_outputs(context, paths):
     kept = {k: v for k, v in layers.items() if k not in set(paths)}
     if len(kept) != len(layers):
         context.setLayersToLoadOnCompletion(kept)
+
+
+def feedback_log(feedback):
+    """The ``log(kind, text)`` callable core takes: warnings and information lines to
+    ``feedback``."""
+    return lambda kind, text: (feedback.pushWarning if kind == "warning"
+                               else feedback.pushInfo)(text)
 
 
 def feedback_callbacks(feedback):

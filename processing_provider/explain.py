@@ -15,12 +15,12 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsGeometry, QgsProcessingA
                        QgsProcessingParameterBand, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
+                       QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import (feedback_callbacks, forget_outputs, layer_file, layers_to_load, model_inputs,
-                     open_model_for_run, raster_source_path, region_to_raster_crs,
-                     restore_layers_to_load, run_guarded)
+from .common import (RasterInputParameter, feedback_callbacks, feedback_log, forget_outputs,
+                     layer_file, layers_to_load, model_inputs, open_model_for_run,
+                     raster_input, region_to_raster_crs, restore_layers_to_load, run_guarded)
 from .compat import NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON
 from .outline import region_outline, write_outline
 from .parameters import by_name, check_values, definition, for_algorithm, help_html, read_values
@@ -110,7 +110,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         return tuple(d for d in for_algorithm(cls.METHOD) if d.algorithms == (cls.METHOD,))
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(RasterInputParameter(self.INPUT, "Input raster"))
         self.addParameter(QgsProcessingParameterBand(
             self.BANDS, "Bands in model-channel order (default: all bands)", None, self.INPUT,
             optional=True, allowMultiple=True))
@@ -168,9 +168,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         only these copies, never ``parameters`` (which may name layers the user has removed by
         then), a layer or the project.
         """
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        self._source = raster_source_path(layer)
-        self._layer_name = layer.name()
+        self._source, raster_crs, self._layer_name = raster_input(self, parameters, context)
         self._bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         source = self.parameterAsSource(parameters, self.ROI, context)
         self._roi_path = layer_file(self.parameterAsVectorLayer(parameters, self.ROI, context))
@@ -183,7 +181,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             if geom.isNull() or geom.isEmpty():
                 continue
             given.append(QgsGeometry(geom))
-            geom = region_to_raster_crs(geom, source.sourceCrs(), layer.crs(), context,
+            geom = region_to_raster_crs(geom, source.sourceCrs(), raster_crs, context,
                                         feedback)
             if not geom.isGeosValid():
                 geom = geom.makeValid()
@@ -240,8 +238,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
             bands=self._bands, window=window,
             outputs={key.lower(): path for key, path in destinations if key != self.REGION},
             report_title=lambda name: f"{self.TITLE}: class '{name}' on {self._layer_name}",
-            log=lambda kind, text: (feedback.pushWarning if kind == "warning"
-                                    else feedback.pushInfo)(text),
+            log=feedback_log(feedback),
             progress=progress, cancel=cancel, faithfulness_steps=self._faithfulness, **params)
         largest = largest_contribution(run.result.signed)
         _, negligible = colour_scale(largest)

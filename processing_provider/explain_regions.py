@@ -14,10 +14,10 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessi
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
-                       QgsProcessingParameterString, QgsRuleBasedRenderer, QgsSymbol)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString,
+                       QgsRuleBasedRenderer, QgsSymbol)
 
-from .common import feedback_callbacks, raster_source_path, run_guarded
+from .common import RasterInputParameter, feedback_callbacks, raster_input, run_guarded
 from .compat import ADVANCED, NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON, enum_value
 from .parameters import (EXPLAIN_METHODS, check_values, definition, for_algorithm, form_value,
                          help_html)
@@ -112,7 +112,7 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.REGIONS, "Regions (polygons or points, each explained)",
             [SOURCE_POLYGON, SOURCE_POINT]))
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(RasterInputParameter(
             self.INPUT, "Raster (for every region without a raster field)", optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.RASTER_FIELD, "Field with each region's raster file", None, self.REGIONS,
@@ -159,8 +159,8 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         if source is None:
             raise QgsProcessingException("REGIONS: no region layer was given. Choose a polygon "
                                          "or point layer.")
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        self._raster = raster_source_path(layer) if layer is not None else None
+        self._raster = raster_input(self, parameters, context)[0] \
+            if parameters.get(self.INPUT) else None
         field = self.parameterAsString(parameters, self.RASTER_FIELD, context)
         if not field and self._raster is None:
             raise QgsProcessingException("INPUT: give a raster, or a RASTER_FIELD naming each "

@@ -1,12 +1,12 @@
 """segexplainer:segment: run the model over a raster, tile by tile, without seams."""
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException,
-                       QgsProcessingParameterBand, QgsProcessingParameterExtent,
-                       QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer)
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingParameterBand,
+                       QgsProcessingParameterExtent, QgsProcessingParameterFile,
+                       QgsProcessingParameterRasterDestination)
 
-from .common import (feedback_callbacks, layers_to_load, model_inputs, open_model_for_run,
-                     raster_source_path, restore_layers_to_load, run_guarded)
+from .common import (RasterInputParameter, feedback_callbacks, feedback_log, layers_to_load,
+                     model_inputs, open_model_for_run, raster_input, restore_layers_to_load,
+                     run_guarded)
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
 
 
@@ -52,7 +52,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         return SegmentAlgorithm()
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(RasterInputParameter(self.INPUT, "Input raster"))
         self.addParameter(QgsProcessingParameterBand(
             self.BANDS, "Bands in model-channel order (default: all bands)", None, self.INPUT,
             optional=True, allowMultiple=True))
@@ -69,13 +69,15 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         # Runs on the main thread: copy everything needed from the layer here.
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        self._source = raster_source_path(layer)
+        self._source, crs, _ = raster_input(self, parameters, context)
         self._bands = self.parameterAsInts(parameters, self.BANDS, context) or None
-        self._window = None
+        self._extent = None
         if parameters.get(self.EXTENT):
-            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
-            self._window = _extent_to_window(layer, extent)
+            # In the raster's CRS (a GCP raster's or a product's: its GCPs'); the engine finds
+            # its pixels on the grid it reads (warped on the fly for a GCP raster).
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+            self._extent = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                            extent.yMaximum())
         self._model = model_inputs(self, parameters, context)
         self._values = read_values(self, "segment", parameters, context)
         probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context)
@@ -103,24 +105,10 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         paths = dict(destinations)
         summary = segment_to_files(
             model, self._source, paths[self.PROBABILITIES], paths.get(self.CLASSES),
-            bands=self._bands, window=self._window, tile_size=values["tile_size"],
+            bands=self._bands, extent=self._extent, tile_size=values["tile_size"],
             overlap=values["overlap"], batch_size=values["batch_size"], progress=progress,
-            cancel=cancel)
+            log=feedback_log(feedback), cancel=cancel)
         feedback.pushInfo(f"{summary['n_tiles']} tiles of {summary['tile_size']} px, overlap "
                           f"{summary['overlap']} px; pixels per class: {summary['class_counts']}")
         return paths
 
-
-def _extent_to_window(layer, extent):
-    """Pixel window (row0, col0, height, width) of ``extent`` on the layer's grid, clipped."""
-    full = layer.extent()
-    px, py = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
-    inter = full.intersect(extent)
-    if inter.isEmpty():
-        raise QgsProcessingException("EXTENT: the extent does not overlap the raster. Choose an "
-                                     "extent inside the layer, or leave it empty.")
-    col0 = int((inter.xMinimum() - full.xMinimum()) // px)
-    row0 = int((full.yMaximum() - inter.yMaximum()) // py)
-    col1 = min(layer.width(), int(-(-(inter.xMaximum() - full.xMinimum()) // px)))
-    row1 = min(layer.height(), int(-(-(full.yMaximum() - inter.yMinimum()) // py)))
-    return row0, col0, max(1, row1 - row0), max(1, col1 - col0)

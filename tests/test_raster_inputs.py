@@ -1,7 +1,11 @@
 """INPUT as analysts have it, in every algorithm (issue 15, point 1): a raster georeferenced only
-by GCPs is segmented on the grid it is explained on (warped on the fly, the warp recorded)."""
+by GCPs is segmented on the grid it is explained on (warped on the fly, the warp recorded), and a
+Sentinel-1 product given by its path (a plain .zip as downloaded) runs through qgis_process and
+the toolbox, where QGIS's raster-layer parameter used to refuse it."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +13,9 @@ from osgeo import gdal, ogr, osr
 
 from seg_explainer.core.errors import InputError
 from seg_explainer.core.job import read_job, segment_to_files
+from seg_explainer.resources.sample import safe_product
 
+from helpers_qgis import project_restored, provider, qgis_process  # noqa: F401 (fixtures)
 from test_core_job import Model
 
 WGS84 = osr.SpatialReference()
@@ -209,3 +215,238 @@ def test_explain_and_segment_read_one_grid(slick, tmp_path):
     segment_to_files(Model(), path, out, tile_size=32)
     on_grid(job.geotransform, gdal.Open(out).GetGeoTransform())
     assert job.recorded["warp"] == gdal.Open(out).GetMetadataItem("warp")
+
+
+# --------------------------------------------------------------------------- through QGIS
+
+
+@pytest.fixture(scope="module")
+def gcp_scene(sample_data, tmp_path_factory):
+    """A 512 x 512 crop of the sample scene around its oil region, georeferenced only by GCPs:
+    ``(path, crop's UTM geotransform, crop's truth classes, oil region)``."""
+    import shapely
+
+    ds = ogr.Open(sample_data["regions"])
+    layer = ds.GetLayer("regions")
+    layer.SetAttributeFilter("name = 'oil'")
+    feature = layer.GetNextFeature()          # kept: a geometry does not keep its feature
+    oil = shapely.from_wkb(bytes(feature.GetGeometryRef().ExportToWkb()))
+    feature = layer = ds = None
+    scene = gdal.Open(sample_data["scene"])
+    gt = scene.GetGeoTransform()
+    r, c = pixel_of(gt, oil.centroid.x, oil.centroid.y)
+    r0 = min(max(r - 256, 0), scene.RasterYSize - 512)
+    c0 = min(max(c - 256, 0), scene.RasterXSize - 512)
+    data = scene.ReadAsArray(c0, r0, 512, 512)
+    truth = gdal.Open(sample_data["truth"]).ReadAsArray(c0, r0, 512, 512)
+    crop_gt = (gt[0] + c0 * gt[1], gt[1], 0.0, gt[3] + r0 * gt[5], 0.0, gt[5])
+    path = gcp_copy(data, crop_gt, tmp_path_factory.mktemp("gcp") / "grd_scene.tif",
+                    nodata=scene.GetRasterBand(1).GetNoDataValue())
+    return path, crop_gt, truth, oil
+
+
+def test_qgis_process_segments_a_gcp_raster_on_the_warped_grid(gcp_scene, sample_data,
+                                                               tmp_path):
+    """qgis_process segment on a GCP-only raster, EXTENT drawn on a UTM map around the oil
+    region: the outputs are the warped grid's pixels over that extent, record the warp, and
+    find the oil where the truth has it."""
+    path, crop_gt, truth, oil = gcp_scene
+    x0, y0, x1, y1 = oil.buffer(300).bounds
+    out = {"PROBABILITIES": tmp_path / "p.tif", "CLASSES": tmp_path / "c.tif"}
+    args = ["run", "segexplainer:segment", "--", f"INPUT={path}",
+            f"MODEL={sample_data['model']}", f"EXTENT={x0},{x1},{y0},{y1} [EPSG:32631]",
+            "TILE_SIZE=128", "OVERLAP=16"] + [f"{k}={v}" for k, v in out.items()]
+    proc = qgis_process(args, tmp_path / "qp")
+    assert "warped on the fly to WGS 84 / UTM zone 31N" in proc.stdout + proc.stderr
+    grid_gt, size = warped_grid(path)
+    ds = gdal.Open(str(out["CLASSES"]))
+    ogt, h, w = ds.GetGeoTransform(), ds.RasterYSize, ds.RasterXSize
+    assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
+    row, col = on_grid(ogt, grid_gt)
+    assert row >= 0 and col >= 0 and row + h <= size[0] and col + w <= size[1]
+    # the extent, and no more than a pixel (plus the WGS 84 round trip's curvature) around it
+    assert ogt[0] <= x0 + 1 and ogt[0] + w * ogt[1] >= x1 - 1
+    assert ogt[3] >= y1 - 1 and ogt[3] + h * ogt[5] <= y0 + 1
+    assert w * ogt[1] < x1 - x0 + 4 * ogt[1] and h * -ogt[5] < y1 - y0 + 4 * -ogt[5]
+    for name in out.values():
+        meta = gdal.Open(str(name)).GetMetadata()
+        warp = json.loads(meta["warp"])
+        assert warp["from"] == "25 ground control points" and warp["size"] == list(size)
+        assert json.loads(meta["parameters"])["window"] == [row, col, h, w]
+        assert meta["input_raster"] == path
+    # The oil, against the truth at each output pixel's centre (on the scene's own grid).
+    c = ds.ReadAsArray()
+    rows, cols = np.mgrid[0:h, 0:w]
+    xs, ys = ogt[0] + (cols + 0.5) * ogt[1], ogt[3] + (rows + 0.5) * ogt[5]
+    tr = np.floor((ys - crop_gt[3]) / crop_gt[5]).astype(int)
+    tc = np.floor((xs - crop_gt[0]) / crop_gt[1]).astype(int)
+    inside = (tr >= 0) & (tr < 512) & (tc >= 0) & (tc < 512)
+    t = np.full((h, w), 255, np.uint8)
+    t[inside] = truth[tr[inside], tc[inside]]
+    inter = ((c == 1) & (t == 1)).sum()
+    union = ((c == 1) | (t == 1)).sum()
+    assert union > 500 and inter / union > 0.5, inter / union
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    return safe_product.write_safe(tmp_path_factory.mktemp("s1zip"), size=300)
+
+
+def _truth_gcp_raster(product, path):
+    """The product's generating sigma0 (dB) with its GCPs: what the calibrated product is."""
+    sigma0 = product["sigma0_db"]["vv"]
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 300, 300, 1, gdal.GDT_Float32)
+    ds.SetGCPs([gdal.GCP(lo, la, 0, pi, li) for li, pi, lo, la in product["gcps"]],
+               WGS84.ExportToWkt())
+    ds.GetRasterBand(1).SetNoDataValue(float("nan"))
+    ds.GetRasterBand(1).WriteArray(sigma0)
+    ds = None
+    return str(path)
+
+
+def _product_classes_agree(got, product, sample_data, tmp_path):
+    """The class map of the product equals the one of its generating sigma0 (read through the
+    same warp) on all but a few pixels (calibration within 0.25 dB)."""
+    from seg_explainer.core.model import SegmentationModel
+
+    reference = str(tmp_path / "reference.tif")
+    segment_to_files(SegmentationModel.load(sample_data["model"]),
+                     _truth_gcp_raster(product, tmp_path / "truth.tif"), str(tmp_path / "rp.tif"),
+                     reference, tile_size=128, overlap=16)
+    want, got_ds = gdal.Open(reference), gdal.Open(got)
+    np.testing.assert_allclose(got_ds.GetGeoTransform(), want.GetGeoTransform(), atol=1e-6)
+    a, b = got_ds.ReadAsArray(), want.ReadAsArray()
+    assert np.array_equal(a == 255, b == 255)
+    valid = a != 255
+    assert valid.sum() > 50000 and np.mean(a[valid] == b[valid]) > 0.99
+    assert len(np.unique(a[valid])) >= 2          # not one class everywhere
+
+
+def test_segment_calibrates_a_zipped_product(product, sample_data, tmp_path):
+    """The engine: segment takes a plain zip like explain does (calibrated, warped, recorded)."""
+    from seg_explainer.core.model import SegmentationModel
+
+    said = []
+    out = str(tmp_path / "c.tif")
+    segment_to_files(SegmentationModel.load(sample_data["model"]), product["zip"],
+                     str(tmp_path / "p.tif"), out, tile_size=128, overlap=16,
+                     log=lambda k, t: said.append(t))
+    ds = gdal.Open(out)
+    record = json.loads(ds.GetMetadataItem("sentinel1"))
+    assert record["calibration"] == "sigma0" and record["unit"] == "dB"
+    assert record["product"] == product["zip"]
+    assert json.loads(ds.GetMetadataItem("warp"))["from"] == "25 ground control points"
+    assert any("calibrated to sigma0" in t for t in said)
+    _product_classes_agree(out, product, sample_data, tmp_path)
+    assert not any("segx-" in n for n in (gdal.ReadDir("/vsimem/") or []))
+
+
+def test_qgis_process_segments_a_zipped_product(product, sample_data, tmp_path):
+    """A plain S1A_....zip as INPUT through qgis_process: QGIS's raster-layer parameter used to
+    refuse it ("Could not load source layer for INPUT"); now the engine gets the path."""
+    out = {"PROBABILITIES": tmp_path / "p.tif", "CLASSES": tmp_path / "c.tif"}
+    args = ["run", "segexplainer:segment", "--", f"INPUT={product['zip']}",
+            f"MODEL={sample_data['model']}", "TILE_SIZE=128", "OVERLAP=16"]
+    proc = qgis_process(args + [f"{k}={v}" for k, v in out.items()], tmp_path / "qp")
+    said = proc.stdout + proc.stderr
+    assert "Could not load source layer" not in said
+    assert "calibrated to sigma0" in said and "warped on the fly" in said
+    ds = gdal.Open(str(out["CLASSES"]))
+    assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
+    record = json.loads(ds.GetMetadataItem("sentinel1"))
+    assert record["product"] == product["zip"] and record["unit"] == "dB"
+    assert json.loads(ds.GetMetadataItem("warp"))["to_crs"] == "WGS 84 / UTM zone 31N"
+    _product_classes_agree(str(out["CLASSES"]), product, sample_data, tmp_path)
+
+
+def _roi_file(product, path, half=12):
+    """A box around the product scene's centre, in WGS 84 (the product's CRS), as GeoJSON."""
+    (x0, y0), (x1, y1) = safe_product._lonlat(product["scene"], [150 - half, 150 + half],
+                                              [150 - half, 150 + half])
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
+            [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}]}))
+    return str(path)
+
+
+def test_qgis_process_explains_a_zipped_product(product, sample_data, tmp_path):
+    out = {"EXCITATION": tmp_path / "exc.tif", "INHIBITION": tmp_path / "inh.tif"}
+    args = ["run", "segexplainer:explain_rise", "--", f"INPUT={product['zip']}",
+            f"MODEL={sample_data['model']}", f"ROI={_roi_file(product, tmp_path / 'roi.json')}",
+            "CLASS=oil", "N_MASKS=16", "WINDOW=64", "SEED=1"]
+    proc = qgis_process(args + [f"{k}={v}" for k, v in out.items()], tmp_path / "qp")
+    assert "calibrated to sigma0" in proc.stdout + proc.stderr
+    ds = gdal.Open(str(out["EXCITATION"]))
+    assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
+    assert (ds.RasterXSize, ds.RasterYSize) == (64, 64)
+    assert json.loads(ds.GetMetadataItem("sentinel1"))["product"] == product["zip"]
+    assert ds.GetMetadataItem("input_raster") == product["zip"]
+    assert json.loads(ds.GetMetadataItem("warp"))["from"] == "25 ground control points"
+    # the window holds the region: the region's centre is inside it
+    lon, lat = safe_product._lonlat(product["scene"], [150], [150])[0]
+    x, y = utm(lon, lat)
+    gt = ds.GetGeoTransform()
+    assert 0 <= (x - gt[0]) / gt[1] < 64 and 0 <= (y - gt[3]) / gt[5] < 64
+
+
+def test_a_product_path_that_is_not_a_product_is_still_refused_by_qgis(tmp_path, sample_data):
+    """Only Sentinel-1 products skip QGIS's layer check: any other zip is refused as before,
+    by QGIS, naming INPUT, with nothing written."""
+    import zipfile
+
+    bogus = tmp_path / "notes.zip"
+    with zipfile.ZipFile(bogus, "w") as z:
+        z.writestr("readme.txt", "no product here")
+    out = tmp_path / "p.tif"
+    args = ["run", "segexplainer:segment", "--", f"INPUT={bogus}",
+            f"MODEL={sample_data['model']}", f"PROBABILITIES={out}"]
+    proc = qgis_process(args, tmp_path / "qp", check=False)
+    assert proc.returncode != 0
+    assert re.search(r"INPUT", proc.stdout + proc.stderr)
+    assert not out.exists()
+
+
+def test_processing_parameter_takes_a_product_and_nothing_else(provider, product,  # noqa: F811
+                                                               tmp_path):
+    """The INPUT parameter itself (what QGIS's checks, the batch dialog and qgis_process call)
+    accepts every form of a product and refuses what is neither a layer nor a product."""
+    from qgis.core import QgsApplication, QgsProcessingContext
+
+    context = QgsProcessingContext()
+    for alg_id in ("segexplainer:segment", "segexplainer:explain_shap",
+                   "segexplainer:explain_regions"):
+        alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+        param = alg.parameterDefinition("INPUT")
+        for value in (product["zip"], product["folder"], product["manifest"],
+                      f"/vsizip/{product['zip']}/{safe_product.PRODUCT}",
+                      f"SENTINEL1_DS:{product['folder']}:IW_VV"):
+            assert param.checkValueIsAcceptable(value, context), (alg_id, value)
+            assert param.clone().checkValueIsAcceptable(value, context), (alg_id, value)
+        assert not param.checkValueIsAcceptable(str(tmp_path / "missing.tif"), context)
+    alg = QgsApplication.processingRegistry().createAlgorithmById("segexplainer:segment")
+    ok, message = alg.checkParameterValues(
+        {"INPUT": product["zip"], "MODEL": "m.onnx", "PROBABILITIES": "p.tif"}, context)
+    assert ok, message
+
+
+def test_toolbox_dialog_segments_a_zipped_product(provider, product, sample_data,  # noqa: F811
+                                                  qgis_iface, project_restored, tmp_path,
+                                                  monkeypatch):
+    """The toolbox's dialog: the zip chosen as INPUT's file ("..." > Select file) is kept as a
+    path by QGIS's layer combo box; the run segments it and loads the outputs."""
+    from test_processing_dialog import run_in_dialog
+
+    outputs = {"PROBABILITIES": tmp_path / "p.tif", "CLASSES": tmp_path / "c.tif"}
+    values = {"INPUT": product["zip"], "MODEL": sample_data["model"], "TILE_SIZE": 128,
+              "OVERLAP": 16, **{k: str(v) for k, v in outputs.items()}}
+    ok, results, html, typed = run_in_dialog("segexplainer:segment", values, qgis_iface,
+                                             tmp_path, monkeypatch)
+    assert typed["INPUT"] == product["zip"]
+    assert ok, html
+    assert "calibrated to sigma0" in html
+    for key, path in outputs.items():
+        assert Path(results[key]) == path and path.is_file()
+    ds = gdal.Open(str(outputs["CLASSES"]))
+    assert json.loads(ds.GetMetadataItem("sentinel1"))["product"] == product["zip"]
+    assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()

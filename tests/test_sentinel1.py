@@ -164,35 +164,29 @@ def test_the_unit_follows_the_model_metadata():
         input_unit(bad())
 
 
-@pytest.mark.parametrize("form", ["folder", "manifest", "vsizip"])
+@pytest.mark.parametrize("form", ["folder", "manifest", "vsizip", "zip", "ds"])
 def test_processing_explains_a_safe_product(provider, product, sample_data,  # noqa: F811
                                             tmp_path, form):
+    """Every form of the product as Processing INPUT, also those QGIS cannot load as a layer
+    (a plain zip, SENTINEL1_DS: on GDAL 3.6; /vsizip/ on QGIS 3.22): the INPUT parameter
+    takes a product's path and the engine reads it (processing_provider.common)."""
     import processing
-    from qgis.core import Qgis, QgsProcessingContext, QgsProcessingFeedback
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
     roi = tmp_path / "roi.geojson"
     geom = ogr.CreateGeometryFromWkb(_region(product, half=12))
     roi.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": json.loads(geom.ExportToJson())}]}))
     exc = str(tmp_path / "exc.tif")
+    inputs = {"vsizip": f"/vsizip/{product['zip']}/{safe_product.PRODUCT}",
+              "ds": f"SENTINEL1_DS:{product['folder']}:IW_VV"}
     params = {
-        "INPUT": f"/vsizip/{product['zip']}/{safe_product.PRODUCT}" if form == "vsizip"
-        else product[form], "MODEL": sample_data["model"], "ROI": str(roi),
+        "INPUT": inputs.get(form) or product[form], "MODEL": sample_data["model"],
+        "ROI": str(roi),
         "CLASS": "oil", "HEX_SIZE": 16, "N_SAMPLES": 100, "WINDOW": 128, "BATCH_SIZE": 8,
         "SEED": 3, "EXCITATION": exc, "INHIBITION": str(tmp_path / "inh.tif"),
         "SIGNED": str(tmp_path / "signed.tif"), "CELLS": str(tmp_path / "cells.gpkg"),
         "REPORT": str(tmp_path / "report.png")}
-    if form == "vsizip" and Qgis.QGIS_VERSION_INT < 34000:
-        # QGIS 3.22's Processing looks for a /vsizip/ path on disk and refuses it before the
-        # engine runs (GDAL opens it; the engine's own test above explains it on 3.22 too):
-        # a clear refusal naming INPUT, no output written.
-        from qgis.core import QgsProcessingException
-
-        with pytest.raises(QgsProcessingException, match="INPUT"):
-            processing.run("segexplainer:explain_shap", params, context=QgsProcessingContext(),
-                           feedback=QgsProcessingFeedback())
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["roi.geojson"]
-        return
     res = processing.run("segexplainer:explain_shap", params, context=QgsProcessingContext(),
                          feedback=QgsProcessingFeedback())
     ds = gdal.Open(res["EXCITATION"])
@@ -201,5 +195,4 @@ def test_processing_explains_a_safe_product(provider, product, sample_data,  # n
     record = json.loads(ds.GetMetadataItem("sentinel1"))
     assert record["unit"] == "dB" and "min-max from -35" in record["unit_from"]
     assert np.isfinite(res["PREDICTION"])
-    # A plain .zip is not a layer QGIS can load with GDAL 3.6 (its SAFE driver does not open
-    # it): Processing refuses it before the engine sees it; the engine itself takes it.
+    assert ds.GetMetadataItem("input_raster") == params["INPUT"]
