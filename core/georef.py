@@ -23,7 +23,7 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["COMPLEX_KEY", "COMPLEX_TEXT", "Gridded", "complex_conversion", "gridded_source",
-           "points_on_raster", "transform_region", "unwrap_antimeridian"]
+           "points_on_raster", "region_crs_wkt", "transform_region", "unwrap_antimeridian"]
 
 #: Model metadata key choosing what complex bands become.
 COMPLEX_KEY = "seg_explainer_complex"
@@ -122,9 +122,9 @@ def gridded_source(source):
         ds = gdal.Open(str(source))
     except RuntimeError as exc:
         raise InputError(f"GDAL cannot open the raster {source!s}: {exc}") from None
+    src_wkt = _drawn_crs(ds)
     if ds.GetGeoTransform(can_return_null=True) is not None:
-        return Gridded(path=str(source), source_crs_wkt=ds.GetProjection() or "",
-                       grid_crs_wkt=ds.GetProjection() or "")
+        return Gridded(path=str(source), source_crs_wkt=src_wkt, grid_crs_wkt=src_wkt)
     gcps, rpc = ds.GetGCPs() or (), ds.GetMetadata("RPC") or {}
     if not gcps and not rpc:
         return Gridded(path=str(source))
@@ -132,7 +132,6 @@ def gridded_source(source):
     fix = ("Warp it to a projected grid first: gdalwarp -t_srs EPSG:<UTM zone> -r bilinear "
            "-dstnodata nan in.tif out.tif (or Raster > Projections > Warp), and use out.tif.")
     if gcps:
-        src_wkt = ds.GetGCPProjection() or ""
         if not src_wkt:
             raise InputError(f"INPUT: the raster is georeferenced by {how} without a CRS, so it "
                              f"cannot be placed on the map. {fix}")
@@ -141,7 +140,6 @@ def gridded_source(source):
                              f"at least 3 are needed to place it on the map. {fix}")
         lon, lat = np.mean([[g.GCPX, g.GCPY] for g in gcps], axis=0)
     else:
-        src_wkt = _srs_wkt_4326()
         lon = float(rpc.get("LONG_OFF", 0.0))
         lat = float(rpc.get("LAT_OFF", 0.0))
     src = _srs(src_wkt)
@@ -173,6 +171,40 @@ def gridded_source(source):
                "The outputs are on that grid and record the warp.")
     return Gridded(path=path, warped=True, source_crs_wkt=src_wkt, grid_crs_wkt=dst_wkt,
                    record=record, warnings=(warning,))
+
+
+def _drawn_crs(ds):
+    """WKT of the CRS regions on the open raster ``ds`` are drawn in, as QGIS shows the layer:
+    its own CRS; else its GCPs'; else WGS 84 for RPCs; "" when it has none."""
+    if ds.GetGeoTransform(can_return_null=True) is not None:
+        return ds.GetProjection() or ""
+    if ds.GetGCPCount():
+        return ds.GetGCPProjection() or ""
+    return _srs_wkt_4326() if ds.GetMetadata("RPC") else ""
+
+
+def region_crs_wkt(source):
+    """WKT of the CRS regions on the raster ``source`` are given in ("" when it has none), as
+    :func:`gridded_source` takes them: the raster's own CRS; a GCP-only raster's GCPs' (an RPC
+    raster's WGS 84); a Sentinel-1 product's geolocation grid's
+    (:data:`~.sentinel1.PRODUCT_CRS`), without calibrating it.
+
+    Raises :class:`~.errors.InputError` when GDAL cannot open the raster.
+    """
+    from osgeo import gdal, osr
+
+    from .sentinel1 import PRODUCT_CRS, is_sentinel1
+
+    if is_sentinel1(source):
+        srs = osr.SpatialReference()
+        srs.SetFromUserInput(PRODUCT_CRS)
+        return srs.ExportToWkt()
+    gdal.UseExceptions()
+    try:
+        ds = gdal.Open(str(source))
+    except RuntimeError as exc:
+        raise InputError(f"GDAL cannot open the raster {source!s}: {exc}") from None
+    return _drawn_crs(ds)
 
 
 def _srs_wkt_4326():

@@ -232,11 +232,11 @@ def _to_raster_crs(wkb, crs_wkt, raster):
     """``wkb`` reprojected from ``crs_wkt`` into the raster's CRS (unchanged when the same)."""
     from osgeo import ogr, osr
 
-    from .geoio import raster_info
+    from .georef import region_crs_wkt
 
     if not crs_wkt:
         return wkb
-    target = raster_info(raster).crs_wkt
+    target = region_crs_wkt(raster)      # a GCP raster's or a product's: its GCPs'
     if not target:
         return wkb   # read_job refuses a raster without CRS with the fix
     src, dst = osr.SpatialReference(), osr.SpatialReference()
@@ -769,12 +769,12 @@ def _remove_partial(folder):
 
 
 def _first_raster_crs(regions, raster):
-    from .geoio import raster_info
+    from .georef import region_crs_wkt
 
     for source in [raster] + [r.raster for r in regions]:
         if source:
             try:
-                return raster_info(source).crs_wkt
+                return region_crs_wkt(source)
             except UserError:
                 continue
     return ""

@@ -450,3 +450,36 @@ def test_toolbox_dialog_segments_a_zipped_product(provider, product, sample_data
     ds = gdal.Open(str(outputs["CLASSES"]))
     assert json.loads(ds.GetMetadataItem("sentinel1"))["product"] == product["zip"]
     assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
+
+
+@pytest.mark.parametrize("kind", ["gcp", "zip"])
+def test_explain_regions_takes_regions_in_another_crs_on_a_gcp_raster_and_a_product(
+        kind, slick, product, tmp_path):
+    """explain_regions brings each region to the CRS the raster is read in (a GCP raster's or
+    a product's: its GCPs'), as the single-region algorithms do, instead of the raster's own
+    (none) or GDAL's opening of a zip (which fails on GDAL 3.6)."""
+    import os
+
+    from seg_explainer.core.regions import Region, explain_regions
+
+    if kind == "gcp":
+        raster, (x, y) = slick[0], (500000.0 + 70.5 * 10, 5650000.0 - 50.5 * 10)
+    else:
+        lon, lat = safe_product._lonlat(product["scene"], [150], [150])[0]
+        raster, (x, y) = product["zip"], utm(lon, lat)
+    box = ogr.CreateGeometryFromWkt(f"POLYGON(({x - 60} {y - 60},{x + 60} {y - 60},"
+                                    f"{x + 60} {y + 60},{x - 60} {y + 60},{x - 60} {y - 60}))")
+    run = explain_regions([Region(id=1, wkb=bytes(box.ExportToIsoWkb()))],
+                          str(Path(__file__).resolve().parent.parent / "resources" / "sample"
+                              / "oil_unet.onnx"), "oil", "rise", str(tmp_path / "out"),
+                          raster=raster, crs_wkt=UTM31.ExportToWkt(), scheduler="serial",
+                          window=64, n_masks=8, seed=1)
+    record = run.records[0]
+    assert record["status"] == "done", record.get("message")
+    ds = gdal.Open(os.path.join(record["folder"], record["excitation_path"]))
+    gt = ds.GetGeoTransform()
+    assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
+    assert json.loads(ds.GetMetadataItem("warp"))["from"] == "25 ground control points"
+    # the region, drawn in UTM, is in the middle of the window (not elsewhere, not refused)
+    col, row = (x - gt[0]) / gt[1], (y - gt[3]) / gt[5]
+    assert 16 < col < 48 and 16 < row < 48, (row, col)
