@@ -17,6 +17,7 @@ from seg_explainer.resources.sample import safe_product
 
 from helpers_qgis import project_restored, provider, qgis_process  # noqa: F401 (fixtures)
 from test_core_job import Model
+from test_sentinel1 import truth_gcp_raster
 
 WGS84 = osr.SpatialReference()
 WGS84.ImportFromEPSG(4326)
@@ -153,15 +154,20 @@ def test_an_extent_on_a_gcp_raster_is_cut_from_the_warped_grid(slick, tmp_path):
     assert not (tmp_path / "q.tif").exists()
 
 
-def test_an_extent_on_a_gridded_raster_is_the_pixels_it_touches(tmp_path):
-    """The same rule on an ordinary raster: the pixels the extent touches, clipped."""
-    data = np.zeros((50, 60), np.float32)
-    path = str(tmp_path / "r.tif")
-    ds = gdal.GetDriverByName("GTiff").Create(path, 60, 50, 1, gdal.GDT_Float32)
+def _utm_raster(path, array, gdal_type=gdal.GDT_Float32):
+    """A one-band GeoTIFF of ``array`` in UTM 31N, 10 m pixels, top-left at (1000, 5000)."""
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[1], array.shape[0], 1,
+                                              gdal_type)
     ds.SetGeoTransform((1000.0, 10.0, 0.0, 5000.0, 0.0, -10.0))
     ds.SetProjection(UTM31.ExportToWkt())
-    ds.GetRasterBand(1).WriteArray(data)
+    ds.GetRasterBand(1).WriteArray(array)
     ds = None
+    return str(path)
+
+
+def test_an_extent_on_a_gridded_raster_is_the_pixels_it_touches(tmp_path):
+    """The same rule on an ordinary raster: the pixels the extent touches, clipped."""
+    path = _utm_raster(tmp_path / "r.tif", np.zeros((50, 60), np.float32))
     out = str(tmp_path / "p.tif")
     # x 1015 to 1101 -> columns 1 to 10; y 4905 to 4995 -> rows 0 to 9; then clipped at the
     # raster's right edge
@@ -176,12 +182,7 @@ def test_an_extent_on_a_gridded_raster_is_the_pixels_it_touches(tmp_path):
 
 def test_complex_bands_are_segmented_as_the_model_says_and_recorded(tmp_path):
     z = np.full((32, 32), 3 + 4j, np.complex64)                    # |z| = 5, |z|^2 = 25
-    path = str(tmp_path / "slc.tif")
-    ds = gdal.GetDriverByName("GTiff").Create(path, 32, 32, 1, gdal.GDT_CFloat32)
-    ds.SetGeoTransform((1000.0, 10.0, 0.0, 5000.0, 0.0, -10.0))
-    ds.SetProjection(UTM31.ExportToWkt())
-    ds.GetRasterBand(1).WriteArray(z)
-    ds = None
+    path = _utm_raster(tmp_path / "slc.tif", z, gdal.GDT_CFloat32)
 
     class Amplitude(Model):
         metadata = type("M", (), {"raw": {"seg_explainer_complex": "amplitude"}})()
@@ -293,18 +294,6 @@ def product(tmp_path_factory):
     return safe_product.write_safe(tmp_path_factory.mktemp("s1zip"), size=300)
 
 
-def _truth_gcp_raster(product, path):
-    """The product's generating sigma0 (dB) with its GCPs: what the calibrated product is."""
-    sigma0 = product["sigma0_db"]["vv"]
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), 300, 300, 1, gdal.GDT_Float32)
-    ds.SetGCPs([gdal.GCP(lo, la, 0, pi, li) for li, pi, lo, la in product["gcps"]],
-               WGS84.ExportToWkt())
-    ds.GetRasterBand(1).SetNoDataValue(float("nan"))
-    ds.GetRasterBand(1).WriteArray(sigma0)
-    ds = None
-    return str(path)
-
-
 def _product_classes_agree(got, product, sample_data, tmp_path):
     """The class map of the product equals the one of its generating sigma0 (read through the
     same warp) on all but a few pixels (calibration within 0.25 dB)."""
@@ -312,7 +301,7 @@ def _product_classes_agree(got, product, sample_data, tmp_path):
 
     reference = str(tmp_path / "reference.tif")
     segment_to_files(SegmentationModel.load(sample_data["model"]),
-                     _truth_gcp_raster(product, tmp_path / "truth.tif"), str(tmp_path / "rp.tif"),
+                     truth_gcp_raster(product, tmp_path / "truth.tif"), str(tmp_path / "rp.tif"),
                      reference, tile_size=128, overlap=16)
     want, got_ds = gdal.Open(reference), gdal.Open(got)
     np.testing.assert_allclose(got_ds.GetGeoTransform(), want.GetGeoTransform(), atol=1e-6)

@@ -47,7 +47,7 @@ def _region(product, half=8):
     return bytes(ogr.CreateGeometryFromWkt(ring).ExportToIsoWkb())
 
 
-def _truth_gcp_raster(product, path):
+def truth_gcp_raster(product, path):
     """The generating sigma0 (dB) as a GCP-only GeoTIFF with the product's GCPs: read through
     the same warp, it is what the calibrated product must give."""
     sigma0 = product["sigma0_db"]["vv"]
@@ -103,7 +103,7 @@ def test_calibrated_values_are_the_generating_sigma0(product, unit):
 
 def test_every_form_of_the_product_explains_on_the_warped_grid(product, tmp_path):
     region = _region(product)
-    reference = read_job(DbModel(), _truth_gcp_raster(product, tmp_path / "truth.tif"), region,
+    reference = read_job(DbModel(), truth_gcp_raster(product, tmp_path / "truth.tif"), region,
                          window=64)
     manifest = product["manifest"]
     forms = {"folder": product["folder"], "manifest": manifest, "zip": product["zip"],
