@@ -4,6 +4,8 @@
 given, so every caller - Processing, the dock, a plain Python script - gets the same checks.
 """
 
+import math
+
 import numpy as np
 
 from .errors import ModelError
@@ -24,12 +26,14 @@ def check_probabilities(out, activation_source=""):
     model's ``activation_source`` (``"metadata"`` when its metadata declared the activation).
     """
     out = np.asarray(out)
-    if not np.all(np.isfinite(out)):
+    # min and max propagate NaN, and are infinite where any value is: one pass each, no
+    # temporary array (the check runs on every prediction)
+    low, high = float(out.min()), float(out.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ModelError(
             "the model returned NaN or infinite values; check that the raster's values "
             "suit the model (its input scaling metadata, or BANDS)")
-    low, high = float(out.min()), float(out.max())
-    worst = float(np.abs(out.sum(axis=-1, dtype=np.float64) - 1.0).max())
+    worst = _worst_sum(out)
     if low < -RANGE_SLACK or high > 1 + RANGE_SLACK or worst > SUM_SLACK:
         said = ("its metadata says seg_explainer_output_activation \"none\""
                 if activation_source == "metadata" else
@@ -39,6 +43,25 @@ def check_probabilities(out, activation_source=""):
             f"{high:.4g}, per-pixel sums off by up to {worst:.3g}) although {said}; set "
             "seg_explainer_output_activation to \"softmax\" or \"sigmoid\" in the "
             "model's metadata, or export the model with its final activation")
+
+
+def _worst_sum(out):
+    """Largest ``|sum over classes - 1|`` of a pixel of ``out`` [..., K] (finite values).
+
+    Summed in float32, class after class (a whole-array add per class, faster than numpy's
+    reduction over a short last axis); the rounding error, K x 6e-8, is far below
+    :data:`SUM_SLACK`.
+    """
+    k = out.shape[-1]
+    if k > 16:
+        total = out.sum(axis=-1, dtype=np.float32)
+    else:
+        total = out[..., 0].astype(np.float32)
+        for j in range(1, k):
+            total += out[..., j]
+    if total.size == 0:
+        return 0.0
+    return max(abs(float(total.max()) - 1.0), abs(float(total.min()) - 1.0))
 
 
 class CheckedModel:
@@ -57,6 +80,21 @@ class CheckedModel:
     def predict(self, images, batch_size=None):
         out = self._model.predict(images) if batch_size is None else \
             self._model.predict(images, batch_size=batch_size)
+        check_probabilities(out, getattr(self._model, "activation_source", ""))
+        return out
+
+    def predict_pixels(self, images, pixels, batch_size=None):
+        """Probabilities at some pixels only, (N, P, K), checked: the model's own
+        ``predict_pixels`` when it has one (see
+        :meth:`~.model.SegmentationModel.predict_pixels`), else :meth:`predict`'s pixels."""
+        inner = getattr(self._model, "predict_pixels", None)
+        if inner is None:
+            out = np.asarray(self.predict(images, batch_size=batch_size))
+            if out.ndim != 4 or out.shape[:3] != np.shape(images)[:3]:
+                return out          # not [N, H, W, K]: the caller names the wrong shape
+            return out.reshape(len(out), -1, out.shape[-1])[:, pixels]
+        out = inner(images, pixels) if batch_size is None else \
+            inner(images, pixels, batch_size=batch_size)
         check_probabilities(out, getattr(self._model, "activation_source", ""))
         return out
 

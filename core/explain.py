@@ -288,17 +288,29 @@ class _Scorer:
         self.prediction = None
 
     def __call__(self, images, keep_all=None):
-        probs = np.asarray(self.model.predict(images, batch_size=self.batch_size),
-                           dtype=np.float32)
         n, h, w = images.shape[:3]
-        if probs.ndim != 4 or probs.shape[:3] != (n, h, w):
-            raise ModelError(f"model.predict returned shape {probs.shape} for images of "
-                             f"shape {images.shape}; expected [N, H, W, K]")
-        self.n_evaluations += n
         if keep_all is not None and self.prediction is None and keep_all.any():
+            # the unperturbed image is in this batch: its whole prediction is kept
+            probs = np.asarray(self.model.predict(images, batch_size=self.batch_size),
+                               dtype=np.float32)
+            if probs.ndim != 4 or probs.shape[:3] != (n, h, w):
+                raise ModelError(f"model.predict returned shape {probs.shape} for images of "
+                                 f"shape {images.shape}; expected [N, H, W, K]")
             self.prediction = probs[int(np.argmax(keep_all))].copy()
-        flat = probs.reshape(n, h * w, -1)[:, self.idx][:, :, self.classes]
-        return flat.mean(axis=1, dtype=np.float64)
+            picked = probs.reshape(n, h * w, -1)[:, self.idx]
+        else:
+            # only the region's pixels are activated, checked and reduced
+            probs = np.asarray(self.model.predict_pixels(images, self.idx,
+                                                         batch_size=self.batch_size),
+                               dtype=np.float32)
+            if probs.ndim != 3 or probs.shape[:2] != (n, len(self.idx)):
+                raise ModelError(f"model.predict returned shape {probs.shape} for images of "
+                                 f"shape {images.shape}; expected [N, H, W, K]")
+            # indexed as the whole prediction is above, for the same memory layout: the mean
+            # then adds the pixels in the same order, and the scores are equal bit for bit
+            picked = np.ascontiguousarray(probs)[:, np.arange(len(self.idx))]
+        self.n_evaluations += n
+        return picked[:, :, self.classes].mean(axis=1, dtype=np.float64)
 
     def unperturbed(self, cancel):
         if self.prediction is None:

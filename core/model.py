@@ -242,7 +242,9 @@ def check_finite(out):
     Called on every output of :meth:`SegmentationModel.predict`, so the engine, Processing
     and the dock fail alike, with this message.
     """
-    if not np.all(np.isfinite(out)):
+    out = np.asarray(out)
+    # min and max propagate NaN and are infinite where any value is: no temporary array
+    if out.size and not (np.isfinite(out.min()) and np.isfinite(out.max())):
         raise ModelError(
             "the model returned NaN or infinite values; check that the raster's values "
             "suit the model (its input scaling metadata, or BANDS)")
@@ -269,6 +271,19 @@ def _looks_like_probabilities(out):
     if out.shape[-1] == 1:
         return True
     return bool(np.all(np.abs(out.sum(axis=-1) - 1.0) < 1e-3))
+
+
+def _gather_pixels(raw, rows, cols):
+    """``raw[:, rows, cols]`` (n, P, K) in the memory order of ``raw``'s class axis.
+
+    The activation then runs over the same memory layout as on the whole output (class axis
+    outermost for an [N, K, H, W] model, innermost for [N, H, W, K]), so numpy reduces over
+    the classes in the same order and the probabilities are equal bit for bit.
+    """
+    if raw.strides[-1] > raw.strides[2]:        # class-major memory: [N, K, H, W] output
+        return np.ascontiguousarray(raw.transpose(0, 3, 1, 2)[:, :, rows, cols]) \
+            .transpose(0, 2, 1)
+    return np.ascontiguousarray(raw[:, rows, cols])
 
 
 class SegmentationModel:
@@ -799,6 +814,32 @@ class SegmentationModel:
             Band count differs from the model's; image larger than a fixed-size model's input
             (smaller images are padded with their per-band mean and the output cropped).
         """
+        return self._predict(images, batch_size, None)
+
+    def predict_pixels(self, images, pixels, batch_size=None):
+        """Class probabilities of raw images at some pixels only.
+
+        The model runs on the whole images, as in :meth:`predict`; only the pixels asked for
+        are activated (softmax or sigmoid) and returned, which saves most of the work around
+        the model when they are a small region of a large image.
+
+        Parameters
+        ----------
+        images : ndarray, shape (N, H, W, C)
+            As in :meth:`predict`.
+        pixels : ndarray of int, shape (P,)
+            Flat pixel indices ``row * W + col``.
+        batch_size : int, optional
+            As in :meth:`predict`.
+
+        Returns
+        -------
+        ndarray, shape (N, P, K), float32
+            ``predict(images).reshape(N, H * W, K)[:, pixels]``, bit for bit.
+        """
+        return self._predict(images, batch_size, np.asarray(pixels, dtype=np.intp))
+
+    def _predict(self, images, batch_size, pixels):
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
@@ -834,7 +875,11 @@ class SegmentationModel:
         else:
             step = max(1, _AUTO_BATCH_PIXELS // max(1, x.shape[1] * x.shape[2]))
         step = self._check_memory(step, x.shape[1], x.shape[2], c)
-        out = np.empty((n, h, w, self.n_classes), dtype=np.float32)
+        if pixels is None:
+            out = np.empty((n, h, w, self.n_classes), dtype=np.float32)
+        else:
+            out = np.empty((n, len(pixels), self.n_classes), dtype=np.float32)
+            rows, cols = np.divmod(pixels, w)
         for start in range(0, n, step):
             chunk = x[start:start + step]
             m = len(chunk)
@@ -844,6 +889,8 @@ class SegmentationModel:
             if raw.shape[-1] != self._n_raw_classes:
                 raise ModelError(f"the model returned {raw.shape[-1]} channels, earlier "
                                  f"{self._n_raw_classes}; its output is not a class map")
+            if pixels is not None:
+                raw = _gather_pixels(raw, rows, cols)
             out[start:start + m] = self._activate(raw)
             check_finite(out[start:start + m])
         return out

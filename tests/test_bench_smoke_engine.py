@@ -40,10 +40,10 @@ def test_overhead_quick():
     assert [r["method"] for r in results] == ["shap", "rise", "occlusion"]
     for r in results:
         assert r["evaluations"] > 2
-        assert r["plain"] > 0 and r["wall"] > 0 and r["ratio"] > 0
+        assert r["calls"] >= 1 and r["wall"] > 0 and r["ratio"] >= 1
         assert r["model"] > 0 and r["model"] <= r["wall"]
         assert np.isfinite(r["explanation"].signed).all()
-    assert len(out["rows"]) == 3 and all("explain / plain predict" in r["measure"]
+    assert len(out["rows"]) == 3 and all("inside InferenceSession.run" in r["measure"]
                                          for r in out["rows"])
 
 

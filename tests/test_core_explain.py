@@ -304,3 +304,36 @@ def test_occlusion_progress_and_cancel():
         explain_region(model, scene(), slick_region(), 1, "occlusion", max_depth=2,
                        batch_size=4, cancel=lambda: len(model.calls) >= 2)
     assert len(model.calls) == 2
+
+
+# ------------------------------------------------------------------ the region's pixels only
+
+
+@pytest.mark.parametrize("method, params", [("shap", {"n_samples": 40, "hex_size": 8}),
+                                            ("rise", {"n_masks": 24}),
+                                            ("occlusion", {"max_depth": 2})])
+def test_region_pixels_only_give_the_same_explanation_bit_for_bit(tmp_path, method, params):
+    # a SegmentationModel activates and reduces only the region's pixels (predict_pixels);
+    # a model with predict alone is reduced from its whole output: the same numbers
+    from test_core_model import build_model
+
+    from seg_explainer.core.model import SegmentationModel
+
+    rng = np.random.default_rng(5)
+    model = SegmentationModel.load(build_model(
+        tmp_path / "m.onnx", weights=rng.normal(size=(9, 1)) * 0.3,
+        bias=rng.normal(size=9)))
+
+    class PredictOnly:
+        class_names = model.class_names
+
+        def predict(self, images, batch_size=None):
+            return model.predict(images, batch_size=batch_size)
+
+    image, region = scene(), slick_region()
+    a = explain_region(model, image, region, [1, 4], method, batch_size=7, **params)
+    b = explain_region(PredictOnly(), image, region, [1, 4], method, batch_size=7, **params)
+    np.testing.assert_array_equal(a.signed_all, b.signed_all)
+    np.testing.assert_array_equal(a.prediction, b.prediction)
+    np.testing.assert_array_equal(a.base_value, b.base_value)
+    assert a.n_evaluations == b.n_evaluations

@@ -176,6 +176,25 @@ def test_fixed_batch_two_pads_the_last_chunk(tmp_path, wb3):
     np.testing.assert_allclose(model.predict(x), softmax_np(logits_np(x, w, b)), atol=1e-5)
 
 
+@pytest.mark.parametrize("layout, k, fixed", [("NCHW", 3, False), ("NHWC", 3, False),
+                                               ("NCHW", 1, False), ("NCHW", 9, False),
+                                               ("NHWC", 9, True)])
+def test_predict_pixels_is_predict_at_those_pixels_bit_for_bit(tmp_path, layout, k, fixed):
+    # only the pixels asked for are activated, with the same arithmetic (9 classes: numpy's
+    # pairwise sum over the classes, which depends on the memory layout)
+    w, b = RNG.normal(size=(k, 2)) * 3, RNG.normal(size=k)
+    sizes = dict(batch=1, height=12, width=12) if fixed else {}
+    model = SegmentationModel.load(build_model(tmp_path / "m.onnx", weights=w, bias=b,
+                                               layout=layout, **sizes))
+    assert model.output_activation == ("sigmoid" if k == 1 else "softmax")
+    x = images(n=5, h=10 if fixed else 8, w=11 if fixed else 9, scale=4.0)
+    pixels = np.array([0, 3, 17, 40, 71, 5])
+    want = model.predict(x, batch_size=2)
+    got = model.predict_pixels(x, pixels, batch_size=2)
+    assert got.dtype == np.float32 and got.shape == (5, 6, model.n_classes)
+    np.testing.assert_array_equal(got, want.reshape(5, -1, model.n_classes)[:, pixels])
+
+
 def test_infer_layout():
     assert infer_layout([None, 3, None, None]) == "NCHW"
     assert infer_layout([1, 256, 256, 3]) == "NHWC"
