@@ -82,3 +82,19 @@ def wait_until(predicate, what, limit=600.0):
             raise AssertionError(f"{what} did not happen within {limit:g} s")
         QgsApplication.processEvents()
         time.sleep(0.005)
+
+
+def hook_model_calls(patch, before):
+    """Call ``before(images)`` at the start of every model call the engine makes
+    (``SegmentationModel.predict`` and ``predict_pixels``), through ``patch`` (a pytest
+    monkeypatch or its context)."""
+    from seg_explainer.core.model import SegmentationModel
+
+    for name in ("predict", "predict_pixels"):
+        real = getattr(SegmentationModel, name)
+
+        def hooked(self, images, *args, _real=real, **kwargs):
+            before(images)
+            return _real(self, images, *args, **kwargs)
+
+        patch.setattr(SegmentationModel, name, hooked)

@@ -20,6 +20,7 @@ from qgis.PyQt.QtTest import QTest
 
 from faults import (BAD_MODELS, ENOSPC, GPU_OOM, NO_SPACE, disk_full_after, failing_model,
                     files_in, model_fails_after, unwritable_folder)
+from helpers_qgis import hook_model_calls
 
 RASTER_CRS = QgsCoordinateReferenceSystem("EPSG:32631")
 CANVAS_CRS = QgsCoordinateReferenceSystem("EPSG:3857")
@@ -829,7 +830,7 @@ def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, mo
     out = tmp_path / "out"
     gate = _Gate()
     loads, predictions, writes = [], [], []
-    real_load, real_predict = SegmentationModel.load.__func__, SegmentationModel.predict
+    real_load = SegmentationModel.load.__func__
     real_write = geoio.write_geotiff
     stop_at_batch = 3
 
@@ -837,11 +838,10 @@ def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, mo
         loads.append(1)
         return real_load(cls, *args, **kwargs)
 
-    def predict(self, images, batch_size=None):
+    def predict(images):
         predictions.append(len(images))
         if stage == "during model evaluations" and len(predictions) == stop_at_batch:
             gate.stop_here()
-        return real_predict(self, images, batch_size=batch_size)
 
     def write_geotiff(path, *args, **kwargs):
         writes.append(path)
@@ -852,7 +852,7 @@ def test_cancel_from_the_dock_at_every_stage_leaves_no_files(ready, tmp_path, mo
     release_pool = threading.Event()
     with monkeypatch.context() as patch:
         patch.setattr(SegmentationModel, "load", classmethod(load))
-        patch.setattr(SegmentationModel, "predict", predict)
+        hook_model_calls(patch, predict)
         patch.setattr(geoio, "write_geotiff", write_geotiff)
         if stage == "before start":  # the task waits in the task manager's queue
             # Held there by a sub-task it depends on, which runs until released (blocking the

@@ -9,6 +9,7 @@ import pytest
 from qgis.core import Qgis, QgsApplication, QgsFeature, QgsGeometry, QgsProject, QgsVectorLayer
 
 from faults import files_in
+from helpers_qgis import hook_model_calls
 from test_dock import (CANVAS_CRS, RASTER_CRS, _fast_shap, _Gate, _wait,  # noqa: F401
                        dock, files, patch_polygon_3857, provider, python_errors, raster,
                        ready, settings_group, utm)
@@ -17,19 +18,16 @@ from test_dock import (CANVAS_CRS, RASTER_CRS, _fast_shap, _Gate, _wait,  # noqa
 @pytest.fixture()
 def held(monkeypatch):
     """``gate``: the run's third model call waits in the task's thread until released."""
-    from seg_explainer.core.model import SegmentationModel
 
     gate = _Gate()
     calls = []
-    real_predict = SegmentationModel.predict
 
-    def predict(self, images, batch_size=None):
+    def before(images):
         calls.append(threading.get_ident())
         if len(calls) == 3:
             gate.stop_here()
-        return real_predict(self, images, batch_size=batch_size)
 
-    monkeypatch.setattr(SegmentationModel, "predict", predict)
+    hook_model_calls(monkeypatch, before)
     yield gate
     gate.release.set()
 
@@ -213,15 +211,8 @@ def test_the_task_thread_reads_no_parameter(ready, monkeypatch, python_errors):
 
             monkeypatch.setattr(ExplainAlgorithm, name, spy, raising=False)
     model_threads = []
-    from seg_explainer.core.model import SegmentationModel
 
-    real_predict = SegmentationModel.predict
-
-    def predict(self, images, batch_size=None):
-        model_threads.append(threading.get_ident())
-        return real_predict(self, images, batch_size=batch_size)
-
-    monkeypatch.setattr(SegmentationModel, "predict", predict)
+    hook_model_calls(monkeypatch, lambda images: model_threads.append(threading.get_ident()))
     _fast_shap(ready)
     run = ready.run()
     assert run is not None
@@ -274,7 +265,6 @@ def test_a_cancel_from_qgis_task_manager_reads_as_a_cancel(ready, held, qgis_ifa
 def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
         ready, qgis_iface, monkeypatch, python_errors):
     import seg_explainer.ui.result_panel as result_panel
-    from seg_explainer.core.model import SegmentationModel
 
     opened = []
     monkeypatch.setattr(result_panel, "open_file", lambda path: opened.append(path) and False)
@@ -292,15 +282,13 @@ def test_open_report_says_where_the_report_is_and_never_opens_an_older_one(
     # The next run: the button is off while it runs, and then opens the new report.
     gate = _Gate()
     calls = []
-    real_predict = SegmentationModel.predict
 
-    def predict(self, images, batch_size=None):
+    def before(images):
         calls.append(1)
         if len(calls) == 2:
             gate.stop_here()
-        return real_predict(self, images, batch_size=batch_size)
 
-    monkeypatch.setattr(SegmentationModel, "predict", predict)
+    hook_model_calls(monkeypatch, before)
     ready.output_box.folder_widget.setFilePath(ready.output_box.folder_widget.filePath() + "_2")
     second = ready.run()
     try:
