@@ -1,13 +1,18 @@
-"""The plan of a run from QGIS objects: the region's size on the raster, then
-:func:`~seg_explainer.core.estimate.plan_run` (what the dock shows before a run)."""
+"""What the dock shows before a run, from QGIS objects: the plan (the region's size on the
+raster, then :func:`~seg_explainer.core.estimate.plan_run`), the model's description, and the
+model timed on the window (occlusion's trees sampled) for the time estimate. The dock reaches
+the engine through here."""
 
 from qgis.core import QgsCoordinateTransform, QgsCsException, QgsGeometry, QgsProject
 
-from ..core.estimate import plan_run, region_size
+from ..core.errors import ModelError, UserError
+from ..core.estimate import format_duration, plan_run, region_size
+from ..core.region import DEFAULT_EDGE
 from .parameters import by_key
 
-__all__ = ["engine_params", "estimate_inputs", "occlusion_sample", "plan_for_region",
-           "region_on_raster", "region_size_on_raster"]
+__all__ = ["DEFAULT_EDGE", "ModelError", "UserError", "describe_model", "engine_params",
+           "estimate_inputs", "format_duration", "measure_run", "occlusion_sample",
+           "plan_for_region", "region_on_raster", "region_size_on_raster"]
 
 
 def region_on_raster(geometry, crs, raster):
@@ -85,3 +90,41 @@ def estimate_inputs(method, values, outline, raster, model_info, class_name, ban
     if plan is None or method != "occlusion" or problem:
         return plan, None
     return plan, occlusion_sample(values, outline[0], outline[1], raster, class_name, numbers)
+
+
+def describe_model(path):
+    """``SegmentationModel.load(path).describe()``; raises ModelError when the model cannot be
+    used (the message says why)."""
+    from ..core.model import SegmentationModel
+
+    return SegmentationModel.load(path).describe()
+
+
+def measure_run(model_path, window, n_channels, batch_size, occlusion=None, cancel=None):
+    """``(seconds per batch, occlusion's expected evaluations or None)`` of a run on a
+    ``window`` px window: the engine's evaluation path timed
+    (:func:`~seg_explainer.core.estimate.seconds_per_evaluation`) and, given ``occlusion``
+    (:func:`occlusion_sample`), a sample of occlusion's trees grown on the real raster and
+    region (:func:`~seg_explainer.core.estimate.measured_occlusion_evaluations`). None when
+    ``cancel()`` said so. Plain values in and out: runs in a background task. Raises UserError
+    for what the run itself would refuse."""
+    from ..core.errors import ExplanationCancelled
+    from ..core.estimate import measured_occlusion_evaluations, seconds_per_evaluation
+    from ..core.job import read_job, resolve_class
+    from ..core.model import SegmentationModel
+
+    model = SegmentationModel.load(model_path)
+    per_evaluation = seconds_per_evaluation(model, window, n_channels, batch_size, cancel=cancel)
+    if per_evaluation is None:
+        return None
+    evaluations = None
+    if occlusion is not None:
+        job = read_job(model, occlusion["source"], occlusion["roi_wkb"],
+                       bands=occlusion["bands"], window=occlusion["window"])
+        index = resolve_class(occlusion["class_name"], model.class_names)
+        try:
+            evaluations = measured_occlusion_evaluations(model, job, index, occlusion["params"],
+                                                         cancel=cancel)[0]
+        except ExplanationCancelled:
+            return None
+    return per_evaluation * max(1, int(batch_size)), evaluations

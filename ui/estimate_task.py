@@ -4,7 +4,6 @@ import traceback
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
-from ..core.errors import UserError
 from .task import task_finished
 from .text import LOG_TAG
 
@@ -36,20 +35,14 @@ class EstimateTask(QgsTask):
         self.error = ""
 
     def run(self):
-        try:
-            from ..core.estimate import seconds_per_evaluation
-            from ..core.model import SegmentationModel
+        from ..processing_provider.estimate import UserError, measure_run
 
-            model = SegmentationModel.load(self.model_path)
-            per_evaluation = seconds_per_evaluation(model, self.window, self.n_channels,
-                                                    self.batch_size, cancel=self.isCanceled)
-            if per_evaluation is None:
+        try:
+            measured = measure_run(self.model_path, self.window, self.n_channels,
+                                   self.batch_size, self.occlusion, cancel=self.isCanceled)
+            if measured is None:
                 return False
-            if self.occlusion is not None:
-                self.evaluations = self._sample_occlusion(model)
-                if self.evaluations is None:
-                    return False
-            self.seconds_per_batch = per_evaluation * self.batch_size
+            self.seconds_per_batch, self.evaluations = measured
             return True
         except UserError as exc:          # the run would say the same: shown as a message
             self.error = str(exc)
@@ -60,22 +53,6 @@ class EstimateTask(QgsTask):
             self.error = ("an unexpected error, a bug in the plugin: please report it with the "
                           f"traceback from the log (View > Panels > Log Messages, '{LOG_TAG}')")
             return False
-
-    def _sample_occlusion(self, model):
-        """Occlusion's expected evaluations from a sample of its real trees; None if cancelled."""
-        from ..core.errors import ExplanationCancelled
-        from ..core.estimate import measured_occlusion_evaluations
-        from ..core.job import read_job, resolve_class
-
-        spec = self.occlusion
-        job = read_job(model, spec["source"], spec["roi_wkb"], bands=spec["bands"],
-                       window=spec["window"])
-        index = resolve_class(spec["class_name"], model.class_names)
-        try:
-            return measured_occlusion_evaluations(model, job, index, spec["params"],
-                                                  cancel=self.isCanceled)[0]
-        except ExplanationCancelled:
-            return None
 
     def finished(self, result):  # main thread
         task_finished(self)

@@ -7,7 +7,7 @@ from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
 
-from ..core.region import DEFAULT_EDGE
+from ..processing_provider.estimate import DEFAULT_EDGE, ModelError, describe_model
 from .text import html
 
 MAX_RECENT_MODELS = 8
@@ -97,12 +97,8 @@ class ModelPicker(QWidget):
             self.label.setText("")
             self.changed.emit()
             return None
-        from ..core.errors import ModelError
-
         try:
-            from ..core.model import SegmentationModel
-
-            info = SegmentationModel.load(path).describe()
+            info = describe_model(path)
         except ModelError as exc:
             self.error = f"This model cannot be used: {str(exc).rstrip('.')}."
         except ImportError as exc:

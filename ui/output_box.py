@@ -9,7 +9,7 @@ from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QLabel, QPushButton,
                                  QSizePolicy, QVBoxLayout)
 
-from ..core.estimate import format_duration
+from ..processing_provider.estimate import format_duration
 
 #: Steps of the deletion / insertion curves when "Measure faithfulness" is ticked.
 FAITHFULNESS_STEPS = 20
