@@ -40,6 +40,19 @@ separate steps:
   sum to ``v(N) - v(0)`` to rounding error at any budget; it is unpenalised (no ridge bias).
   Under full enumeration the first-order fit alone is used and is exact. A game of order
   <= 4 has an odd part of order <= 3 and is recovered exactly once its terms are found.
+* regression adjustment (``_adjust``), when the budget is too small for two phases (fewer
+  than ``4 (M + 2)`` sampled pairs): a logistic-additive surrogate
+  ``g(z) = c + d / (1 + exp(-(a + sum_i b_i z_i)))`` (a generalised additive model with a
+  logit link, as a probability behaves) is fitted to every evaluated coalition, both sides
+  of the pairs (so the even part informs it too), by weighted least squares; its Shapley
+  values are computed exactly (by enumeration up to 16 players, else by antithetic
+  permutations, their error added to the standard errors), and the regression above
+  estimates only those of the residual game ``v - g`` (Witter, Liu & Musco 2025,
+  regression-adjusted Monte Carlo). It is kept when the residual game's cross-validated
+  error, each pair's residual taken from the surrogate fitted without it (leave-pair-out of
+  the linearised fit), is lower than the plain fit's by more than one standard error of
+  the paired difference; a sigmoid of a weighted sum is then recovered exactly from
+  ``M + 4`` pairs.
 * standard errors: the sandwich of the per-pair influences, stratified with a
   finite-population correction (enumerated strata contribute none). Each pair's squared
   residual is the average of its in-sample and its cross-validated one (weights 1 and
@@ -135,9 +148,10 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         their geometric mean, proportional to ``1 / sqrt(s (M - s))``. Every choice is
         weighted back to the kernel, so all are consistent.
     surrogate : bool
-        Add odd interaction terms to the regression (see the module notes), chosen by
-        matching pursuit and cross-validation; False gives paired Kernel SHAP (the
-        first-order fit only, for comparison).
+        Add odd interaction terms to the regression, chosen by matching pursuit and
+        cross-validation, and, below two phases, the regression adjustment by a
+        logistic-additive surrogate when cross-validation keeps it (see the module notes);
+        False gives paired Kernel SHAP (the first-order fit only, for comparison).
     progress : callable(float), optional
         Called after every batch with the fraction of evaluations done.
     cancel : callable() -> bool, optional
@@ -209,13 +223,174 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
                                cancel=cancel, done=len(rows), total=total)
             y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1)
     if units is None:
-        phi, se = _odd_solve(design, y[2:] - v0, v1 - v0, surrogate, seed)
+        phi, se, cv = _odd_solve(design, y[2:] - v0, v1 - v0, surrogate, seed, with_cv=True)
+        if surrogate and cv is not None and first is None:    # too few pairs for two phases
+            phi, se = _adjust(design, y, phi, se, cv, seed)
     else:
         phi, se = _odd_solve(design, None, v1 - v0, surrogate, seed, units=units)
     if scalar:
         phi, se, v0, v1 = phi[:, 0], se[:, 0], float(v0[0]), float(v1[0])
     return ShapleyResult(values=phi, standard_errors=se, base_value=v0, full_value=v1,
                          n_evaluations=int(total), exact=design["exact"])
+
+
+# --------------------------------------------------------------------------- adjustment
+
+_LM_STEPS = 50                 # Levenberg-Marquardt iterations of the surrogate's fit, at most
+_EXACT_SURROGATE = 16          # the surrogate's Shapley values by enumeration up to M players
+_PERMUTATIONS = 4096           # ... and by antithetic permutations above
+
+
+def _adjust(design, y, phi, se, cv, seed):
+    """Regression adjustment by a logistic-additive surrogate, per column where it predicts
+    better (see the module notes); ``(phi, se)`` unchanged otherwise.
+
+    ``y`` (R + 2, D) holds the values of the empty and full coalitions, then of the rows of
+    ``design``; ``cv`` the plain fit's cross-validated residuals (see ``_odd_solve``).
+    """
+    m = design["z"].shape[1]
+    if design["exact"] or len(design["z"]) // 2 < m + 4:
+        return phi, se
+    z = np.concatenate([np.zeros((1, m), bool), np.ones((1, m), bool), design["z"]])
+    w = np.concatenate([[0.0, 0.0], design["w"]])
+    w /= w[2:].mean()
+    w[:2] = 1e3 * w[2:].max()           # the surrogate passes (nearly) through both ends
+    phi, se = phi.copy(), se.copy()
+    for col in range(y.shape[1]):
+        fit = _logistic_fit(z, y[:, col], w)
+        if fit is None:
+            continue
+        theta, held = fit
+        # held out: each pair's residual from the surrogate fitted without it, so that the
+        # comparison with the plain fit does not favour the surrogate for fitting the pair
+        with np.errstate(over="ignore"):
+            r = y[:, col] - _logistic(theta, z)
+        r_held = np.concatenate([r[:2], y[2:, col] - held[2:]])
+        cv_adj = _odd_solve(design, (r_held[2:] - r_held[0])[:, None],
+                            r_held[1:2] - r_held[0], True, seed, with_cv=True)[2]
+        # adjusted only when its cross-validated error is lower by more than one standard
+        # error of the paired difference (as terms are chosen): the plain fit is the simpler
+        if cv_adj is None:
+            continue
+        gain = cv[col] ** 2 - cv_adj[0] ** 2
+        if not gain.sum() > _SLACK * math.sqrt(len(gain) * gain.var()):
+            continue
+        phi_r, se_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True, seed)
+        with np.errstate(over="ignore"):
+            phi_g, var_g = _logistic_shapley(theta, m, seed)
+        phi[:, col] = phi_g + phi_r[:, 0]
+        phi[:, col] -= (phi[:, col].sum() - (y[1, col] - y[0, col])) / m   # rounding drift
+        se[:, col] = np.sqrt(se_r[:, 0] ** 2 + var_g)
+    return phi, se
+
+
+def _logistic(theta, z):
+    """The surrogate ``c + d / (1 + exp(-(a + b . z)))`` on bool rows ``z``."""
+    return theta[0] + theta[1] / (1.0 + np.exp(-(theta[2] + z @ theta[3:])))
+
+
+def _logistic_fit(z, y, w):
+    """Weighted least squares fit of the logistic-additive surrogate (Levenberg-Marquardt).
+
+    ``z`` (n, M) bool: the empty and the full coalition, then complementary pairs; ``y``
+    (n,) their values; ``w`` (n,) weights. Returns ``(theta, held)``: ``theta = (c, d, a,
+    b_1 .. b_M)`` and every row's prediction by the fit linearised at ``theta`` without
+    the row's pair (the ends: without the row), or None when the values are constant or
+    the fit is not finite.
+    """
+    n, m = z.shape
+    span = float(y.max() - y.min())
+    if not span > 0:
+        return None
+    x1 = np.concatenate([np.ones((n, 1)), z.astype(np.float64)], axis=1)
+    sw = np.sqrt(w)
+    # start: the values scaled into (0, 1) by a slightly wider range, a linear fit of
+    # their logit
+    c, d = float(y.min()) - 0.05 * span, 1.1 * span
+    p = np.clip((y - c) / d, 1e-3, 1 - 1e-3)
+    beta = np.linalg.lstsq(x1 * sw[:, None], np.log(p / (1 - p)) * sw, rcond=None)[0]
+    theta = np.concatenate([[c, d], beta])
+
+    def residuals(th):
+        s = 1.0 / (1.0 + np.exp(-(x1 @ th[2:])))
+        jac = np.concatenate([np.ones((n, 1)), s[:, None], (th[1] * s * (1 - s))[:, None] * x1],
+                             axis=1) * sw[:, None]
+        return (th[0] + th[1] * s - y) * sw, jac
+
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        theta, r, jac = _levenberg_marquardt(residuals, theta)
+    if theta is None:
+        return None
+    # leave-pair-out: the weighted residuals of a block B without it are
+    # (I - H_BB)^-1 r_B, H the hat matrix of the linearised fit
+    q = _orthonormal(jac)[0]
+    h = q ** 2
+    held = np.empty(n)
+    ends = np.clip(1.0 - h[:2].sum(axis=1), 1e-12, None)
+    held[:2] = r[:2] / ends
+    a11, a22 = 1.0 - h[2::2].sum(axis=1), 1.0 - h[3::2].sum(axis=1)
+    a12 = -(q[2::2] * q[3::2]).sum(axis=1)
+    det = np.maximum(a11 * a22 - a12 ** 2, 1e-12)
+    held[2::2] = (a22 * r[2::2] - a12 * r[3::2]) / det
+    held[3::2] = (a11 * r[3::2] - a12 * r[2::2]) / det
+    return theta, y + held / np.where(sw > 0, sw, 1.0)
+
+
+def _levenberg_marquardt(residuals, theta):
+    """Minimise ``|r(theta)|^2`` from ``theta``; ``residuals(theta) -> (r, jacobian)``.
+    Returns ``(theta, r, jacobian)`` at the minimum found, or ``(None, None, None)`` when
+    it is not finite."""
+    r, jac = residuals(theta)
+    cost = float(r @ r)
+    if not np.isfinite(cost):
+        return None, None, None
+    lam = 1e-3
+    for _ in range(_LM_STEPS):
+        jtj, grad = jac.T @ jac, jac.T @ r
+        scale = np.maximum(np.diag(jtj), 1e-12)
+        for _ in range(10):           # raise the damping until a step lowers the cost
+            step = np.linalg.solve(jtj + lam * np.diag(scale), -grad)
+            r_new, jac_new = residuals(theta + step)
+            cost_new = float(r_new @ r_new)
+            if np.isfinite(cost_new) and cost_new < cost:
+                break
+            lam *= 10.0
+        else:
+            break
+        theta, r, jac, lam = theta + step, r_new, jac_new, max(lam / 10.0, 1e-12)
+        gain, cost = cost - cost_new, cost_new
+        if gain <= 1e-10 * cost:
+            break
+    if not np.all(np.isfinite(theta)):
+        return None, None, None
+    return theta, r, jac
+
+
+def _logistic_shapley(theta, m, seed):
+    """Shapley values of the surrogate, (M,), and the variance of their error (M,): exact
+    (0) up to ``_EXACT_SURROGATE`` players, else antithetic permutation sampling."""
+    d, a, b = theta[1], theta[2], theta[3:]
+    if m <= _EXACT_SURROGATE:
+        k = np.arange(2 ** m, dtype=np.int64)
+        bits = (k[:, None] >> np.arange(m)) & 1
+        value = d / (1.0 + np.exp(-(a + bits @ b)))
+        size = bits.sum(axis=1)
+        weight = np.array([1.0 / (m * math.comb(m - 1, s)) for s in range(m)])
+        out = np.empty(m)
+        for i in range(m):
+            without = k[bits[:, i] == 0]
+            out[i] = weight[size[without]] @ (value[without | (1 << i)] - value[without])
+        return out, np.zeros(m)
+    rng = np.random.default_rng([seed, 23])
+    half = _PERMUTATIONS // 2
+    perms = np.argsort(rng.random((half, m)), axis=1)
+    perms = np.concatenate([perms, perms[:, ::-1]])
+    path = a + np.concatenate([np.zeros((len(perms), 1)), np.cumsum(b[perms], axis=1)], axis=1)
+    gain = np.diff(d / (1.0 + np.exp(-path)), axis=1)
+    per = np.empty_like(gain)
+    np.put_along_axis(per, perms, gain, axis=1)
+    pairs = 0.5 * (per[:half] + per[half:])             # a permutation and its reverse
+    return pairs.mean(axis=0), pairs.var(axis=0, ddof=1) / half
 
 
 # --------------------------------------------------------------------------- design
@@ -526,19 +701,22 @@ def _single_units(design, first, units, sign, y, y_single, singles):
 
 # --------------------------------------------------------------------------- solve
 
-def _odd_solve(design, y, delta, surrogate, seed, units=None):
+def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
     """Values and standard errors from the odd part of the game, (M, D) twice.
 
     ``units`` (from ``_single_units``) replaces the pairs of ``design`` when some rows are
     single coalitions. Falls back to ``_solve`` (Kernel SHAP with a GCV ridge) when the
-    pairs do not determine the first-order fit (fewer than ``M + 2`` pairs).
+    pairs do not determine the first-order fit (fewer than ``M + 2`` pairs). ``with_cv``
+    adds a third value: per column, every pair's cross-validated weighted residual (a list
+    of D arrays), or None from the fallback.
     """
     z = design["z"]
     m, d = z.shape[1], len(delta)
     offset = None
     if units is None:
         if m < 2 or len(z) // 2 < m + 2:
-            return _solve(design, y, delta)
+            out = _solve(design, y, delta)
+            return (*out, None) if with_cv else out
         x = np.where(z[0::2], 1.0, -1.0)                   # each pair's first side, +-1
         odd = 0.5 * (y[0::2] - y[1::2])                    # the game's odd part, (P, D)
         sws = np.repeat(np.sqrt(design["w"][0::2] + design["w"][1::2])[:, None], d, axis=1)
@@ -547,6 +725,7 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None):
         offset = units["singles"]
     phi = np.empty((m, d))
     se = np.zeros((m, d))
+    cv = [None] * d
     for col in range(d):
         sw = sws[:, col]                                   # unit weights, square root
         base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
@@ -558,12 +737,12 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None):
         if offset is not None:
             g, stratum, even_var, n_full, sampled = offset
             extra = (g * sw, stratum, even_var[:, col], n_full, sampled)
-        phi[:, col], se[:, col] = _fit_odd(base, x, sw, target, terms, 0.5 * delta[col],
-                                           design, held_out, extra)
+        phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
+                                                    0.5 * delta[col], design, held_out, extra)
     phi -= (phi.sum(axis=0) - delta) / m                   # remove rounding drift
     if design["exact"]:
         se[:] = 0.0
-    return phi, se
+    return (phi, se, cv) if with_cv else (phi, se)
 
 
 def _term_columns(x, terms):
@@ -588,6 +767,9 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     variance ``even_var / n_full`` (S,), and their residuals carry the even part (variance
     ``even_var``, random sign), which the finite-population correction of the stratum
     (``sampled``: its share sampled) does not reduce: both are added.
+
+    Returns ``(phi, se, held)``: values and standard errors (M,), and every pair's
+    cross-validated (or leave-one-out) weighted residual (P,).
     """
     cols = base
     if terms:
@@ -612,6 +794,8 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
         r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
     amap = (lmap @ inv) @ u.T
     se = _sandwich_se(design, amap, r2, cols.shape[1])
+    # every pair's cross-validated (or, without a selection, leave-one-out) residual
+    cv = resid / (1.0 - np.clip(lev, 0.0, 0.99)) if held_out is None else held_out
     if extra is not None:
         g, stratum, even_var, n_full, sampled = extra
         var = se ** 2
@@ -620,7 +804,7 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
             var += (amap[:, sel] @ g[sel]) ** 2 * even_var[j] / max(n_full[j], 1)
             var += (amap[:, sel] ** 2) @ (g[sel] ** 2) * even_var[j] * sampled[j]
         se = np.sqrt(var)
-    return phi, se
+    return phi, se, cv
 
 
 def _value_map(m, terms):

@@ -55,8 +55,11 @@ def test_shap_accuracy_facts():
     if not any(c["others"] for c in out["cells"]):
         assert any("skipped" in str(r["result"]) for r in out["rows"])
     for game in set(games):
-        mse = [c["ours"].mean() for c in out["cells"] if c["game"] == game]
-        assert mse[-1] < mse[0], f"{game}: {mse}"
+        cells = [c for c in out["cells"] if c["game"] == game]
+        mse = [c["ours"].mean() for c in cells]
+        # the error shrinks with the budget, unless the smallest was exact already (a
+        # sigmoid of a weighted sum, by the regression adjustment below two phases)
+        assert mse[-1] < mse[0] or cells[0]["exact"], f"{game}: {mse}"
     for c in out["cells"]:
         assert c["ours_evals"] <= c["budget"]
 
