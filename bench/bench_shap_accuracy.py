@@ -394,8 +394,9 @@ def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, secon
     spex = sorted({c["game"] for c in cells if "ProxySPEX" in c["others"]})
     parts.append("Not in the comparison: ShaplEIG (needs shapiq's `shapleig` extra: torch, "
                  "gpytorch, botorch); SPEX and ProxySPEX (sparse Fourier transforms: 1-3 s a "
-                 "run at M = 12, 985 s for ProxySPEX's 35 runs at M = 16) were run, with 5 "
-                 "seeds, only on " + (", ".join(spex) if spex else "no game") + ".")
+                 "run at M = 12, 985 s for ProxySPEX's 35 runs at M = 16) "
+                 + ("were run, with 5 seeds, only on " + ", ".join(spex) if spex else
+                    "were not run (the cached competitors' runs left them out)") + ".")
     failed = sorted({k.split("|")[0] + ": " + v for k, v in errors.items()
                      if not k.startswith("ShaplEIG")})
     if failed:
