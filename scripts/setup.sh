@@ -57,6 +57,12 @@ if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print("%d.%d
     echo "setup: .venv was made for another Python; recreating it for Python $PYVER"
     rm -rf .venv
 fi
+# A .venv left half made (an interrupted run) lacks the system packages or pip: make it again.
+if [ -x .venv/bin/python ] && { ! grep -qx 'include-system-site-packages = true' .venv/pyvenv.cfg \
+        || ! .venv/bin/python -m pip --version > /dev/null 2>&1; }; then
+    echo "setup: .venv is incomplete (an interrupted set-up?); recreating it"
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv (Python $PYVER, system site packages visible)"
     /usr/bin/python3 -m venv --system-site-packages .venv
