@@ -199,19 +199,20 @@ def expected_occlusion_evaluations(window, max_depth, region_side, shares=None):
     """
     from .occlusion import evaluation_bound
 
+    every_run = sum(occlusion_profile(int(window), int(max_depth), int(region_side))[:2])
+    count = sum(expected_by_depth(window, max_depth, region_side, shares))
+    most = evaluation_bound((window, window), int(max_depth))
+    return int(min(most, max(every_run, round(count))))
+
+
+def expected_by_depth(window, max_depth, region_side, shares=None):
+    """The evaluations expected at each depth: :func:`occlusion_profile` with ``shares``
+    (see :func:`expected_occlusion_evaluations`) below depth 1. Without them, what a run
+    expects before it starts (its progress rescales as it goes)."""
     profile = occlusion_profile(int(window), int(max_depth), int(region_side))
     shares = list(shares) if shares else [OCCLUSION_PRUNING_SHARE]
-    count = sum(profile[:2]) + sum(c * shares[min(i, len(shares) - 1)]
-                                   for i, c in enumerate(profile[2:]))
-    most = evaluation_bound((window, window), int(max_depth))
-    return int(min(most, max(sum(profile[:2]), round(count))))
-
-
-def expected_by_depth(window, max_depth, region_side):
-    """:func:`occlusion_profile` with :data:`OCCLUSION_PRUNING_SHARE` below depth 1: what
-    a run expects at each depth before it starts (its progress rescales as it goes)."""
-    profile = occlusion_profile(int(window), int(max_depth), int(region_side))
-    return profile[:2] + tuple(OCCLUSION_PRUNING_SHARE * c for c in profile[2:])
+    return profile[:2] + tuple(c * shares[min(i, len(shares) - 1)]
+                               for i, c in enumerate(profile[2:]))
 
 
 def measured_occlusion_evaluations(model, job, class_index, params, *, n_trees=16,
@@ -233,11 +234,11 @@ def measured_occlusion_evaluations(model, job, class_index, params, *, n_trees=1
     """
     from .explain import occlusion_tree_sizes
     from .occlusion import sampled_tree_sizes
+    from .region import mask_extent
 
     params = {k: v for k, v in params.items() if v is not None}
     depth = int(params.get("max_depth") or by_name("max_depth").default)
-    rows, cols = np.flatnonzero(job.mask.any(axis=1)), np.flatnonzero(job.mask.any(axis=0))
-    side = int(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
+    side = mask_extent(job.mask)
     window = max(job.mask.shape)
     if depth < 2:
         return expected_occlusion_evaluations(window, depth, side), 0

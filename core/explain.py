@@ -820,14 +820,13 @@ def _occlusion_scores(scorer, image, p, images_for, win):
 def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
     from .estimate import expected_by_depth
     from .occlusion import multiscale_occlusion
+    from .region import mask_extent
     from .shapely_geos import import_shapely
 
     shapely = import_shapely()
     h, w = image.shape[:2]
     score_fn, everything_occluded = _occlusion_scores(scorer, image, p, images_for, win)
-    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
-    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    expected = expected_by_depth(max(h, w), p["max_depth"], int(side))
+    expected = expected_by_depth(max(h, w), p["max_depth"], mask_extent(region))
     res = multiscale_occlusion(score_fn, (h, w), max_depth=p["max_depth"], n_best=p["n_best"],
                                batch_size=p["batch_size"], progress=prog, cancel=cancel,
                                expected_by_depth=expected)

@@ -145,3 +145,10 @@ def region_mask(geometry, geotransform, window):
                 if pix.intersects(shapely.box(c, r, c + 1, r + 1)):
                     mask[r, c] = True
     return mask
+
+
+def mask_extent(mask):
+    """The larger side, in pixels, of the bounding box of a non-empty boolean ``mask``."""
+    rows = np.flatnonzero(np.any(mask, axis=1))
+    cols = np.flatnonzero(np.any(mask, axis=0))
+    return int(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
