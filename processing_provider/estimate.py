@@ -28,13 +28,12 @@ def region_on_raster(geometry, crs, raster):
     return None if geom.isNull() else geom
 
 
-def region_size_on_raster(geometry, crs, raster):
-    """``(pixels, extent)`` of ``geometry`` (a QgsGeometry in ``crs``) on the raster layer's
-    grid: its area in pixels and the larger side of its bounding box in pixels; None when the
-    region cannot be brought to the raster's CRS (the run then says why)."""
-    geom = region_on_raster(geometry, crs, raster)
+def region_size_on_raster(geom, raster):
+    """``(pixels, extent)`` of ``geom`` (a QgsGeometry in the raster layer's CRS:
+    :func:`region_on_raster`) on the raster's grid: its area in pixels and the larger side of
+    its bounding box in pixels; None for a raster without pixel size."""
     dx, dy = abs(raster.rasterUnitsPerPixelX()), abs(raster.rasterUnitsPerPixelY())
-    if geom is None or not dx or not dy:
+    if not dx or not dy:
         return None
     extent = raster.extent()      # the run measures the region on this grid (core)
     return region_size(bytes(geom.asWkb()),
@@ -46,14 +45,11 @@ def engine_params(values):
     return {by_key(key).name: by_key(key).from_form(value) for key, value in values.items()}
 
 
-def occlusion_sample(values, geometry, crs, raster, class_name, bands):
+def occlusion_sample(values, geom, raster, class_name, bands):
     """What :func:`~seg_explainer.core.estimate.measured_occlusion_evaluations` needs to
     sample a run's occlusion trees, as plain values (for a background task): ``{"source",
-    "roi_wkb", "bands", "window", "class_name", "params"}``; None when the region cannot be
-    brought to the raster's CRS. ``values`` are the form's ``{Processing key: value}``."""
-    geom = region_on_raster(geometry, crs, raster) if geometry is not None else None
-    if geom is None:
-        return None
+    "roi_wkb", "bands", "window", "class_name", "params"}``. ``values`` are the form's
+    ``{Processing key: value}``, ``geom`` the region in the raster's CRS."""
     params = engine_params(values)
     window = params.pop("window", None) or None
     return {"source": raster.source().split("|")[0], "roi_wkb": bytes(geom.asWkb()),
@@ -61,11 +57,11 @@ def occlusion_sample(values, geometry, crs, raster, class_name, bands):
             "class_name": class_name, "params": params}
 
 
-def plan_for_region(method, values, geometry, crs, raster, model_info):
+def plan_for_region(method, values, geom, raster, model_info):
     """The :class:`~seg_explainer.core.estimate.Plan` of a run of ``method`` with the form's
-    ``values`` (``{Processing key: form value}``) on a region of ``raster``; None when the
-    region's size on the raster is unknown."""
-    size = region_size_on_raster(geometry, crs, raster) if geometry is not None else None
+    ``values`` (``{Processing key: form value}``) on the region ``geom`` (in the raster's CRS)
+    of ``raster``; None when the region's size on the raster is unknown."""
+    size = region_size_on_raster(geom, raster)
     if size is None:
         return None
     params = engine_params({key: value for key, value in values.items()
@@ -85,11 +81,14 @@ def estimate_inputs(method, values, outline, raster, model_info, class_name, ban
     ``(None, None)`` until a model, a raster and a region are chosen."""
     if model_info is None or outline is None or raster is None:
         return None, None
-    plan = plan_for_region(method, values, outline[0], outline[1], raster, model_info)
+    geom = region_on_raster(outline[0], outline[1], raster)     # once for both
+    if geom is None:
+        return None, None
+    plan = plan_for_region(method, values, geom, raster, model_info)
     numbers, problem = bands
     if plan is None or method != "occlusion" or problem:
         return plan, None
-    return plan, occlusion_sample(values, outline[0], outline[1], raster, class_name, numbers)
+    return plan, occlusion_sample(values, geom, raster, class_name, numbers)
 
 
 def describe_model(path):
