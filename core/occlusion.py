@@ -181,11 +181,8 @@ def sampled_tree_sizes(score_fn, shape, *, max_depth=_D["max_depth"], through_de
     h, w = (int(v) for v in shape)
     depth_max = int(max_depth)
     last = max(0, min(int(through_depth), depth_max - 1))
-    grid = OffsetGrid(h, w, depth_max, True)
-    n = 2 ** depth_max
-    step = max(1, n // max(1, int(round(np.sqrt(max(1, int(n_trees)))))))
-    grid.shifts = [(a, b) for a, b in grid.shifts if a % step == 0 and b % step == 0]
-    grid.n_offsets = len(grid.shifts)
+    step = max(1, 2 ** depth_max // max(1, int(round(np.sqrt(max(1, int(n_trees)))))))
+    grid = OffsetGrid(h, w, depth_max, True, every=step)
     ev = _Evaluator(score_fn, batch_size, None, cancel, None, grid)
     trees = _Trees(grid, ev, None, min_importance)
     sizes = [grid.n_offsets]
@@ -216,14 +213,14 @@ class _Trees:
         self.leaves = [[] for _ in range(grid.n_offsets)]
         self.threshold = None
         self.depth = 0
-        self.flat = self.kids = None
+        self.kids = None
 
     def next_rects(self):
         """The rectangles of the next depth: children of the nodes kept so far."""
         self.kids = [self.grid.children(i, node, self.depth) for i, node, _ in self.frontier]
-        self.flat = [(i, c) for (i, _, _), cs in zip(self.frontier, self.kids) for c in cs]
-        self.naive += len(self.flat)
-        return [self.grid.rect(c) for _, c in self.flat]
+        rects = [self.grid.rect(c) for cs in self.kids for c in cs]
+        self.naive += len(rects)
+        return rects
 
     def grow(self, rects):
         """Evaluate the next depth's ``rects`` and prune."""
@@ -330,13 +327,16 @@ class OffsetGrid:
     max_depth : int
     offsets : bool
         One tree per grid shift (``2**max_depth`` per axis), or a single tree.
+    every : int
+        Keep only the shifts that are multiples of ``every`` on both axes (a sample of the
+        trees, :func:`sampled_tree_sizes`).
     """
 
-    def __init__(self, h, w, max_depth, offsets):
+    def __init__(self, h, w, max_depth, offsets, every=1):
         self.h, self.w, self.max_depth = h, w, max_depth
         self.t = 2 ** (max_depth + 1)
         n = 2 ** max_depth if offsets else 1
-        self.shifts = [(a, b) for a in range(n) for b in range(n)]
+        self.shifts = [(a, b) for a in range(0, n, every) for b in range(0, n, every)]
         self.n_offsets = len(self.shifts)
 
     def rect(self, node):
