@@ -18,8 +18,8 @@ import numpy as np
 from .parameters import by_name
 
 __all__ = ["Plan", "expected_by_depth", "expected_occlusion_evaluations", "format_duration",
-           "measured_occlusion_evaluations", "occlusion_profile", "plan_run", "region_size",
-           "seconds_per_evaluation"]
+           "measured_occlusion_evaluations", "occlusion_profile", "occlusion_shares", "plan_run",
+           "region_size", "seconds_per_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -215,17 +215,36 @@ def expected_by_depth(window, max_depth, region_side, shares=None):
                                for i, c in enumerate(profile[2:]))
 
 
-def measured_occlusion_evaluations(model, job, class_index, params, *, n_trees=16,
-                                   cancel=None):
+def occlusion_shares(window, max_depth, region_side, through_depth=1):
+    """How much of the stand-in's trees a real occlusion run keeps, from a sample of them.
+
+    The stand-in score's sample (:func:`~.occlusion.sampled_tree_sizes`, ``through_depth``)
+    is grown once here; the returned ``shares(real)`` takes the real sample's nodes at
+    depths 0 to ``through_depth + 1`` and returns the real/stand-in ratios at depths 2,
+    3, ...: the ``shares`` of :func:`expected_by_depth` and
+    :func:`expected_occlusion_evaluations`.
+    """
+    from .occlusion import sampled_tree_sizes
+
+    stand_in, _ = sampled_tree_sizes(_stand_in_score(window, region_side),
+                                     (int(window), int(window)), max_depth=int(max_depth),
+                                     through_depth=through_depth, batch_size=4096)
+
+    def shares(real):
+        return [r / s if s else 1.0 for r, s in zip(real[2:], stand_in[2:])]
+
+    return shares
+
+
+def measured_occlusion_evaluations(model, job, class_index, params, *, cancel=None):
     """Occlusion's expected evaluations on a job (:class:`~.job.Job`), from a sample of its
     real trees.
 
-    ``n_trees`` of the run's offset trees are grown on the real model through depth 2 and
-    their depth-3 nodes counted (:func:`~.explain.occlusion_tree_sizes`, the same inputs,
-    checks and scores as the run); the same sample is grown on the stand-in score. The
-    ratios of their nodes at depths 2 and 3 are the shares of :func:`occlusion_profile` the
-    run is expected to keep (depth 3's also below it). Costs the sample's evaluations:
-    about 4 x ``n_trees`` plus the depth-2 nodes kept, a few percent of a run.
+    The sample's trees are grown on the real model through depth 2 and their depth-3
+    nodes counted (:func:`~.explain.occlusion_tree_sizes`, the same inputs, checks and
+    scores as the run), then compared with the stand-in's (:func:`occlusion_shares`).
+    Costs the sample's evaluations: about 4 x :data:`~.occlusion.SAMPLE_TREES` plus the
+    depth-2 nodes kept, a few percent of a run.
 
     Returns
     -------
@@ -233,7 +252,6 @@ def measured_occlusion_evaluations(model, job, class_index, params, *, n_trees=1
         The run's expected evaluations, and the evaluations the sample spent.
     """
     from .explain import occlusion_tree_sizes
-    from .occlusion import sampled_tree_sizes
     from .region import mask_extent
 
     params = {k: v for k, v in params.items() if v is not None}
@@ -243,12 +261,8 @@ def measured_occlusion_evaluations(model, job, class_index, params, *, n_trees=1
     if depth < 2:
         return expected_occlusion_evaluations(window, depth, side), 0
     real, spent = occlusion_tree_sizes(model, job.image, job.mask, [int(class_index)],
-                                       through_depth=2, n_trees=n_trees, cancel=cancel,
-                                       **params)
-    stand_in, _ = sampled_tree_sizes(_stand_in_score(window, side), (window, window),
-                                     max_depth=depth, through_depth=2, n_trees=n_trees,
-                                     batch_size=4096)
-    shares = [r / s if s else 1.0 for r, s in zip(real[2:], stand_in[2:])]
+                                       through_depth=2, cancel=cancel, **params)
+    shares = occlusion_shares(window, depth, side, through_depth=2)(real)
     return expected_occlusion_evaluations(window, depth, side, shares=shares), int(spent)
 
 

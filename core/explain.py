@@ -513,10 +513,10 @@ def _prepare(model, image, region_mask, method, classes, params, cancel):
                      full_prediction)
 
 
-def occlusion_tree_sizes(model, image, region_mask, classes, *, through_depth=2, n_trees=16,
-                         cancel=None, **params):
+def occlusion_tree_sizes(model, image, region_mask, classes, *, through_depth=2, cancel=None,
+                         **params):
     """Nodes per depth of a sample of the occlusion trees ``explain_region(...,
-    "occlusion", **params)`` grows: the same inputs, checks and scores, ``n_trees`` offsets
+    "occlusion", **params)`` grows: the same inputs, checks and scores, the sample's offsets
     grown through ``through_depth`` (:func:`~.occlusion.sampled_tree_sizes`); for estimating
     a run's cost before it starts (:func:`~.estimate.measured_occlusion_evaluations`).
 
@@ -531,8 +531,8 @@ def occlusion_tree_sizes(model, image, region_mask, classes, *, through_depth=2,
     s = _prepare(model, image, region_mask, "occlusion", classes, params, cancel)
     score_fn, _ = _occlusion_scores(s.scorer, s.image, s.p, s.images_for, s.win)
     sizes, _ = sampled_tree_sizes(score_fn, s.image.shape[:2], max_depth=s.p["max_depth"],
-                                  through_depth=through_depth, n_trees=n_trees,
-                                  batch_size=s.p["batch_size"], cancel=cancel)
+                                  through_depth=through_depth, batch_size=s.p["batch_size"],
+                                  cancel=cancel)
     return sizes, s.scorer.n_evaluations
 
 
@@ -818,7 +818,7 @@ def _occlusion_scores(scorer, image, p, images_for, win):
 
 
 def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
-    from .estimate import expected_by_depth
+    from .estimate import expected_by_depth, occlusion_shares
     from .occlusion import multiscale_occlusion
     from .region import mask_extent
     from .shapely_geos import import_shapely
@@ -826,10 +826,13 @@ def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):
     shapely = import_shapely()
     h, w = image.shape[:2]
     score_fn, everything_occluded = _occlusion_scores(scorer, image, p, images_for, win)
-    expected = expected_by_depth(max(h, w), p["max_depth"], mask_extent(region))
-    res = multiscale_occlusion(score_fn, (h, w), max_depth=p["max_depth"], n_best=p["n_best"],
-                               batch_size=p["batch_size"], progress=prog, cancel=cancel,
-                               expected_by_depth=expected)
+    window, side = max(h, w), mask_extent(region)
+    shares = occlusion_shares(window, p["max_depth"], side)
+    res = multiscale_occlusion(
+        score_fn, (h, w), max_depth=p["max_depth"], n_best=p["n_best"],
+        batch_size=p["batch_size"], progress=prog, cancel=cancel,
+        expected_by_depth=expected_by_depth(window, p["max_depth"], side),
+        forecast=lambda real: expected_by_depth(window, p["max_depth"], side, shares(real)))
     table = []
     for i, leaf in enumerate(res.leaves):
         r0, r1, c0, c1 = (int(v) for v in leaf.rect)

@@ -25,6 +25,10 @@ _D = {n: by_name(n).default for n in ("max_depth", "n_best", "batch_size")}
 
 _EMPTY = (0, 0, 0, 0)
 
+#: Offset trees in the sample that forecasts a run's size (:func:`sampled_tree_sizes`, and
+#: the ``forecast`` of :func:`multiscale_occlusion`).
+SAMPLE_TREES = 16
+
 
 @dataclass(frozen=True)
 class Leaf:
@@ -93,7 +97,7 @@ class OcclusionResult:
 def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_D["n_best"],
                          offsets=True, min_importance=0.01, unoccluded_score=None,
                          batch_size=_D["batch_size"], progress=None, cancel=None,
-                         expected_by_depth=None):
+                         expected_by_depth=None, forecast=None):
     """Explain a score by multi-scale occlusion.
 
     Parameters
@@ -137,6 +141,13 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         to be evaluated (known exactly once the previous depth is pruned) and the deeper
         depths' expected counts scaled by the share of its expectation that depth kept.
         Default: :func:`evaluation_bound`, the unpruned trees.
+    forecast : callable, optional
+        Refines ``expected_by_depth`` before depth 1 ends. With it, depth 1 starts with the
+        trees of :func:`sampled_tree_sizes`'s sample (rectangles the run needs anyway), which
+        are pruned as that function does; ``forecast(sizes)``, given the sample's nodes at
+        depths 0 to 2, returns the expected evaluations by depth that progress counts
+        against from then on. Without it, the deeper depths' expectation is known only
+        when depth 1 ends, and progress can jump there.
 
     Returns
     -------
@@ -149,8 +160,15 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     grid = OffsetGrid(h, w, depth_max, bool(offsets))
     ev = _Evaluator(score_fn, batch_size, progress, cancel, expected_by_depth, grid)
     trees = _Trees(grid, ev, unoccluded_score, min_importance)
+    ev.end_depth()
     for depth in range(1, depth_max + 1):
-        trees.grow(ev.expect(depth, trees.next_rects()))
+        rects = ev.expect(depth, trees.next_rects())
+        if depth == 1 and forecast is not None and depth_max > 1 and grid.n_offsets > 1:
+            sizes = _sample_sizes(h, w, depth_max, SAMPLE_TREES, ev, trees.s0, 1,
+                                  min_importance)
+            ev.reprofile(forecast(sizes), rects)
+        trees.grow(rects)
+        ev.end_depth()
     trees.finish()
     ev.finish()
     seed = grid.full_tree_evaluations() + (unoccluded_score is None)
@@ -159,7 +177,7 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
 
 
 def sampled_tree_sizes(score_fn, shape, *, max_depth=_D["max_depth"], through_depth=2,
-                       n_trees=16, min_importance=0.01, batch_size=_D["batch_size"],
+                       n_trees=SAMPLE_TREES, min_importance=0.01, batch_size=_D["batch_size"],
                        cancel=None):
     """Nodes at each depth of a sample of :func:`multiscale_occlusion`'s offset trees, grown
     and pruned as in a whole run through ``through_depth``.
@@ -179,19 +197,27 @@ def sampled_tree_sizes(score_fn, shape, *, max_depth=_D["max_depth"], through_de
         Scores evaluated (distinct rectangles, the unoccluded image included).
     """
     h, w = (int(v) for v in shape)
-    depth_max = int(max_depth)
-    last = max(0, min(int(through_depth), depth_max - 1))
-    step = max(1, 2 ** depth_max // max(1, int(round(np.sqrt(max(1, int(n_trees)))))))
-    grid = OffsetGrid(h, w, depth_max, True, every=step)
-    ev = _Evaluator(score_fn, batch_size, None, cancel, None, grid)
-    trees = _Trees(grid, ev, None, min_importance)
+    ev = _Evaluator(score_fn, batch_size, None, cancel, None, None)
+    s0 = ev.scores([_EMPTY])[0]
+    sizes = _sample_sizes(h, w, int(max_depth), n_trees, ev, s0, through_depth,
+                          min_importance)
+    return sizes, ev.count
+
+
+def _sample_sizes(h, w, max_depth, n_trees, ev, s0, through_depth, min_importance):
+    """:func:`sampled_tree_sizes`'s sample grown with the evaluator ``ev`` (whose memo it
+    shares) from the unoccluded score ``s0``; returns its nodes by depth."""
+    last = max(0, min(int(through_depth), max_depth - 1))
+    step = max(1, 2 ** max_depth // max(1, int(round(np.sqrt(max(1, int(n_trees)))))))
+    grid = OffsetGrid(h, w, max_depth, True, every=step)
+    trees = _Trees(grid, ev, s0, min_importance)
     sizes = [grid.n_offsets]
     for _ in range(last):
         rects = trees.next_rects()
         sizes.append(len(rects))
         trees.grow(rects)
     sizes.append(len(trees.next_rects()))
-    return tuple(sizes), ev.count
+    return tuple(sizes)
 
 
 class _Trees:
@@ -207,7 +233,6 @@ class _Trees:
             self.naive = 0
         root = (0, grid.t, 0, grid.t)
         self.root_imp = self.s0 - ev.scores([grid.rect(root)])[0]
-        ev.end_depth()
         self.naive += grid.n_offsets
         self.frontier = [(i, root, self.root_imp) for i in range(grid.n_offsets)]
         self.leaves = [[] for _ in range(grid.n_offsets)]
@@ -225,7 +250,6 @@ class _Trees:
     def grow(self, rects):
         """Evaluate the next depth's ``rects`` and prune."""
         imps = self.s0 - self.ev.scores(rects)
-        self.ev.end_depth()
         if self.threshold is None:
             scale = max(np.abs(self.root_imp[0]), np.abs(imps[:, 0]).max(initial=0.0))
             self.threshold = self.min_importance * scale
@@ -406,7 +430,8 @@ class _Evaluator:
         self.progress, self.cancel = progress, cancel
         self.profile = None if expected_by_depth is None else \
             [max(0.0, float(v)) for v in expected_by_depth]
-        self.total = max(1.0, sum(self.profile) if self.profile else grid.upper_bound())
+        self.total = max(1.0, sum(self.profile) if self.profile else
+                         grid.upper_bound() if grid is not None else 1.0)
         self.memo = {}
         self.count = 0
         self.by_depth = []
@@ -424,6 +449,13 @@ class _Evaluator:
             share = n / planned if planned > 0 else 1.0
             self.total = max(1.0, self.count + n + share * sum(self.profile[depth + 1:]))
         return rects
+
+    def reprofile(self, expected_by_depth, rects):
+        """A new expectation by depth, during depth 1 whose ``rects`` are known: progress
+        counts against the evaluations done, ``rects`` still to evaluate and the deeper
+        depths' new expectation."""
+        self.profile = [max(0.0, float(v)) for v in expected_by_depth]
+        self.total = max(1.0, self.count + self.n_new(rects) + sum(self.profile[2:]))
 
     def end_depth(self):
         self.by_depth.append(self.count - self._depth_start)

@@ -176,3 +176,51 @@ def test_shares_of_the_stand_in_give_the_run_s_count():
         round(sum(profile[:2]) + 0.4 * sum(profile[2:]))
     assert expected_occlusion_evaluations(window, depth, side, shares=(0.0,)) == \
         flat.n_evaluations
+
+
+def test_a_forecast_during_depth_1_changes_the_progress_not_the_result():
+    from seg_explainer.core.occlusion import SAMPLE_TREES, sampled_tree_sizes
+
+    score = _weights_score(5)
+    plain = multiscale_occlusion(score, (64, 64), max_depth=3, batch_size=8)
+    n = plain.n_evaluations
+    given, seen, counted = [], [], []
+
+    def counting(rects):
+        counted.append(len(np.asarray(rects).reshape(-1, 4)))
+        return score(rects)
+
+    def forecast(sizes):       # the sample's sizes; answers the run's true proportions
+        given.append((sizes, sum(counted)))
+        return plain.evaluations_by_depth
+
+    far_off = (1, 1, 1e4, 1e4)
+    run = multiscale_occlusion(counting, (64, 64), max_depth=3, batch_size=8,
+                               progress=seen.append, expected_by_depth=far_off,
+                               forecast=forecast)
+    assert np.array_equal(run.heatmap, plain.heatmap)
+    assert (run.n_evaluations, run.evaluations_by_depth) == (n, plain.evaluations_by_depth)
+    # called once, with the sample's own sizes, after the sample's evaluations only
+    sizes, spent = sampled_tree_sizes(score, (64, 64), max_depth=3, through_depth=1)
+    assert len(given) == 1 and given[0] == (sizes, spent) and sizes[0] == SAMPLE_TREES
+    assert spent < plain.evaluations_by_depth[0] + plain.evaluations_by_depth[1]
+    # from then on progress is the fraction of the run done, though the prior was far off
+    done = np.cumsum(counted)
+    after = done > spent
+    assert after.sum() > 5
+    assert np.allclose(np.asarray(seen[:-1])[after], (done / n)[after], rtol=0, atol=1 / n)
+    assert not np.allclose(np.asarray(seen[:-1])[~after], (done / n)[~after], atol=0.05)
+
+
+def test_on_the_stand_in_itself_the_forecast_is_its_own_run():
+    from seg_explainer.core.estimate import _stand_in_score, expected_by_depth, occlusion_shares
+    from seg_explainer.core.occlusion import sampled_tree_sizes
+
+    for window, depth, side in ((96, 3, 30), (128, 4, 20)):
+        score = _stand_in_score(window, side)
+        sizes, _ = sampled_tree_sizes(score, (window, window), max_depth=depth,
+                                      through_depth=1)
+        shares = occlusion_shares(window, depth, side)(sizes)
+        assert shares == [1.0]
+        run = multiscale_occlusion(score, (window, window), max_depth=depth)
+        assert expected_by_depth(window, depth, side, shares) == run.evaluations_by_depth
