@@ -64,7 +64,7 @@ def band_means(image, valid_mask=None):
 ABSURD_MAGNITUDE = 1e20
 
 
-def screen_values(values, *, keep=None):
+def screen_values(values, *, keep=None, flags=None):
     """Non-finite and absurd values (:data:`ABSURD_MAGNITUDE`) of ``values`` as NaN.
 
     Parameters
@@ -73,6 +73,9 @@ def screen_values(values, *, keep=None):
         Any real array (float64 values too large for float32 are caught before a cast).
     keep : ndarray of bool, optional
         Positions already known to be nodata (NaN by design): not counted.
+    flags : ndarray of uint8, optional
+        Same shape as ``values``: ORed with 1 where a non-finite value is counted, 2 where an
+        absurd one is (to count pixels rather than values, or once across overlapping reads).
 
     Returns
     -------
@@ -93,24 +96,27 @@ def screen_values(values, *, keep=None):
     if keep is not None:
         bad &= ~keep
     n_bad, n_absurd = int(bad.sum()), int(absurd.sum())
+    if flags is not None and (n_bad or n_absurd):
+        flags |= bad.astype(np.uint8) | (absurd.astype(np.uint8) << 1)
     if not n_bad and not n_absurd:
         return values, 0, 0
     return np.where(finite & ~absurd, values, np.nan), n_bad, n_absurd
 
 
-def screening_message(n_non_finite, n_absurd):
-    """The warning for :func:`screen_values`' counts, or None when both are 0."""
+def screening_message(n_non_finite, n_absurd, *, unit="value(s)",
+                      effect="take no part in the baseline or the region score"):
+    """The warning for :func:`screen_values`' counts, or None when both are 0. ``unit`` is
+    what was counted; ``effect`` what being nodata means for the run."""
     if not n_non_finite and not n_absurd:
         return None
     parts = []
     if n_non_finite:
-        parts.append(f"{n_non_finite} infinite or NaN value(s)")
+        parts.append(f"{n_non_finite} infinite or NaN {unit}")
     if n_absurd:
-        parts.append(f"{n_absurd} value(s) beyond +-{ABSURD_MAGNITUDE:g} (fill values without "
+        parts.append(f"{n_absurd} {unit} beyond +-{ABSURD_MAGNITUDE:g} (fill values without "
                      "a nodata flag)")
     return (f"The image holds {' and '.join(parts)}; they are treated as nodata, so they "
-            "take no part in the baseline or the region score. Set the raster's nodata value "
-            "if they mark missing data.")
+            f"{effect}. Set the raster's nodata value if they mark missing data.")
 
 
 def fill_nodata(image, valid_mask=None):

@@ -66,7 +66,7 @@ def is_complex(dtype_name):
     return str(dtype_name).startswith("C")
 
 
-def read_window(path, row0, col0, height, width, bands=None, *, screened=None,
+def read_window(path, row0, col0, height, width, bands=None, *, screened=None, flags=None,
                 complex_as="intensity"):
     """Read a window as float32 ``[height, width, C]``; nodata and out-of-raster pixels are NaN.
 
@@ -87,6 +87,9 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None,
         1-based band numbers in model-channel order; default all bands.
     screened : dict, optional
         Incremented with the counts ``"non_finite"`` and ``"absurd"`` of values made NaN.
+    flags : ndarray of uint8, shape (height, width), optional
+        ORed with 1 where a band's value was made NaN as non-finite, 2 where as absurd
+        (:func:`~.baselines.screen_values`).
     complex_as : {"intensity", "amplitude"}
         What a complex band becomes.
     """
@@ -122,7 +125,10 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None,
         data = data.astype(np.float64)
         if flagged is not None:
             data[flagged] = np.nan
-        data, n_bad, n_absurd = screen_values(data, keep=flagged)
+        found = None if flags is None else np.zeros(data.shape, dtype=np.uint8)
+        data, n_bad, n_absurd = screen_values(data, keep=flagged, flags=found)
+        if found is not None:
+            flags[r0 - row0:r1 - row0, c0 - col0:c1 - col0] |= found
         if screened is not None:
             screened["non_finite"] = screened.get("non_finite", 0) + n_bad
             screened["absurd"] = screened.get("absurd", 0) + n_absurd

@@ -780,6 +780,7 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
     told ``("warning", text)`` lines for the user (see :func:`explain_to_files`); the other
     parameters are :func:`~.tiling.segment_raster`'s. Returns its summary dict.
     """
+    from .baselines import screening_message
     from .geoio import raster_info
     from .parameters import by_name
     from .tiling import segment_raster
@@ -823,6 +824,12 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
                 if isinstance(exc, RuntimeError) and not is_disk_full(exc):
                     raise                          # not a writing failure: a bug
                 raise output_failure(exc) from None
+    screening = screening_message(
+        summary["screened"]["non_finite"], summary["screened"]["absurd"],
+        unit="pixel(s)", effect="are filled for the model with their tile's mean, and pixels "
+                                "with no other valid band are nodata in the outputs")
+    if screening:
+        _say(log, "warning", screening)
     return summary
 
 

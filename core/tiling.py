@@ -90,7 +90,9 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
 
     Returns
     -------
-    dict with ``n_tiles``, ``tile_size``, ``overlap``, ``class_counts`` (pixels per class).
+    dict with ``n_tiles``, ``tile_size``, ``overlap``, ``class_counts`` (pixels per class) and
+    ``screened``: pixels with a value made nodata as ``{"non_finite": n, "absurd": n}``
+    (:func:`~.baselines.screen_values`), each pixel counted once.
     """
     info = raster_info(path)
     row0, col0, height, width = window or (0, 0, info.height, info.width)
@@ -109,6 +111,7 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
     k = len(names)
     gt = window_geotransform(info.geotransform, row0, col0)
     counts = np.zeros(k, dtype=np.int64)
+    screened = {"non_finite": 0, "absurd": 0}
     with contextlib.ExitStack() as stack:
         prob_ds = class_ds = None
         if prob_path:
@@ -124,6 +127,7 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
         acc = np.zeros((tile, width, k), dtype=np.float32)
         wsum = np.zeros((tile, width), dtype=np.float32)
         valid = np.zeros((tile, width), dtype=bool)
+        bad = np.zeros((tile, width), dtype=np.uint8)     # screen_values' flags
 
         def flush(upto):
             """Write finished rows [acc_top, upto) and shift the strip buffers."""
@@ -135,13 +139,15 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
             ok = valid[:n]
             classes = np.where(ok, probs.argmax(axis=-1), CLASS_NODATA).astype(np.uint8)
             counts[:] += np.bincount(classes[ok].ravel(), minlength=k)[:k]
+            screened["non_finite"] += int(np.count_nonzero(bad[:n] & 1))
+            screened["absurd"] += int(np.count_nonzero(bad[:n] & 2))
             probs[~ok] = -1.0
             if prob_ds is not None:
                 for b in range(k):
                     prob_ds.write(b + 1, probs[..., b], 0, acc_top)
             if class_ds is not None:
                 class_ds.write(1, classes, 0, acc_top)
-            for buf in (acc, wsum, valid):
+            for buf in (acc, wsum, valid, bad):
                 buf[:-n] = buf[n:].copy()
                 buf[-n:] = 0
             acc_top = upto
@@ -152,18 +158,20 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
             for start in range(0, len(cols), step):
                 check_cancel(cancel)
                 batch_cols = cols[start:start + step]
-                tiles = [read_window(path, row0 + r, col0 + c, tile, tile, bands,
-                                     complex_as=complex_as) for c in batch_cols]
+                flags = np.zeros((len(batch_cols), tile, tile), dtype=np.uint8)
+                tiles = [read_window(path, row0 + r, col0 + c, tile, tile, bands, flags=f,
+                                     complex_as=complex_as) for c, f in zip(batch_cols, flags)]
                 pred = model.predict(np.stack([fill_tile_nodata(t) for t in tiles]))
-                for c, p, t in zip(batch_cols, pred, tiles):
+                for c, p, t, f in zip(batch_cols, pred, tiles, flags):
                     h, w = min(tile, height - r), min(tile, width - c)
                     sl = (slice(r - acc_top, r - acc_top + h), slice(c, c + w))
                     acc[sl] += p[:h, :w] * weights[:h, :w, None]
                     wsum[sl] += weights[:h, :w]
                     valid[sl] |= ~np.isnan(t[:h, :w]).all(axis=-1)
+                    bad[sl] |= f[:h, :w]
                 done += len(batch_cols)
                 if progress is not None:
                     progress(done / n_tiles)
         flush(height)
     return {"n_tiles": n_tiles, "tile_size": tile, "overlap": overlap,
-            "class_counts": dict(zip(names, counts.tolist()))}
+            "class_counts": dict(zip(names, counts.tolist())), "screened": screened}

@@ -134,6 +134,39 @@ def test_infinite_nan_and_absurd_values_become_nodata_with_a_count(tmp_path):
     assert -16 < band_means(job.image)[0] < -14
 
 
+def test_segment_counts_each_screened_pixel_once_across_overlapping_tiles(tmp_path):
+    from seg_explainer.core.job import segment_to_files
+
+    data = np.random.default_rng(2).normal(-15, 1, (SIZE, SIZE)).astype(np.float32)
+    # on tile edges, where 32 px tiles overlapping by 8 px read a pixel up to four times
+    bad = {(24, 24): np.inf, (25, 24): np.nan, (26, 26): -np.inf, (24, 48): 1e38,
+           (90, 3): -3e38}
+    for (r, c), v in bad.items():
+        data[r, c] = v
+    path = write(tmp_path / "fill.tif", data, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633)
+    said = []
+    out = str(tmp_path / "p.tif")
+    summary = segment_to_files(Model(), path, out, tile_size=32, overlap=8,
+                               log=lambda level, text: said.append((level, text)))
+    assert summary["screened"] == {"non_finite": 3, "absurd": 2}
+    assert [level for level, text in said if "3 infinite or NaN pixel(s) and 2 pixel(s) "
+            "beyond" in text] == ["warning"], said
+    probs = gdal.Open(out).ReadAsArray()
+    rows, cols = zip(*bad)
+    assert (probs[:, rows, cols] == -1).all()              # nodata in the outputs
+    clean = np.ones(probs.shape[1:], bool)
+    clean[rows, cols] = False
+    assert (probs[:, clean] >= 0).all()
+    # a clean raster says nothing
+    said.clear()
+    clean_path = write(tmp_path / "clean.tif", np.where(np.isfinite(data) & (abs(data) < 1e20),
+                                                         data, -15),
+                       (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633)
+    summary = segment_to_files(Model(), clean_path, str(tmp_path / "q.tif"), tile_size=32,
+                               overlap=8, log=lambda level, text: said.append((level, text)))
+    assert summary["screened"] == {"non_finite": 0, "absurd": 0} and not said
+
+
 def test_a_flagged_nodata_value_is_not_counted_as_absurd(tmp_path):
     data = np.full((SIZE, SIZE), -3.4e38, np.float32)
     data[20:80, 20:80] = -15
