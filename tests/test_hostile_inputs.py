@@ -270,17 +270,49 @@ def gcp_raster(tmp_path, data, gdal_type=gdal.GDT_Float32, projection=True, lon0
     return path
 
 
-def test_a_gcp_raster_is_explained_on_a_warped_utm_grid(tmp_path):
+def rpc_raster(tmp_path, data, lon0=3.0, lat0=51.0, step=0.001):
+    """A raster georeferenced by RPCs only (no geotransform, no GCPs, no CRS): the rational
+    functions of :func:`gcp_raster`'s mapping, pixel (r, c) at (lon0 + c * step,
+    lat0 - r * step)."""
+    path = write(tmp_path / "rpc.tif", data)
+    h, w = np.asarray(data).shape
+    ds = gdal.Open(path, gdal.GA_Update)
+    unit = " ".join(["1"] + ["0"] * 19)
+
+    def poly(**terms):       # RPC00B order: 1, lon, lat, height, ...
+        coeffs = ["0"] * 20
+        for index, value in terms.items():
+            coeffs[int(index[1:])] = str(value)
+        return " ".join(coeffs)
+
+    ds.SetMetadata({"LINE_OFF": str(h / 2), "SAMP_OFF": str(w / 2),
+                    "LINE_SCALE": str(h / 2), "SAMP_SCALE": str(w / 2),
+                    "LONG_OFF": str(lon0 + step * w / 2), "LAT_OFF": str(lat0 - step * h / 2),
+                    "LONG_SCALE": str(step * w / 2), "LAT_SCALE": str(step * h / 2),
+                    "HEIGHT_OFF": "0", "HEIGHT_SCALE": "1",
+                    "LINE_NUM_COEFF": poly(c2=-1), "LINE_DEN_COEFF": unit,
+                    "SAMP_NUM_COEFF": poly(c1=1), "SAMP_DEN_COEFF": unit}, "RPC")
+    ds = None
+    return path
+
+
+@pytest.mark.parametrize("build, how", [(gcp_raster, "25 ground control points"),
+                                        (rpc_raster, "RPCs")])
+def test_a_gcp_or_rpc_raster_is_explained_on_a_warped_utm_grid(tmp_path, build, how):
     data = np.random.default_rng(3).normal(-15, 0.5, (100, 100)).astype(np.float32)
     data[40:60, 60:80] = -25                        # a dark slick, by pixel
-    path = gcp_raster(tmp_path, data)
-    assert gdal.Open(path).GetGeoTransform(can_return_null=True) is None
+    path = build(tmp_path, data)
+    ds = gdal.Open(path)
+    assert ds.GetGeoTransform(can_return_null=True) is None
+    rpc = how == "RPCs"
+    assert bool(ds.GetGCPs()) != rpc and bool(ds.GetMetadata("RPC")) == rpc
+    ds = None
     # the slick's centre: pixel (50, 70) -> lon 3.070, lat 50.950
     region = box(3.067, 50.953, 3.073, 50.947)
     job = read_job(Model(), path, region, window=64)
     assert "UTM zone 31N" in osr.SpatialReference(job.info.crs_wkt).GetName()
     assert any("warped on the fly" in w for w in job.warnings)
-    assert json.loads(job.recorded["warp"])["from"] == "25 ground control points"
+    assert json.loads(job.recorded["warp"])["from"] == how
     inside = job.image[job.mask, 0]
     assert inside.size > 0 and np.nanmean(inside) < -24       # the slick, not the sea
     outputs = {"excitation": str(tmp_path / "exc.tif")}
