@@ -464,6 +464,22 @@ def _all_pairs(m, s):
     return _interleave(z)
 
 
+def _combination(n, k, rank):
+    """The ``rank``-th (from 0) ``k``-subset of ``range(n)`` in ``itertools.combinations``'
+    (lexicographic) order."""
+    out, x = [], 0
+    for left in range(k, 0, -1):
+        while True:
+            with_x = math.comb(n - x - 1, left - 1)      # subsets continuing with x
+            if rank < with_x:
+                break
+            rank -= with_x
+            x += 1
+        out.append(x)
+        x += 1
+    return out
+
+
 def _interleave(z):
     """Rows ``z`` and their complements, interleaved: shape (2n, M)."""
     out = np.empty((2 * len(z), z.shape[1]), dtype=bool)
@@ -505,8 +521,17 @@ def _distinct_subsets(m, s, count, population, rng):
     """
     half = 2 * s == m
     if population <= _ENUMERATE_LIMIT:
-        every = _all_pairs(m, s)[0::2]
-        return every[np.sort(rng.choice(population, size=count, replace=False))]
+        picked = np.sort(rng.choice(population, size=count, replace=False))
+        if 8 * count >= population:
+            return _all_pairs(m, s)[0::2][picked]
+        # the same rows without listing the stratum: the picked ranks' combinations
+        z = np.zeros((count, m), dtype=bool)
+        for row, rank in zip(z, picked):
+            if half:
+                row[[0] + [i + 1 for i in _combination(m - 1, s - 1, int(rank))]] = True
+            else:
+                row[_combination(m, s, int(rank))] = True
+        return z
     seen, out = set(), []
     pool = m - 1 if half else m
     pick = s - 1 if half else s
@@ -903,6 +928,8 @@ def _select_terms(base, x, sw, target, design, seed):
     if n_train <= base.shape[1] + 1:
         return [], None
     k_max = max(k_max, 0)
+    if k_max == 0 and n <= base.shape[1] + sum(len(t) == 3 for t in pool) + 2:
+        pool = []           # neither a pursuit step nor the dense triples fit these pairs
     cols = np.concatenate([base, _term_columns(x, pool) * sw[:, None]], axis=1)
     gram = cols.T @ cols
     corr = cols.T @ target

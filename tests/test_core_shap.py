@@ -365,3 +365,21 @@ def test_regression_adjustment_above_exact_enumeration_of_the_surrogate():
         (kernel_shap(v, m, 120, seed=1, surrogate=False).values - truth) ** 2)
     total = res.full_value - res.base_value
     assert abs(res.values.sum() - total) <= 1e-12 * max(1.0, abs(total))
+
+
+def test_a_sampled_stratum_is_the_listed_stratum_s_rows_at_the_drawn_ranks():
+    """Sampling pairs without listing the stratum gives the rows listing would (same ranks,
+    same random stream): ``_combination`` unranks ``itertools.combinations``' order."""
+    from seg_explainer.core.kernel_shap import _all_pairs, _combination, _distinct_subsets
+
+    for n in range(1, 10):
+        for k in range(n + 1):
+            listed = list(itertools.combinations(range(n), k))
+            assert [tuple(_combination(n, k, r)) for r in range(len(listed))] == listed
+    for m, s in ((17, 8), (16, 8), (12, 3), (14, 7), (20, 4)):
+        population = math.comb(m, s) // (2 if 2 * s == m else 1)
+        for count in (1, 7, population // 9 + 1, population // 2):
+            got = _distinct_subsets(m, s, count, population, np.random.default_rng(count))
+            ranks = np.random.default_rng(count).choice(population, size=count, replace=False)
+            assert np.array_equal(got, _all_pairs(m, s)[0::2][np.sort(ranks)]), (m, s, count)
+            assert len({row.tobytes() for row in got}) == count
