@@ -430,8 +430,8 @@ class _Evaluator:
         self.progress, self.cancel = progress, cancel
         self.profile = None if expected_by_depth is None else \
             [max(0.0, float(v)) for v in expected_by_depth]
-        self.total = max(1.0, sum(self.profile) if self.profile else
-                         grid.upper_bound() if grid is not None else 1.0)
+        self.bound = grid.upper_bound() if grid is not None else None
+        self.total = max(1.0, sum(self.profile) if self.profile else self.bound or 1.0)
         self.memo = {}
         self.count = 0
         self.by_depth = []
@@ -442,12 +442,28 @@ class _Evaluator:
         return len({r for r in rects if r not in self.memo})
 
     def expect(self, depth, rects):
-        """``depth``'s rectangles are known: recount the total expected. Returns ``rects``."""
+        """``depth``'s rectangles are known: recount the total expected. Returns ``rects``.
+
+        The deeper depths keep the expectation's proportions, scaled by the share of its
+        count this depth has, and by the ratio ``rho`` of this depth's growth over the
+        previous one to the expectation's growth, once more at every depth further down
+        (a run whose pruning departs from the expectation by the same factor at each depth
+        is forecast exactly; ``rho`` is 1 at depth 1 and when the proportions are right).
+        Never beyond the unpruned trees' count."""
         if self.profile is not None and depth < len(self.profile):
             n = self.n_new(rects)
             planned = self.profile[depth]
             share = n / planned if planned > 0 else 1.0
-            self.total = max(1.0, self.count + n + share * sum(self.profile[depth + 1:]))
+            rho = 1.0
+            if depth >= 2 and len(self.by_depth) == depth and planned > 0:
+                before, planned_before = self.by_depth[depth - 1], self.profile[depth - 1]
+                if before > 0 and planned_before > 0:
+                    rho = (n / before) / (planned / planned_before)
+            rest = sum(share * later * rho ** k
+                       for k, later in enumerate(self.profile[depth + 1:], start=1))
+            if self.bound is not None:
+                rest = min(rest, max(0.0, self.bound - self.count - n))
+            self.total = max(1.0, self.count + n + rest)
         return rects
 
     def reprofile(self, expected_by_depth, rects):

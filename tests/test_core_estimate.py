@@ -140,6 +140,33 @@ def test_occlusion_progress_is_exact_when_the_profile_is():
     assert np.allclose(np.asarray(seen[:-1])[known], (done / n)[known], rtol=0, atol=1 / n)
 
 
+@pytest.mark.parametrize("rho", [0.4, 2.5])
+def test_occlusion_progress_follows_a_run_that_departs_from_the_profile_at_every_depth(rho):
+    score = _weights_score(7)
+    truth = multiscale_occlusion(score, (64, 64), max_depth=4, batch_size=8)
+    counts = truth.evaluations_by_depth
+    assert all(c > 0 for c in counts)
+    seen, counted = [], []
+
+    def counting(rects):
+        counted.append(len(np.asarray(rects).reshape(-1, 4)))
+        return score(rects)
+
+    # the run keeps rho times the profile's share of the depth above, at every depth
+    profile = [counts[0]] + [5 * c / rho ** d for d, c in enumerate(counts) if d]
+    multiscale_occlusion(counting, (64, 64), max_depth=4, batch_size=8,
+                         progress=seen.append, expected_by_depth=profile)
+    done = np.cumsum(counted)
+    n = truth.n_evaluations
+    known = done > counts[0] + counts[1]                  # depth 2's rectangles known
+    assert known.sum() > 5
+    assert np.allclose(np.asarray(seen[:-1])[known], (done / n)[known], rtol=0, atol=1 / n)
+    # the profile's proportions alone (rho applied once) would be off
+    flat = counts[0] + counts[1] + counts[2] + counts[2] * sum(
+        profile[d] / profile[2] for d in (3, 4))
+    assert abs(flat - n) > 0.05 * n
+
+
 def test_sampled_trees_with_every_offset_are_the_whole_run():
     from seg_explainer.core.occlusion import sampled_tree_sizes
 
@@ -194,7 +221,7 @@ def test_a_forecast_during_depth_1_changes_the_progress_not_the_result():
         given.append((sizes, sum(counted)))
         return plain.evaluations_by_depth
 
-    far_off = (1, 1, 1e4, 1e4)
+    far_off = (1, 1, 1e-3, 1e-3)     # as if nothing below depth 1 were kept
     run = multiscale_occlusion(counting, (64, 64), max_depth=3, batch_size=8,
                                progress=seen.append, expected_by_depth=far_off,
                                forecast=forecast)
