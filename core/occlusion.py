@@ -138,9 +138,11 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         :func:`~.estimate.occlusion_profile`; only their proportions matter once the run
         is under way. Progress counts against their sum until the rectangles of depth 1
         are known; from then on against the evaluations done, those of the depth about
-        to be evaluated (known exactly once the previous depth is pruned) and the deeper
-        depths' expected counts scaled by the share of its expectation that depth kept.
-        Default: :func:`evaluation_bound`, the unpruned trees.
+        to be evaluated (known exactly once the previous depth is pruned) and a forecast
+        of the deeper ones: during depth 1, their expected counts scaled by the share of
+        its expectation that depth has; below it, the run's own growth from one depth to
+        the next, continued geometrically. Default: :func:`evaluation_bound`, the
+        unpruned trees.
     forecast : callable, optional
         Refines ``expected_by_depth`` before depth 1 ends. With it, depth 1 starts with the
         trees of :func:`sampled_tree_sizes`'s sample (rectangles the run needs anyway), which
@@ -444,26 +446,25 @@ class _Evaluator:
     def expect(self, depth, rects):
         """``depth``'s rectangles are known: recount the total expected. Returns ``rects``.
 
-        The deeper depths keep the expectation's proportions, scaled by the share of its
-        count this depth has, and by the ratio ``rho`` of this depth's growth over the
-        previous one to the expectation's growth, once more at every depth further down
-        (a run whose pruning departs from the expectation by the same factor at each depth
-        is forecast exactly; ``rho`` is 1 at depth 1 and when the proportions are right).
-        Never beyond the unpruned trees' count."""
-        if self.profile is not None and depth < len(self.profile):
-            n = self.n_new(rects)
+        At depth 1 (never pruned) the deeper depths keep the expectation, scaled by the
+        share of its count this depth has. Below it the run's own pruning is known: the
+        deeper depths are forecast from its growth, ``n_d / n_(d-1)`` evaluations, as a
+        geometric series (a score's pruning departs from any fixed profile's shape, the
+        stand-in's included, more at every depth). Never beyond the unpruned trees' count.
+        """
+        if self.profile is None or depth >= len(self.profile):
+            return rects
+        n = self.n_new(rects)
+        later = self.profile[depth + 1:]
+        if depth >= 2 and len(self.by_depth) == depth and self.by_depth[-1] > 0:
+            growth = n / self.by_depth[-1]
+            rest = sum(n * growth ** k for k in range(1, len(later) + 1))
+        else:
             planned = self.profile[depth]
-            share = n / planned if planned > 0 else 1.0
-            rho = 1.0
-            if depth >= 2 and len(self.by_depth) == depth and planned > 0:
-                before, planned_before = self.by_depth[depth - 1], self.profile[depth - 1]
-                if before > 0 and planned_before > 0:
-                    rho = (n / before) / (planned / planned_before)
-            rest = sum(share * later * rho ** k
-                       for k, later in enumerate(self.profile[depth + 1:], start=1))
-            if self.bound is not None:
-                rest = min(rest, max(0.0, self.bound - self.count - n))
-            self.total = max(1.0, self.count + n + rest)
+            rest = (n / planned if planned > 0 else 1.0) * sum(later)
+        if self.bound is not None:
+            rest = min(rest, max(0.0, self.bound - self.count - n))
+        self.total = max(1.0, self.count + n + rest)
         return rects
 
     def reprofile(self, expected_by_depth, rects):

@@ -134,37 +134,34 @@ def test_occlusion_progress_is_exact_when_the_profile_is():
     done = np.cumsum(counted)
     n = truth.n_evaluations
     assert done[-1] == n and len(seen) == len(done) + 1
-    known = done > truth.evaluations_by_depth[0]          # depth 1's rectangles known
+    # depth 1's rectangles known, depth 2's not yet (below depth 1 the run's own growth
+    # takes over: see the next test)
+    known = (done > truth.evaluations_by_depth[0]) & \
+        (done <= sum(truth.evaluations_by_depth[:2]))
     assert known.sum() > 5
     # the fraction of the whole run done (at most 1 / n off: 1 is kept for the end)
     assert np.allclose(np.asarray(seen[:-1])[known], (done / n)[known], rtol=0, atol=1 / n)
 
 
-@pytest.mark.parametrize("rho", [0.4, 2.5])
-def test_occlusion_progress_follows_a_run_that_departs_from_the_profile_at_every_depth(rho):
-    score = _weights_score(7)
-    truth = multiscale_occlusion(score, (64, 64), max_depth=4, batch_size=8)
-    counts = truth.evaluations_by_depth
-    assert all(c > 0 for c in counts)
-    seen, counted = [], []
+@pytest.mark.parametrize("growth", [0.5, 1.5])
+def test_below_depth_1_progress_continues_the_run_s_own_growth(growth):
+    """A run whose evaluations grow by the same factor from each depth to the next below
+    depth 1 is forecast exactly from depth 2 on, whatever the profile said."""
+    from seg_explainer.core.occlusion import _Evaluator
 
-    def counting(rects):
-        counted.append(len(np.asarray(rects).reshape(-1, 4)))
-        return score(rects)
-
-    # the run keeps rho times the profile's share of the depth above, at every depth
-    profile = [counts[0]] + [5 * c / rho ** d for d, c in enumerate(counts) if d]
-    multiscale_occlusion(counting, (64, 64), max_depth=4, batch_size=8,
-                         progress=seen.append, expected_by_depth=profile)
-    done = np.cumsum(counted)
-    n = truth.n_evaluations
-    known = done > counts[0] + counts[1]                  # depth 2's rectangles known
-    assert known.sum() > 5
-    assert np.allclose(np.asarray(seen[:-1])[known], (done / n)[known], rtol=0, atol=1 / n)
-    # the profile's proportions alone (rho applied once) would be off
-    flat = counts[0] + counts[1] + counts[2] + counts[2] * sum(
-        profile[d] / profile[2] for d in (3, 4))
-    assert abs(flat - n) > 0.05 * n
+    counts = [2, 400] + [int(400 * growth ** d) for d in range(1, 4)]
+    ev = _Evaluator(lambda rects: np.zeros((len(rects), 1)), 16, None, None,
+                    (2, 400, 10, 10, 10), None)
+    next_rect = iter(range(10 ** 6))
+    for depth, count in enumerate(counts):
+        rects = [(next(next_rect),) * 4 for _ in range(count)]
+        ev.scores(ev.expect(depth, rects) if depth else rects)
+        ev.end_depth()
+        if depth == 1:       # depth 1 on the profile, which is far off
+            assert ev.total == 2 + 400 + 30
+        if depth >= 2:       # then the run's own growth: exact
+            assert ev.total == pytest.approx(sum(counts), rel=1e-12)
+    assert ev.count == sum(counts)
 
 
 def test_sampled_trees_with_every_offset_are_the_whole_run():
@@ -231,9 +228,10 @@ def test_a_forecast_during_depth_1_changes_the_progress_not_the_result():
     sizes, spent = sampled_tree_sizes(score, (64, 64), max_depth=3, through_depth=1)
     assert len(given) == 1 and given[0] == (sizes, spent) and sizes[0] == SAMPLE_TREES
     assert spent < plain.evaluations_by_depth[0] + plain.evaluations_by_depth[1]
-    # from then on progress is the fraction of the run done, though the prior was far off
+    # from then on, through depth 1, progress is the fraction of the run done, though the
+    # prior was far off
     done = np.cumsum(counted)
-    after = done > spent
+    after = (done > spent) & (done <= sum(plain.evaluations_by_depth[:2]))
     assert after.sum() > 5
     assert np.allclose(np.asarray(seen[:-1])[after], (done / n)[after], rtol=0, atol=1 / n)
     assert not np.allclose(np.asarray(seen[:-1])[~after], (done / n)[~after], atol=0.05)
