@@ -11,7 +11,10 @@ cores (what a user gains from a second worker on this machine: at most 2 / the m
 divided by the workers (what a perfect scheduler would take), with the cluster start and the
 time each region spends outside its explanation (reading, writing its files).
 
-    .venv/bin/python bench/bench_regions.py [--quick]
+    .venv/bin/python bench/bench_regions.py [--quick] [--n-samples N]
+
+``--n-samples`` sets the coalitions per region (default 64: regions of about half a second,
+where the fixed costs weigh most; larger budgets show how they fade).
 """
 
 import os
@@ -43,7 +46,7 @@ def _regions(raster, n):
     return out
 
 
-def run(quick=False):
+def run(quick=False, n_samples=None):
     from seg_explainer.core.regions import explain_regions
     from seg_explainer.resources.sample import scene
 
@@ -51,6 +54,7 @@ def run(quick=False):
     n = 16 if quick else 64
     cores = os.cpu_count()
     configs = [(1, cores), (1, 1), (2, max(1, cores // 2))]       # (workers, ort threads)
+    settings = dict(SETTINGS, n_samples=int(n_samples or SETTINGS["n_samples"]))
     work = tempfile.mkdtemp(prefix="segx-bench-regions-")
     try:
         paths = scene.write_sample(os.path.join(work, "sample"))
@@ -61,7 +65,7 @@ def run(quick=False):
             r = explain_regions(regions, str(_setup.SAMPLE_MODEL), "oil", "shap",
                                 os.path.join(work, f"out{workers}-{threads}"),
                                 raster=paths["scene"], n_workers=workers, n_threads=threads,
-                                **SETTINGS)
+                                **settings)
             wall = time.perf_counter() - started
             model = sum(rec["model_seconds"] or 0 for rec in r.records)
             outside = sum((rec["seconds"] or 0) - (rec["model_seconds"] or 0)
@@ -78,7 +82,7 @@ def run(quick=False):
              f"{100 * (wall / (model / w) - 1):+.0f} %", f"{1000 * outside / done:.0f}"]
             for (w, t), (wall, model, done, outside) in results.items()]
     parts = [f"{n} regions (24 x 24 px boxes) of the sample scene, Kernel SHAP on a "
-             f"{SETTINGS['window']} px window with {SETTINGS['n_samples']} coalitions, "
+             f"{settings['window']} px window with {settings['n_samples']} coalitions, "
              f"{cores} cores, `explain_regions` on a LocalCluster of 1 and 2 worker "
              "processes. Wall time includes starting the cluster, shipping and loading the "
              "model and writing the summary; *outside* is each region's time outside its "
@@ -103,4 +107,5 @@ def run(quick=False):
 if __name__ == "__main__":
     import sys
 
-    print(run(quick="--quick" in sys.argv)["markdown"])
+    samples = sys.argv[sys.argv.index("--n-samples") + 1] if "--n-samples" in sys.argv else None
+    print(run(quick="--quick" in sys.argv, n_samples=samples)["markdown"])
