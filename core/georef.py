@@ -23,7 +23,8 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["COMPLEX_KEY", "COMPLEX_TEXT", "Gridded", "complex_conversion", "gridded_source",
-           "points_on_raster", "region_crs_wkt", "transform_region", "unwrap_antimeridian"]
+           "points_on_raster", "region_crs_wkt", "source_window", "transform_region",
+           "unwrap_antimeridian"]
 
 #: Model metadata key choosing what complex bands become.
 COMPLEX_KEY = "seg_explainer_complex"
@@ -104,13 +105,18 @@ def _utm_wkt(lon, lat):
     return srs.ExportToWkt()
 
 
-def gridded_source(source):
+def gridded_source(source, onto=None):
     """The raster ``source`` on a map grid: itself when it has a geotransform, else warped.
 
     A raster georeferenced only by GCPs (Sentinel-1 GRD) or RPCs is warped on the fly with
     ``gdal.Warp`` into a VRT in memory: to the GCPs' CRS when it is projected, else to the
     UTM zone of the scene's centre, bilinear, float32 (complex bands stay complex), nodata
     NaN outside the scene. Nothing is written to disk.
+
+    ``onto``, a warped :class:`Gridded`, gives the grid instead of GDAL's suggestion for
+    ``source``: its CRS, geotransform and size, so that a part of a raster (a Sentinel-1
+    product's calibrated window, its GCPs shifted) lies on the whole raster's grid, pixel for
+    pixel, nodata beyond the part.
 
     Raises :class:`~.errors.InputError` with the ``gdalwarp`` command to run when the warp
     is impossible (GCPs without a CRS, too few GCPs).
@@ -151,12 +157,19 @@ def gridded_source(source):
         raise InputError(f"INPUT: the GCPs' CRS is neither geographic nor projected. {fix}")
     complex_ = any(gdal.DataTypeIsComplex(ds.GetRasterBand(i + 1).DataType)
                    for i in range(ds.RasterCount))
+    grid = {}
+    if onto is not None:
+        target = gdal.Open(onto.path)
+        (x0, dx, _, y0, _, dy), w, h = (target.GetGeoTransform(), target.RasterXSize,
+                                        target.RasterYSize)
+        dst_wkt, target = onto.grid_crs_wkt, None
+        grid = {"outputBounds": (x0, y0 + h * dy, x0 + w * dx, y0), "xRes": dx, "yRes": -dy}
     path = f"/vsimem/segx-warp-{uuid.uuid4().hex}.vrt"
     try:
         gdal.Warp(path, ds, format="VRT", dstSRS=dst_wkt, resampleAlg="bilinear",
                   outputType=gdal.GDT_CFloat32 if complex_ else gdal.GDT_Float32,
                   dstNodata=float("nan"), rpc=not gcps,
-                  srcNodata=ds.GetRasterBand(1).GetNoDataValue())
+                  srcNodata=ds.GetRasterBand(1).GetNoDataValue(), **grid)
         warped = gdal.Open(path)
         gt, size = warped.GetGeoTransform(), (warped.RasterYSize, warped.RasterXSize)
     except RuntimeError as exc:
@@ -171,6 +184,51 @@ def gridded_source(source):
                "The outputs are on that grid and record the warp.")
     return Gridded(path=path, warped=True, source_crs_wkt=src_wkt, grid_crs_wkt=dst_wkt,
                    record=record, warnings=(warning,))
+
+
+def source_window(source, grid, window, *, margin=16):
+    """``(row0, col0, height, width)``: the pixels of the GCP raster ``source`` that the warp
+    reads to give the pixels ``window`` of ``grid`` (the :class:`Gridded` warped from it), with
+    a margin, clipped to the raster (at least one pixel).
+
+    ``window`` is ``(row0, col0, height, width)`` on the grid (it may hang past the grid's
+    edges, where nothing is read). GDAL warps a VRT block by block (512 x 128 grid pixels),
+    and its bilinear kernel widens by the ratio of each block's size to the size of the part
+    of the raster it comes from (that part clipped at the raster's edge), so a pixel's value
+    depends on its whole block: the window grows to the blocks it touches. A grid of points
+    over them (every 8 grid pixels, 65 x 65 points at most) goes through the warp's own
+    transformer (the GCPs' polynomial and the CRS change, grid to raster); their bounding box
+    grows by ``margin`` pixels plus 2 % of its size, which covers the kernel, the warper's
+    approximation (1/8 pixel) and the curvature between the points.
+    """
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    src, dst = gdal.Open(str(source)), gdal.Open(grid.path)
+    row0, col0, height, width = (int(v) for v in window)
+    block_x, block_y = dst.GetRasterBand(1).GetBlockSize()
+    r0, c0 = max(row0, 0) // block_y * block_y, max(col0, 0) // block_x * block_x
+    r1 = min(-(-(row0 + height) // block_y) * block_y, dst.RasterYSize)
+    c1 = min(-(-(col0 + width) // block_x) * block_x, dst.RasterXSize)
+    if r1 <= r0 or c1 <= c0:
+        r0, r1, c0, c1 = 0, dst.RasterYSize, 0, dst.RasterXSize
+    n = int(min(65, max(2, np.ceil(max(r1 - r0, c1 - c0) / 8) + 1)))
+    ys, xs = np.meshgrid(np.linspace(r0, r1, n), np.linspace(c0, c1, n), indexing="ij")
+    transformer = gdal.Transformer(src, dst, [])
+    points, ok = transformer.TransformPoints(1, np.c_[xs.ravel(), ys.ravel()].tolist())
+    xy = np.array(points, dtype=float)[np.asarray(ok, dtype=bool), :2]
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    n_rows, n_cols = src.RasterYSize, src.RasterXSize
+    if not len(xy):
+        return 0, 0, n_rows, n_cols
+    (x_min, y_min), (x_max, y_max) = xy.min(axis=0), xy.max(axis=0)
+    grow_x = margin + 0.02 * (x_max - x_min)
+    grow_y = margin + 0.02 * (y_max - y_min)
+    top = int(np.clip(np.floor(y_min - grow_y), 0, n_rows - 1))
+    left = int(np.clip(np.floor(x_min - grow_x), 0, n_cols - 1))
+    bottom = int(np.clip(np.ceil(y_max + grow_y), top + 1, n_rows))
+    right = int(np.clip(np.ceil(x_max + grow_x), left + 1, n_cols))
+    return top, left, bottom - top, right - left
 
 
 def _drawn_crs(ds):

@@ -144,8 +144,8 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     source : str
         A raster GDAL can read, north-up, with a CRS; or georeferenced by GCPs or RPCs only
         (then warped on the fly, :func:`~.georef.gridded_source`); or a Sentinel-1 product
-        (SAFE folder, manifest.safe, zip, subdataset name), calibrated first
-        (:func:`~.sentinel1.calibrated_source`; ``bands`` then chooses its polarisations).
+        (SAFE folder, manifest.safe, zip, subdataset name), calibrated first, only around the
+        window read (:func:`opened_raster`; ``bands`` then chooses its polarisations).
     roi_wkb : bytes
         The region of interest (polygons or points) in the raster's CRS (for a GCP raster,
         the GCPs' CRS, as QGIS shows the layer). A region across the antimeridian of a
@@ -166,7 +166,11 @@ def read_job(model, source, roi_wkb, *, bands=None, window=None):
     InputError
         For every input that cannot work, naming the parameter to change.
     """
-    with opened_raster(model, source, bands) as opened:
+    def needs(opened):        # a Sentinel-1 product is calibrated around this window only
+        win = _place(model, opened, roi_wkb, window).window
+        return win.row0, win.col0, win.height, win.width
+
+    with opened_raster(model, source, bands, needs=needs) as opened:
         return _read_grid(model, source, opened, roi_wkb, window)
 
 
@@ -178,7 +182,8 @@ class OpenedRaster:
     ----------
     grid : Gridded
         What to read (``grid.path``): the raster itself, a warped VRT of it, or a Sentinel-1
-        product's calibrated bands (warped); ``grid.to_grid`` brings a region to its grid.
+        product's calibrated bands (warped; opened with ``needs``, only the part the run reads
+        is calibrated, nodata beyond); ``grid.to_grid`` brings a region to its grid.
     bands : list of int or None
         The bands of ``grid.path`` to read (None: all; a Sentinel-1 product's ``bands`` have
         already chosen its polarisations).
@@ -195,40 +200,79 @@ class OpenedRaster:
 
 
 @contextmanager
-def opened_raster(model, source, bands=None):
+def opened_raster(model, source, bands=None, *, needs=None):
     """The raster ``source`` as the engine reads it, for the length of a ``with`` block.
 
     The one way every run opens its INPUT (:func:`read_job`, :func:`segment_to_files`): a
     Sentinel-1 product (SAFE folder, manifest.safe, zip, subdataset name) is calibrated first
-    (:func:`~.sentinel1.calibrated_source`; ``bands`` then choose its polarisations), and a
+    (:func:`~.sentinel1.read_product`; ``bands`` then choose its polarisations), and a
     raster georeferenced only by GCPs or RPCs is warped on the fly to a projected grid
     (:func:`~.georef.gridded_source`). Yields an :class:`OpenedRaster`; its temporary files and
     warped VRT are removed when the block ends.
+
+    ``needs`` tells which part of the grid the run reads: called with an
+    :class:`OpenedRaster` of the product's whole warped grid before any pixel is calibrated
+    (computed from the product's size and GCPs alone), it returns the window
+    ``(row0, col0, height, width)`` the run reads on that grid, or None for all of it. The
+    product is then calibrated only where the warp of that window reads
+    (:func:`~.georef.source_window`, with a margin) and warped onto the same grid: the window
+    holds the pixels the whole calibrated product would give, the grid beyond the calibrated
+    part is nodata. Without ``needs`` the whole product is calibrated. Other rasters are read
+    lazily anyway; ``needs`` is not called for them.
     """
-    from .georef import gridded_source
-    from .sentinel1 import calibrated_source
+    import uuid
+    from contextlib import ExitStack
 
-    s1 = calibrated_source(model, source, bands)   # a Sentinel-1 product: calibrated bands
-    try:
-        grid = gridded_source(s1.path if s1 else source)   # GCP/RPC only: warped on the fly
-        try:
-            yield OpenedRaster(
-                grid=grid, bands=None if s1 else bands,
-                warnings=(s1.warnings if s1 else ()) + tuple(grid.warnings),
-                record=dict(grid.record, **(s1.record if s1 else {})))
-        finally:
-            grid.close()
-    finally:
-        if s1:
-            s1.close()
+    from .geoio import gdal_module
+    from .georef import gridded_source, source_window
+    from .sentinel1 import read_product
+
+    product = read_product(model, source, bands)   # a Sentinel-1 product: None otherwise
+    with ExitStack() as stack:
+        if product is None:
+            grid = gridded_source(source)              # GCP/RPC only: warped on the fly
+            stack.callback(grid.close)
+            yield OpenedRaster(grid=grid, bands=bands, warnings=tuple(grid.warnings),
+                               record=dict(grid.record))
+            return
+        whole = part = None
+        if needs is not None:
+            shape = product.write_shape(f"/vsimem/segx-s1-shape-{uuid.uuid4().hex}.vrt")
+            stack.callback(gdal_module().Unlink, shape)
+            whole = gridded_source(shape)              # the whole grid; no pixel read
+            stack.callback(whole.close)
+            window = needs(OpenedRaster(grid=whole, bands=None, warnings=product.warnings))
+            if window is not None:
+                part = source_window(shape, whole, window)
+        s1 = product.calibrate(part)
+        stack.callback(s1.close)
+        grid = gridded_source(s1.path, onto=whole if part else None)
+        stack.callback(grid.close)
+        yield OpenedRaster(grid=grid, bands=None, warnings=s1.warnings + tuple(grid.warnings),
+                           record=dict(grid.record, **s1.record))
 
 
-def _read_grid(model, source, opened, roi_wkb, window):
-    from .baselines import screening_message
+@dataclass(frozen=True, eq=False)
+class _Placed:
+    """Where an explanation lies on the grid read (:func:`_place`), before any pixel is read:
+    the grid's ``info``, the ``bands`` read, the ``region`` (on the grid), its part inside the
+    raster (``clipped``), the explanation ``window`` and the ``warnings`` so far."""
+
+    info: object
+    bands: list
+    region: object
+    clipped: object
+    window: object
+    warnings: list
+
+
+def _place(model, opened, roi_wkb, window):
+    """The region and the explanation window on the grid of ``opened`` (:class:`_Placed`);
+    reads no pixel, so :func:`read_job` also asks it which part of a Sentinel-1 product to
+    calibrate."""
     from .georef import points_on_raster, unwrap_antimeridian
-    from .geoio import raster_info, read_window, window_geotransform
-    from .region import (explanation_window_edge, pixel_bounds, place_window,
-                         region_mask)
+    from .geoio import raster_info
+    from .region import explanation_window_edge, pixel_bounds, place_window
     from .shapely_geos import import_shapely
 
     shapely = import_shapely()
@@ -282,9 +326,23 @@ def _read_grid(model, source, opened, roi_wkb, window):
             f"The {size} x {size} px window is larger than the raster ({info.height} x "
             f"{info.width} px); the part outside the raster is nodata, shown to the model as "
             "the image's mean.")
+    return _Placed(info=info, bands=bands, region=region, clipped=clipped, window=win,
+                   warnings=warnings)
+
+
+def _read_grid(model, source, opened, roi_wkb, window):
+    from .baselines import screening_message
+    from .geoio import read_window, window_geotransform
+    from .region import region_mask
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    placed = _place(model, opened, roi_wkb, window)
+    info, bands, win, warnings = placed.info, placed.bands, placed.window, placed.warnings
+    clipped, gt = placed.clipped, info.geotransform
     screened, recorded = {}, dict(opened.record)
     complex_as, note = _complex_bands(model, info, bands, recorded)
-    image = read_window(grid.path, win.row0, win.col0, win.height, win.width, bands,
+    image = read_window(opened.grid.path, win.row0, win.col0, win.height, win.width, bands,
                         screened=screened, complex_as=complex_as)
     screening = screening_message(screened["non_finite"], screened["absurd"])
     if screening:
@@ -304,7 +362,7 @@ def _read_grid(model, source, opened, roi_wkb, window):
         raise InputError("INPUT: the explanation window holds only nodata.")
     return Job(source=str(source), bands=tuple(bands), info=info, window=win,
                geotransform=window_geotransform(gt, win.row0, win.col0), image=image,
-               mask=mask, nodata=nodata, roi_wkb=bytes(shapely.to_wkb(region)),
+               mask=mask, nodata=nodata, roi_wkb=bytes(shapely.to_wkb(placed.region)),
                warnings=tuple(warnings),
                recorded=recorded)
 
@@ -772,7 +830,8 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
 
     ``source`` is opened as every run opens it (:func:`opened_raster`): a raster georeferenced
     only by GCPs or RPCs is segmented on its grid warped on the fly (the outputs are on that
-    grid and record the ``warp``), a Sentinel-1 product is calibrated first (``sentinel1``).
+    grid and record the ``warp``), a Sentinel-1 product is calibrated first (``sentinel1``;
+    with an ``extent`` or ``window``, only where its tiles read).
     ``probabilities`` and ``classes`` are the output paths (``classes`` optional). The part
     segmented is ``extent``, ``(xmin, ymin, xmax, ymax)`` in the raster's CRS (for a GCP raster
     or a product, the GCPs' CRS, as QGIS shows the layer), or a pixel ``window``
@@ -783,6 +842,7 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
     from .baselines import screening_message
     from .geoio import raster_info
     from .parameters import by_name
+    from .region import window_edge
     from .tiling import segment_raster
 
     destinations = {"PROBABILITIES": probabilities, "CLASSES": classes}
@@ -792,11 +852,26 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
         check_writable(path, key)
     if batch_size is None:
         batch_size = by_name("batch_size").default
-    with opened_raster(model, source, bands) as opened:
+    asked = window
+
+    def part(opened):
+        """The window of the grid segmented: ``extent``'s, or the window asked for."""
+        return extent_window(opened, raster_info(opened.grid.path), extent) \
+            if extent is not None else asked
+
+    def needs(opened):        # a Sentinel-1 product is calibrated where the tiles read only
+        if extent is None and asked is None:
+            return None
+        row0, col0, height, width = part(opened)
+        # segment_raster's tiles: one tile hangs past the end of a side shorter than a tile
+        tile = window_edge(tile_size, getattr(model, "fixed_size", None),
+                           getattr(model, "tile_size", None))
+        return row0, col0, max(height, tile), max(width, tile)
+
+    with opened_raster(model, source, bands, needs=needs) as opened:
         info = raster_info(opened.grid.path)
         read_bands = resolve_bands(opened.bands, info.n_bands, model.n_channels)
-        if extent is not None:
-            window = extent_window(opened, info, extent)
+        window = part(opened)
         recorded = dict(opened.record)
         complex_as, note = _complex_bands(model, info, read_bands, recorded)
         for warning in opened.warnings + ((note,) if note else ()):

@@ -13,11 +13,16 @@ which :func:`~.georef.gridded_source` then warps on the fly).
 The calibration is ours on every GDAL: GDAL's SAFE driver calibrates only SLC products (on
 GDAL 3.6 ``SENTINEL1_CALIB:SIGMA0:...`` of a GRD product is "Measurement bands not found"),
 and a result must not depend on the GDAL QGIS ships. The product is calibrated in blocks of
-rows into the temporary file (removed after the run): a full 25000 x 16700 GRD costs one pass
-over its measurement and 1.7 GB of temporary disk per polarisation. (A VRT with a GDAL
-Python pixel function, :func:`calibrate_block` has its signature, would calibrate only the
-window read; it needs GDAL_VRT_PYTHON_TRUSTED_MODULES set process-wide and is not yet tested
-inside QGIS.)
+rows into the temporary file (removed after the run). A run that reads one window (an
+explanation, ``segment`` with an extent) calibrates only the lines and pixels of the product
+that the warp of that window reads, with a margin (:meth:`Product.calibrate` with a window;
+:func:`~.job.opened_raster` finds them on the whole product's warped grid, computed without
+reading a pixel, and :func:`~.georef.source_window` maps the warp's blocks around the window
+to the product): some hundred thousand pixels instead of a 25000 x 16700 GRD's one pass over
+its measurement and 1.7 GB of temporary disk per polarisation, which only ``segment`` of the
+whole product still costs. (A VRT with a GDAL Python pixel function, :func:`calibrate_block` has its
+signature, would calibrate only the window read too; it needs GDAL_VRT_PYTHON_TRUSTED_MODULES
+set process-wide and is not tested inside QGIS's task threads.)
 
 Which input unit the model takes: its metadata key :data:`UNIT_KEY` (``"dB"`` or
 ``"linear"``), else dB when its input scaling is min-max from a negative minimum (no linear
@@ -35,9 +40,9 @@ import numpy as np
 from .errors import InputError
 from .geoio import gdal_module
 
-__all__ = ["CALIBRATIONS", "PRODUCT_CRS", "UNIT_KEY", "Calibrated", "Measurement",
+__all__ = ["CALIBRATIONS", "PRODUCT_CRS", "UNIT_KEY", "Calibrated", "Measurement", "Product",
            "calibrate_block", "calibrated_source", "input_unit", "is_sentinel1", "lut_values",
-           "measurements", "resolve_manifest"]
+           "measurements", "read_product", "resolve_manifest"]
 
 #: The CRS of a product's geolocation grid (its GCPs): WGS 84. Regions and extents on a
 #: product are given in it, as QGIS shows the product.
@@ -411,19 +416,27 @@ def _gcps(measurement):
     return gcps
 
 
-def _write_calibrated(path, chosen, width, height, gcps, lut, db, rows_per_block=512):
-    """Calibrate the chosen measurements into a float32 GeoTIFF at ``path``, block by block,
-    georeferenced by ``gcps`` (WGS 84); NaN is nodata."""
+def _write_calibrated(path, chosen, width, height, gcps, lut, db, window=None,
+                      rows_per_block=512):
+    """Calibrate the ``window`` ``(row0, col0, height, width)`` of the chosen measurements
+    (default all of them) into a float32 GeoTIFF at ``path``, block by block; NaN is nodata.
+
+    The file is georeferenced by all of ``gcps`` (WGS 84), shifted by the window's offset, so
+    that it lies where the window lies in the product (GDAL accepts GCPs beyond a raster).
+    """
     from osgeo import osr
 
     gdal = gdal_module()
+    row0, col0, rows, cols = window or (0, 0, height, width)
     wgs = osr.SpatialReference()
     wgs.SetFromUserInput(PRODUCT_CRS)
+    shifted = [gdal.GCP(g.GCPX, g.GCPY, g.GCPZ, g.GCPPixel - col0, g.GCPLine - row0,
+                        g.Info, g.Id) for g in gcps]
     out = gdal.GetDriverByName("GTiff").Create(
-        path, width, height, len(chosen), gdal.GDT_Float32,
+        path, cols, rows, len(chosen), gdal.GDT_Float32,
         options=["TILED=YES", "BIGTIFF=IF_SAFER", "SPARSE_OK=TRUE"])
     try:
-        out.SetGCPs(gcps, wgs.ExportToWkt())
+        out.SetGCPs(shifted, wgs.ExportToWkt())
         for i, m in enumerate(chosen, start=1):
             band = out.GetRasterBand(i)
             band.SetNoDataValue(float("nan"))
@@ -432,11 +445,11 @@ def _write_calibrated(path, chosen, width, height, gcps, lut, db, rows_per_block
             if (source.RasterXSize, source.RasterYSize) != (width, height):
                 raise InputError(f"INPUT: the product's measurements differ in size "
                                  f"({m.measurement}); choose one polarisation with BANDS.")
-            for r0 in range(0, height, rows_per_block):
-                h = min(rows_per_block, height - r0)
-                dn = source.GetRasterBand(1).ReadAsArray(0, r0, width, h)
-                block = np.empty((h, width), np.float32)
-                calibrate_block([dn], block, 0, r0, width, h, width, height, 0, None,
+            for r0 in range(0, rows, rows_per_block):
+                h = min(rows_per_block, rows - r0)
+                dn = source.GetRasterBand(1).ReadAsArray(col0, row0 + r0, cols, h)
+                block = np.empty((h, cols), np.float32)
+                calibrate_block([dn], block, col0, row0 + r0, cols, h, width, height, 0, None,
                                 calibration=m.calibration, lut=lut, db="1" if db else "0")
                 band.WriteArray(block, 0, r0)
             source = None
@@ -445,8 +458,104 @@ def _write_calibrated(path, chosen, width, height, gcps, lut, db, rows_per_block
         out = None
 
 
-def calibrated_source(model, source, bands=None):
-    """The Sentinel-1 product ``source`` as calibrated bands, or None when it is not one.
+@dataclass(frozen=True)
+class Product:
+    """A Sentinel-1 product's chosen measurements, read from its XML files, before any pixel
+    is calibrated (:func:`read_product`).
+
+    Attributes
+    ----------
+    source : str
+        The product as given.
+    manifest : str
+    measurements : tuple of Measurement
+        The chosen ones, in band order.
+    width, height : int
+        The measurements' size in pixels (samples) and lines.
+    gcps : tuple
+        The geolocation grid (``gdal.GCP``, WGS 84) of the first measurement.
+    calibration : str
+        ``"SIGMA0"``, ``"BETA0"`` or ``"GAMMA"``.
+    unit, unit_from : str
+        ``"dB"`` or ``"linear"``, and what decided it (:func:`input_unit`).
+    warnings : tuple of str
+    """
+
+    source: str
+    manifest: str
+    measurements: tuple
+    width: int
+    height: int
+    gcps: tuple
+    calibration: str
+    unit: str
+    unit_from: str
+    warnings: tuple = ()
+
+    @property
+    def lut(self):
+        return CALIBRATIONS[self.calibration]
+
+    def write_shape(self, path):
+        """Write at ``path`` (e.g. in ``/vsimem/``) a raster of the product's size and bands,
+        georeferenced by its GCPs, without pixels (a VRT without sources): the warp's grid is
+        computed from it as from the calibrated product, reading nothing."""
+        from osgeo import osr
+
+        gdal = gdal_module()
+        wgs = osr.SpatialReference()
+        wgs.SetFromUserInput(PRODUCT_CRS)
+        ds = gdal.GetDriverByName("VRT").Create(path, self.width, self.height,
+                                                len(self.measurements), gdal.GDT_Float32)
+        ds.SetGCPs(list(self.gcps), wgs.ExportToWkt())
+        for i in range(len(self.measurements)):
+            ds.GetRasterBand(i + 1).SetNoDataValue(float("nan"))
+        ds.FlushCache()
+        ds = None
+        return path
+
+    def calibrate(self, window=None):
+        """The chosen measurements calibrated into a temporary GeoTIFF (:class:`Calibrated`).
+
+        Parameters
+        ----------
+        window : (row0, col0, height, width), optional
+            The lines and pixels of the product to calibrate (default all): the file holds
+            only them, georeferenced so that it lies where they lie in the product.
+        """
+        import tempfile
+
+        gdal = gdal_module()
+        window = tuple(int(v) for v in window) if window else (0, 0, self.height, self.width)
+        fd, path = tempfile.mkstemp(prefix="segx-s1-", suffix=".tif")
+        os.close(fd)
+        try:
+            _write_calibrated(path, self.measurements, self.width, self.height, self.gcps,
+                              self.lut, self.unit == "dB", window)
+        except BaseException:
+            _remove(path)
+            raise
+        name = {"SIGMA0": "sigma0", "BETA0": "beta0", "GAMMA": "gamma0"}[self.calibration]
+        record = {"sentinel1": json.dumps({
+            "product": self.source, "manifest": self.manifest,
+            "measurements": [{"swath": m.swath, "polarisation": m.polarisation,
+                              "file": m.measurement, "calibration_file": m.calibration}
+                             for m in self.measurements],
+            "calibration": name, "lut": self.lut, "interpolation": "bilinear",
+            "formula": f"DN^2 / {self.lut}^2" + (", 10 log10" if self.unit == "dB" else ""),
+            "unit": self.unit, "unit_from": self.unit_from, "nodata": "DN 0",
+            "calibrated_by": "seg_explainer", "calibrated_window": list(window),
+            "measurement_size": [self.height, self.width], "gdal": gdal.__version__},
+            sort_keys=True)}
+        return Calibrated(path=path, measurements=self.measurements, record=record,
+                          warnings=self.warnings)
+
+
+def read_product(model, source, bands=None):
+    """The Sentinel-1 product ``source`` ready to calibrate, or None when it is not one.
+
+    Reads the manifest, annotation and calibration files and checks them; reads no pixel.
+    :meth:`Product.calibrate` then calibrates all of it, or the part a run needs.
 
     Parameters
     ----------
@@ -460,7 +569,7 @@ def calibrated_source(model, source, bands=None):
 
     Returns
     -------
-    Calibrated or None
+    Product or None
 
     Raises
     ------
@@ -497,15 +606,6 @@ def calibrated_source(model, source, bands=None):
         raise InputError(f"INPUT: the annotation {chosen[0].annotation} has {len(gcps)} "
                          "geolocation grid point(s); at least 3 are needed to place the "
                          "product on the map. The product is damaged; download it again.")
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="segx-s1-", suffix=".tif")
-    os.close(fd)
-    try:
-        _write_calibrated(path, chosen, width, height, gcps, lut, unit == "dB")
-    except BaseException:
-        _remove(path)
-        raise
     name = {"SIGMA0": "sigma0", "BETA0": "beta0", "GAMMA": "gamma0"}[calibration]
     which = ", ".join(f"{m.swath} {m.polarisation}" for m in chosen)
     warnings = [f"INPUT is a Sentinel-1 product: {which} "
@@ -514,14 +614,20 @@ def calibrated_source(model, source, bands=None):
     if asked == "UNCALIB":
         warnings.append("INPUT names the UNCALIB subdataset; the model is given calibrated "
                         f"{name} all the same, since it takes calibrated backscatter.")
-    record = {"sentinel1": json.dumps({
-        "product": str(source), "manifest": manifest,
-        "measurements": [{"swath": m.swath, "polarisation": m.polarisation,
-                          "file": m.measurement, "calibration_file": m.calibration}
-                         for m in chosen],
-        "calibration": name, "lut": lut, "interpolation": "bilinear",
-        "formula": f"DN^2 / {lut}^2" + (", 10 log10" if unit == "dB" else ""),
-        "unit": unit, "unit_from": why, "nodata": "DN 0", "calibrated_by": "seg_explainer",
-        "gdal": gdal.__version__}, sort_keys=True)}
-    return Calibrated(path=path, measurements=tuple(chosen), record=record,
-                      warnings=tuple(warnings))
+    return Product(source=str(source), manifest=manifest, measurements=tuple(chosen),
+                   width=width, height=height, gcps=tuple(gcps), calibration=calibration,
+                   unit=unit, unit_from=why, warnings=tuple(warnings))
+
+
+def calibrated_source(model, source, bands=None, window=None):
+    """The Sentinel-1 product ``source`` as calibrated bands, or None when it is not one.
+
+    :func:`read_product` then :meth:`Product.calibrate`: ``window``
+    ``(row0, col0, height, width)`` of the product's lines and pixels, default all of it.
+
+    Returns
+    -------
+    Calibrated or None
+    """
+    product = read_product(model, source, bands)
+    return None if product is None else product.calibrate(window)

@@ -196,3 +196,232 @@ def test_processing_explains_a_safe_product(provider, product, sample_data,  # n
     assert record["unit"] == "dB" and "min-max from -35" in record["unit_from"]
     assert np.isfinite(res["PREDICTION"])
     assert ds.GetMetadataItem("input_raster") == params["INPUT"]
+
+
+# --------------------------------------------------------------------------- the part calibrated
+#
+# A run that reads one window calibrates only the part of the product the warp of that window
+# reads (issue 15: a real GRD is 25000 x 16700 px per polarisation). The oracle is the
+# whole-product path (every run calibrating the whole product, as before), on a product whose
+# geolocation grid is turned as a real track is, so its warped grid has nodata corners.
+
+BIG = 2000
+TURN = 15.0           # degrees between the product's lines and north
+
+
+@pytest.fixture(scope="module")
+def turned(tmp_path_factory):
+    """A 2000 x 2000 px product whose geolocation grid is turned by :data:`TURN` degrees about
+    its centre; ``product["lonlat"](lines, pixels)`` gives WGS 84 points of its pixels."""
+    import re
+
+    product = safe_product.write_safe(tmp_path_factory.mktemp("s1turned"), size=BIG,
+                                      zip_it=False)
+    x0, dx, _, y0, _, dy = product["scene"]["geotransform"]
+    utm, wgs = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(product["scene"]["epsg"])
+    wgs.ImportFromEPSG(4326)
+    wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_wgs = osr.CoordinateTransformation(utm, wgs)
+    cos, sin = np.cos(np.radians(TURN)), np.sin(np.radians(TURN))
+
+    def lonlat(lines, pixels):
+        u = (np.ravel(pixels).astype(float) - BIG / 2) * dx
+        v = (np.ravel(lines).astype(float) - BIG / 2) * dy
+        x, y = x0 + BIG / 2 * dx + u * cos - v * sin, y0 + BIG / 2 * dy + u * sin + v * cos
+        return np.array(to_wgs.TransformPoints(np.c_[x, y].tolist()))[:, :2]
+
+    annotation = f"{product['folder']}/annotation/{safe_product.STEM.format(pol='vv', n=1)}.xml"
+    with open(annotation) as f:
+        text = f.read()
+
+    def turn(match):
+        (lon, lat), = lonlat([float(match[1])], [float(match[2])])
+        return (f"<line>{match[1]}</line><pixel>{match[2]}</pixel><latitude>{lat:.9f}"
+                f"</latitude><longitude>{lon:.9f}</longitude>")
+
+    text, n = re.subn(r"<line>([-\d.]+)</line><pixel>([-\d.]+)</pixel><latitude>[^<]*"
+                      r"</latitude><longitude>[^<]*</longitude>", turn, text)
+    assert n == 25
+    with open(annotation, "w") as f:
+        f.write(text)
+    product["lonlat"] = lonlat
+    return product
+
+
+def _box(product, line, pixel, half):
+    """The product's pixels ``line +- half``, ``pixel +- half`` as a WGS 84 polygon (WKB)."""
+    corners = product["lonlat"]([line - half, line - half, line + half, line + half],
+                                [pixel - half, pixel + half, pixel + half, pixel - half])
+    ring = ",".join(f"{x} {y}" for x, y in np.r_[corners, corners[:1]])
+    return bytes(ogr.CreateGeometryFromWkt(f"POLYGON(({ring}))").ExportToIsoWkb())
+
+
+@pytest.fixture()
+def calibrations(monkeypatch):
+    """``[(path, (height, width))]`` of every temporary calibrated file a run writes, measured
+    on the file itself."""
+    from seg_explainer.core import sentinel1
+
+    written, real = [], sentinel1._write_calibrated
+
+    def measured(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        ds = gdal.Open(path)
+        written.append((path, (ds.RasterYSize, ds.RasterXSize)))
+        ds = None
+
+    monkeypatch.setattr(sentinel1, "_write_calibrated", measured)
+    return written
+
+
+def _as_before(monkeypatch):
+    """From now on every run calibrates the whole product, as before (the oracle)."""
+    from seg_explainer.core import job as job_module
+
+    real = job_module.opened_raster
+    monkeypatch.setattr(job_module, "opened_raster",
+                        lambda model, source, bands=None, needs=None: real(model, source, bands))
+
+
+def _same_job(job, oracle):
+    """The job reads the oracle's grid, window and pixels (float tolerance)."""
+    assert job.geotransform == pytest.approx(oracle.geotransform, rel=0, abs=1e-6)
+    assert job.window == oracle.window
+    assert (job.info.height, job.info.width) == (oracle.info.height, oracle.info.width)
+    assert job.info.geotransform == pytest.approx(oracle.info.geotransform, rel=0, abs=1e-6)
+    assert np.array_equal(np.isnan(job.image), np.isnan(oracle.image))
+    np.testing.assert_allclose(job.image, oracle.image, rtol=0, atol=1e-4, equal_nan=True)
+    assert np.array_equal(job.mask, oracle.mask) and np.array_equal(job.nodata, oracle.nodata)
+    assert job.recorded["warp"] == oracle.recorded["warp"]
+    mine, theirs = (json.loads(j.recorded["sentinel1"]) for j in (job, oracle))
+    assert mine.pop("calibrated_window") != theirs.pop("calibrated_window")
+    assert mine == theirs
+
+
+def test_a_region_calibrates_only_the_part_its_window_reads(turned, calibrations, monkeypatch):
+    region = _box(turned, 1000, 1000, 10)
+    job = read_job(DbModel(), turned["folder"], region, window=64)
+    (path, (h, w)), = calibrations
+    record = json.loads(job.recorded["sentinel1"])
+    assert record["calibrated_window"][2:] == [h, w]
+    assert record["measurement_size"] == [BIG, BIG]
+    # the warp reads the grid by blocks of 512 x 128 px: the one around the 64 px window
+    # comes from about 560 x 260 px of the product, turned by 15 degrees (measured: 300 x 582
+    # px with the margin, 4.4 % of the product)
+    assert h * w < BIG * BIG / 16
+    assert not np.isnan(job.image).any()
+    assert not (gdal.VSIStatL(path) or gdal.VSIStatL(path + ".aux.xml"))   # removed
+    assert not any("segx-" in n for n in (gdal.ReadDir("/vsimem/") or []))
+    _as_before(monkeypatch)
+    oracle = read_job(DbModel(), turned["folder"], region, window=64)
+    assert calibrations[1][1] == (BIG, BIG)
+    assert json.loads(oracle.recorded["sentinel1"])["calibrated_window"] == [0, 0, BIG, BIG]
+    _same_job(job, oracle)
+
+
+@pytest.mark.parametrize("line, pixel", [(90, 90), (1000, 1915), (1915, 1000), (90, 1915)])
+def test_a_region_near_the_products_edge_with_a_large_window_has_no_hole(
+        turned, calibrations, monkeypatch, line, pixel):
+    """The window hangs past the product's edge and the swath's turned edge: it holds nodata
+    where the whole product has none, and no hole where the part calibrated ends."""
+    region = _box(turned, line, pixel, 6)
+    job = read_job(DbModel(), turned["folder"], region, window=256)
+    (_, (h, w)), = calibrations
+    assert h * w < BIG * BIG / 5          # measured: 3.6 % to 12 % of the product
+    _as_before(monkeypatch)
+    oracle = read_job(DbModel(), turned["folder"], region, window=256)
+    assert np.isnan(oracle.image).any() and not np.isnan(oracle.image).all()
+    _same_job(job, oracle)
+
+
+def test_an_explanation_on_a_part_is_the_whole_products(turned, calibrations, monkeypatch,
+                                                          tmp_path):
+    region = _box(turned, 700, 1200, 12)
+    runs = []
+    for name in ("part", "whole"):
+        if name == "whole":
+            _as_before(monkeypatch)
+        out = {"excitation": str(tmp_path / f"{name}_exc.tif")}
+        runs.append(explain_to_files(DbModel(), turned["manifest"], region, "oil", "shap",
+                                     window=96, hex_size=12, n_samples=200, seed=1,
+                                     outputs=out))
+    part, whole = runs
+    assert calibrations[0][1][0] * calibrations[0][1][1] < BIG * BIG / 10   # measured: 6.6 %
+    assert calibrations[1][1] == (BIG, BIG)
+    _same_job(part.job, whole.job)
+    np.testing.assert_allclose(part.result.signed, whole.result.signed, rtol=0, atol=1e-5,
+                               equal_nan=True)
+    assert part.prediction == pytest.approx(whole.prediction, abs=1e-6)
+    a, b = (gdal.Open(r.outputs["excitation"]) for r in runs)
+    assert a.GetGeoTransform() == pytest.approx(b.GetGeoTransform(), rel=0, abs=1e-6)
+    np.testing.assert_allclose(a.ReadAsArray(), b.ReadAsArray(), rtol=0, atol=1e-5)
+    assert a.GetMetadataItem("window") == b.GetMetadataItem("window")
+    assert a.GetMetadataItem("warp") == b.GetMetadataItem("warp")
+    assert json.loads(a.GetMetadataItem("sentinel1"))["calibrated_window"] == \
+        json.loads(part.metadata["sentinel1"])["calibrated_window"]
+    assert all(not gdal.VSIStatL(p) for p, _ in calibrations)
+
+
+@pytest.mark.parametrize("half", [20, 150])
+def test_segment_with_an_extent_calibrates_only_its_tiles(turned, calibrations, monkeypatch,
+                                                           tmp_path, half):
+    """An extent smaller than a tile (tiles read past its end) and one larger than a tile:
+    the probabilities equal the whole product's, on the same grid."""
+    from seg_explainer.core.job import segment_to_files
+
+    corners = turned["lonlat"]([1000 - half, 1000 + half, 1000 - half, 1000 + half],
+                               [1000 - half, 1000 - half, 1000 + half, 1000 + half])
+    extent = (*corners.min(axis=0), *corners.max(axis=0))
+    outs = [str(tmp_path / "part.tif"), str(tmp_path / "whole.tif")]
+    segment_to_files(DbModel(), turned["folder"], outs[0], extent=extent, tile_size=64)
+    _as_before(monkeypatch)
+    segment_to_files(DbModel(), turned["folder"], outs[1], extent=extent, tile_size=64)
+    (_, (h, w)), (_, whole) = calibrations
+    assert whole == (BIG, BIG)
+    assert h * w < BIG * BIG / (16 if half == 20 else 5)     # measured: 4.4 %, 12 %
+    a, b = (gdal.Open(p) for p in outs)
+    assert (a.RasterYSize, a.RasterXSize) == (b.RasterYSize, b.RasterXSize)
+    assert a.GetGeoTransform() == pytest.approx(b.GetGeoTransform(), rel=0, abs=1e-6)
+    np.testing.assert_allclose(a.ReadAsArray(), b.ReadAsArray(), rtol=0, atol=1e-5)
+    for item in ("parameters", "warp"):
+        assert a.GetMetadataItem(item) == b.GetMetadataItem(item)
+    assert json.loads(a.GetMetadataItem("sentinel1"))["calibrated_window"][2:] == [h, w]
+    assert all(not gdal.VSIStatL(p) for p, _ in calibrations)
+
+
+def test_segment_without_an_extent_calibrates_the_whole_product(turned, calibrations,
+                                                                tmp_path):
+    from seg_explainer.core.job import segment_to_files
+
+    out = str(tmp_path / "p.tif")
+    segment_to_files(DbModel(), turned["folder"], out, tile_size=256)
+    assert [size for _, size in calibrations] == [(BIG, BIG)]
+    assert json.loads(gdal.Open(out).GetMetadataItem("sentinel1"))["calibrated_window"] == \
+        [0, 0, BIG, BIG]
+
+
+def test_explain_regions_calibrates_a_small_part_for_each_region(turned, tmp_path):
+    """explain_regions explains each region through explain_to_files: each calibrates the part
+    around its own window, recorded in its outputs."""
+    import os
+    from pathlib import Path
+
+    from seg_explainer.core.regions import Region, explain_regions
+
+    wgs = osr.SpatialReference()
+    wgs.ImportFromEPSG(4326)
+    model = Path(__file__).resolve().parent.parent / "resources" / "sample" / "oil_unet.onnx"
+    regions = [Region(id=i, wkb=_box(turned, line, pixel, 10))
+               for i, (line, pixel) in enumerate([(600, 600), (1300, 1200)], start=1)]
+    run = explain_regions(regions, str(model), "oil", "rise", str(tmp_path / "out"),
+                          raster=turned["folder"], crs_wkt=wgs.ExportToWkt(),
+                          scheduler="serial", window=64, n_masks=8, seed=1)
+    parts = []
+    for record in run.records:
+        assert record["status"] == "done", record.get("message")
+        ds = gdal.Open(os.path.join(record["folder"], record["excitation_path"]))
+        row0, col0, h, w = json.loads(ds.GetMetadataItem("sentinel1"))["calibrated_window"]
+        assert h * w < BIG * BIG / 16
+        parts.append((row0, col0))
+    assert parts[0] != parts[1]
