@@ -110,8 +110,9 @@ def gridded_source(source, onto=None):
 
     A raster georeferenced only by GCPs (Sentinel-1 GRD) or RPCs is warped on the fly with
     ``gdal.Warp`` into a VRT in memory: to the GCPs' CRS when it is projected, else to the
-    UTM zone of the scene's centre, bilinear, float32 (complex bands stay complex), nodata
-    NaN outside the scene. Nothing is written to disk.
+    UTM zone of the scene's centre, bilinear on the raster's own pixels (however the grid is
+    turned against them), float32 (complex bands stay complex), nodata NaN outside the
+    scene. Nothing is written to disk.
 
     ``onto``, a warped :class:`Gridded`, gives the grid instead of GDAL's suggestion for
     ``source``: its CRS, geotransform and size, so that a part of a raster (a Sentinel-1
@@ -166,9 +167,12 @@ def gridded_source(source, onto=None):
         grid = {"outputBounds": (x0, y0 + h * dy, x0 + w * dx, y0), "xRes": dx, "yRes": -dy}
     path = f"/vsimem/segx-warp-{uuid.uuid4().hex}.vrt"
     try:
+        # XSCALE/YSCALE 1: the bilinear kernel of the raster's own pixels. GDAL's default
+        # widens it by each block's ratio of raster to grid extent, which a grid turned
+        # against the raster (a SAR track) inflates: the image was blurred, block by block
         gdal.Warp(path, ds, format="VRT", dstSRS=dst_wkt, resampleAlg="bilinear",
                   outputType=gdal.GDT_CFloat32 if complex_ else gdal.GDT_Float32,
-                  dstNodata=float("nan"), rpc=not gcps,
+                  dstNodata=float("nan"), rpc=not gcps, warpOptions=["XSCALE=1", "YSCALE=1"],
                   srcNodata=ds.GetRasterBand(1).GetNoDataValue(), **grid)
         warped = gdal.Open(path)
         gt, size = warped.GetGeoTransform(), (warped.RasterYSize, warped.RasterXSize)
@@ -192,24 +196,21 @@ def source_window(source, grid, window, *, margin=16):
     a margin, clipped to the raster (at least one pixel).
 
     ``window`` is ``(row0, col0, height, width)`` on the grid (it may hang past the grid's
-    edges, where nothing is read). GDAL warps a VRT block by block (512 x 128 grid pixels),
-    and its bilinear kernel widens by the ratio of each block's size to the size of the part
-    of the raster it comes from (that part clipped at the raster's edge), so a pixel's value
-    depends on its whole block: the window grows to the blocks it touches. A grid of points
-    over them (every 8 grid pixels, 65 x 65 points at most) goes through the warp's own
-    transformer (the GCPs' polynomial and the CRS change, grid to raster); their bounding box
-    grows by ``margin`` pixels plus 2 % of its size, which covers the kernel, the warper's
-    approximation (1/8 pixel) and the curvature between the points.
+    edges, where nothing is read). The warp's bilinear kernel is the raster's own (scale 1,
+    see :func:`gridded_source`), so a grid pixel depends only on the 2 x 2 raster pixels
+    around the point it maps to. A grid of points over the window (every 8 grid pixels,
+    65 x 65 points at most) goes through the warp's own transformer (the GCPs' polynomial
+    and the CRS change, grid to raster); their bounding box grows by ``margin`` pixels plus
+    2 % of its size, which covers the kernel, the warper's approximation (1/8 pixel) and
+    the curvature between the points.
     """
     from osgeo import gdal
 
     gdal.UseExceptions()
     src, dst = gdal.Open(str(source)), gdal.Open(grid.path)
     row0, col0, height, width = (int(v) for v in window)
-    block_x, block_y = dst.GetRasterBand(1).GetBlockSize()
-    r0, c0 = max(row0, 0) // block_y * block_y, max(col0, 0) // block_x * block_x
-    r1 = min(-(-(row0 + height) // block_y) * block_y, dst.RasterYSize)
-    c1 = min(-(-(col0 + width) // block_x) * block_x, dst.RasterXSize)
+    r0, c0 = max(row0, 0), max(col0, 0)
+    r1, c1 = min(row0 + height, dst.RasterYSize), min(col0 + width, dst.RasterXSize)
     if r1 <= r0 or c1 <= c0:
         r0, r1, c0, c1 = 0, dst.RasterYSize, 0, dst.RasterXSize
     n = int(min(65, max(2, np.ceil(max(r1 - r0, c1 - c0) / 8) + 1)))

@@ -306,10 +306,9 @@ def test_a_region_calibrates_only_the_part_its_window_reads(turned, calibrations
     record = json.loads(job.recorded["sentinel1"])
     assert record["calibrated_window"][2:] == [h, w]
     assert record["measurement_size"] == [BIG, BIG]
-    # the warp reads the grid by blocks of 512 x 128 px: the one around the 64 px window
-    # comes from about 560 x 260 px of the product, turned by 15 degrees (measured: 300 x 582
-    # px with the margin, 4.4 % of the product)
-    assert h * w < BIG * BIG / 16
+    # the 64 px window, turned by 15 degrees, covers about 78 x 78 px of the product; with
+    # the margin (16 px and 2 %) about 112 x 112 px
+    assert h <= 64 * 1.3 + 2 * (16 + 3) and w <= 64 * 1.3 + 2 * (16 + 3)
     assert not np.isnan(job.image).any()
     assert not (gdal.VSIStatL(path) or gdal.VSIStatL(path + ".aux.xml"))   # removed
     assert not any("segx-" in n for n in (gdal.ReadDir("/vsimem/") or []))
