@@ -17,8 +17,8 @@ rows into the temporary file (removed after the run). A run that reads one windo
 explanation, ``segment`` with an extent) calibrates only the lines and pixels of the product
 that the warp of that window reads, with a margin (:meth:`Product.calibrate` with a window;
 :func:`~.job.opened_raster` finds them on the whole product's warped grid, computed without
-reading a pixel, and :func:`~.georef.source_window` maps the warp's blocks around the window
-to the product): some hundred thousand pixels instead of a 25000 x 16700 GRD's one pass over
+reading a pixel, and :func:`~.georef.source_window` maps the window to the product): some
+hundred thousand pixels instead of a 25000 x 16700 GRD's one pass over
 its measurement and 1.7 GB of temporary disk per polarisation, which only ``segment`` of the
 whole product still costs. (A VRT with a GDAL Python pixel function, :func:`calibrate_block` has its
 signature, would calibrate only the window read too; it needs GDAL_VRT_PYTHON_TRUSTED_MODULES
@@ -51,6 +51,8 @@ PRODUCT_CRS = "EPSG:4326"
 UNIT_KEY = "seg_explainer_input_unit"
 #: Calibration names of GDAL's subdatasets -> the LUT of the calibration files.
 CALIBRATIONS = {"SIGMA0": "sigmaNought", "BETA0": "betaNought", "GAMMA": "gamma"}
+#: What each calibration is called in the warnings and the record.
+CALIBRATION_NAMES = {"SIGMA0": "sigma0", "BETA0": "beta0", "GAMMA": "gamma0"}
 _UNITS = ("AMPLITUDE", "COMPLEX", "INTENSITY")
 _PREFIXES = ("SENTINEL1_CALIB:", "SENTINEL1_DS:")
 
@@ -535,7 +537,7 @@ class Product:
         except BaseException:
             _remove(path)
             raise
-        name = {"SIGMA0": "sigma0", "BETA0": "beta0", "GAMMA": "gamma0"}[self.calibration]
+        name = CALIBRATION_NAMES[self.calibration]
         record = {"sentinel1": json.dumps({
             "product": self.source, "manifest": self.manifest,
             "measurements": [{"swath": m.swath, "polarisation": m.polarisation,
@@ -606,7 +608,7 @@ def read_product(model, source, bands=None):
         raise InputError(f"INPUT: the annotation {chosen[0].annotation} has {len(gcps)} "
                          "geolocation grid point(s); at least 3 are needed to place the "
                          "product on the map. The product is damaged; download it again.")
-    name = {"SIGMA0": "sigma0", "BETA0": "beta0", "GAMMA": "gamma0"}[calibration]
+    name = CALIBRATION_NAMES[calibration]
     which = ", ".join(f"{m.swath} {m.polarisation}" for m in chosen)
     warnings = [f"INPUT is a Sentinel-1 product: {which} "
                 f"calibrated to {name} ({'dB' if unit == 'dB' else 'linear'}, as {why} says) "
