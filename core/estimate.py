@@ -219,19 +219,37 @@ def occlusion_shares(window, max_depth, region_side, through_depth=1):
     """How much of the stand-in's trees a real occlusion run keeps, from a sample of them.
 
     The stand-in score's sample (:func:`~.occlusion.sampled_tree_sizes`, ``through_depth``)
-    is grown once here; the returned ``shares(real)`` takes the real sample's nodes at
-    depths 0 to ``through_depth + 1`` and returns the real/stand-in ratios at depths 2,
-    3, ...: the ``shares`` of :func:`expected_by_depth` and
+    is grown once here; the returned ``shares(real)`` takes the real score's sample (a
+    :class:`~.occlusion.TreeSample` grown alike) and returns the real / stand-in ratios at
+    depths 2, 3, ...: the ``shares`` of :func:`expected_by_depth` and
     :func:`expected_occlusion_evaluations`.
+
+    A run pays for distinct rectangles, so at the depths the samples evaluated the ratio is
+    of the rectangles each sample evaluated there; at the depth they only counted, it is of
+    nodes, times how much more (or less) the real sample's nodes shared rectangles at the
+    deepest depth it evaluated. A score that keeps few scattered nodes shares fewer of them
+    with other trees than the stand-in, whose kept nodes all cover the region; a ratio of
+    nodes then undercounts the run.
     """
     from .occlusion import sampled_tree_sizes
 
-    stand_in, _ = sampled_tree_sizes(_stand_in_score(window, region_side),
-                                     (int(window), int(window)), max_depth=int(max_depth),
-                                     through_depth=through_depth, batch_size=4096)
+    stand_in = sampled_tree_sizes(_stand_in_score(window, region_side),
+                                  (int(window), int(window)), max_depth=int(max_depth),
+                                  through_depth=through_depth, batch_size=4096)
+
+    def ratio(a, b):
+        return a / b if b else 1.0
 
     def shares(real):
-        return [r / s if s else 1.0 for r, s in zip(real[2:], stand_in[2:])]
+        out, sharing = [], 1.0
+        for d in range(2, len(real.nodes)):
+            of_nodes = ratio(real.nodes[d], stand_in.nodes[d])
+            if d < len(real.new):
+                out.append(ratio(real.new[d], stand_in.new[d]))
+                sharing = out[-1] / of_nodes if of_nodes else 1.0
+            else:
+                out.append(of_nodes * sharing)
+        return out
 
     return shares
 
@@ -244,7 +262,7 @@ def measured_occlusion_evaluations(model, job, class_index, params, *, cancel=No
     nodes counted (:func:`~.explain.occlusion_tree_sizes`, the same inputs, checks and
     scores as the run), then compared with the stand-in's (:func:`occlusion_shares`).
     Costs the sample's evaluations: about 4 x :data:`~.occlusion.SAMPLE_TREES` plus the
-    depth-2 nodes kept, a few percent of a run.
+    depth-2 rectangles kept, a few percent of a run.
 
     Returns
     -------

@@ -515,25 +515,25 @@ def _prepare(model, image, region_mask, method, classes, params, cancel):
 
 def occlusion_tree_sizes(model, image, region_mask, classes, *, through_depth=2, cancel=None,
                          **params):
-    """Nodes per depth of a sample of the occlusion trees ``explain_region(...,
-    "occlusion", **params)`` grows: the same inputs, checks and scores, the sample's offsets
+    """A sample of the occlusion trees ``explain_region(..., "occlusion", **params)``
+    grows: the same inputs, checks and scores, the sample's offsets
     grown through ``through_depth`` (:func:`~.occlusion.sampled_tree_sizes`); for estimating
     a run's cost before it starts (:func:`~.estimate.measured_occlusion_evaluations`).
 
     Returns
     -------
-    (tuple of int, int)
-        Nodes at depths 0 to ``through_depth + 1`` (the last counted, not evaluated), and
-        the model evaluations spent.
+    (TreeSample, int)
+        The sample (:class:`~.occlusion.TreeSample`), and the model evaluations spent (the
+        checks before it included).
     """
     from .occlusion import sampled_tree_sizes
 
     s = _prepare(model, image, region_mask, "occlusion", classes, params, cancel)
     score_fn, _ = _occlusion_scores(s.scorer, s.image, s.p, s.images_for, s.win)
-    sizes, _ = sampled_tree_sizes(score_fn, s.image.shape[:2], max_depth=s.p["max_depth"],
-                                  through_depth=through_depth, batch_size=s.p["batch_size"],
-                                  cancel=cancel)
-    return sizes, s.scorer.n_evaluations
+    sample = sampled_tree_sizes(score_fn, s.image.shape[:2], max_depth=s.p["max_depth"],
+                                through_depth=through_depth, batch_size=s.p["batch_size"],
+                                cancel=cancel)
+    return sample, s.scorer.n_evaluations
 
 
 # --------------------------------------------------------------------------- cropping

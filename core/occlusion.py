@@ -14,7 +14,7 @@ nodes are never evaluated, and all rectangles of one depth are evaluated in batc
 """
 
 from dataclasses import dataclass
-from typing import List, Tuple, Union
+from typing import List, NamedTuple, Tuple, Union
 
 import numpy as np
 
@@ -146,8 +146,8 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     forecast : callable, optional
         Refines ``expected_by_depth`` before depth 1 ends. With it, depth 1 starts with the
         trees of :func:`sampled_tree_sizes`'s sample (rectangles the run needs anyway), which
-        are pruned as that function does; ``forecast(sizes)``, given the sample's nodes at
-        depths 0 to 2, returns the expected evaluations by depth that progress counts
+        are pruned as that function does; ``forecast(sample)``, given the sample (a
+        :class:`TreeSample` through depth 1), returns the expected evaluations by depth that progress counts
         against from then on. Without it, the deeper depths' expectation is known only
         when depth 1 ends, and progress can jump there.
 
@@ -166,9 +166,9 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     for depth in range(1, depth_max + 1):
         rects = ev.expect(depth, trees.next_rects())
         if depth == 1 and forecast is not None and depth_max > 1 and grid.n_offsets > 1:
-            sizes = _sample_sizes(h, w, depth_max, SAMPLE_TREES, ev, trees.s0, 1,
-                                  min_importance)
-            ev.reprofile(forecast(sizes), rects)
+            sample = _sample_sizes(h, w, depth_max, SAMPLE_TREES, ev, trees.s0, 1,
+                                   min_importance)
+            ev.reprofile(forecast(sample), rects)
         trees.grow(rects)
         ev.end_depth()
     trees.finish()
@@ -178,48 +178,72 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
                          trees.naive, tuple(ev.by_depth))
 
 
+class TreeSample(NamedTuple):
+    """A sample of occlusion's offset trees (:func:`sampled_tree_sizes`).
+
+    Attributes
+    ----------
+    nodes : tuple of int
+        Nodes at depths 0 (the roots) to ``through_depth + 1``, summed over the sample; the
+        last depth is counted, not evaluated.
+    new : tuple of int
+        Rectangles first evaluated at depths 0 to ``through_depth``: the sample's nodes
+        less those it shares with another tree or depth. A run pays for these, not for
+        nodes, and the kept nodes of different scores share rectangles in different
+        proportions (a score that keeps few, scattered nodes shares few).
+    evaluations : int
+        Scores the sample evaluated (the unoccluded image included when it was).
+    """
+
+    nodes: Tuple[int, ...]
+    new: Tuple[int, ...]
+    evaluations: int
+
+
 def sampled_tree_sizes(score_fn, shape, *, max_depth=_D["max_depth"], through_depth=2,
                        n_trees=SAMPLE_TREES, min_importance=0.01, batch_size=_D["batch_size"],
                        cancel=None):
-    """Nodes at each depth of a sample of :func:`multiscale_occlusion`'s offset trees, grown
-    and pruned as in a whole run through ``through_depth``.
+    """A sample of :func:`multiscale_occlusion`'s offset trees, grown and pruned as in a
+    whole run through ``through_depth``.
 
     The sample is ``n_trees`` offsets spread evenly over the grid shifts (all of them when
     there are fewer); the pruning threshold comes from the sample's own root and depth-1
     importances. The next depth's nodes, which that pruning decides, are counted without
-    being evaluated. Comparing these sizes with the same sample grown on another score
+    being evaluated. Comparing the sample with the same sample grown on another score
     tells how much more or less of the trees that score keeps, at a small part of a run's
     cost.
 
     Returns
     -------
-    sizes : tuple of int
-        Nodes at depths 0 (the roots) to ``through_depth + 1``, summed over the sample.
-    evaluations : int
-        Scores evaluated (distinct rectangles, the unoccluded image included).
+    TreeSample
+        Its ``evaluations`` include the unoccluded image.
     """
     h, w = (int(v) for v in shape)
     ev = _Evaluator(score_fn, batch_size, None, cancel, None, None)
     s0 = ev.scores([_EMPTY])[0]
-    sizes = _sample_sizes(h, w, int(max_depth), n_trees, ev, s0, through_depth,
-                          min_importance)
-    return sizes, ev.count
+    sample = _sample_sizes(h, w, int(max_depth), n_trees, ev, s0, through_depth,
+                           min_importance)
+    return sample._replace(evaluations=ev.count)
 
 
 def _sample_sizes(h, w, max_depth, n_trees, ev, s0, through_depth, min_importance):
     """:func:`sampled_tree_sizes`'s sample grown with the evaluator ``ev`` (whose memo it
-    shares) from the unoccluded score ``s0``; returns its nodes by depth."""
+    shares) from the unoccluded score ``s0``; returns its :class:`TreeSample` (evaluations:
+    those it added to ``ev``)."""
     last = max(0, min(int(through_depth), max_depth - 1))
     step = max(1, 2 ** max_depth // max(1, int(round(np.sqrt(max(1, int(n_trees)))))))
     grid = OffsetGrid(h, w, max_depth, True, every=step)
+    start = ev.count
     trees = _Trees(grid, ev, s0, min_importance)
-    sizes = [grid.n_offsets]
+    nodes, new = [grid.n_offsets], [ev.count - start]
     for _ in range(last):
         rects = trees.next_rects()
-        sizes.append(len(rects))
+        nodes.append(len(rects))
+        before = ev.count
         trees.grow(rects)
-    sizes.append(len(trees.next_rects()))
-    return tuple(sizes)
+        new.append(ev.count - before)
+    nodes.append(len(trees.next_rects()))
+    return TreeSample(tuple(nodes), tuple(new), ev.count - start)
 
 
 class _Trees:

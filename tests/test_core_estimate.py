@@ -172,16 +172,20 @@ def test_sampled_trees_with_every_offset_are_the_whole_run():
         whole = multiscale_occlusion(score, (64, 64), max_depth=depth, batch_size=32)
         assert sum(whole.evaluations_by_depth) == whole.n_evaluations
         assert len(whole.evaluations_by_depth) == depth + 1
-        sizes, spent = sampled_tree_sizes(score, (64, 64), max_depth=depth,
-                                          through_depth=depth - 1, n_trees=4 ** depth)
+        sample = sampled_tree_sizes(score, (64, 64), max_depth=depth,
+                                    through_depth=depth - 1, n_trees=4 ** depth)
+        sizes, spent = sample.nodes, sample.evaluations
         assert len(sizes) == depth + 1 and sizes[0] == 4 ** depth
         # every node the run grows, the unoccluded image besides
         assert 1 + sum(sizes) == whole.n_unshared_evaluations
         assert spent == whole.n_evaluations - whole.evaluations_by_depth[-1]
+        # the rectangles first evaluated at each depth are the run's evaluations there
+        # (the unoccluded image, evaluated before the trees, counts in the run's depth 0)
+        assert (1 + sample.new[0],) + sample.new[1:] == whole.evaluations_by_depth[:depth]
         # a sample of 4 trees grows fewer nodes for fewer evaluations
-        few, cheap = sampled_tree_sizes(score, (64, 64), max_depth=depth,
-                                        through_depth=depth - 1, n_trees=4)
-        assert few[0] == 4 and cheap < spent
+        few = sampled_tree_sizes(score, (64, 64), max_depth=depth,
+                                 through_depth=depth - 1, n_trees=4)
+        assert few.nodes[0] == 4 and few.evaluations < spent
 
 
 def test_shares_of_the_stand_in_give_the_run_s_count():
@@ -214,8 +218,8 @@ def test_a_forecast_during_depth_1_changes_the_progress_not_the_result():
         counted.append(len(np.asarray(rects).reshape(-1, 4)))
         return score(rects)
 
-    def forecast(sizes):       # the sample's sizes; answers the run's true proportions
-        given.append((sizes, sum(counted)))
+    def forecast(sample):      # the sample; answers the run's true proportions
+        given.append((sample, sum(counted)))
         return plain.evaluations_by_depth
 
     far_off = (1, 1, 1e-3, 1e-3)     # as if nothing below depth 1 were kept
@@ -225,8 +229,12 @@ def test_a_forecast_during_depth_1_changes_the_progress_not_the_result():
     assert np.array_equal(run.heatmap, plain.heatmap)
     assert (run.n_evaluations, run.evaluations_by_depth) == (n, plain.evaluations_by_depth)
     # called once, with the sample's own sizes, after the sample's evaluations only
-    sizes, spent = sampled_tree_sizes(score, (64, 64), max_depth=3, through_depth=1)
-    assert len(given) == 1 and given[0] == (sizes, spent) and sizes[0] == SAMPLE_TREES
+    sample = sampled_tree_sizes(score, (64, 64), max_depth=3, through_depth=1)
+    spent = sample.evaluations
+    assert len(given) == 1 and given[0][1] == spent and sample.nodes[0] == SAMPLE_TREES
+    # the same trees: the run had evaluated the unoccluded image and the root already
+    assert given[0][0].nodes == sample.nodes and given[0][0].new[1:] == sample.new[1:]
+    assert given[0][0].new[0] == 0 and sample.new[0] == 1
     assert spent < plain.evaluations_by_depth[0] + plain.evaluations_by_depth[1]
     # from then on, through depth 1, progress is the fraction of the run done, though the
     # prior was far off
@@ -243,9 +251,52 @@ def test_on_the_stand_in_itself_the_forecast_is_its_own_run():
 
     for window, depth, side in ((96, 3, 30), (128, 4, 20)):
         score = _stand_in_score(window, side)
-        sizes, _ = sampled_tree_sizes(score, (window, window), max_depth=depth,
-                                      through_depth=1)
-        shares = occlusion_shares(window, depth, side)(sizes)
+        sample = sampled_tree_sizes(score, (window, window), max_depth=depth,
+                                    through_depth=1)
+        shares = occlusion_shares(window, depth, side)(sample)
         assert shares == [1.0]
         run = multiscale_occlusion(score, (window, window), max_depth=depth)
         assert expected_by_depth(window, depth, side, shares) == run.evaluations_by_depth
+
+
+def _square_score(r0, c0, side, sharpness=None):
+    """The share of a ``side`` px square at ``(r0, c0)`` each rectangle leaves visible,
+    optionally through a sigmoid (how a probability saturates)."""
+    def score(rects):
+        rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+        rows = np.clip(np.minimum(rects[:, 1], r0 + side) - np.maximum(rects[:, 0], r0), 0, None)
+        cols = np.clip(np.minimum(rects[:, 3], c0 + side) - np.maximum(rects[:, 2], c0), 0, None)
+        visible = 1.0 - rows * cols / float(side * side)
+        if sharpness is None:
+            return visible
+        return 1.0 / (1.0 + np.exp(-sharpness * (visible - 0.5)))
+
+    return score
+
+
+def test_the_sampled_estimate_follows_off_centre_regions():
+    """Issue 14 point 3: the estimate from a sample grown through depth 2 compares the
+    rectangles the samples evaluated (what a run pays for), not their nodes; on regions
+    anywhere in the window, sharp or soft, it is within 15 % of the run's evaluations, and
+    closer on the whole than the ratio of nodes."""
+    from seg_explainer.core.estimate import _stand_in_score, occlusion_shares
+    from seg_explainer.core.occlusion import sampled_tree_sizes
+
+    rng = np.random.default_rng(0)
+    by_rects, by_nodes = [], []
+    for k in range(12):
+        window, depth = int(rng.choice([96, 128, 160, 192])), int(rng.choice([3, 4]))
+        side = int(rng.integers(6, window // 3))
+        r0, c0 = (int(v) for v in rng.integers(0, window - side, 2))
+        score = _square_score(r0, c0, side, [None, 8.0, 20.0][k % 3])
+        real = sampled_tree_sizes(score, (window, window), max_depth=depth, through_depth=2)
+        run = multiscale_occlusion(score, (window, window), max_depth=depth,
+                                   batch_size=4096).n_evaluations
+        shares = occlusion_shares(window, depth, side, through_depth=2)(real)
+        by_rects.append(expected_occlusion_evaluations(window, depth, side, shares) / run)
+        stand_in = sampled_tree_sizes(_stand_in_score(window, side), (window, window),
+                                      max_depth=depth, through_depth=2)
+        nodes = [a / b if b else 1.0 for a, b in zip(real.nodes[2:], stand_in.nodes[2:])]
+        by_nodes.append(expected_occlusion_evaluations(window, depth, side, nodes) / run)
+    assert 0.85 <= min(by_rects) and max(by_rects) <= 1.15, by_rects
+    assert np.abs(np.log(by_rects)).mean() < np.abs(np.log(by_nodes)).mean()
