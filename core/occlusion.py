@@ -147,9 +147,9 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         Refines ``expected_by_depth`` before depth 1 ends. With it, depth 1 starts with the
         trees of :func:`sampled_tree_sizes`'s sample (rectangles the run needs anyway), which
         are pruned as that function does; ``forecast(sample)``, given the sample (a
-        :class:`TreeSample` through depth 1), returns the expected evaluations by depth that progress counts
-        against from then on. Without it, the deeper depths' expectation is known only
-        when depth 1 ends, and progress can jump there.
+        :class:`TreeSample` through depth 1), returns the expected evaluations by depth
+        that progress counts against from then on. Without it, the deeper depths'
+        expectation is known only when depth 1 ends, and progress can jump there.
 
     Returns
     -------
