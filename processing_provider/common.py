@@ -21,6 +21,27 @@ def sentinel1_product(value):
     return None
 
 
+def raster_band_count(layer):
+    """Bands a run reads from the raster layer ``layer``: those of its file as the engine opens
+    it (a Sentinel-1 product: its measurements). Not always ``layer.bandCount()``: QGIS shows a
+    raster georeferenced only by GCPs (a Sentinel-1 product among them) through a warped VRT
+    with an alpha band the file does not have. The layer's own count for a layer that is not
+    a file GDAL reads here (the run then says why)."""
+    from ..core.errors import InputError
+    from ..core.geoio import raster_info
+    from ..core.sentinel1 import is_sentinel1, measurements, resolve_manifest
+
+    if layer.providerType() != "gdal":
+        return layer.bandCount()
+    source = layer.source().split("|")[0]
+    try:
+        if is_sentinel1(source):
+            return len(measurements(resolve_manifest(source)[0])) or layer.bandCount()
+        return raster_info(source).n_bands
+    except InputError:
+        return layer.bandCount()
+
+
 class RasterInputParameter(QgsProcessingParameterRasterLayer):
     """A raster layer parameter that also takes a Sentinel-1 product by its path.
 

@@ -1010,3 +1010,76 @@ def test_the_automatic_window_and_cells_are_shown_before_the_run_and_used(ready)
     assert (signed.width(), signed.height()) == (plan.window, plan.window)
     cells = [layer for layer in run.layers if layer.name().startswith("cells - ")][0]
     assert cells.featureCount() == plan.n_cells
+
+
+def test_a_sentinel1_zip_opened_from_the_dock_is_explained_calibrated(ready, tmp_path):
+    """Issue 15 point 1 in the dock: a Sentinel-1 product as downloaded (a zip of its .SAFE
+    folder, which QGIS cannot add as a layer: "Cannot open GDAL dataset") opens with the
+    button beside Raster layer as its manifest.safe inside the zip, is chosen, and a run on
+    it reads the calibrated product (the outputs say so) on a UTM grid; a file that is no
+    raster is said beside the button and nothing is added."""
+    import json
+
+    from osgeo import gdal, osr
+
+    from seg_explainer.core.sentinel1 import is_sentinel1
+    from seg_explainer.resources.sample import safe_product
+
+    product = safe_product.write_safe(tmp_path / "s1", size=200)
+    assert not QgsRasterLayer(product["zip"], "plain", "gdal").isValid()
+    box = ready.input_box
+    before = set(QgsProject.instance().mapLayers())
+    not_raster = tmp_path / "notes.txt"
+    not_raster.write_text("not a raster")
+    assert box.open_file(str(not_raster)) is None
+    assert "notes.txt cannot be opened as a raster" in box.open_error.text()
+    assert set(QgsProject.instance().mapLayers()) == before
+    layer = box.open_file(product["zip"])
+    assert layer is not None and layer.isValid(), box.open_error.text()
+    assert box.raster() is layer and not box.open_error.text()
+    assert layer.name() == safe_product.PRODUCT.split("/")[0].removesuffix(".SAFE")
+    assert layer.source().startswith("/vsizip/") and is_sentinel1(layer.source())
+    # QGIS shows a GCP-georeferenced raster with an alpha band; the run reads the product's
+    # one measurement, so the 1-channel model needs no Bands
+    assert layer.bandCount() == 2 and box.bands_edit.n_bands == 1
+    assert box.bands() == ([], None)
+    line = pixel = 100
+    corners = safe_product._lonlat(product["scene"], [line - 10, line + 10],
+                                   [pixel - 10, pixel + 10])
+    (x0, y0), (x1, y1) = corners
+    ready.region_picker.set_region(
+        QgsGeometry.fromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"),
+        QgsCoordinateReferenceSystem("EPSG:4326"))
+    _select_method(ready, "rise")
+    ready.method_form.param_widgets["rise"]["N_MASKS"].setValue(16)
+    run = ready.run()
+    assert run is not None, ready.result_panel.label.text()
+    _wait(lambda: ready.current_run is None, timeout=120)
+    assert run.ok, run.error
+    signed = next((tmp_path / "out").glob("*_signed.tif"))
+    ds = gdal.Open(str(signed))
+    assert "UTM zone 31N" in osr.SpatialReference(ds.GetProjection()).GetName()
+    record = json.loads(ds.GetMetadataItem("sentinel1"))
+    assert record["unit"] in ("dB", "linear")
+    assert ds.GetMetadataItem("input_raster") == layer.source()
+
+
+def test_a_gcp_raster_s_alpha_band_is_not_a_band_to_feed(ready, tmp_path):
+    """QGIS opens a raster georeferenced only by GCPs through a warped VRT with an alpha band
+    (2 bands for a 1-band file); the run reads the file's 1 band, so the dock counts that one
+    and asks for no Bands with a 1-channel model, and band 2 is refused as not the file's."""
+    from osgeo import gdal, osr
+
+    path = tmp_path / "gcps.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 40, 40, 1, gdal.GDT_Float32)
+    wgs = osr.SpatialReference()
+    wgs.ImportFromEPSG(4326)
+    ds.SetGCPs([gdal.GCP(2.7 + 0.001 * p, 53.1 - 0.001 * q, 0, p, q)
+                for q in (0, 40) for p in (0, 40)], wgs.ExportToWkt())
+    ds = None
+    layer = ready.input_box.open_file(str(path))
+    assert layer is not None and layer.bandCount() == 2
+    assert ready.input_box.bands() == ([], None)
+    ready.input_box.bands_edit.setText("2")
+    bands, problem = ready.input_box.bands()
+    assert bands is None and "has band(s) 1 to 1" in problem

@@ -6,6 +6,8 @@ import re
 
 from qgis.PyQt.QtWidgets import QLineEdit
 
+from ..processing_provider.common import raster_band_count
+
 TOOLTIP = ("<p><b>BANDS</b>: the raster bands fed to the model's channels, in order, as band "
            "numbers separated by commas: '2, 1' feeds band 2 to the first channel and band 1 "
            "to the second. A band may be repeated. Empty = all the raster's bands in their "
@@ -48,6 +50,7 @@ class BandsField(QLineEdit):
         self.setClearButtonEnabled(True)
         self.setToolTip(TOOLTIP)
         self.raster = None
+        self.n_bands = None
         self.channels = None
         self._by_source = {}
         self._source = None
@@ -58,6 +61,9 @@ class BandsField(QLineEdit):
         """The raster layer the bands belong to (or None)."""
         self.raster = raster
         source = raster.source() if raster is not None else None
+        if source != self._source or (raster is not None and self.n_bands is None):
+            # what the run reads, not the layer's count (raster_band_count)
+            self.n_bands = raster_band_count(raster) if raster is not None else None
         if source != self._source:
             text = self._by_source.get(source) if source else ""
             if text is None:  # a raster not seen before: all its bands, its default
@@ -79,7 +85,7 @@ class BandsField(QLineEdit):
         """``(band numbers, problem)``: ``[]`` means all the raster's bands (the algorithm's
         default); ``problem`` is a sentence for the user, or None."""
         raster, channels = self.raster, self.channels
-        n_bands = raster.bandCount() if raster is not None else None
+        n_bands = self.n_bands if raster is not None else None
         example = band_list(channels or min(n_bands or 2, 2), n_bands)
         try:
             bands = parse_bands(self.text())
@@ -109,11 +115,11 @@ class BandsField(QLineEdit):
         raster, channels = self.raster, self.channels
         if raster is None:
             text = "band numbers in model-channel order, e.g. 1, 2"
-        elif channels and channels != raster.bandCount():
-            text = f"e.g. {band_list(channels, raster.bandCount())}: {channels} band(s) " \
+        elif channels and channels != self.n_bands:
+            text = f"e.g. {band_list(channels, self.n_bands)}: {channels} band(s) " \
                    "in model-channel order"
         else:
-            n_bands = raster.bandCount()
+            n_bands = self.n_bands
             text = f"{band_list(n_bands)} (all bands)" if n_bands <= 6 else \
                 f"1 to {n_bands} (all bands)"
         self.setPlaceholderText(text)

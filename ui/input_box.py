@@ -1,9 +1,13 @@
 """The dock's "Raster and model" box: the raster to explain, its bands, and the model with the
 class to explain."""
 
+from pathlib import Path
+
+from qgis.core import QgsProject, QgsProviderRegistry, QgsRasterLayer
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import QFormLayout, QGroupBox, QLabel
+from qgis.PyQt.QtWidgets import (QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                                 QToolButton, QWidget)
 
 from ..processing_provider.compat import FILTER_RASTER
 from .bands_field import BandsField
@@ -14,6 +18,37 @@ EXCLUDED_RASTER_PROVIDERS = ["wms", "wcs", "arcgismapserver", "postgresraster",
                              "virtualraster", "vectortile"]
 SAMPLE_HINT = ("e.g. the sample scene: resources/sample/scene.py writes scene_vv_db.tif, and "
                "resources/sample/oil_unet.onnx is a model for it")
+#: The file dialog's first filter: Sentinel-1 GRD products as downloaded (a zip of the .SAFE
+#: folder) or unpacked (the folder's manifest.safe).
+SENTINEL1_FILTER = "Sentinel-1 GRD products (*.zip *.ZIP manifest.safe)"
+
+
+def layer_for_file(path):
+    """``(QgsRasterLayer or None, problem)`` for a raster file the user chose.
+
+    A Sentinel-1 product (a zip of its .SAFE folder, the folder, its manifest.safe) opens as
+    its manifest.safe, inside the zip through ``/vsizip/``: GDAL reads a product there (a
+    plain zip is "Cannot open GDAL dataset"), and the run calibrates it from that source as
+    from the zip (``core.sentinel1``). The layer is named after the file (the product's name
+    for a product)."""
+    from ..core.errors import InputError
+    from ..core.sentinel1 import is_sentinel1, resolve_manifest
+
+    path = str(path)
+    source, name = path, Path(path).stem
+    if is_sentinel1(path):
+        try:
+            source = resolve_manifest(path)[0]
+        except InputError as exc:
+            return None, str(exc).removeprefix("INPUT: ")
+        name = Path(source).parent.stem or name
+    layer = QgsRasterLayer(source, name, "gdal")
+    if not layer.isValid():
+        why = layer.error().summary().strip() or "GDAL cannot read it"
+        return None, (f"{path} cannot be opened as a raster ({why}). Choose a raster file "
+                      "GDAL reads (e.g. a GeoTIFF) or a Sentinel-1 product (its .zip or its "
+                      "manifest.safe).")
+    return layer, ""
 
 
 class InputBox(QGroupBox):
@@ -42,7 +77,22 @@ class InputBox(QGroupBox):
                                      "GeoTIFF). Its bands go to the model in order, or those "
                                      "given under Bands.")
         self.raster_combo.layerChanged.connect(self.raster_changed)
-        form.addRow("Raster layer", self.raster_combo)
+        self.browse_button = QToolButton()
+        self.browse_button.setText("\u2026")
+        self.browse_button.setToolTip("Open a raster file or a Sentinel-1 product (its .zip or "
+                                      "its manifest.safe) as a layer and choose it")
+        self.browse_button.clicked.connect(self.browse)
+        row = QWidget()
+        row_layout = QHBoxLayout(row)
+        row_layout.setContentsMargins(0, 0, 0, 0)
+        row_layout.addWidget(self.raster_combo, 1)
+        row_layout.addWidget(self.browse_button)
+        form.addRow("Raster layer", row)
+        self.open_error = QLabel()
+        self.open_error.setWordWrap(True)
+        self.open_error.setVisible(False)
+        form.addRow(self.open_error)
+        self.last_folder = ""
         self.bands_edit = BandsField()
         self.bands_edit.textChanged.connect(self.changed)
         bands_label = QLabel("Bands")
@@ -55,6 +105,28 @@ class InputBox(QGroupBox):
 
     def raster(self):
         return self.raster_combo.currentLayer()
+
+    def browse(self):
+        """The "..." button: a file dialog, then :meth:`open_file`."""
+        filters = ";;".join(f for f in (SENTINEL1_FILTER,
+                                        QgsProviderRegistry.instance().fileRasterFilters()) if f)
+        path, _ = QFileDialog.getOpenFileName(self, "Open a raster", self.last_folder, filters)
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path):
+        """Add the raster file (or Sentinel-1 product) ``path`` to the project as a layer and
+        choose it; a file that cannot be opened is said here and nothing is added. Returns
+        the layer or None."""
+        self.last_folder = str(Path(path).parent)
+        layer, problem = layer_for_file(path)
+        self.open_error.setText(problem)
+        self.open_error.setVisible(bool(problem))
+        if layer is None:
+            return None
+        QgsProject.instance().addMapLayer(layer)
+        self.raster_combo.setLayer(layer)
+        return layer
 
     def raster_changed(self, *_):
         """Another raster: the Bands field shows what was last given for it."""
@@ -83,8 +155,9 @@ class InputBox(QGroupBox):
         """What stops a run here, as sentences for the user."""
         found = []
         if self.raster() is None:
-            found.append("No raster layer is open. Add one with Layer > Add Layer > Add Raster "
-                         f"Layer ({SAMPLE_HINT}) and choose it above.")
+            found.append("No raster layer is open. Open a raster file or a Sentinel-1 product "
+                         "with the \u2026 button beside Raster layer, or add one with Layer > "
+                         f"Add Layer > Add Raster Layer ({SAMPLE_HINT}) and choose it above.")
         if self.model_picker.error:
             found.append(self.model_picker.error)
         elif self.model_picker.info is None:
@@ -98,4 +171,4 @@ class InputBox(QGroupBox):
         """The channels one model call takes (for timing a batch)."""
         raster = self.raster()
         return (self.model_picker.info or {}).get("n_channels") or \
-            len(self.bands()[0] or []) or (raster.bandCount() if raster else 1)
+            len(self.bands()[0] or []) or (self.bands_edit.n_bands if raster else 1) or 1
