@@ -257,6 +257,14 @@ def test_method_tabs_carry_the_papers_defaults(dock):
     for widgets in dock.method_form.param_widgets.values():
         for widget in widgets.values():
             assert "default" in widget.toolTip()
+    # an automatic choice reads "auto", not a bare 0 (nor an older rule's words)
+    automatic = {"WINDOW": common["WINDOW"],
+                 "HEX_SIZE": dock.method_form.param_widgets["shap"]["HEX_SIZE"],
+                 "N_SAMPLES": dock.method_form.param_widgets["shap"]["N_SAMPLES"]}
+    for key, widget in automatic.items():
+        assert widget.text() == "auto", key
+        widget.setValue(30)
+        assert widget.text().replace(".0", "") == "30", key
 
 
 def test_settings_persist_across_sessions(qgis_iface, dock, files, raster, tmp_path):

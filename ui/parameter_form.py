@@ -22,8 +22,9 @@ TAB_TIPS = {"shap": "Hexagonal Kernel SHAP: Shapley values of hexagonal cells; t
                     "prediction minus base value.",
             "rise": "RISE: random smooth masks, score-weighted average.",
             "occlusion": "Multi-scale occlusion: a quadtree of occluded rectangles."}
-#: What a spin box shows at the value that stands for the engine's automatic choice.
-SPECIAL_TEXT = {"N_SAMPLES": "auto", "WINDOW": "the model's tile size"}
+#: What a spin box shows at the number that stands for the engine's automatic choice (a
+#: declaration's ``none_as``: "0 = automatic").
+AUTOMATIC_TEXT = "auto"
 
 
 def method_keys(method):
@@ -78,8 +79,8 @@ def make_widget(decl):
         widget.setClearValue(decl.form_default)
         widget.setShowClearButton(True)
         widget.setValue(decl.form_default)
-        if decl.key in SPECIAL_TEXT:
-            widget.setSpecialValueText(SPECIAL_TEXT[decl.key])
+        if decl.none_as is not None:
+            widget.setSpecialValueText(AUTOMATIC_TEXT)
     widget.setToolTip(tooltip(decl))
     return widget
 
