@@ -3,10 +3,11 @@ into messages a user understands."""
 
 import os
 import warnings
+from pathlib import Path
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCsException,
                        QgsGeometry, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingParameterRasterLayer)
+                       QgsProcessingParameterRasterLayer, QgsRasterLayer)
 
 
 def sentinel1_product(value):
@@ -40,6 +41,34 @@ def raster_band_count(layer):
         return raster_info(source).n_bands
     except InputError:
         return layer.bandCount()
+
+
+def layer_for_file(path):
+    """``(QgsRasterLayer or None, problem)`` for a raster file the user chose.
+
+    A Sentinel-1 product (a zip of its .SAFE folder, the folder, its manifest.safe) opens as
+    its manifest.safe, inside the zip through ``/vsizip/``: GDAL reads a product there (a
+    plain zip is "Cannot open GDAL dataset"), and the run calibrates it from that source as
+    from the zip (``core.sentinel1``). The layer is named after the file (the product's name
+    for a product)."""
+    from ..core.errors import InputError
+    from ..core.sentinel1 import is_sentinel1, resolve_manifest
+
+    path = str(path)
+    source, name = path, Path(path).stem
+    if is_sentinel1(path):
+        try:
+            source = resolve_manifest(path)[0]
+        except InputError as exc:
+            return None, str(exc).removeprefix("INPUT: ")
+        name = Path(source).parent.stem or name
+    layer = QgsRasterLayer(source, name, "gdal")
+    if not layer.isValid():
+        why = layer.error().summary().strip() or "GDAL cannot read it"
+        return None, (f"{path} cannot be opened as a raster ({why}). Choose a raster file "
+                      "GDAL reads (e.g. a GeoTIFF) or a Sentinel-1 product (its .zip or its "
+                      "manifest.safe).")
+    return layer, ""
 
 
 class RasterInputParameter(QgsProcessingParameterRasterLayer):

@@ -3,12 +3,13 @@ class to explain."""
 
 from pathlib import Path
 
-from qgis.core import QgsProject, QgsProviderRegistry, QgsRasterLayer
+from qgis.core import QgsProject, QgsProviderRegistry
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                  QToolButton, QWidget)
 
+from ..processing_provider.common import layer_for_file
 from ..processing_provider.compat import FILTER_RASTER
 from .bands_field import BandsField
 from .model_picker import ModelPicker
@@ -21,34 +22,6 @@ SAMPLE_HINT = ("e.g. the sample scene: resources/sample/scene.py writes scene_vv
 #: The file dialog's first filter: Sentinel-1 GRD products as downloaded (a zip of the .SAFE
 #: folder) or unpacked (the folder's manifest.safe).
 SENTINEL1_FILTER = "Sentinel-1 GRD products (*.zip *.ZIP manifest.safe)"
-
-
-def layer_for_file(path):
-    """``(QgsRasterLayer or None, problem)`` for a raster file the user chose.
-
-    A Sentinel-1 product (a zip of its .SAFE folder, the folder, its manifest.safe) opens as
-    its manifest.safe, inside the zip through ``/vsizip/``: GDAL reads a product there (a
-    plain zip is "Cannot open GDAL dataset"), and the run calibrates it from that source as
-    from the zip (``core.sentinel1``). The layer is named after the file (the product's name
-    for a product)."""
-    from ..core.errors import InputError
-    from ..core.sentinel1 import is_sentinel1, resolve_manifest
-
-    path = str(path)
-    source, name = path, Path(path).stem
-    if is_sentinel1(path):
-        try:
-            source = resolve_manifest(path)[0]
-        except InputError as exc:
-            return None, str(exc).removeprefix("INPUT: ")
-        name = Path(source).parent.stem or name
-    layer = QgsRasterLayer(source, name, "gdal")
-    if not layer.isValid():
-        why = layer.error().summary().strip() or "GDAL cannot read it"
-        return None, (f"{path} cannot be opened as a raster ({why}). Choose a raster file "
-                      "GDAL reads (e.g. a GeoTIFF) or a Sentinel-1 product (its .zip or its "
-                      "manifest.safe).")
-    return layer, ""
 
 
 class InputBox(QGroupBox):
