@@ -177,7 +177,8 @@ def gridded_source(source, onto=None):
         warped = gdal.Open(path)
         gt, size = warped.GetGeoTransform(), (warped.RasterYSize, warped.RasterXSize)
     except RuntimeError as exc:
-        gdal.Unlink(path)
+        if gdal.VSIStatL(path) is not None:      # the warp may fail before writing it
+            gdal.Unlink(path)
         raise InputError(f"INPUT: the raster is georeferenced by {how} only and GDAL cannot "
                          f"warp it ({exc}). {fix}") from None
     name = _srs(dst_wkt).GetName()

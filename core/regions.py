@@ -229,27 +229,17 @@ def _complete(folder, key):
 
 
 def _to_raster_crs(wkb, crs_wkt, raster):
-    """``wkb`` reprojected from ``crs_wkt`` into the raster's CRS (unchanged when the same)."""
-    from osgeo import ogr, osr
-
-    from .georef import region_crs_wkt
+    """``wkb`` reprojected from ``crs_wkt`` into the raster's CRS (unchanged when the same),
+    refused as the single-region algorithms refuse it (:func:`~.georef.transform_region`: no
+    known transformation, e.g. a local engineering CRS, or vertices that do not come back)."""
+    from .georef import region_crs_wkt, transform_region
 
     if not crs_wkt:
         return wkb
     target = region_crs_wkt(raster)      # a GCP raster's or a product's: its GCPs'
     if not target:
         return wkb   # read_job refuses a raster without CRS with the fix
-    src, dst = osr.SpatialReference(), osr.SpatialReference()
-    src.ImportFromWkt(crs_wkt)
-    dst.ImportFromWkt(target)
-    if src.IsSame(dst):
-        return wkb
-    for srs in (src, dst):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    geom = ogr.CreateGeometryFromWkb(wkb)
-    if geom.Transform(osr.CoordinateTransformation(src, dst)) != 0:
-        raise InputError("ROI: the region cannot be reprojected into the raster's CRS.")
-    return bytes(geom.ExportToIsoWkb())
+    return transform_region(wkb, crs_wkt, target)
 
 
 def _valid_region(wkb):

@@ -88,12 +88,19 @@ def test_a_failing_region_is_recorded_and_the_others_go_on(sample_data, tmp_path
     far = ogr.CreateGeometryFromWkt("POLYGON((0 0,10 0,10 10,0 10,0 0))")
     outside = Region(id=7, wkb=bytes(far.ExportToWkb()), raster=scene)
     no_raster = Region(id=8, wkb=good.wkb, raster="")
-    run = explain_regions([outside, good, no_raster], sample_data["model"], "oil", "rise",
+    local = ('LOCAL_CS["Site grid",LOCAL_DATUM["Site",0],UNIT["metre",1],'
+             'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    engineering = Region(id=9, wkb=good.wkb, raster=scene, crs_wkt=local)
+    run = explain_regions([outside, good, no_raster, engineering], sample_data["model"], "oil",
+                          "rise",
                           str(tmp_path / "out"), scheduler="serial", window=128, n_masks=40,
                           n_threads=1, faithfulness=4)
     status = {r["region_id"]: r for r in run.records}
     assert status[7]["status"] == "failed" and "outside the raster" in status[7]["message"]
     assert status[8]["status"] == "failed" and status[8]["message"].startswith("RASTER:")
+    # as the single-region algorithms say it, not an unexpected error
+    assert status[9]["status"] == "failed" and status[9]["message"].startswith(
+        "ROI: the region's CRS (Site grid) cannot be transformed to the raster's")
     assert status[100]["status"] == "done"
     assert status[100]["sum_contributions"] is None          # RISE is not additive
     assert 0 <= status[100]["deletion_auc"] <= 1 and 0 <= status[100]["insertion_auc"] <= 1
@@ -101,10 +108,10 @@ def test_a_failing_region_is_recorded_and_the_others_go_on(sample_data, tmp_path
     # masks, full image, then the single-region algorithm's curves: deletion and insertion of
     # the map and of a random ordering (core.job.faithfulness), 4 + 1 steps each
     assert status[100]["n_evaluations"] == 40 + 1 + 4 * (4 + 1)
-    assert (run.n_done, run.n_failed) == (1, 2)
+    assert (run.n_done, run.n_failed) == (1, 3)
     assert len(region_folders(str(tmp_path / "out"))) == 1   # no folder for a failure
     assert [f["status"] for f in summary_features(run.summary_path)] == ["failed", "done",
-                                                                          "failed"]
+                                                                          "failed", "failed"]
 
 
 def test_a_rerun_skips_complete_regions_and_redoes_incomplete_ones(sample_data, tmp_path):

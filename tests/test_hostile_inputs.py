@@ -374,6 +374,19 @@ def test_a_gcp_raster_without_a_crs_says_how_to_prepare_it(tmp_path):
         gridded_source(path)
 
 
+def test_gcps_in_a_line_say_the_warp_is_impossible(tmp_path):
+    """Three GCPs on a diagonal (no plane through them): GDAL cannot solve the warp; the message
+    says so with the fix (it was a raw 'unknown error': cleaning up a VRT never written)."""
+    path = write(tmp_path / "line.tif", np.zeros((20, 20), np.float32))
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.SetGCPs([gdal.GCP(500000.0 + 10 * k, 5700000.0 - 10 * k, 0, k, k) for k in (0, 10, 20)],
+               srs_wkt(32631))
+    ds = None
+    with pytest.raises(InputError, match=r"INPUT: the raster is georeferenced by 3 ground "
+                                         r"control points only and GDAL cannot warp it"):
+        gridded_source(path)
+
+
 @pytest.mark.parametrize("metadata, expected", [({}, "intensity"),
                                                 ({"seg_explainer_complex": "amplitude"},
                                                  "amplitude")])
