@@ -561,6 +561,11 @@ class Executor:
             return True
         from distributed import wait
 
+        from .interrupt import request_stop, requested
+
+        def stopped():      # the user's cancel, or SIGINT/SIGTERM to this process
+            return requested() is not None or (cancel is not None and bool(cancel()))
+
         with open(model_path, "rb") as f:
             shipped = self.client.scatter(f.read(), broadcast=True, hash=False)
         futures = {self.client.submit(run_region, task, shipped, key=f"segx-{task['key']}",
@@ -568,8 +573,13 @@ class Executor:
                    for i, task in enumerate(tasks)}
         pending = set(futures)
         while pending:
-            if cancel is not None and cancel():
+            if stopped():
                 self.client.cancel(list(pending))
+                if self.cluster is not None:
+                    # our own workers: end the model calls in progress, or each worker's
+                    # process waits for its call to end before it exits (a shared cluster's
+                    # workers are left alone: the stop would outlive this run there)
+                    self.client.run(request_stop, requested() or "cancel", on_error="ignore")
                 return False
             try:
                 finished, pending = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED")

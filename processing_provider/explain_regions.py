@@ -168,10 +168,11 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         self._crs = source.sourceCrs().toWkt(
             enum_value("Qgis.CrsWktVariant.Preferred",
                        "QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED"))
-        self._regions = []
+        self._regions, self._no_geometry = [], []
         for feature in source.getFeatures():
             geom = feature.geometry()
             if geom.isNull() or geom.isEmpty():
+                self._no_geometry.append(int(feature.id()))
                 continue
             raster = str(feature[field] or "") if field else None
             self._regions.append(Region(id=int(feature.id()), wkb=bytes(geom.asWkb()),
@@ -202,6 +203,11 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
         model = self.parameterAsFile(parameters, self.MODEL, context)
         progress, cancel = feedback_callbacks(feedback)
+        if self._no_geometry:
+            ids = ", ".join(str(i) for i in self._no_geometry[:10])
+            more = ", ..." if len(self._no_geometry) > 10 else ""
+            feedback.pushWarning(f"{len(self._no_geometry)} feature(s) of REGIONS have no "
+                                 f"geometry and are left out (feature id {ids}{more}).")
         run = explain_regions(
             self._regions, model, self.parameterAsString(parameters, self.CLASS, context),
             method, folder, raster=self._raster, crs_wkt=self._crs, bands=self._bands,
@@ -218,9 +224,22 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
                           f"{run.n_skipped} already complete, in {run.seconds:.1f} s on "
                           f"{run.n_workers} worker(s). Summary: {run.summary_path}")
         if run.cancelled:
+            from ..core.interrupt import requested
+
+            if requested():       # qgis_process got SIGINT/SIGTERM: the run fails
+                raise QgsProcessingException(
+                    f"Explanation of the regions stopped by {requested()}: "
+                    f"{len(run.records)} of {len(self._regions)} regions are complete; run "
+                    "again with the same parameters to explain the others.")
             feedback.reportError(f"Cancelled: {len(run.records)} of {len(self._regions)} "
                                  "regions are complete; run again with the same parameters to "
                                  "explain the others.")
+        elif run.n_failed and not run.n_done and not run.n_skipped:
+            first = next(r for r in run.records if r.get("status") != "done")
+            raise QgsProcessingException(
+                f"No region could be explained: all {run.n_failed} failed. The first (feature "
+                f"{first.get('region_id')}): {first.get('message')} The summary "
+                f"{run.summary_path} gives each region's message.")
         details = QgsProcessingContext.LayerDetails(
             f"Regions: {method}", context.project(), self.OUTPUT)
         processor = RegionsStyle()

@@ -94,3 +94,25 @@ def test_qgis_process_runs_explain_regions(sample_data, tmp_path):
     assert [r["status"] for r in rows] == ["done"] * 3
     assert len(list((out / "regions").iterdir())) == 3
     assert ROOT.exists() and Path(rows[0]["signed_path"]).is_file()
+
+
+def test_a_run_where_every_region_fails_fails(provider, sample_data, tmp_path):
+    """Every region outside the raster: each is recorded in the summary with its message, and
+    the run fails saying so (it ended 'successfully' with N_DONE 0)."""
+    import processing
+    import pytest
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    far = tmp_path / "far.geojson"
+    far.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                   '"properties": {}, "geometry": {"type": "Polygon", "coordinates": '
+                   '[[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]}}]}')
+    params = {"REGIONS": str(far), "INPUT": sample_data["scene"],
+              "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+              "OUTPUT_FOLDER": str(tmp_path / "out"), **RISE}
+    with pytest.raises(QgsProcessingException, match=r"No region could be explained: all 1 "
+                                                     r"failed\. The first \(feature 0\): ROI:"):
+        processing.run("segexplainer:explain_regions", params, context=QgsProcessingContext(),
+                       feedback=QgsProcessingFeedback())
+    assert [r["status"] for r in features(str(tmp_path / "out" / "regions.gpkg"))] == \
+        ["failed"]

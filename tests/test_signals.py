@@ -121,3 +121,30 @@ def test_qgis_process_segment_stops_on_sigterm_and_removes_its_partial_files(sam
     assert "Segmentation stopped by SIGTERM; no output was written." in rest, rest
     assert partial and sorted(os.listdir(out)) == []
     assert Path(sample_data["scene"]).is_file()
+
+
+def test_explain_regions_on_a_local_cluster_stops_on_sigterm(sample_data, tmp_path):
+    """The regions run on worker processes of a local Dask cluster; SIGTERM to this process
+    (under core.interrupt.stop_on_signals, as qgis_process runs an algorithm) stops the
+    submission and ends the workers' model calls in progress, so the run returns cancelled
+    with no region done (it went on to the end: each region's model calls take minutes)."""
+    from seg_explainer.core.interrupt import stop_on_signals
+    from seg_explainer.core.regions import explain_regions, read_regions
+
+    model = slow_model(tmp_path / "slow.onnx")
+    regions, crs = read_regions(sample_data["regions"])
+    said = []
+
+    def log(kind, text):
+        said.append(text)
+        if "to explain on 1 worker(s)" in text:     # submitted next: signal in 3 s
+            threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    with stop_on_signals() as stop:
+        run = explain_regions(regions, model, "oil", "rise", str(tmp_path / "out"),
+                              raster=sample_data["scene"], crs_wkt=crs, window=96, n_masks=20,
+                              n_workers=1, log=log)
+    assert any("to explain on 1 worker(s)" in text for text in said), said
+    assert stop.signal == "SIGTERM" and run.cancelled and run.n_done == 0
+    assert not os.path.isdir(tmp_path / "out" / "regions") or \
+        os.listdir(tmp_path / "out" / "regions") == []
