@@ -64,9 +64,10 @@ class Parameter:
         The algorithms that show it, when not the same as ``methods`` (the seed is shown by
         every explanation algorithm: occlusion's receptive-field crop uses it too).
     minimum, maximum : float, optional
-        Accepted range, bounds included unless ``exclusive_minimum``.
-    exclusive_minimum : bool
-        The minimum itself is refused (``p_keep`` is a fraction in (0, 1]).
+        Accepted range, bounds included unless ``exclusive_minimum`` / ``exclusive_maximum``.
+    exclusive_minimum, exclusive_maximum : bool
+        The bound itself is refused (``p_keep`` is a fraction in (0, 1): a mask that keeps
+        nothing or everything tells nothing).
     choices : tuple
         Accepted values of a ``str`` parameter. ``(None, "auto")`` is an on/off switch.
     choice_labels : tuple of str
@@ -95,6 +96,7 @@ class Parameter:
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
     choices: tuple = ()
     choice_labels: tuple = ()
     none_as: float | None = None
@@ -149,8 +151,9 @@ class Parameter:
             return str(int(v)) if self.kind is int else f"{v:g}"
 
         if self.minimum is not None and self.maximum is not None:
-            if self.exclusive_minimum:
-                return f"in ({text(self.minimum)}, {text(self.maximum)}]"
+            if self.exclusive_minimum or self.exclusive_maximum:
+                return (f"in {'(' if self.exclusive_minimum else '['}{text(self.minimum)}, "
+                        f"{text(self.maximum)}{')' if self.exclusive_maximum else ']'}")
             return f"from {text(self.minimum)} to {text(self.maximum)}"
         if self.minimum is not None:
             return f"{'>' if self.exclusive_minimum else '>='} {text(self.minimum)}"
@@ -188,7 +191,7 @@ class Parameter:
         if ok and self.minimum is not None:
             ok = value > self.minimum if self.exclusive_minimum else value >= self.minimum
         if ok and self.maximum is not None:
-            ok = value <= self.maximum
+            ok = value < self.maximum if self.exclusive_maximum else value <= self.maximum
         if not ok:
             what = "an integer" if self.kind is int else "a number"
             raise InputError(f"{self.name} must be {what} {self.range_text()}".rstrip()
@@ -245,11 +248,14 @@ PARAMETERS = (
               methods=("rise",), minimum=1, short="Masks"),
     Parameter("grid_size", "GRID_SIZE", int, 8, "Mask grid size (cells per side)",
               "Each mask is a GRID_SIZE x GRID_SIZE grid of random on/off cells, bilinearly "
-              "upsampled and randomly shifted; larger = finer.",
-              methods=("rise",), minimum=1, short="Mask grid size"),
+              "upsampled and randomly shifted; larger = finer; at least 2 (one cell covers "
+              "the whole window: every mask is uniform and the map is flat).",
+              methods=("rise",), minimum=2, short="Mask grid size"),
     Parameter("p_keep", "P_KEEP", float, 0.5, "Probability of keeping a grid cell",
-              "Probability that a mask grid cell keeps the image (a fraction in (0, 1]).",
+              "Probability that a mask grid cell keeps the image (a fraction in (0, 1): at 1 "
+              "every mask keeps the whole image and the map is empty).",
               methods=("rise",), minimum=0, maximum=1, exclusive_minimum=True,
+              exclusive_maximum=True,
               short="Keep probability"),
     Parameter("max_depth", "MAX_DEPTH", int, 4, "Quadtree depth",
               "Depth of the occlusion quadtree: the smallest rectangles are "

@@ -30,8 +30,12 @@ def test_every_declaration_is_complete_and_unique():
         if p.minimum is not None and p.exclusive_minimum:
             with pytest.raises(ValueError, match=p.name):
                 p.check(p.minimum)
-        if p.maximum is not None:
+        if p.maximum is not None and p.exclusive_maximum:
+            with pytest.raises(ValueError, match=p.name):
+                p.check(p.maximum)
+        elif p.maximum is not None:
             assert p.check(p.maximum) == p.maximum
+        if p.maximum is not None:
             with pytest.raises(ValueError, match=p.name):
                 p.check(p.maximum + 1)
 
@@ -108,15 +112,18 @@ def test_processing_definitions_follow_the_declaration(qgis_processing, algorith
 def test_p_keep_accepts_what_core_accepts(qgis_processing):
     alg = _algorithm("rise")
     param = alg.parameterDefinition("P_KEEP")
-    assert param.minimum() == 0 and param.maximum() == 1      # core: (0, 1]
-    for value, accepted in ((1.0, True), (0.3, True), (0.0, False)):
+    assert param.minimum() == 0 and param.maximum() == 1      # core: (0, 1)
+    for value, accepted in ((0.99, True), (0.3, True), (0.0, False), (1.0, False)):
         ok, message = _check_one(alg, "P_KEEP", value)
         assert ok == accepted, (value, message)
-        if not accepted:
-            assert message.startswith("P_KEEP:") and "(0, 1]" in message
-    with pytest.raises(ValueError, match="p_keep"):
-        P.by_name("p_keep").check(0.0)
-    assert P.by_name("p_keep").check(1.0) == 1.0
+        if not accepted:      # nothing kept, or everything (every mask the whole image)
+            assert message.startswith("P_KEEP:") and "(0, 1)" in message
+    for value in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"p_keep must be a number in \(0, 1\)"):
+            P.by_name("p_keep").check(value)
+    assert P.by_name("p_keep").check(0.99) == 0.99
+    with pytest.raises(ValueError, match="grid_size must be an integer >= 2"):
+        P.by_name("grid_size").check(1)       # one cell: a flat map
 
 
 def _check_one(alg, key, value):
