@@ -76,6 +76,18 @@ class Window:
         return self.height, self.width
 
 
+#: How close to a pixel edge (in pixels) a coordinate counts as on it: floating-point
+#: rounding of degrees (``(11.0 - 10.744) / 0.001`` is 256.0000000000002) must not add a
+#: pixel beyond the raster's edge.
+EDGE_TOLERANCE = 1e-6
+
+
+def _snapped(*values):
+    """``values`` in pixels, each on the nearest pixel edge when within
+    :data:`EDGE_TOLERANCE` of it."""
+    return [float(round(v)) if abs(v - round(v)) < EDGE_TOLERANCE else v for v in values]
+
+
 def pixel_bounds(geometry, geotransform):
     """(row0, row1, col0, col1) half-open pixel bounds of a shapely geometry in map coordinates.
 
@@ -83,8 +95,8 @@ def pixel_bounds(geometry, geotransform):
     """
     x0, dx, _, y0, _, dy = geotransform
     minx, miny, maxx, maxy = geometry.bounds
-    cols = sorted(((minx - x0) / dx, (maxx - x0) / dx))
-    rows = sorted(((maxy - y0) / dy, (miny - y0) / dy))
+    cols = sorted(_snapped((minx - x0) / dx, (maxx - x0) / dx))
+    rows = sorted(_snapped((maxy - y0) / dy, (miny - y0) / dy))
     row0, col0 = int(np.floor(rows[0])), int(np.floor(cols[0]))
     row1 = max(int(np.ceil(rows[1])), row0 + 1)
     col1 = max(int(np.ceil(cols[1])), col0 + 1)

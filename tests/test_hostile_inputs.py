@@ -213,6 +213,20 @@ def test_a_point_on_an_edge_is_one_pixel_of_the_raster(raster, col, row, pixel):
     assert list(zip(rows + job.window.row0, cols + job.window.col0)) == [pixel]
 
 
+def test_a_region_ending_on_a_geographic_raster_s_edge_takes_no_pixel_beyond_it():
+    """Degrees do not divide exactly: (11.0 - 10.744) / 0.001 is 256.0000000000002, whose
+    ceiling put the region's bounds, and the window, one column past a 256 px raster's east
+    edge; a coordinate within 1e-6 px of a pixel edge is on it. A region that really reaches
+    into a pixel (a tenth of one) still takes it."""
+    from seg_explainer.core.region import pixel_bounds
+    from seg_explainer.core.shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    gt = (10.744, 0.001, 0.0, 10.0, 0.0, -0.001)
+    assert pixel_bounds(shapely.box(10.9, 9.9, 11.0, 9.95), gt) == (50, 100, 156, 256)
+    assert pixel_bounds(shapely.box(10.9, 9.9, 10.9501, 9.95), gt) == (50, 100, 156, 207)
+
+
 def _geographic_raster(tmp_path, x0, width=200, dx=0.01):
     data = np.random.default_rng(2).normal(0, 0.3, (100, width)).astype(np.float32)
     data[40:60, 100:130] -= 3     # a slick east of x0 + 1 degree
