@@ -13,6 +13,7 @@ from osgeo import gdal, ogr, osr
 
 from seg_explainer.core.errors import InputError
 from seg_explainer.core.job import read_job, segment_to_files
+from seg_explainer.core.region import EDGE_TOLERANCE
 from seg_explainer.resources.sample import safe_product
 
 from helpers_qgis import project_restored, provider, qgis_process  # noqa: F401 (fixtures)
@@ -138,8 +139,10 @@ def test_an_extent_on_a_gcp_raster_is_cut_from_the_warped_grid(slick, tmp_path):
     # extent's own curvature in UTM)
     xs, ys = zip(*(utm(lo, la) for lo, la in ((lon0, lat0), (lon1, lat0), (lon0, lat1),
                                               (lon1, lat1))))
-    assert ogt[0] <= min(xs) and ogt[0] + w * ogt[1] >= max(xs)
-    assert ogt[3] >= max(ys) and ogt[3] + h * ogt[5] <= min(ys)
+    # (an extent edge within core.region.EDGE_TOLERANCE px of a pixel edge lies on it)
+    ex, ey = EDGE_TOLERANCE * ogt[1], EDGE_TOLERANCE * -ogt[5]
+    assert ogt[0] <= min(xs) + ex and ogt[0] + w * ogt[1] >= max(xs) - ex
+    assert ogt[3] >= max(ys) - ey and ogt[3] + h * ogt[5] <= min(ys) + ey
     assert w * ogt[1] <= max(xs) - min(xs) + 2 * ogt[1] + 1
     assert h * -ogt[5] <= max(ys) - min(ys) + 2 * -ogt[5] + 1
     assert json.loads(ds.GetMetadataItem("parameters"))["window"] == [row, col, h, w]
