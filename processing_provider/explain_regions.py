@@ -226,14 +226,12 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         if run.cancelled:
             from ..core.interrupt import requested
 
+            complete = (f"{len(run.records)} of {len(self._regions)} regions are complete; run "
+                        "again with the same parameters to explain the others.")
             if requested():       # qgis_process got SIGINT/SIGTERM: the run fails
                 raise QgsProcessingException(
-                    f"Explanation of the regions stopped by {requested()}: "
-                    f"{len(run.records)} of {len(self._regions)} regions are complete; run "
-                    "again with the same parameters to explain the others.")
-            feedback.reportError(f"Cancelled: {len(run.records)} of {len(self._regions)} "
-                                 "regions are complete; run again with the same parameters to "
-                                 "explain the others.")
+                    f"Explanation of the regions stopped by {requested()}: {complete}")
+            feedback.reportError(f"Cancelled: {complete}")
         elif run.n_failed and not run.n_done and not run.n_skipped:
             first = next(r for r in run.records if r.get("status") != "done")
             raise QgsProcessingException(

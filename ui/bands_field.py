@@ -61,10 +61,9 @@ class BandsField(QLineEdit):
         """The raster layer the bands belong to (or None)."""
         self.raster = raster
         source = raster.source() if raster is not None else None
-        if source != self._source or (raster is not None and self.n_bands is None):
+        if source != self._source:
             # what the run reads, not the layer's count (raster_band_count)
             self.n_bands = raster_band_count(raster) if raster is not None else None
-        if source != self._source:
             text = self._by_source.get(source) if source else ""
             if text is None:  # a raster not seen before: all its bands, its default
                 text = self.text() if self._source is None else ""
