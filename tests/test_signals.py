@@ -148,3 +148,25 @@ def test_explain_regions_on_a_local_cluster_stops_on_sigterm(sample_data, tmp_pa
     assert stop.signal == "SIGTERM" and run.cancelled and run.n_done == 0
     assert not os.path.isdir(tmp_path / "out" / "regions") or \
         os.listdir(tmp_path / "out" / "regions") == []
+
+
+def test_qgis_process_explain_regions_stops_on_sigterm_within_the_region(sample_data, tmp_path):
+    """Through qgis_process, on its local cluster: the signal ends the worker's model call in
+    progress (each call takes minutes), the run fails naming it and no region is left."""
+    model = slow_model(tmp_path / "slow.onnx")
+    out = tmp_path / "out"
+    args = ["run", "segexplainer:explain_regions", "--", f"REGIONS={sample_data['regions']}",
+            f"INPUT={sample_data['scene']}", f"MODEL={model}", "CLASS=oil", "METHOD=1",
+            "N_MASKS=20", "WINDOW=96", "WORKERS=1", f"OUTPUT_FOLDER={out}"]
+    proc = _start(args, tmp_path / "qp")
+    # qgis_process's stdout is a pipe (block-buffered): wait for the regions' folder instead,
+    # made just before the workers start, then for the first region's model call to begin
+    while not (out / "regions").is_dir() and proc.poll() is None:
+        threading.Event().wait(0.05)
+    threading.Event().wait(8.0)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait() != 0, rest
+    assert "Explanation of the regions stopped by SIGTERM: 0 of 3 regions are complete" in rest
+    assert os.listdir(out / "regions") == []
