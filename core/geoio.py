@@ -35,6 +35,7 @@ class RasterInfo:
     crs_wkt: str
     nodata: tuple  # per band, None where unset
     dtypes: tuple  # per band GDAL type names
+    scaling: tuple = ()  # per band (scale, offset) GDAL applies to raw values; (1, 0) if none
 
 
 def raster_info(path):
@@ -54,11 +55,20 @@ def raster_info(path):
         path=str(path), width=ds.RasterXSize, height=ds.RasterYSize, n_bands=ds.RasterCount,
         geotransform=tuple(ds.GetGeoTransform()), crs_wkt=ds.GetProjection() or "",
         nodata=tuple(b.GetNoDataValue() for b in bands),
-        dtypes=tuple(gdal.GetDataTypeName(b.DataType) for b in bands))
+        dtypes=tuple(gdal.GetDataTypeName(b.DataType) for b in bands),
+        scaling=tuple(band_scaling(b) for b in bands))
 
 
-#: What a complex band (CInt16, CFloat32...: SLC products) becomes: ``|z|^2`` or ``|z|``.
-COMPLEX_AS = ("intensity", "amplitude")
+def band_scaling(band):
+    """``(scale, offset)`` of a GDAL band (the value is ``raw * scale + offset``); (1, 0) when
+    the band has none."""
+    scale, offset = band.GetScale(), band.GetOffset()
+    return (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
+
+
+#: What a complex band (CInt16, CFloat32...: SLC products) becomes: ``|z|^2``, ``|z|`` or
+#: ``10 log10 |z|^2`` (a zero becomes -inf, so nodata).
+COMPLEX_AS = ("intensity", "amplitude", "dB")
 
 
 def is_complex(dtype_name):
@@ -72,8 +82,9 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None, f
 
     Infinite, NaN and absurd values (beyond +-1e20, :func:`~.baselines.screen_values`) are
     NaN too: a fill value without a nodata flag must not reach the model or the baseline.
-    Complex bands become their intensity ``|z|^2`` (or amplitude ``|z|``), never their real
-    part.
+    A band's scale and offset (GDAL metadata: ``raw * scale + offset``) are applied, as QGIS
+    shows the values. Complex bands become their intensity ``|z|^2`` (or amplitude ``|z|``, or
+    intensity in dB), never their real part.
 
     Parameters
     ----------
@@ -90,7 +101,7 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None, f
     flags : ndarray of uint8, shape (height, width), optional
         ORed with 1 where a band's value was made NaN as non-finite, 2 where as absurd
         (:func:`~.baselines.screen_values`).
-    complex_as : {"intensity", "amplitude"}
+    complex_as : {"intensity", "amplitude", "dB"}
         What a complex band becomes.
     """
     from .baselines import screen_values
@@ -118,10 +129,16 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None, f
                     flagged = data == data.dtype.type(nodata)
             else:
                 flagged = data == nodata
+        scale, offset = band_scaling(band)
+        if (scale, offset) != (1.0, 0.0):
+            data = data * scale + offset     # float64 (complex128 for complex bands)
         if np.iscomplexobj(data):
             data = np.abs(data.astype(np.complex128))
-            if complex_as == "intensity":
+            if complex_as != "amplitude":
                 data = data * data
+            if complex_as == "dB":
+                with np.errstate(divide="ignore"):
+                    data = 10.0 * np.log10(data)
         data = data.astype(np.float64)
         if flagged is not None:
             data[flagged] = np.nan

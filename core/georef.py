@@ -28,22 +28,33 @@ __all__ = ["COMPLEX_KEY", "COMPLEX_TEXT", "Gridded", "complex_conversion", "grid
 
 #: Model metadata key choosing what complex bands become.
 COMPLEX_KEY = "seg_explainer_complex"
-COMPLEX_TEXT = {"intensity": "|z|^2", "amplitude": "|z|"}
+COMPLEX_TEXT = {"intensity": "|z|^2", "amplitude": "|z|", "dB": "10 log10 |z|^2"}
 
 
 def complex_conversion(model):
-    """``"intensity"`` (default) or ``"amplitude"``: what the model takes for a complex band.
+    """``(conversion, why)``: what the model takes for a complex band, and what decided it.
 
-    Read from the model's metadata key :data:`COMPLEX_KEY`; any other value is an
-    :class:`~.errors.InputError` naming it.
+    The model's metadata key :data:`COMPLEX_KEY` (``intensity``, ``amplitude`` or ``dB``)
+    decides; without it, a model whose input is backscatter in dB
+    (:func:`~.sentinel1.input_unit`) gets the intensity in dB, any other the intensity. A value
+    of the key outside those three is an :class:`~.errors.InputError` naming it.
     """
+    from .sentinel1 import input_unit
+
     metadata = getattr(model, "metadata", None)
     raw = getattr(metadata, "raw", None) or {}
-    value = str(raw.get(COMPLEX_KEY, "intensity")).strip().lower()
-    if value not in COMPLEX_TEXT:
-        raise InputError(f"MODEL: its metadata key {COMPLEX_KEY} is {value!r}; it must be "
-                         "'intensity' or 'amplitude'. Fix the model's metadata.")
-    return value
+    if COMPLEX_KEY in raw:
+        value = str(raw[COMPLEX_KEY]).strip().lower()
+        chosen = {"intensity": "intensity", "amplitude": "amplitude", "db": "dB"}.get(value)
+        if chosen is None:
+            raise InputError(f"MODEL: its metadata key {COMPLEX_KEY} is {raw[COMPLEX_KEY]!r}; it "
+                             "must be 'intensity', 'amplitude' or 'dB'. Fix the model's "
+                             "metadata.")
+        return chosen, f"as its metadata says ({COMPLEX_KEY})"
+    unit, why = input_unit(model)
+    if unit == "dB":
+        return "dB", f"as its input is in dB ({why})"
+    return "intensity", "by default"
 
 
 # --------------------------------------------------------------------------- GCP / RPC rasters

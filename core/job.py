@@ -341,14 +341,13 @@ def _read_grid(model, source, opened, roi_wkb, window):
     info, bands, win, warnings = placed.info, placed.bands, placed.window, placed.warnings
     clipped, gt = placed.clipped, info.geotransform
     screened, recorded = {}, dict(opened.record)
-    complex_as, note = _complex_bands(model, info, bands, recorded)
+    complex_as, notes = _band_conversions(model, info, bands, recorded)
     image = read_window(opened.grid.path, win.row0, win.col0, win.height, win.width, bands,
                         screened=screened, complex_as=complex_as)
     screening = screening_message(screened["non_finite"], screened["absurd"])
     if screening:
         warnings.append(screening)
-    if note:
-        warnings.append(note)
+    warnings.extend(notes)
     nodata = np.isnan(image).all(axis=-1)
     mask = region_mask(clipped, gt, win)
     if (mask & nodata).any():
@@ -367,23 +366,33 @@ def _read_grid(model, source, opened, roi_wkb, window):
                recorded=recorded)
 
 
-def _complex_bands(model, info, bands, recorded):
-    """``(complex_as, warning or None)``: what the model is given for the complex ``bands``
-    of the raster ``info`` (:func:`~.georef.complex_conversion`); records ``complex_bands``
-    in ``recorded`` when there are any."""
+def _band_conversions(model, info, bands, recorded):
+    """``(complex_as, warnings)``: what the model is given for the complex ``bands`` of the
+    raster ``info`` (:func:`~.georef.complex_conversion`), and the notes on complex and scaled
+    bands (GDAL scale/offset, applied by :func:`~.geoio.read_window`); records
+    ``complex_bands`` and ``band_scaling`` in ``recorded`` when there are any."""
     from .geoio import is_complex
     from .georef import COMPLEX_TEXT, complex_conversion
 
-    complex_as = complex_conversion(model)
+    notes = []
+    scaled = {b: info.scaling[b - 1] for b in bands
+              if info.scaling and tuple(info.scaling[b - 1]) != (1.0, 0.0)}
+    if scaled:
+        recorded["band_scaling"] = json.dumps({str(b): {"scale": s, "offset": o}
+                                               for b, (s, o) in scaled.items()})
+        terms = ", ".join(f"band {b}: raw x {s:g} + {o:g}" for b, (s, o) in scaled.items())
+        notes.append(f"The raster stores scaled values ({terms}); the model is given the "
+                     "scaled values, as QGIS shows them. The outputs record it (band_scaling).")
     complex_bands = [b for b in bands if is_complex(info.dtypes[b - 1])]
     if not complex_bands:
-        return complex_as, None
+        return "intensity", notes
+    complex_as, why = complex_conversion(model)
     recorded["complex_bands"] = json.dumps({"bands": complex_bands, "as": complex_as})
-    return complex_as, (
+    notes.append(
         f"Band(s) {complex_bands} are complex ({info.dtypes[complex_bands[0] - 1]}); the "
-        f"model is given their {complex_as} ({COMPLEX_TEXT[complex_as]}), as "
-        f"{'its metadata says' if complex_as != 'intensity' else 'by default'}. The "
+        f"model is given their {complex_as} ({COMPLEX_TEXT[complex_as]}), {why}. The "
         "outputs record it (complex_bands).")
+    return complex_as, notes
 
 
 def _is_geographic(crs_wkt):
@@ -873,8 +882,8 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
         read_bands = resolve_bands(opened.bands, info.n_bands, model.n_channels)
         window = part(opened)
         recorded = dict(opened.record)
-        complex_as, note = _complex_bands(model, info, read_bands, recorded)
-        for warning in opened.warnings + ((note,) if note else ()):
+        complex_as, notes = _band_conversions(model, info, read_bands, recorded)
+        for warning in opened.warnings + tuple(notes):
             _say(log, "warning", warning)
         metadata = {"seg_explainer_version": plugin_version(), "model_file": str(model.path),
                     "model_sha256": model.sha256, "method": "segment",

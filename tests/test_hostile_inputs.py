@@ -401,10 +401,22 @@ def test_gcps_in_a_line_say_the_warp_is_impossible(tmp_path):
         gridded_source(path)
 
 
-@pytest.mark.parametrize("metadata, expected", [({}, "intensity"),
-                                                ({"seg_explainer_complex": "amplitude"},
-                                                 "amplitude")])
-def test_complex_bands_are_given_as_intensity_or_amplitude(tmp_path, metadata, expected):
+class _Scaling:
+    """Model metadata with a min-max input scaling (min < 0: the model takes dB)."""
+
+    def __init__(self, minimum):
+        self.type, self.min, self.max = "minmax", minimum, minimum + 30.0
+
+
+@pytest.mark.parametrize("metadata, scaling, expected", [
+    ({}, None, "intensity"),
+    ({"seg_explainer_complex": "amplitude"}, None, "amplitude"),
+    ({}, _Scaling(-30.0), "dB"),                                   # the model takes dB
+    ({"seg_explainer_input_unit": "dB"}, None, "dB"),
+    ({"seg_explainer_complex": "intensity"}, _Scaling(-30.0), "intensity"),  # said explicitly
+    ({"seg_explainer_complex": "DB"}, None, "dB")])
+def test_complex_bands_are_given_as_the_model_takes_them(tmp_path, metadata, scaling,
+                                                         expected):
     rng = np.random.default_rng(4)
     z = (rng.normal(0, 30, (SIZE, SIZE)) + 1j * rng.normal(0, 30, (SIZE, SIZE)))
     z = np.round(z).astype(np.complex64)
@@ -414,10 +426,58 @@ def test_complex_bands_are_given_as_intensity_or_amplitude(tmp_path, metadata, e
     class ComplexModel(Model):
         pass
 
-    ComplexModel.metadata = type("M", (), {"raw": metadata})()
+    ComplexModel.metadata = type("M", (), {"raw": metadata, "input_scaling": scaling})()
     job = read_job(ComplexModel(), path, region_wkb(44, 44, 52, 52), window=32)
     win = z[job.window.row0:job.window.row0 + 32, job.window.col0:job.window.col0 + 32]
-    want = np.abs(win) ** 2 if expected == "intensity" else np.abs(win)
-    np.testing.assert_allclose(job.image[..., 0], want, rtol=1e-6)
+    intensity = np.abs(win.astype(np.complex128)) ** 2
+    want = {"intensity": intensity, "amplitude": np.sqrt(intensity),
+            "dB": 10 * np.log10(np.where(intensity > 0, intensity, np.nan))}[expected]
+    np.testing.assert_allclose(job.image[..., 0], want, rtol=1e-5)
     assert json.loads(job.recorded["complex_bands"]) == {"bands": [1], "as": expected}
     assert any(f"given their {expected}" in w for w in job.warnings)
+
+
+def test_a_complex_zero_in_db_is_nodata_not_minus_infinity(tmp_path):
+    z = np.full((SIZE, SIZE), 3 + 4j, np.complex64)
+    z[40:43, 40:42] = 0                                  # 6 zero pixels in the window
+    path = write(tmp_path / "slc.tif", z, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633,
+                 gdal_type=gdal.GDT_CFloat32)
+
+    class DbModel(Model):
+        metadata = type("M", (), {"raw": {"seg_explainer_complex": "dB"}})()
+
+    job = read_job(DbModel(), path, region_wkb(44, 44, 52, 52), window=32)
+    valid = job.image[~job.nodata, 0]
+    assert int(job.nodata.sum()) == 6 and np.allclose(valid, 10 * np.log10(25.0))
+    assert any("6 infinite or NaN value(s)" in w for w in job.warnings), job.warnings
+
+
+@pytest.mark.parametrize("gdal_type, raw, scale, offset", [
+    (gdal.GDT_Int16, -1500, 0.01, 0.0),        # dB stored as hundredths
+    (gdal.GDT_UInt16, 40000, 1e-5, -0.1)])     # linear with an offset
+def test_a_band_s_scale_and_offset_give_the_model_the_values_qgis_shows(tmp_path, gdal_type,
+                                                                         raw, scale, offset):
+    rng = np.random.default_rng(1)
+    data = (raw + rng.integers(-50, 50, (SIZE, SIZE))).astype(np.int64)
+    path = write(tmp_path / "scaled.tif", data, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633,
+                 gdal_type=gdal_type)
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.GetRasterBand(1).SetScale(scale)
+    ds.GetRasterBand(1).SetOffset(offset)
+    ds = None
+    job = read_job(Model(), path, region_wkb(44, 44, 52, 52), window=32)
+    win = data[job.window.row0:job.window.row0 + 32, job.window.col0:job.window.col0 + 32]
+    np.testing.assert_allclose(job.image[..., 0], win * scale + offset, rtol=1e-6, atol=1e-7)
+    assert json.loads(job.recorded["band_scaling"]) == {"1": {"scale": scale,
+                                                              "offset": offset}}
+    assert any(f"band 1: raw x {scale:g} + {offset:g}" in w for w in job.warnings)
+
+
+def test_an_unscaled_band_is_read_raw_and_nothing_is_recorded(tmp_path):
+    data = np.arange(SIZE * SIZE, dtype=np.float32).reshape(SIZE, SIZE)
+    path = write(tmp_path / "plain.tif", data, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633)
+    job = read_job(Model(), path, region_wkb(44, 44, 52, 52), window=32)
+    win = data[job.window.row0:job.window.row0 + 32, job.window.col0:job.window.col0 + 32]
+    np.testing.assert_array_equal(job.image[..., 0], win)
+    assert "band_scaling" not in job.recorded
+    assert not any("scaled values" in w for w in job.warnings)

@@ -206,6 +206,26 @@ def test_complex_bands_are_segmented_as_the_model_says_and_recorded(tmp_path):
     assert any("given their amplitude (|z|)" in t for t in said)
 
 
+def test_a_scaled_band_is_segmented_on_its_scaled_values_and_recorded(tmp_path):
+    path = _utm_raster(tmp_path / "dn.tif", np.full((32, 32), -1500, np.int16), gdal.GDT_Int16)
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.GetRasterBand(1).SetScale(0.01)                 # -1500 hundredths of a dB = -15 dB
+    ds = None
+    seen, said = [], []
+
+    class Seeing(Model):
+        def predict(self, images, batch_size=None):
+            seen.append(np.asarray(images)[..., 0])
+            return super().predict(images, batch_size)
+
+    out = str(tmp_path / "p.tif")
+    segment_to_files(Seeing(), path, out, tile_size=32, log=lambda k, t: said.append(t))
+    assert seen and all(np.allclose(x[np.isfinite(x)], -15.0) for x in seen)
+    assert json.loads(gdal.Open(out).GetMetadataItem("band_scaling")) == \
+        {"1": {"scale": 0.01, "offset": 0.0}}
+    assert any("band 1: raw x 0.01 + 0" in t for t in said)
+
+
 def test_explain_and_segment_read_one_grid(slick, tmp_path):
     """One implementation: the explanation window of a GCP raster lies on the grid segment
     writes, pixel for pixel."""
