@@ -41,7 +41,7 @@ import numpy as np
 
 from .errors import ExplanationCancelled, ModelError
 from .interrupt import model_call, requested
-from .metadata import parse_metadata
+from .metadata import KEY_SCALING, parse_metadata
 from .onnx_check import custom_operator_message, read_model_file
 
 # onnxruntime input element types -> numpy dtypes.
@@ -560,7 +560,9 @@ class SegmentationModel:
         what = (f"{dtype.name} input (values {low_bound:.6g} to {high_bound:.6g})")
         if outside:
             low, high = float(x.min()), float(x.max())
-            if self.metadata.convention == "none" and dtype.kind != "f":
+            stated = KEY_SCALING in (self.metadata.raw or {}) or \
+                self.metadata.convention == "deepness"
+            if not stated and dtype.kind != "f":
                 raise ModelError(
                     f"the model takes {what} but the values given to it go from {low:.4g} to "
                     f"{high:.4g} ({outside} of {x.size} outside that range); its metadata does "

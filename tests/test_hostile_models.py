@@ -61,10 +61,13 @@ def p1(x):
     return 1 / (1 + np.exp(-z))
 
 
-def test_uint8_model_refuses_db_values_when_its_metadata_states_no_scaling(tmp_path):
-    """dB values (-25..5) to a uint8 model without metadata: refused, never wrapped (-25 would
-    become 231 as uint8)."""
-    model = SegmentationModel.load(uint8_model(tmp_path / "m.onnx"))
+@pytest.mark.parametrize("meta", [{}, {"seg_explainer_input_unit": "dB"},
+                                  {"seg_explainer_output_activation": "softmax"}])
+def test_uint8_model_refuses_db_values_when_its_metadata_states_no_scaling(tmp_path, meta):
+    """dB values (-25..5) to a uint8 model whose metadata (none, or our keys without
+    seg_explainer_input_scaling) does not state the scaling: refused, never wrapped (-25 would
+    become 231 as uint8) nor clipped (every value would become 0)."""
+    model = SegmentationModel.load(uint8_model(tmp_path / "m.onnx", meta or None))
     db = np.linspace(-25, 5, 16, dtype=np.float32).reshape(1, 4, 4, 1)
     with pytest.raises(ModelError, match=r"takes uint8 input \(values 0 to 255\) but the values "
                        r"given to it go from -25 to 5 \(13 of 16 outside that range\).*not "
