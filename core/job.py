@@ -861,6 +861,11 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
         check_writable(path, key)
     if batch_size is None:
         batch_size = by_name("batch_size").default
+    batch_size = by_name("batch_size").check(batch_size)
+    if tile_size is not None:
+        tile_size = by_name("tile_size").check(tile_size)
+    if overlap is not None:
+        overlap = by_name("overlap").check(overlap)
     asked = window
 
     def part(opened):

@@ -244,8 +244,9 @@ PARAMETERS = (
               methods=("shap",), minimum=0, maximum=MAX_SAMPLES, none_as=0, short="Samples"),
     Parameter("n_masks", "N_MASKS", int, 2000, "Number of masks",
               "Random masks the model is run on (RISE, Petsiuk et al. 2018: 2000 to 8000); "
-              "more masks give a smoother, more stable map.",
-              methods=("rise",), minimum=1, short="Masks"),
+              "more masks give a smoother, more stable map. At least 2: the map weighs each "
+              "mask by its score minus the masks' mean score, so one mask gives an empty map.",
+              methods=("rise",), minimum=2, short="Masks"),
     Parameter("grid_size", "GRID_SIZE", int, 8, "Mask grid size (cells per side)",
               "Each mask is a GRID_SIZE x GRID_SIZE grid of random on/off cells, bilinearly "
               "upsampled and randomly shifted; larger = finer; at least 2 (one cell covers "
@@ -266,8 +267,10 @@ PARAMETERS = (
               "covered area.",
               methods=("occlusion",), minimum=1, short="Offsets averaged"),
     Parameter("tile_size", "TILE_SIZE", int, None, "Tile size in pixels (0 = the model's)",
-              "Edge of the square tiles the raster is segmented in; 0 = the model's tile size.",
-              methods=("segment",), minimum=1, none_as=0),
+              "Edge of the square tiles the raster is segmented in; 0 = the model's tile size. "
+              "At least 16 px: smaller tiles give the model almost no context and need a "
+              "model call every few pixels.",
+              methods=("segment",), minimum=16, none_as=0),
     Parameter("overlap", "OVERLAP", int, None,
               "Tile overlap in pixels (-1 = the model's, else 15 %)",
               "Overlap of neighbouring tiles, blended smoothly; -1 = the model's, else 15 % "

@@ -160,7 +160,7 @@ def test_inputs_that_cannot_work_for_any_region_are_refused(sample_data, tmp_pat
     with pytest.raises(InputError, match="METHOD: unknown method 'lime'"):
         explain_regions(regions, sample_data["model"], "oil", "lime", str(tmp_path),
                         raster=sample_data["scene"], scheduler="serial")
-    with pytest.raises(InputError, match="n_masks must be an integer >= 1"):
+    with pytest.raises(InputError, match="n_masks must be an integer >= 2"):
         explain_regions(regions, sample_data["model"], "oil", "rise", str(tmp_path),
                         raster=sample_data["scene"], scheduler="serial", n_masks=0)
 

@@ -124,6 +124,11 @@ def test_p_keep_accepts_what_core_accepts(qgis_processing):
     assert P.by_name("p_keep").check(0.99) == 0.99
     with pytest.raises(ValueError, match="grid_size must be an integer >= 2"):
         P.by_name("grid_size").check(1)       # one cell: a flat map
+    with pytest.raises(ValueError, match="n_masks must be an integer >= 2"):
+        P.by_name("n_masks").check(1)         # one mask: score - mean score = 0, an empty map
+    with pytest.raises(ValueError, match="tile_size must be an integer >= 16"):
+        P.by_name("tile_size").check(1)       # a model call per pixel
+    assert P.by_name("n_masks").check(2) == 2 and P.by_name("tile_size").check(16) == 16
 
 
 def _check_one(alg, key, value):

@@ -4,6 +4,7 @@ Sentinel-1 product given by its path (a plain .zip as downloaded) runs through q
 the toolbox, where QGIS's raster-layer parameter used to refuse it."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -495,3 +496,15 @@ def test_explain_regions_takes_regions_in_another_crs_on_a_gcp_raster_and_a_prod
     # the region, drawn in UTM, is in the middle of the window (not elsewhere, not refused)
     col, row = (x - gt[0]) / gt[1], (y - gt[3]) / gt[5]
     assert 16 < col < 48 and 16 < row < 48, (row, col)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"tile_size": 8}, "tile_size must be an integer "
+                                              ">= 16"),
+                                             ({"overlap": -2}, "overlap must be an integer >= 0"),
+                                             ({"batch_size": 0}, "batch_size must be")])
+def test_segment_refuses_what_the_declaration_refuses_before_writing(tmp_path, kwargs,
+                                                                     message):
+    path = _utm_raster(tmp_path / "r.tif", np.zeros((32, 32), np.float32))
+    with pytest.raises(ValueError, match=message):
+        segment_to_files(Model(), path, str(tmp_path / "p.tif"), **kwargs)
+    assert sorted(os.listdir(tmp_path)) == ["r.tif"]
