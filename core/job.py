@@ -76,20 +76,33 @@ def resolve_bands(bands, n_bands, n_channels=None):
     return bands
 
 
-def resolve_class(text, class_names):
-    """Index of the class named (or numbered) ``text``, case-insensitive; InputError if none."""
+def resolve_class(text, class_names, log=None):
+    """Index of the class named (or numbered) ``text``, case-insensitive; InputError if none.
+
+    A name wins over an index: with classes ``["1", "0"]``, ``"1"`` is class 0. When ``text``
+    is a class's name and also the index of another class, ``log("warning", ...)`` is told
+    which was chosen and how to ask for the other.
+    """
     text = str(text if text is not None else "").strip()
-    if text in class_names:
-        return list(class_names).index(text)
     lowered = [c.lower() for c in class_names]
-    if text.lower() in lowered:
-        return lowered.index(text.lower())
-    if text.isdigit() and int(text) < len(class_names):
+    if text in class_names:
+        index = list(class_names).index(text)
+    elif text.lower() in lowered:
+        index = lowered.index(text.lower())
+    elif text.isdigit() and int(text) < len(class_names):
         return int(text)
-    raise InputError(
-        f"CLASS: the model has no class '{text}'. Its classes are: "
-        + ", ".join(f"{i} = {c}" for i, c in enumerate(class_names))
-        + ". Give one of these names or indices.")
+    else:
+        raise InputError(
+            f"CLASS: the model has no class '{text}'. Its classes are: "
+            + ", ".join(f"{i} = {c}" for i, c in enumerate(class_names))
+            + ". Give one of these names or indices.")
+    if text.isdigit() and int(text) < len(class_names) and int(text) != index:
+        _say(log, "warning",
+             f"CLASS '{text}' is the name of class {index} and also the index of class "
+             f"{int(text)} ('{class_names[int(text)]}'); the class named '{text}' (index "
+             f"{index}) is explained. For the other, give its name "
+             f"'{class_names[int(text)]}'.")
+    return index
 
 
 @dataclass(frozen=True, eq=False)
@@ -744,7 +757,7 @@ def explain_to_files(model, source, roi_wkb, class_name, method, *, bands=None, 
     for name, path in outputs.items():
         if path:
             check_writable(path, name.upper())
-    class_index = resolve_class(class_name, model.class_names)
+    class_index = resolve_class(class_name, model.class_names, log)
     class_name = model.class_names[class_index]
     job = read_job(model, source, roi_wkb, bands=bands, window=window)
     auto_cells = method == "shap" and params.get("hex_size") is None

@@ -688,7 +688,7 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
     summary_path = os.path.join(str(output_folder), "regions.gpkg")
     check_writable(summary_path, "OUTPUT_FOLDER")
     model = SegmentationModel.load(str(model_path), n_threads=n_threads)
-    class_name = model.class_names[resolve_class(class_name, model.class_names)]
+    class_name = model.class_names[resolve_class(class_name, model.class_names, say)]
     folder = os.path.join(str(output_folder), "regions")
     os.makedirs(folder, exist_ok=True)
 

@@ -72,6 +72,23 @@ def test_one_rule_for_bands_classes_and_window_edges():
     assert window_edge(0, None, 128) == 128 and window_edge(96, None, 128) == 96
 
 
+def test_a_class_name_that_is_another_class_s_index_wins_with_a_warning():
+    said = []
+
+    def log(kind, text):
+        said.append((kind, text))
+
+    assert resolve_class("1", ["1", "0"], log) == 0          # the name, not index 1
+    assert said == [("warning", "CLASS '1' is the name of class 0 and also the index of class "
+                                "1 ('0'); the class named '1' (index 0) is explained. For the "
+                                "other, give its name '0'.")]
+    said.clear()
+    assert resolve_class("1", ["0", "1"], log) == 1 and said == []   # the same class either way
+    with pytest.raises(InputError, match="CLASS: the model has no class '2'"):
+        resolve_class("2", ["1", "0"], log)
+    assert resolve_class("oil", ["sea", "oil"], log) == 1 and said == []
+
+
 def test_read_job_reads_the_window_and_the_region(raster):
     job = read_job(Model(), raster, region_wkb(44, 44, 52, 52), window=32)
     assert job.window.height == job.window.width == 32
