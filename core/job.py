@@ -949,6 +949,11 @@ def extent_window(opened, info, extent):
 
     shapely = import_shapely()
     xmin, ymin, xmax, ymax = (float(v) for v in extent)
+    if not (xmax > xmin and ymax > ymin):
+        raise InputError(f"EXTENT: the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no "
+                         f"area (its {'width' if not xmax > xmin else 'height'} is "
+                         f"{(xmax - xmin) if not xmax > xmin else (ymax - ymin):g}). Draw "
+                         "an extent with an area, or leave it empty for the whole raster.")
     drawn = shapely.box(xmin, ymin, xmax, ymax)
     if opened.grid.warped and drawn.area > 0:     # its edges may curve on the grid
         drawn = shapely.segmentize(drawn, max(xmax - xmin, ymax - ymin) / 32)

@@ -508,3 +508,13 @@ def test_segment_refuses_what_the_declaration_refuses_before_writing(tmp_path, k
     with pytest.raises(ValueError, match=message):
         segment_to_files(Model(), path, str(tmp_path / "p.tif"), **kwargs)
     assert sorted(os.listdir(tmp_path)) == ["r.tif"]
+
+
+@pytest.mark.parametrize("extent, side", [((1100.0, 4700.0, 1100.0, 4900.0), "width is 0"),
+                                          ((1100.0, 4800.0, 1300.0, 4800.0), "height is 0"),
+                                          ((1300.0, 4700.0, 1100.0, 4900.0), "width is -200")])
+def test_an_extent_without_area_is_named_as_such_not_as_outside(tmp_path, extent, side):
+    path = _utm_raster(tmp_path / "r.tif", np.zeros((50, 60), np.float32))
+    with pytest.raises(InputError, match=rf"EXTENT: the extent \(.*\) has no area \(its {side}\)"):
+        segment_to_files(Model(), path, str(tmp_path / "p.tif"), extent=extent)
+    assert sorted(os.listdir(tmp_path)) == ["r.tif"]
