@@ -330,6 +330,11 @@ class SegmentationModel:
         self._input_dtype = _ORT_DTYPES.get(inp.type, np.float32)
         self._output_name = session.get_outputs()[0].name
         self._output_shape = tuple(_dim(d) for d in session.get_outputs()[0].shape)
+        #: The output's class axis (1 or 3) once known: from the static shapes, else from the
+        #: first call whose output's size tells it (the load's test run); a square output whose
+        #: side equals the class count cannot tell it by itself.
+        self._class_axis = self._static_class_axis(self._output_shape, self._input_shape,
+                                                   input_layout)
         self._memory_cap = _ARENA.get("cap")
         #: Values changed to fit an integer (or float16) input so far: {"clipped": n,
         #: "rounded": n} (see the module notes); a ModelInputWarning is given once per kind.
@@ -468,6 +473,7 @@ class SegmentationModel:
                     f"{n_channels} channels; give one value per channel (or a single value)")
 
         n_raw = cls._static_classes(outputs[0].shape, shape, layout)
+        learned_axis = None
         activation, activation_source = meta.output_activation, "metadata"
         if activation is None or n_raw is None:
             model = cls(session, path, None, meta, input_layout=layout,
@@ -475,6 +481,7 @@ class SegmentationModel:
                         activation_source="", n_raw_classes=None, class_names=[])
             probe = model._probe()
             n_raw = probe.shape[-1]
+            learned_axis = model._class_axis
             if activation is None:
                 activation_source = "inferred"
                 if _looks_like_probabilities(probe):
@@ -504,9 +511,28 @@ class SegmentationModel:
                 f"the model's class_names metadata names the class {listed} more than once "
                 f"({', '.join(str(n)[:100] for n in names[:20])}); a class is chosen by its "
                 "name, so give every class its own name in the model's class_names metadata")
-        return cls(session, path, checked.sha256, meta, input_layout=layout,
-                   layout_source=layout_source, output_activation=activation,
-                   activation_source=activation_source, n_raw_classes=n_raw, class_names=names)
+        model = cls(session, path, checked.sha256, meta, input_layout=layout,
+                    layout_source=layout_source, output_activation=activation,
+                    activation_source=activation_source, n_raw_classes=n_raw,
+                    class_names=names)
+        model._class_axis = model._class_axis or learned_axis
+        return model
+
+    @staticmethod
+    def _static_class_axis(out_shape, in_shape, layout):
+        """1 or 3 when the static shapes say where the output's class axis is, else None."""
+        if len(out_shape) != 4:
+            return None
+        known = [d is not None for d in out_shape[1:]]
+        if known == [True, False, False]:
+            return 1
+        if known == [False, False, True]:
+            return 3
+        spatial = tuple(in_shape[2:4]) if layout == "NCHW" else tuple(in_shape[1:3])
+        if None in spatial or not all(known):
+            return None
+        first, last = tuple(out_shape[2:]) == spatial, tuple(out_shape[1:3]) == spatial
+        return (1 if first else 3) if first != last else None
 
     @staticmethod
     def _static_classes(out_shape, in_shape, layout):
@@ -746,7 +772,11 @@ class SegmentationModel:
                              f"expected a per-pixel map [N, K, H, W] or [N, H, W, K]")
         first = out.shape[2:] == (h, w)  # [N, K, H, W]
         last = out.shape[1:3] == (h, w)  # [N, H, W, K]
-        if first and (not last or self.input_layout == "NCHW"):
+        if first != last and self._class_axis is None:
+            self._class_axis = 1 if first else 3      # learned (the load's test run)
+        if first and last:       # square, side = class count: as learned, else as the input
+            first = (self._class_axis or (1 if self.input_layout == "NCHW" else 3)) == 1
+        if first:
             out = np.transpose(out, (0, 2, 3, 1))
         elif not last:
             raise ModelError(

@@ -275,3 +275,26 @@ def test_a_run_warns_of_the_values_its_model_clipped(tmp_path):
                      log=lambda kind, text: said.append((kind, text)))
     again = [text for kind, text in said if kind == "warning" and "clipped" in text]
     assert again[0].startswith(f"{model.input_adjustments['clipped'] - total} values")
+
+
+# ---------------------------------------------------------------- output layout
+
+
+@pytest.mark.parametrize("declared", [["N", "H", "W", 2], ["N", "A", "B", "C"]])
+def test_a_class_last_output_is_read_right_on_an_image_whose_side_is_the_class_count(
+        tmp_path, declared):
+    """NCHW input, [N, H, W, K] output: on a 2 x 2 image with 2 classes both readings fit the
+    output's shape; the class axis known from the declared shape or the load's test run
+    decides (it was taken from the input's layout: the map came out transposed)."""
+    from faults import B1, META, W1, conv_init, graph_model, image_input
+
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["z"]),
+             helper.make_node("Transpose", ["z"], ["zt"], perm=[0, 2, 3, 1]),
+             helper.make_node("Softmax", ["zt"], ["y"], axis=3)]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, declared)
+    path = graph_model(tmp_path / "m.onnx", nodes, [image_input()], [out], conv_init(), META)
+    model = SegmentationModel.load(path)
+    x = np.array([[-40.0, -5.0], [-20.0, 10.0]], np.float32)
+    got = model.predict(x.reshape(1, 2, 2, 1))
+    logit = B1[1] + W1[1, 0] * x
+    np.testing.assert_allclose(got[0, ..., 1], 1 / (1 + np.exp(-logit)), atol=1e-6)
