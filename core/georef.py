@@ -84,6 +84,9 @@ class Gridded:
     grid_crs_wkt: str = ""
     record: dict = field(default_factory=dict)
     warnings: tuple = ()
+    #: What the warp read when not the raster itself: a ``/vsimem/`` VRT of it whose GCPs'
+    #: longitudes are unwrapped across the antimeridian (:func:`gridded_source`).
+    warp_source: str = ""
 
     def to_grid(self, wkb):
         """A region (WKB) from :attr:`source_crs_wkt` to the grid's CRS (checked both ways)."""
@@ -96,6 +99,8 @@ class Gridded:
             from osgeo import gdal
 
             gdal.Unlink(self.path)
+            if self.warp_source:
+                gdal.Unlink(self.warp_source)
 
 
 def _srs(wkt):
@@ -144,6 +149,7 @@ def gridded_source(source, onto=None):
     if ds.GetGeoTransform(can_return_null=True) is not None:
         return Gridded(path=str(source), source_crs_wkt=src_wkt, grid_crs_wkt=src_wkt)
     gcps, rpc = ds.GetGCPs() or (), ds.GetMetadata("RPC") or {}
+    warp_source = ""
     if not gcps and not rpc:
         return Gridded(path=str(source))
     how = f"{len(gcps)} ground control points" if gcps else "RPCs"
@@ -157,6 +163,15 @@ def gridded_source(source, onto=None):
             raise InputError(f"INPUT: the raster has only {len(gcps)} ground control point(s); "
                              f"at least 3 are needed to place it on the map. {fix}")
         lon, lat = np.mean([[g.GCPX, g.GCPY] for g in gcps], axis=0)
+        unwrapped = _unwrapped_gcps(gcps, src_wkt)
+        if unwrapped is not None:       # across the antimeridian: warp a copy, lon 179..181
+            lon = float(np.mean([g.GCPX for g in unwrapped]))
+            warp_source = f"/vsimem/segx-gcps-{uuid.uuid4().hex}.vrt"
+            wrapped = _srs(src_wkt)
+            wrapped.ImportFromProj4(f"{wrapped.ExportToProj4()} +lon_wrap=180")
+            gdal.Translate(warp_source, ds, format="VRT", GCPs=unwrapped,
+                           outputSRS=wrapped.ExportToWkt())
+            ds = gdal.Open(warp_source)
     else:
         lon = float(rpc.get("LONG_OFF", 0.0))
         lat = float(rpc.get("LAT_OFF", 0.0))
@@ -188,8 +203,9 @@ def gridded_source(source, onto=None):
         warped = gdal.Open(path)
         gt, size = warped.GetGeoTransform(), (warped.RasterYSize, warped.RasterXSize)
     except RuntimeError as exc:
-        if gdal.VSIStatL(path) is not None:      # the warp may fail before writing it
-            gdal.Unlink(path)
+        for made in (path, warp_source):
+            if made and gdal.VSIStatL(made) is not None:   # the warp may fail before writing
+                gdal.Unlink(made)
         raise InputError(f"INPUT: the raster is georeferenced by {how} only and GDAL cannot "
                          f"warp it ({exc}). {fix}") from None
     name = _srs(dst_wkt).GetName()
@@ -199,7 +215,28 @@ def gridded_source(source, onto=None):
                f"the fly to {name} ({gt[1]:.3g} x {-gt[5]:.3g} map units per pixel, bilinear). "
                "The outputs are on that grid and record the warp.")
     return Gridded(path=path, warped=True, source_crs_wkt=src_wkt, grid_crs_wkt=dst_wkt,
-                   record=record, warnings=(warning,))
+                   record=record, warnings=(warning,), warp_source=warp_source)
+
+
+def _unwrapped_gcps(gcps, crs_wkt):
+    """The GCPs with longitudes below 0 moved by +360 when they are geographic and span more
+    than 180 degrees (a scene across the antimeridian: 179.9 and -179.9); else None.
+
+    GDAL fits the GCPs' polynomial in the coordinates as given, so a scene whose longitudes
+    jump by 360 at the antimeridian gets a warp across the whole globe (and the mean of its
+    longitudes, near 0, the UTM zone of the wrong side of the Earth). The unwrapped GCPs are
+    given a CRS with ``+lon_wrap=180`` so that the warp's way back from the grid gives
+    longitudes from 0 to 360 too.
+    """
+    from osgeo import gdal
+
+    if not _srs(crs_wkt).IsGeographic():
+        return None
+    lons = np.array([g.GCPX for g in gcps], dtype=float)
+    if not len(lons) or lons.max() - lons.min() <= 180.0:
+        return None
+    return [gdal.GCP(g.GCPX + 360.0 if g.GCPX < 0 else g.GCPX, g.GCPY, g.GCPZ, g.GCPPixel,
+                     g.GCPLine, g.Info, g.Id) for g in gcps]
 
 
 def source_window(source, grid, window, *, margin=16):
@@ -219,7 +256,7 @@ def source_window(source, grid, window, *, margin=16):
     from osgeo import gdal
 
     gdal.UseExceptions()
-    src, dst = gdal.Open(str(source)), gdal.Open(grid.path)
+    src, dst = gdal.Open(grid.warp_source or str(source)), gdal.Open(grid.path)
     row0, col0, height, width = (int(v) for v in window)
     r0, c0 = max(row0, 0), max(col0, 0)
     r1, c1 = min(row0 + height, dst.RasterYSize), min(col0 + width, dst.RasterXSize)

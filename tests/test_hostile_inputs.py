@@ -273,11 +273,17 @@ def test_a_region_that_cannot_be_transformed_is_refused():
 def gcp_raster(tmp_path, data, gdal_type=gdal.GDT_Float32, projection=True, lon0=3.0,
                lat0=51.0, step=0.001):
     """A raster georeferenced by GCPs only (as a GRD product): pixel (r, c) at
-    (lon0 + c * step, lat0 - r * step), in WGS 84."""
+    (lon0 + c * step, lat0 - r * step), in WGS 84 (longitudes beyond 180 written as
+    lon - 360, as a product across the antimeridian has them)."""
     path = write(tmp_path / "grd.tif", data, gdal_type=gdal_type)
     ds = gdal.Open(path, gdal.GA_Update)
     h, w = np.asarray(data).shape
-    gcps = [gdal.GCP(lon0 + c * step, lat0 - r * step, 0, c, r)
+
+    def lon(c):
+        value = lon0 + c * step
+        return value - 360.0 if value > 180.0 else value
+
+    gcps = [gdal.GCP(lon(c), lat0 - r * step, 0, c, r)
             for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
     ds.SetGCPs(gcps, srs_wkt(4326) if projection else "")
     ds = None
@@ -337,6 +343,33 @@ def test_a_gcp_or_rpc_raster_is_explained_on_a_warped_utm_grid(tmp_path, build, 
     assert json.loads(ds.GetMetadataItem("warp"))["to_crs"].endswith("UTM zone 31N")
     assert not gdal.ReadDir("/vsimem/") or not any("segx-warp" in n
                                                    for n in gdal.ReadDir("/vsimem/"))
+
+
+def test_a_gcp_raster_across_the_antimeridian_is_warped_to_its_own_utm_zone(tmp_path):
+    """GCPs from 179.95 to -179.95 (180.05): the warp is in the scene's UTM zone (1 or 60
+    south, not the zone of their naive mean, 0 degrees), with ~100 m pixels, and a region
+    drawn on either side of the antimeridian is read where it lies."""
+    data = np.random.default_rng(3).normal(-15, 0.5, (100, 100)).astype(np.float32)
+    data[40:60, 60:80] = -25                     # east of 180: lon 180.01 to 180.03
+    data[40:60, 20:40] = -35                     # west of 180: lon 179.97 to 179.99
+    path = gcp_raster(tmp_path, data, lon0=179.95, lat0=-17.0)
+    grid = gridded_source(path)
+    try:
+        name = osr.SpatialReference(grid.grid_crs_wkt).GetName()
+        warped = gdal.Open(grid.path)
+        gt, size = warped.GetGeoTransform(), (warped.RasterYSize, warped.RasterXSize)
+        got = warped.ReadAsArray()
+    finally:
+        grid.close()
+    assert name.endswith(("UTM zone 1S", "UTM zone 60S")), name
+    assert 95 < gt[1] < 115 and 90 < size[0] < 115 and 90 < size[1] < 115, (gt, size)
+    assert np.isfinite(got).mean() > 0.9           # the whole scene, not the half below 180
+    for drawn, level in ((box(-179.983, -17.047, -179.977, -17.053), -25),
+                         (box(179.977, -17.047, 179.983, -17.053), -35)):
+        job = read_job(Model(), path, drawn, window=32)
+        inside = job.image[job.mask, 0]
+        assert inside.size > 0 and abs(np.nanmean(inside) - level) < 1, (level, inside)
+    assert not any("segx-" in n for n in (gdal.ReadDir("/vsimem/") or []))
 
 
 def test_a_turned_gcp_raster_is_warped_by_plain_bilinear_interpolation(tmp_path):
