@@ -116,3 +116,37 @@ def test_a_run_where_every_region_fails_fails(provider, sample_data, tmp_path):
                        feedback=QgsProcessingFeedback())
     assert [r["status"] for r in features(str(tmp_path / "out" / "regions.gpkg"))] == \
         ["failed"]
+
+
+def test_features_without_geometry_are_left_out_with_a_warning(provider, sample_data, tmp_path):
+    """A layer whose features include two without geometry: the others are explained and a
+    warning counts and names the ones left out."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    path = str(tmp_path / "mixed.gpkg")
+    src = ogr.Open(sample_data["regions"])
+    ds = ogr.GetDriverByName("GPKG").CopyDataSource(src, path)
+    layer = ds.GetLayerByName("regions")
+    for _ in range(2):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        layer.CreateFeature(feature)               # no geometry
+    ids = sorted(f.GetFID() for f in layer if f.GetGeometryRef() is None)
+    ds = src = None
+    warned = []
+
+    class Feedback(QgsProcessingFeedback):
+        def pushWarning(self, text):  # noqa: N802 (QGIS API)
+            warned.append(text)
+            super().pushWarning(text)
+
+    params = {"REGIONS": f"{path}|layername=regions", "INPUT": sample_data["scene"],
+              "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+              "OUTPUT_FOLDER": str(tmp_path / "out"), **dict(RISE, N_MASKS=8)}
+    res = processing.run("segexplainer:explain_regions", params, context=QgsProcessingContext(),
+                         feedback=Feedback())
+    assert res["N_DONE"] == 3 and res["N_FAILED"] == 0
+    assert len(features(str(tmp_path / "out" / "regions.gpkg"))) == 3
+    assert len(ids) == 2
+    assert any(f"2 feature(s) of REGIONS have no geometry and are left out (feature id "
+               f"{ids[0]}, {ids[1]})" in w for w in warned), warned
