@@ -258,3 +258,27 @@ def test_loaded_results_are_styled_and_grouped_above_the_input(provider, sample_
     names = [node.name() for node in root.children()]
     assert names.index(group.name()) < names.index("scene")
     assert root.findLayer(scene.id()).parent() is root  # the input stays where it was
+
+
+def test_toolbox_dialog_runs_explain_regions(provider, sample_data, qgis_iface,
+                                             project_restored, tmp_path, monkeypatch):
+    """explain_regions through the toolbox's dialog: every region explained, the summary
+    loaded into the project, styled by own_share."""
+    from qgis.core import QgsRuleBasedRenderer
+
+    folder = tmp_path / "regions_out"
+    values = {"REGIONS": f"{sample_data['regions']}|layername=regions",
+              "INPUT": sample_data["scene"], "MODEL": sample_data["model"], "CLASS": "oil",
+              "METHOD": 1, "N_MASKS": 16, "WINDOW": 96, "SCHEDULER": "serial",
+              "OUTPUT_FOLDER": str(folder)}
+    ok, results, html, _ = run_in_dialog("segexplainer:explain_regions", values, qgis_iface,
+                                         tmp_path, monkeypatch)
+    assert ok, html
+    assert_clean_log(html)
+    assert results["N_DONE"] == 3 and Path(results["OUTPUT"]) == folder / "regions.gpkg"
+    ds = ogr.Open(str(folder / "regions.gpkg"))
+    layer = ds.GetLayerByName("regions")
+    assert [f.GetField("status") for f in layer] == ["done"] * 3
+    loaded = _layers_by_source(project_restored)
+    assert str(folder / "regions.gpkg") in loaded
+    assert isinstance(loaded[str(folder / "regions.gpkg")].renderer(), QgsRuleBasedRenderer)
