@@ -295,6 +295,7 @@ def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_sec
 
     from .errors import ExplanationCancelled
     from .explain import explain_region
+    from .parameters import by_name
 
     channels = getattr(model, "n_channels", None) or max(1, int(n_channels or 1))
     edge, batch = int(window), max(1, int(batch_size))
@@ -308,9 +309,10 @@ def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_sec
                        batch_size=batch, cancel=cancel)
         return (time.perf_counter() - started) / (n_masks + 1)
 
+    first = max(batch, by_name("n_masks").minimum)       # the fewest masks a run may take
     try:
-        timed(batch)                                  # warm-up: onnxruntime allocates here
-        n = batch
+        timed(first)                                  # warm-up: onnxruntime allocates here
+        n = first
         times = []
         while n <= max_evaluations:
             times.append(timed(n))

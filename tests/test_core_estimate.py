@@ -300,3 +300,22 @@ def test_the_sampled_estimate_follows_off_centre_regions():
         by_nodes.append(expected_occlusion_evaluations(window, depth, side, nodes) / run)
     assert 0.85 <= min(by_rects) and max(by_rects) <= 1.15, by_rects
     assert np.abs(np.log(by_rects)).mean() < np.abs(np.log(by_nodes)).mean()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_the_time_per_evaluation_is_measured_with_any_batch_size(batch_size):
+    """The measurement runs RISE itself with at least the fewest masks a run accepts (it asked
+    for BATCH_SIZE masks: with a batch of 1, a RISE run the parameters refuse)."""
+    from seg_explainer.core.estimate import seconds_per_evaluation
+
+    calls = []
+
+    class Counting(Model):
+        def predict(self, images, batch_size=None):
+            calls.append(len(images))
+            return super().predict(images, batch_size)
+
+    seconds = seconds_per_evaluation(Counting(), 32, 1, batch_size, min_seconds=0.0,
+                                     max_evaluations=8)
+    assert seconds is not None and seconds > 0
+    assert calls and max(calls) <= batch_size
