@@ -503,7 +503,9 @@ class Executor:
         from distributed import Client, LocalCluster
 
         if scheduler is None:
-            cores = os.cpu_count() or 1
+            from .model import usable_cores
+
+            cores = usable_cores()
             self.n_workers = max(1, int(n_workers or cores))
             self.n_threads = max(1, cores // self.n_workers)
             python = _python_for_workers()
@@ -692,6 +694,7 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
     folder = os.path.join(str(output_folder), "regions")
     os.makedirs(folder, exist_ok=True)
 
+    n_workers = _local_workers(scheduler, n_workers, say)
     executor = Executor(scheduler, n_workers)
     try:
         threads = n_threads or executor.n_threads
@@ -755,6 +758,29 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
                      n_skipped=skipped, cancelled=not completed,
                      seconds=time.perf_counter() - started, n_workers=executor.n_workers)
     return run
+
+
+def _local_workers(scheduler, n_workers, say):
+    """``n_workers`` for the local cluster, at most the usable cores (with a warning: more
+    worker processes than cores only slow the machine and each holds the model); None when
+    the run is not on a local cluster (a warning if workers were asked for there)."""
+    from .model import usable_cores
+
+    if not n_workers:
+        return None
+    if scheduler is not None:
+        where = "in this process" if scheduler == "serial" else "on the given Dask cluster"
+        say("warning", f"WORKERS ({n_workers}) sets the workers of the local cluster only; "
+                       f"this run is {where}, so it is not used.")
+        return None
+    cores = usable_cores()
+    if int(n_workers) > cores:
+        say("warning", f"WORKERS: {n_workers} local workers were asked for, but this process "
+                       f"may use {cores} core(s); {cores} are started. More worker processes "
+                       "than cores only slow the machine down, and each holds the model in "
+                       "memory.")
+        return cores
+    return int(n_workers)
 
 
 def _remove_partial(folder):

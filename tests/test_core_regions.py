@@ -223,3 +223,31 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_no_region(sample_data, tmp
             assert os.path.exists(ours[name])
         np.testing.assert_array_equal(band(ours["signed_path"])[0],
                                       band(theirs["signed_path"])[0])
+
+
+def test_more_local_workers_than_cores_are_clamped_with_a_warning(sample_data, tmp_path):
+    from seg_explainer.core.model import usable_cores
+
+    regions, crs = read_regions(sample_data["regions"])
+    said = []
+    run = explain_regions(regions[:1], sample_data["model"], "oil", "rise",
+                          str(tmp_path / "out"), raster=sample_data["scene"], crs_wkt=crs,
+                          window=64, n_masks=4, n_workers=1000,
+                          log=lambda kind, text: said.append((kind, text)))
+    cores = usable_cores()
+    assert run.n_workers == cores and run.n_done == 1
+    assert ("warning", f"WORKERS: 1000 local workers were asked for, but this process may use "
+                       f"{cores} core(s); {cores} are started. More worker processes than cores "
+                       "only slow the machine down, and each holds the model in memory.") in said
+
+
+def test_workers_asked_for_with_another_scheduler_are_said_unused(sample_data, tmp_path):
+    regions, crs = read_regions(sample_data["regions"])
+    said = []
+    run = explain_regions(regions[:1], sample_data["model"], "oil", "rise",
+                          str(tmp_path / "out"), raster=sample_data["scene"], crs_wkt=crs,
+                          window=64, n_masks=4, n_workers=3, scheduler="serial",
+                          log=lambda kind, text: said.append(text))
+    assert run.n_done == 1 and run.n_workers == 1
+    assert any("WORKERS (3) sets the workers of the local cluster only; this run is in this "
+               "process, so it is not used." in text for text in said), said
