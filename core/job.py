@@ -84,24 +84,25 @@ def resolve_class(text, class_names, log=None):
     which was chosen and how to ask for the other.
     """
     text = str(text if text is not None else "").strip()
+    number = int(text) if text.isascii() and text.isdigit() else None     # not "²"
     lowered = [c.lower() for c in class_names]
     if text in class_names:
         index = list(class_names).index(text)
     elif text.lower() in lowered:
         index = lowered.index(text.lower())
-    elif text.isdigit() and int(text) < len(class_names):
-        return int(text)
+    elif number is not None and number < len(class_names):
+        return number
     else:
         raise InputError(
             f"CLASS: the model has no class '{text}'. Its classes are: "
             + ", ".join(f"{i} = {c}" for i, c in enumerate(class_names))
             + ". Give one of these names or indices.")
-    if text.isdigit() and int(text) < len(class_names) and int(text) != index:
+    if number is not None and number < len(class_names) and number != index:
         _say(log, "warning",
              f"CLASS '{text}' is the name of class {index} and also the index of class "
-             f"{int(text)} ('{class_names[int(text)]}'); the class named '{text}' (index "
+             f"{number} ('{class_names[number]}'); the class named '{text}' (index "
              f"{index}) is explained. For the other, give its name "
-             f"'{class_names[int(text)]}'.")
+             f"'{class_names[number]}'.")
     return index
 
 
@@ -948,6 +949,10 @@ def extent_window(opened, info, extent):
     from .shapely_geos import import_shapely
 
     shapely = import_shapely()
+    if info.geotransform[2] != 0 or info.geotransform[4] != 0:
+        raise InputError("EXTENT: the raster's geotransform is rotated, so no extent can be cut "
+                         "from its grid. Leave EXTENT empty to segment the whole raster, or warp "
+                         "it to a north-up grid (Raster > Projections > Warp) first.")
     xmin, ymin, xmax, ymax = (float(v) for v in extent)
     if not (xmax > xmin and ymax > ymin):
         raise InputError(f"EXTENT: the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no "

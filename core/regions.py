@@ -39,7 +39,7 @@ import time
 import traceback
 import uuid
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +136,15 @@ class RegionsRun:
 # --------------------------------------------------------------------------- regions
 
 
+def raster_beside(raster, folder):
+    """A region's raster path: a relative one is taken relative to ``folder`` (the regions
+    layer's own folder, wherever the run is started from); absolute and ``/vsi...`` paths are
+    kept."""
+    if raster and not os.path.isabs(raster) and not str(raster).startswith("/vsi"):
+        return os.path.normpath(os.path.join(folder, raster))
+    return raster
+
+
 def read_regions(path, *, layer=None, raster_field=None):
     """The features of a vector file as :class:`Region` objects, and the layer's CRS (WKT).
 
@@ -167,9 +176,7 @@ def read_regions(path, *, layer=None, raster_field=None):
             continue
         raster = None
         if raster_field:
-            raster = feat.GetField(raster_field)
-            if raster and not os.path.isabs(raster) and not raster.startswith("/vsi"):
-                raster = os.path.normpath(os.path.join(folder, raster))
+            raster = raster_beside(feat.GetField(raster_field), folder)
         out.append(Region(id=int(feat.GetFID()), wkb=bytes(geom.ExportToIsoWkb()),
                           raster=raster, crs_wkt=crs))
     return out, crs
@@ -483,11 +490,36 @@ def _python_for_workers():
         "tcp://host:8786) and give its address as SCHEDULER.")
 
 
+#: The address schemes of Dask's communication layers.
+_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
+
+
+def _normal_scheduler(scheduler):
+    """SCHEDULER as the run takes it: None for empty, "serial" in any case and spacing."""
+    if isinstance(scheduler, str):
+        scheduler = scheduler.strip() or None
+        if scheduler is not None and scheduler.lower() == "serial":
+            return "serial"
+    return scheduler
+
+
+def _check_address(address):
+    """An :class:`~.errors.InputError` naming SCHEDULER unless ``address`` is a Dask scheduler
+    address (``tcp://host:8786``)."""
+    scheme, sep, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    if not sep or scheme.lower() not in _SCHEMES or not host or not port.isdecimal():
+        raise InputError(f"SCHEDULER: '{address}' is not a Dask scheduler address. Give one "
+                         "like tcp://host:8786, 'serial' to run in this process, or leave it "
+                         "empty for a local cluster.")
+
+
 class Executor:
     """Runs :func:`run_region` tasks: in this process (``"serial"``), on a LocalCluster
     started here (None), or on an existing cluster (an address or a ``distributed.Client``)."""
 
     def __init__(self, scheduler=None, n_workers=None):
+        scheduler = _normal_scheduler(scheduler)
         self.serial = scheduler == "serial"
         self.client = self.cluster = None
         self._old_executable = None
@@ -520,9 +552,10 @@ class Executor:
             self.client = Client(self.cluster)
             self._own_client = True
         elif isinstance(scheduler, str):
+            _check_address(scheduler)
             try:
                 self.client = Client(scheduler, timeout=30)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:
                 raise InputError(f"SCHEDULER: cannot reach the Dask scheduler at {scheduler} "
                                  f"({exc}). Check the address (tcp://host:8786) and that the "
                                  "scheduler runs.") from None
@@ -613,7 +646,8 @@ def _failure(task, message, status="failed"):
 def explain_regions(regions, model_path, class_name, method, output_folder, *, raster=None,
                     raster_field=None, layer=None, crs_wkt=None, bands=None, window=None,
                     faithfulness=0, report=False, n_threads=None, scheduler=None,
-                    n_workers=None, progress=None, cancel=None, log=None, **params):
+                    n_workers=None, progress=None, cancel=None, log=None, regions_path=None,
+                    **params):
     """Explain every region and write the summary layer and each region's outputs.
 
     Parameters
@@ -652,6 +686,10 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
     cancel : callable() -> bool, optional
         Stops submitting; the regions finished so far stay complete, the others are absent.
     log : callable(kind, text), optional
+    regions_path : str, optional
+        The file the ``Region`` objects come from (a vector file given as ``regions`` is its
+        own): the output folder may not overwrite it, and relative raster paths are taken
+        relative to its folder.
     **params
         The method's parameters (:mod:`.parameters`; :func:`method_parameters`).
 
@@ -666,7 +704,7 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
     """
     from .job import resolve_class
     from .model import SegmentationModel
-    from .outputs import check_writable
+    from .outputs import check_destinations, check_writable
     from .parameters import check_parameters
 
     started = time.perf_counter()
@@ -679,24 +717,32 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
     if params.get("baseline") != "constant":
         params.pop("baseline_value", None)
     if isinstance(regions, (str, os.PathLike)):
+        regions_path = str(regions)
         regions, layer_crs = read_regions(regions, layer=layer, raster_field=raster_field)
         crs_wkt = crs_wkt or layer_crs
     regions = list(regions)
+    if regions_path:
+        folder_of = os.path.dirname(os.path.abspath(str(regions_path)))
+        regions = [replace(r, raster=raster_beside(r.raster, folder_of))
+                   if r.raster else r for r in regions]
     if not regions:
         raise InputError("REGIONS: there are no regions with a geometry to explain.")
     if not os.path.isfile(str(model_path)):
         raise InputError(f"MODEL: the model file '{model_path}' does not exist. Choose an "
                          ".onnx segmentation model file.")
     summary_path = os.path.join(str(output_folder), "regions.gpkg")
+    check_destinations({"OUTPUT_FOLDER": summary_path},
+                       {"REGIONS": regions_path, "INPUT": raster, "MODEL": model_path},
+                       kinds={"OUTPUT_FOLDER": "vector"})
     check_writable(summary_path, "OUTPUT_FOLDER")
     model = SegmentationModel.load(str(model_path), n_threads=n_threads)
     class_name = model.class_names[resolve_class(class_name, model.class_names, say)]
     folder = os.path.join(str(output_folder), "regions")
-    os.makedirs(folder, exist_ok=True)
-
+    scheduler = _normal_scheduler(scheduler)
     n_workers = _local_workers(scheduler, n_workers, say)
     executor = Executor(scheduler, n_workers)
     try:
+        os.makedirs(folder, exist_ok=True)
         threads = n_threads or executor.n_threads
         tasks, records, skipped = [], [None] * len(regions), 0
         for i, region in enumerate(regions):

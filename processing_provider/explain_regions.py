@@ -8,16 +8,18 @@ that lies inside each region: its own signature, or context.
 
 import os
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+from qgis.core import (QgsGeometry, QgsProcessingAlgorithm, QgsProcessingContext,
+                       QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingOutputNumber,
                        QgsProcessingOutputVectorLayer, QgsProcessingParameterBand,
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
-                       QgsRuleBasedRenderer, QgsSymbol)
+                       QgsRuleBasedRenderer, QgsSymbol, QgsWkbTypes)
 
-from .common import RasterInputParameter, feedback_callbacks, raster_input, run_guarded
+from .common import (RasterInputParameter, feedback_callbacks, layer_file, raster_input,
+                     run_guarded)
 from .compat import ADVANCED, NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON, enum_value
 from .parameters import (EXPLAIN_METHODS, check_values, definition, for_algorithm, form_value,
                          help_html)
@@ -169,11 +171,15 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
             enum_value("Qgis.CrsWktVariant.Preferred",
                        "QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED"))
         self._regions, self._no_geometry = [], []
+        self._regions_path = layer_file(self.parameterAsVectorLayer(parameters, self.REGIONS,
+                                                                    context))
         for feature in source.getFeatures():
             geom = feature.geometry()
             if geom.isNull() or geom.isEmpty():
                 self._no_geometry.append(int(feature.id()))
                 continue
+            if QgsWkbTypes.isCurvedType(geom.wkbType()):      # arcs: as their segments
+                geom = QgsGeometry(geom.constGet().segmentize())
             raster = str(feature[field] or "") if field else None
             self._regions.append(Region(id=int(feature.id()), wkb=bytes(geom.asWkb()),
                                         raster=raster))
@@ -219,7 +225,7 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
             progress=progress, cancel=cancel,
             log=lambda kind, text: (feedback.pushWarning if kind == "warning"
                                     else feedback.pushInfo)(text),
-            **params)
+            regions_path=self._regions_path, **params)
         feedback.pushInfo(f"{run.n_done} region(s) explained, {run.n_failed} failed, "
                           f"{run.n_skipped} already complete, in {run.seconds:.1f} s on "
                           f"{run.n_workers} worker(s). Summary: {run.summary_path}")

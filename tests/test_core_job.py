@@ -87,6 +87,8 @@ def test_a_class_name_that_is_another_class_s_index_wins_with_a_warning():
     with pytest.raises(InputError, match="CLASS: the model has no class '2'"):
         resolve_class("2", ["1", "0"], log)
     assert resolve_class("oil", ["sea", "oil"], log) == 1 and said == []
+    with pytest.raises(InputError, match="CLASS: the model has no class '²'"):
+        resolve_class("²", ["sea", "oil", "ship"], log)      # a digit to isdigit(), not int()
 
 
 def test_read_job_reads_the_window_and_the_region(raster):

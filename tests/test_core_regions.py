@@ -251,3 +251,24 @@ def test_workers_asked_for_with_another_scheduler_are_said_unused(sample_data, t
     assert run.n_done == 1 and run.n_workers == 1
     assert any("WORKERS (3) sets the workers of the local cluster only; this run is in this "
                "process, so it is not used." in text for text in said), said
+
+
+@pytest.mark.parametrize("scheduler", ["foo", "http://127.0.0.1:8786", "tcp://host", "tcp://:1"])
+def test_a_scheduler_that_is_no_address_is_named_and_nothing_is_left(sample_data, tmp_path,
+                                                                     scheduler):
+    regions, crs = read_regions(sample_data["regions"])
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=rf"SCHEDULER: '{scheduler}' is not a Dask scheduler "
+                                         r"address\. Give one like tcp://host:8786"):
+        explain_regions(regions[:1], sample_data["model"], "oil", "rise", str(out),
+                        raster=sample_data["scene"], crs_wkt=crs, window=64, n_masks=4,
+                        scheduler=scheduler)
+    assert not (out / "regions").exists()
+
+
+def test_serial_is_understood_in_any_case(sample_data, tmp_path):
+    regions, crs = read_regions(sample_data["regions"])
+    run = explain_regions(regions[:1], sample_data["model"], "oil", "rise",
+                          str(tmp_path / "out"), raster=sample_data["scene"], crs_wkt=crs,
+                          window=64, n_masks=4, scheduler=" SERIAL ")
+    assert run.n_done == 1 and run.n_workers == 1

@@ -150,3 +150,84 @@ def test_features_without_geometry_are_left_out_with_a_warning(provider, sample_
     assert len(ids) == 2
     assert any(f"2 feature(s) of REGIONS have no geometry and are left out (feature id "
                f"{ids[0]}, {ids[1]})" in w for w in warned), warned
+
+
+def _run(params):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    return processing.run("segexplainer:explain_regions", params,
+                          context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+
+
+def test_an_output_folder_holding_the_regions_file_is_refused(provider, sample_data, tmp_path):
+    """OUTPUT_FOLDER = the folder of REGIONS, whose file is named regions.gpkg as the summary:
+    refused before any work; the input keeps its layer and fields (it was replaced)."""
+    import shutil
+
+    import pytest
+    from qgis.core import QgsProcessingException
+
+    regions = tmp_path / "regions.gpkg"
+    shutil.copy(sample_data["regions"], regions)
+    before = features(str(regions))
+    params = {"REGIONS": f"{regions}|layername=regions", "INPUT": sample_data["scene"],
+              "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+              "OUTPUT_FOLDER": str(tmp_path), **RISE}
+    with pytest.raises(QgsProcessingException, match=r"OUTPUT_FOLDER: '.*regions\.gpkg' is a "
+                                                     r"file of the input REGIONS"):
+        _run(params)
+    assert features(str(regions)) == before and not (tmp_path / "regions").exists()
+
+
+def test_relative_raster_paths_are_beside_the_layer_not_where_qgis_runs(provider, sample_data,
+                                                                         tmp_path, monkeypatch):
+    """RASTER_FIELD holding 'scene.tif': the raster beside the regions file, even when the
+    working directory holds another 'scene.tif' (it was read instead, silently)."""
+    import shutil
+
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    shutil.copy(sample_data["scene"], layers / "scene.tif")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    shutil.copy(sample_data["truth"], elsewhere / "scene.tif")       # the decoy
+    monkeypatch.chdir(elsewhere)
+    path = str(layers / "detections.gpkg")
+    src = ogr.Open(sample_data["regions"])
+    ds = ogr.GetDriverByName("GPKG").CopyDataSource(src, path)
+    layer = ds.GetLayerByName("regions")
+    layer.CreateField(ogr.FieldDefn("scene", ogr.OFTString))
+    for feature in layer:
+        feature.SetField("scene", "scene.tif")
+        layer.SetFeature(feature)
+    ds = src = None
+    res = _run({"REGIONS": f"{path}|layername=regions", "RASTER_FIELD": "scene",
+                "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+                "OUTPUT_FOLDER": str(tmp_path / "out"), **RISE})
+    rows = features(res["OUTPUT"])
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert {r["raster"] for r in rows} == {str(layers / "scene.tif")}
+
+
+def test_curved_regions_are_explained_as_their_segments(provider, sample_data, tmp_path):
+    """A CurvePolygon (a circle drawn as an arc) is explained like the single-region
+    algorithms explain it (it failed: 'Unknown WKB type 12')."""
+    src = ogr.Open(sample_data["regions"])
+    first = src.GetLayerByName("regions").GetNextFeature()
+    centre = first.GetGeometryRef().Centroid()
+    x, y = centre.GetX(), centre.GetY()
+    path = str(tmp_path / "curves.gpkg")
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    layer = ds.CreateLayer("curves", src.GetLayerByName("regions").GetSpatialRef(),
+                           ogr.wkbCurvePolygon)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(
+        f"CURVEPOLYGON(CIRCULARSTRING({x - 150} {y}, {x + 150} {y}, {x - 150} {y}))"))
+    layer.CreateFeature(feature)
+    ds = src = None
+    res = _run({"REGIONS": f"{path}|layername=curves", "INPUT": sample_data["scene"],
+                "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+                "OUTPUT_FOLDER": str(tmp_path / "out"), **RISE})
+    rows = features(res["OUTPUT"])
+    assert [r["status"] for r in rows] == ["done"], rows

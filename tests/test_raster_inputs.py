@@ -518,3 +518,18 @@ def test_an_extent_without_area_is_named_as_such_not_as_outside(tmp_path, extent
     with pytest.raises(InputError, match=rf"EXTENT: the extent \(.*\) has no area \(its {side}\)"):
         segment_to_files(Model(), path, str(tmp_path / "p.tif"), extent=extent)
     assert sorted(os.listdir(tmp_path)) == ["r.tif"]
+
+
+def test_an_extent_on_a_rotated_raster_is_refused_not_cut_elsewhere(tmp_path):
+    """A 30 degree geotransform: the extent's pixel window ignored the rotation terms and the
+    output lay a kilometre away from the extent asked for."""
+    path = _utm_raster(tmp_path / "r.tif", np.zeros((50, 60), np.float32))
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.SetGeoTransform((1000.0, 8.66, -5.0, 5000.0, -5.0, -8.66))
+    ds = None
+    with pytest.raises(InputError, match=r"EXTENT: the raster's geotransform is rotated"):
+        segment_to_files(Model(), path, str(tmp_path / "p.tif"),
+                         extent=(1100.0, 4700.0, 1200.0, 4800.0))
+    assert sorted(os.listdir(tmp_path)) == ["r.tif"]
+    out = segment_to_files(Model(), path, str(tmp_path / "whole.tif"))   # whole: its own grid
+    assert out and gdal.Open(str(tmp_path / "whole.tif")).GetGeoTransform()[2] == -5.0
