@@ -476,6 +476,10 @@ def _prepare(model, image, region_mask, method, classes, params, cancel):
 
         p["hex_size"] = auto_cell_size(np.count_nonzero(region))
     _check_sizes(method, p, region.shape)
+    empty = [c for c in range(image.shape[2]) if not np.isfinite(image[..., c]).any()]
+    if empty and len(empty) < image.shape[2]:
+        raise InputError(f"image: channel(s) {empty} (0-based) hold only nodata (NaN), so the "
+                         "model would see no data in them; give bands with data in the window.")
     valid = np.all(np.isfinite(image), axis=2)
     if (region & valid).any():
         region = region & valid

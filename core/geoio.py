@@ -82,7 +82,8 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None, f
 
     Infinite, NaN and absurd values (beyond +-1e20, :func:`~.baselines.screen_values`) are
     NaN too: a fill value without a nodata flag must not reach the model or the baseline.
-    A band's scale and offset (GDAL metadata: ``raw * scale + offset``) are applied, as QGIS
+    Pixels a GDAL mask or alpha band marks as invalid (0) are nodata, as QGIS shows them. A
+    band's scale and offset (GDAL metadata: ``raw * scale + offset``) are applied, as QGIS
     shows the values. Complex bands become their intensity ``|z|^2`` (or amplitude ``|z|``, or
     intensity in dB), never their real part.
 
@@ -129,6 +130,10 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None, f
                     flagged = data == data.dtype.type(nodata)
             else:
                 flagged = data == nodata
+        mask_flags = band.GetMaskFlags()
+        if not mask_flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA):    # a mask or alpha band
+            masked = band.GetMaskBand().ReadAsArray(c0, r0, c1 - c0, r1 - r0) == 0
+            flagged = masked if flagged is None else (flagged | masked)
         scale, offset = band_scaling(band)
         if (scale, offset) != (1.0, 0.0):
             data = data * scale + offset     # float64 (complex128 for complex bands)

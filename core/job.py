@@ -362,8 +362,21 @@ def _read_grid(model, source, opened, roi_wkb, window):
     if screening:
         warnings.append(screening)
     warnings.extend(notes)
+    empty = [b for i, b in enumerate(bands) if np.isnan(image[..., i]).all()]
+    if empty and len(empty) < len(bands):
+        raise InputError(f"INPUT: band(s) {empty} hold only nodata in the explanation window "
+                         f"(rows {win.row0} to {win.row0 + win.height}, columns {win.col0} to "
+                         f"{win.col0 + win.width}), so the model would see no data there. "
+                         "Choose bands with data there (BANDS), or a region where every band "
+                         "has data.")
     nodata = np.isnan(image).all(axis=-1)
+    partial = np.isnan(image).any(axis=-1) & ~nodata
     mask = region_mask(clipped, gt, win)
+    if (mask & partial).any():
+        warnings.append(f"{int((mask & partial).sum())} region pixel(s) are nodata in some "
+                        "bands only; they are left out of the region score and, as nodata, "
+                        "shown to the model as the window's band means.")
+        mask &= ~partial
     if (mask & nodata).any():
         warnings.append(f"{int((mask & nodata).sum())} region pixel(s) are nodata and are left "
                         "out of the region score.")

@@ -514,3 +514,81 @@ def test_an_unscaled_band_is_read_raw_and_nothing_is_recorded(tmp_path):
     np.testing.assert_array_equal(job.image[..., 0], win)
     assert "band_scaling" not in job.recorded
     assert not any("scaled values" in w for w in job.warnings)
+
+
+def two_band_raster(path, band2):
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), SIZE, SIZE, 2, gdal.GDT_Float32)
+    ds.SetGeoTransform((1000.0, 10.0, 0, 5000.0, 0, -10.0))
+    ds.SetProjection(srs_wkt(32633))
+    ds.GetRasterBand(1).WriteArray(np.random.default_rng(0).normal(0, 0.3, (SIZE, SIZE)))
+    for b in (1, 2):
+        ds.GetRasterBand(b).SetNoDataValue(-9999.0)
+    ds.GetRasterBand(2).WriteArray(band2)
+    ds = None
+    return str(path)
+
+
+class TwoBands(Model):
+    n_channels = 2
+
+
+def test_a_band_with_only_nodata_in_the_window_is_refused(tmp_path):
+    """Band 2 nodata over the whole window: every pixel counted as nodata and the image
+    replaced by zeros in both bands, explained without a word; now refused naming it."""
+    band2 = np.ones((SIZE, SIZE))
+    band2[:60, :60] = -9999.0
+    path = two_band_raster(tmp_path / "two.tif", band2)
+    with pytest.raises(InputError, match=r"INPUT: band\(s\) \[2\] hold only nodata in the "
+                                         r"explanation window"):
+        read_job(TwoBands(), path, region_wkb(20, 20, 28, 28), window=32)
+    job = read_job(TwoBands(), path, region_wkb(70, 70, 78, 78), window=24)   # data there
+    assert not job.nodata.any()
+    x = np.zeros((16, 16, 2), np.float32)
+    x[..., 1] = np.nan
+    region = np.zeros((16, 16), bool)
+    region[6:10, 6:10] = True
+    with pytest.raises(InputError, match=r"channel\(s\) \[1\] \(0-based\) hold only nodata"):
+        explain_region(TwoBands(), x, region, 1, "rise", n_masks=4)
+
+
+def test_pixels_nodata_in_some_bands_only_are_counted_and_left_out(tmp_path):
+    band2 = np.ones((SIZE, SIZE))
+    band2[44:46, 44:52] = -9999.0                      # 16 pixels of the region
+    path = two_band_raster(tmp_path / "two.tif", band2)
+    job = read_job(TwoBands(), path, region_wkb(44, 44, 52, 52), window=32)
+    assert int(job.mask.sum()) == 64 - 16
+    assert any("16 region pixel(s) are nodata in some bands only" in w for w in job.warnings)
+
+
+@pytest.mark.parametrize("how", ["mask band", "alpha band"])
+def test_pixels_a_mask_or_alpha_band_hides_are_nodata(tmp_path, how):
+    """A raster without a nodata value whose invalid pixels (0) are hidden by a GDAL mask band
+    or an alpha band: they were fed to the model as data."""
+    data = np.random.default_rng(2).normal(-15, 0.5, (SIZE, SIZE)).astype(np.float32)
+    data[40:50, 40:50] = 0.0
+    valid = np.full((SIZE, SIZE), 255, np.uint8)
+    valid[40:50, 40:50] = 0
+    path = str(tmp_path / "masked.tif")
+    n = 2 if how == "alpha band" else 1       # GDAL reads an alpha band as a mask for
+    kind = gdal.GDT_UInt16 if n == 2 else gdal.GDT_Float32      # 8 and 16 bit data only
+    if n == 2:
+        data = np.round(data + 1600.0)
+        data[40:50, 40:50] = 0.0
+        valid = valid.astype(np.uint16) * 257
+    ds = gdal.GetDriverByName("GTiff").Create(path, SIZE, SIZE, n, kind,
+                                              ["ALPHA=YES"] if n == 2 else [])
+    ds.SetGeoTransform((1000.0, 10.0, 0, 5000.0, 0, -10.0))
+    ds.SetProjection(srs_wkt(32633))
+    ds.GetRasterBand(1).WriteArray(data)
+    if n == 2:
+        ds.GetRasterBand(2).SetColorInterpretation(gdal.GCI_AlphaBand)
+        ds.GetRasterBand(2).WriteArray(valid)
+    else:
+        ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+        ds.GetRasterBand(1).GetMaskBand().WriteArray(valid)
+    ds = None
+    job = read_job(Model(), path, region_wkb(36, 36, 54, 54), bands=[1], window=32)
+    rows = slice(40 - job.window.row0, 50 - job.window.row0)
+    cols = slice(40 - job.window.col0, 50 - job.window.col0)
+    assert job.nodata[rows, cols].all() and job.nodata.sum() == 100
+    assert any("100 region pixel(s) are nodata" in w for w in job.warnings)
