@@ -280,6 +280,27 @@ class _Placed:
     warnings: list
 
 
+def region_geometry(wkb):
+    """The shapely geometry of a region's WKB, or an :class:`~.errors.InputError` naming what
+    is wrong with it: unreadable bytes, no geometry (empty), vertices that are not finite
+    numbers."""
+    from .shapely_geos import import_shapely
+
+    shapely = import_shapely()
+    try:
+        geom = shapely.from_wkb(wkb)
+    except Exception as exc:   # shapely.errors.GEOSException (or TypeError): not WKB
+        raise InputError(f"ROI: the region's geometry cannot be read ({str(exc)[:200]}). Give "
+                         "a polygon or point geometry.") from None
+    if geom is None or geom.is_empty:
+        raise InputError("ROI: the region's geometry is empty. Draw a polygon or place points.")
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        raise InputError("ROI: the region has vertices that are not numbers (NaN or infinite "
+                         "coordinates). Fix the geometry (Vector > Geometry Tools > Fix "
+                         "Geometries) or draw it again.")
+    return geom
+
+
 def _place(model, opened, roi_wkb, window):
     """The region and the explanation window on the grid of ``opened`` (:class:`_Placed`);
     reads no pixel, so :func:`read_job` also asks it which part of a Sentinel-1 product to
@@ -305,6 +326,7 @@ def _place(model, opened, roi_wkb, window):
         raise InputError("INPUT: the raster's geotransform is rotated. Warp it to a north-up "
                          "grid (Raster > Projections > Warp) first.")
     warnings = list(opened.warnings)
+    region_geometry(roi_wkb)           # readable, finite, not empty: else the message
     region = shapely.from_wkb(grid.to_grid(roi_wkb))
     x0, dx, _, y0, _, dy = gt
     extent = shapely.box(x0, y0 + dy * info.height, x0 + dx * info.width, y0)

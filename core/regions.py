@@ -250,15 +250,11 @@ def _to_raster_crs(wkb, crs_wkt, raster):
 
 
 def _valid_region(wkb):
+    from .job import region_geometry
     from .shapely_geos import import_shapely
 
     shapely = import_shapely()
-    try:
-        geom = shapely.from_wkb(wkb)
-    except Exception as exc:   # shapely.errors.GEOSException: unreadable WKB
-        raise InputError(f"ROI: the region's geometry cannot be read ({exc}).") from None
-    if geom.is_empty:
-        raise InputError("ROI: the region's geometry is empty.")
+    geom = region_geometry(wkb)
     if geom.geom_type not in ("Point", "MultiPoint", "Polygon", "MultiPolygon"):
         raise InputError(f"ROI: the region is a {geom.geom_type}; give polygons or points.")
     if not geom.is_valid:
@@ -320,7 +316,7 @@ def run_region(task, model, cancel=None):
     :data:`SUMMARY_FIELDS` without the geometry). Failures are recorded, not raised, except
     cancellation.
     """
-    from .job import explain_to_files
+    from .job import explain_to_files, region_geometry
 
     started = time.perf_counter()
     folder = task["folder"]
@@ -340,6 +336,7 @@ def run_region(task, model, cancel=None):
             model = _worker_model(model, task["model_sha256"], task["n_threads"],
                                   task["model_path"])
         params = dict(task["params"])
+        region_geometry(task["wkb"])      # as drawn: readable, finite, not empty
         wkb = _valid_region(_to_raster_crs(task["wkb"], task["crs_wkt"], task["raster"]))
         outputs = {"excitation": "excitation.tif", "inhibition": "inhibition.tif",
                    "signed": "signed.tif", "cells": "cells.gpkg"}

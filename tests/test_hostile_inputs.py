@@ -592,3 +592,31 @@ def test_pixels_a_mask_or_alpha_band_hides_are_nodata(tmp_path, how):
     cols = slice(40 - job.window.col0, 50 - job.window.col0)
     assert job.nodata[rows, cols].all() and job.nodata.sum() == 100
     assert any("100 region pixel(s) are nodata" in w for w in job.warnings)
+
+
+@pytest.mark.parametrize("roi, message", [
+    (b"garbage", r"ROI: the region's geometry cannot be read"),
+    ("POLYGON((0 0, 1 0, 1 1, 0 0))", r"ROI: the region's geometry cannot be read"),  # WKT
+    (wkb("POLYGON EMPTY"), r"ROI: the region's geometry is empty"),
+    ("nan", r"ROI: the region has vertices that are not numbers")])
+def test_a_region_that_is_no_geometry_is_named_as_such(raster, roi, message):  # noqa: F811
+    """Garbage bytes, WKT text, an empty polygon (it was "outside the raster"), a NaN vertex:
+    each an InputError naming it (raw GEOSException before)."""
+    import shapely
+
+    if roi == "nan":
+        roi = shapely.Polygon([(1440, 4560), (float("nan"), 4560), (1520, 4480)]).wkb
+    with pytest.raises(InputError, match=message):
+        read_job(Model(), raster, roi, window=32)
+
+
+def test_a_vrt_whose_source_is_missing_names_it(raster, tmp_path):  # noqa: F811
+    vrt = str(tmp_path / "scene.vrt")
+    gdal.Translate(vrt, gdal.Open(raster), format="VRT")
+    moved = str(tmp_path / "moved.tif")
+    import os
+
+    os.rename(raster, moved)
+    with pytest.raises(InputError, match=r"INPUT: GDAL cannot read band 1 of the raster "
+                                         r".*scene\.vrt .*a VRT's sources"):
+        read_job(Model(), vrt, region_wkb(44, 44, 52, 52), window=32)
