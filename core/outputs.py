@@ -34,7 +34,10 @@ __all__ = ["NO_SPACE", "OUTPUT_KINDS", "OutputSet", "check_destinations", "check
 #: The format each output key is written in: "raster" (GeoTIFF), "vector", "png".
 OUTPUT_KINDS = {"EXCITATION": "raster", "INHIBITION": "raster", "SIGNED": "raster",
                 "PROBABILITIES": "raster", "CLASSES": "raster", "CELLS": "vector",
-                "REPORT": "png"}
+                "REPORT": "png", "REGION": "gpkg"}
+#: QGIS's destination forms that name a layer inside a data source, not a file.
+_LAYER_SCHEMES = ("ogr", "postgres", "postgis", "spatialite", "memory", "mssql", "oracle",
+                  "hana", "mysql")
 #: Extensions accepted per kind (vector: those of :data:`~.geoio.VECTOR_DRIVERS`).
 RASTER_EXTENSIONS = (".tif", ".tiff")
 PNG_EXTENSIONS = (".png",)
@@ -139,8 +142,15 @@ def check_destinations(outputs, inputs=None, kinds=None):
 
     kinds = dict(OUTPUT_KINDS, **(kinds or {}))
     allowed = {"raster": RASTER_EXTENSIONS, "png": PNG_EXTENSIONS,
-               "vector": tuple(VECTOR_DRIVERS)}
+               "vector": tuple(VECTOR_DRIVERS), "gpkg": (".gpkg",)}
     given = {k: os.fspath(v) for k, v in outputs.items() if v}
+    for key, path in given.items():
+        scheme = path.split(":", 1)[0].lower() if ":" in path else ""
+        if scheme in _LAYER_SCHEMES:
+            raise OutputError(
+                f"{key}: '{path[:80]}' names a layer inside a data source ({scheme}:); the "
+                "outputs are written as files only. Give a file name (e.g. "
+                f"{key.lower()}{allowed.get(kinds.get(key), ('',))[0]}).")
     for in_key, source in (inputs or {}).items():
         if not source:
             continue
@@ -162,7 +172,7 @@ def check_destinations(outputs, inputs=None, kinds=None):
         ext = os.path.splitext(name)[1].lower()
         if kind in allowed and ext not in allowed[kind]:
             written = {"raster": "a GeoTIFF", "png": "a PNG image",
-                       "vector": "a vector file"}[kind]
+                       "vector": "a vector file", "gpkg": "a GeoPackage"}[kind]
             raise OutputError(
                 f"{key}: '{name}' would receive {written}, which its extension "
                 f"'{ext or '(none)'}' does not say. Name it with "

@@ -98,17 +98,31 @@ def test_an_output_that_is_a_folder_is_refused(tmp_path):
 @pytest.mark.parametrize("key, name, kind", [
     ("EXCITATION", "x.img", "a GeoTIFF"), ("INHIBITION", "x.vrt", "a GeoTIFF"),
     ("PROBABILITIES", "p", "a GeoTIFF"), ("REPORT", "r.pdf", "a PNG image"),
-    ("CELLS", "c.kml", "a vector file"), ("CELLS", "c.tif", "a vector file")])
+    ("CELLS", "c.kml", "a vector file"), ("CELLS", "c.tif", "a vector file"),
+    ("REGION", "r.shp", "a GeoPackage"), ("REGION", "r.tif", "a GeoPackage")])
 def test_an_extension_that_is_not_the_format_written_is_refused(tmp_path, key, name, kind):
     with pytest.raises(OutputError, match=rf"{key}: '{name}' would receive {kind}, which its "
                                           r"extension '.*' does not say. Name it with"):
         check_destinations({key: str(tmp_path / name)})
 
 
+@pytest.mark.parametrize("key, path", [
+    ("CELLS", "ogr:dbname='/tmp/x.gpkg' table=\"cells\" (geom)"),
+    ("REGION", "postgres://dbname='gis' table=\"public\".\"r\""), ("CELLS", "memory:")])
+def test_a_layer_inside_a_data_source_is_refused_with_the_file_form(key, path):
+    """QGIS's 'save to a GeoPackage layer' and database forms: the message said the extension
+    ".gpkg' table=..." did not match."""
+    with pytest.raises(OutputError, match=rf"{key}: '.*' names a layer inside a data source "
+                                          r"\(\w+:\); the outputs are written as files only\. "
+                                          rf"Give a file name \(e\.g\. {key.lower()}\.gpkg\)"):
+        check_destinations({key: path})
+
+
 def test_matching_extensions_in_any_case_are_accepted(tmp_path):
     check_destinations({"EXCITATION": str(tmp_path / "a.TIF"), "SIGNED": str(tmp_path / "b.tiff"),
                         "CELLS": str(tmp_path / "c.shp"), "REPORT": str(tmp_path / "r.PNG"),
-                        "OTHER": str(tmp_path / "anything.xyz")})
+                        "OTHER": str(tmp_path / "anything.xyz"),
+                        "REGION": str(tmp_path / "r.GPKG")})
 
 
 def test_a_name_too_long_for_the_side_files_is_refused_with_the_limit(tmp_path):
