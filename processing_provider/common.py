@@ -387,3 +387,22 @@ def _check_area_of_use(geometry, source_crs, raster_crs, context, names):
             f"outside the area the raster's CRS is meant for ({names}); placed there, it would "
             "be a different place. Draw the region on the raster, or use a raster in a CRS "
             "that covers the region.")
+
+
+def band_numbers(alg, parameters, context, key="BANDS"):
+    """The band numbers of ``key`` (None when empty), or a QgsProcessingException saying how
+    to write them: ``1;2``, ``1,2`` or ``1 2`` are read alike; ``abc`` or ``1.9`` are refused
+    (QGIS's own reading made ``[0]`` of them, which the run reported as band 0)."""
+    import re
+
+    raw = parameters.get(key)
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return None
+        if not re.fullmatch(r"\d+([\s;,]+\d+)*", text):
+            raise QgsProcessingException(
+                f"{key}: '{raw}' cannot be read as band numbers. Give whole band numbers "
+                "separated by ';' (e.g. 1;2).")
+        return [int(t) for t in re.split(r"[\s;,]+", text)]
+    return alg.parameterAsInts(parameters, key, context) or None

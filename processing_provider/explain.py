@@ -18,8 +18,8 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsGeometry, QgsProcessingA
                        QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import (RasterInputParameter, feedback_callbacks, feedback_log, forget_outputs,
-                     layer_file, layers_to_load, model_inputs, open_model_for_run,
+from .common import (RasterInputParameter, band_numbers, feedback_callbacks, feedback_log,
+                     forget_outputs, layer_file, layers_to_load, model_inputs, open_model_for_run,
                      raster_input, region_to_raster_crs, restore_layers_to_load, run_guarded)
 from .compat import NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON
 from .outline import region_outline, write_outline
@@ -169,7 +169,7 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
         then), a layer or the project.
         """
         self._source, raster_crs, self._layer_name = raster_input(self, parameters, context)
-        self._bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        self._bands = band_numbers(self, parameters, context, self.BANDS)
         source = self.parameterAsSource(parameters, self.ROI, context)
         self._roi_path = layer_file(self.parameterAsVectorLayer(parameters, self.ROI, context))
         if source is None:

@@ -18,8 +18,8 @@ from qgis.core import (QgsGeometry, QgsProcessingAlgorithm, QgsProcessingContext
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsRuleBasedRenderer, QgsSymbol, QgsWkbTypes)
 
-from .common import (RasterInputParameter, feedback_callbacks, layer_file, raster_input,
-                     run_guarded)
+from .common import (RasterInputParameter, band_numbers, feedback_callbacks, layer_file,
+                     raster_input, run_guarded)
 from .compat import ADVANCED, NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON, enum_value
 from .parameters import (EXPLAIN_METHODS, check_values, definition, for_algorithm, form_value,
                          help_html)
@@ -186,7 +186,7 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         if not self._regions:
             raise QgsProcessingException("REGIONS: the layer has no features with a geometry "
                                          "(or none are selected).")
-        self._bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        self._bands = band_numbers(self, parameters, context, self.BANDS)
         return True
 
     # -- worker thread --------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingParameterBand,
                        QgsProcessingParameterExtent, QgsProcessingParameterFile,
                        QgsProcessingParameterRasterDestination)
 
-from .common import (RasterInputParameter, feedback_callbacks, feedback_log, layers_to_load,
-                     model_inputs, open_model_for_run, raster_input, restore_layers_to_load,
-                     run_guarded)
+from .common import (RasterInputParameter, band_numbers, feedback_callbacks, feedback_log,
+                     layers_to_load, model_inputs, open_model_for_run, raster_input,
+                     restore_layers_to_load, run_guarded)
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
 
 
@@ -70,7 +70,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         # Runs on the main thread: copy everything needed from the layer here.
         self._source, crs, _ = raster_input(self, parameters, context)
-        self._bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        self._bands = band_numbers(self, parameters, context, self.BANDS)
         self._extent = None
         if parameters.get(self.EXTENT):
             # In the raster's CRS (a GCP raster's or a product's: its GCPs'); the engine finds

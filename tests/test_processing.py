@@ -296,6 +296,11 @@ BAD_INPUT = [
     ("band count", {"INPUT": "TWO_BANDS"}, "channel"),
     ("empty region layer", {"ROI": "EMPTY"}, "no features"),
     ("raster without CRS", {"INPUT": "NO_CRS"}, "coordinate reference system"),
+    # QGIS read these as band [0], which the run then called "band 0"
+    ("bands as words", {"BANDS": "abc"}, r"BANDS: 'abc' cannot be read as band numbers\. "
+                                         r"Give whole band numbers separated by ';' \(e\.g\. "
+                                         r"1;2\)"),
+    ("bands as a fraction", {"BANDS": "1.9"}, r"BANDS: '1\.9' cannot be read as band numbers"),
     # issue 15: the engine never silently explains a different place than the one drawn
     ("region in an engineering CRS", {"ROI": "ENGINEERING"},
      r"ROI: (no transformation is known|the region cannot be)"),
@@ -473,3 +478,15 @@ def test_batch_dialog_runs_explain_regions_rows(provider, sample_data, qgis_ifac
             dialog.close()
     finally:
         QgsProject.instance().legendLayersAdded.connect(process_events)
+
+
+def test_band_numbers_read_every_separator_qgis_users_type():
+    from seg_explainer.processing_provider.common import band_numbers
+
+    class Alg:                                  # a list value goes to QGIS's own reading
+        def parameterAsInts(self, parameters, key, context):  # noqa: N802
+            return list(parameters[key])
+
+    for text, want in (("1;2", [1, 2]), ("1, 2", [1, 2]), (" 3 ", [3]), ("2 1", [2, 1]),
+                       ("", None), ([2], [2]), ([], None)):
+        assert band_numbers(Alg(), {"BANDS": text}, None) == want, text
