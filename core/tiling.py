@@ -112,6 +112,7 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
     gt = window_geotransform(info.geotransform, row0, col0)
     counts = np.zeros(k, dtype=np.int64)
     screened = {"non_finite": 0, "absurd": 0}
+    _check_strip_memory(tile, width, k)
     with contextlib.ExitStack() as stack:
         prob_ds = class_ds = None
         if prob_path:
@@ -175,3 +176,20 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
         flush(height)
     return {"n_tiles": n_tiles, "tile_size": tile, "overlap": overlap,
             "class_counts": dict(zip(names, counts.tolist())), "screened": screened}
+
+
+def _check_strip_memory(tile, width, k):
+    """An :class:`~.errors.InputError` before any pixel is read when one row of tiles (the
+    strip the tiles are blended in: ``tile x width`` pixels, ``k`` classes) needs more than
+    half the memory available now."""
+    from .errors import InputError
+    from .model import available_memory
+
+    need = float(tile) * float(width) * (4.0 * k + 6.0)
+    available = available_memory()
+    if available and need > 0.5 * available:
+        raise InputError(
+            f"INPUT: the part segmented is {width} px wide; blending one row of {tile} px "
+            f"tiles over it needs {need / 2**30:.1f} GiB, more than half the "
+            f"{available / 2**30:.1f} GiB of memory available. Segment a narrower part "
+            "(EXTENT), or use smaller tiles (TILE_SIZE).")

@@ -533,3 +533,16 @@ def test_an_extent_on_a_rotated_raster_is_refused_not_cut_elsewhere(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["r.tif"]
     out = segment_to_files(Model(), path, str(tmp_path / "whole.tif"))   # whole: its own grid
     assert out and gdal.Open(str(tmp_path / "whole.tif")).GetGeoTransform()[2] == -5.0
+
+
+def test_a_raster_too_wide_to_blend_in_memory_is_refused_before_any_file(tmp_path):
+    """A VRT 200,000,000 px wide over a small file (a row of tiles: 1.4 TB). At 2,000,000 px
+    (16 GB here) the run thrashed, deaf to SIGTERM for minutes; now refused up front."""
+    small = _utm_raster(tmp_path / "small.tif", np.zeros((32, 32), np.float32))
+    vrt = str(tmp_path / "huge.vrt")
+    gdal.Translate(vrt, gdal.Open(small), format="VRT", width=200_000_000, height=600)
+    with pytest.raises(InputError, match=r"INPUT: the part segmented is 200000000 px wide; "
+                                         r"blending one row of 512 px tiles over it needs "
+                                         r"[\d.]+ GiB, more than half"):
+        segment_to_files(Model(), vrt, str(tmp_path / "p.tif"), tile_size=512)
+    assert sorted(os.listdir(tmp_path)) == ["huge.vrt", "small.tif"]
