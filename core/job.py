@@ -384,6 +384,7 @@ def _read_grid(model, source, opened, roi_wkb, window):
     if screening:
         warnings.append(screening)
     warnings.extend(notes)
+    warnings.extend(_range_notes(model, image))
     empty = [b for i, b in enumerate(bands) if np.isnan(image[..., i]).all()]
     if empty and len(empty) < len(bands):
         raise InputError(f"INPUT: band(s) {empty} hold only nodata in the explanation window "
@@ -413,6 +414,46 @@ def _read_grid(model, source, opened, roi_wkb, window):
                mask=mask, nodata=nodata, roi_wkb=bytes(shapely.to_wkb(placed.region)),
                warnings=tuple(warnings),
                recorded=recorded)
+
+
+#: Share of the window's values outside the model's min-max input range that is warned of.
+OUTSIDE_SHARE = 0.2
+
+
+def _range_notes(model, image):
+    """Warnings when the window's values do not look like what the model takes: many values
+    outside its min-max input range, or backscatter in the other unit (linear values, all in
+    [0, 2), for a model in dB; mostly negative values for a model in linear units)."""
+    from .sentinel1 import UNIT_KEY, input_unit
+
+    finite = image[np.isfinite(image)]
+    if not finite.size:
+        return []
+    notes = []
+    scaling = getattr(getattr(model, "metadata", None), "input_scaling", None)
+    if getattr(scaling, "type", None) == "minmax" and scaling.min is not None \
+            and scaling.max is not None:
+        low, high = float(scaling.min), float(scaling.max)
+        share = float(np.mean((finite < low) | (finite > high)))
+        if share > OUTSIDE_SHARE:
+            clips = ", which clips them" if getattr(scaling, "clip", False) else ""
+            notes.append(f"{share:.0%} of the window's values lie outside the model's input "
+                         f"range, {low:g} to {high:g} (its metadata's min-max scaling"
+                         f"{clips}); the raster may not "
+                         "be in the unit the model was trained on (dB or linear backscatter, "
+                         "integers scaled by 100...). Check the raster's unit.")
+    unit, _ = input_unit(model)
+    raw = getattr(getattr(model, "metadata", None), "raw", None) or {}
+    said_linear = UNIT_KEY in raw or (getattr(scaling, "type", None) == "minmax"
+                                      and scaling.min is not None and float(scaling.min) >= 0)
+    if unit == "dB" and finite.min() >= 0 and finite.max() < 2 and finite.max() > 0:
+        notes.append("The window's values all lie in [0, 2), like linear backscatter, but the "
+                     "model takes dB: convert the raster (10 x log10) if it is linear.")
+    elif unit == "linear" and said_linear and float(np.mean(finite < 0)) > 0.5:
+        notes.append("Most of the window's values are negative, like backscatter in dB, but "
+                     "the model takes linear values: convert the raster (10^(dB / 10)) if it "
+                     "is in dB.")
+    return notes
 
 
 def _band_conversions(model, info, bands, recorded):

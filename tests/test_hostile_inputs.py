@@ -620,3 +620,32 @@ def test_a_vrt_whose_source_is_missing_names_it(raster, tmp_path):  # noqa: F811
     with pytest.raises(InputError, match=r"INPUT: GDAL cannot read band 1 of the raster "
                                          r".*scene\.vrt .*a VRT's sources"):
         read_job(Model(), vrt, region_wkb(44, 44, 52, 52), window=32)
+
+
+class _Meta:
+    def __init__(self, raw=None, scaling=None):
+        self.raw, self.input_scaling = raw or {}, scaling
+
+
+@pytest.mark.parametrize("values, meta, said", [
+    (-1500.0, _Meta(scaling=_Scaling(-35.0)), "lie outside the model's input range, -35 to -5"),
+    (0.05, _Meta(scaling=_Scaling(-35.0)), "like linear backscatter, but the model takes dB"),
+    (-15.0, _Meta({"seg_explainer_input_unit": "linear"}), "like backscatter in dB, but the "
+                                                          "model takes linear values"),
+    (-15.0, _Meta(scaling=_Scaling(-35.0)), None),            # dB for a dB model: nothing
+    (0.05, _Meta({"seg_explainer_input_unit": "linear"}), None)])
+def test_values_in_another_unit_than_the_model_s_are_warned_of(tmp_path, values, meta, said):
+    """Hundredths of a dB (all clipped by the model's scaling) and linear values for a dB
+    model ran with only a "contributions negligible" warning."""
+    data = values + np.random.default_rng(6).normal(0, abs(values) * 0.05, (SIZE, SIZE))
+    path = write(tmp_path / "r.tif", data, (1000.0, 10.0, 0, 5000.0, 0, -10.0), 32633)
+
+    class Unit(Model):
+        metadata = meta
+
+    job = read_job(Unit(), path, region_wkb(44, 44, 52, 52), window=32)
+    notes = [w for w in job.warnings if "unit" in w or "backscatter" in w]
+    if said is None:
+        assert notes == [], notes
+    else:
+        assert any(said in w for w in notes), job.warnings
