@@ -20,6 +20,7 @@ is an :class:`~.errors.InputError` naming the Processing parameter to change. Wr
 
 import hashlib
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -385,6 +386,7 @@ def _read_grid(model, source, opened, roi_wkb, window):
         warnings.append(screening)
     warnings.extend(notes)
     warnings.extend(_range_notes(model, image))
+    warnings.extend(_resolution_notes(model, info))
     empty = [b for i, b in enumerate(bands) if np.isnan(image[..., i]).all()]
     if empty and len(empty) < len(bands):
         raise InputError(f"INPUT: band(s) {empty} hold only nodata in the explanation window "
@@ -454,6 +456,32 @@ def _range_notes(model, image):
                      "the model takes linear values: convert the raster (10^(dB / 10)) if it "
                      "is in dB.")
     return notes
+
+
+def _resolution_notes(model, info):
+    """A warning when the raster's pixels (in a projected CRS) are more than twice as large or
+    small as the resolution the model's metadata says it was trained at."""
+    from osgeo import osr
+
+    trained_cm = getattr(getattr(model, "metadata", None), "resolution_cm", None)
+    if not trained_cm or not info.crs_wkt:
+        return []
+    srs = osr.SpatialReference()
+    try:
+        srs.ImportFromWkt(info.crs_wkt)
+    except RuntimeError:
+        return []
+    if not srs.IsProjected():
+        return []
+    gt = info.geotransform
+    pixel_m = math.hypot(gt[1], gt[4]) * srs.GetLinearUnits()
+    trained_m = float(trained_cm) / 100.0
+    if not pixel_m or 0.5 <= pixel_m / trained_m <= 2.0:
+        return []
+    return [f"The raster's pixels are {pixel_m:.3g} m wide, but the model's metadata says it "
+            f"was trained at {trained_m:.3g} m: features look {pixel_m / trained_m:.2g} times "
+            f"{'smaller' if pixel_m > trained_m else 'larger'} to it than in training. "
+            "Resample the raster to the model's resolution if its predictions look wrong."]
 
 
 def _band_conversions(model, info, bands, recorded):

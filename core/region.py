@@ -143,19 +143,28 @@ def region_mask(geometry, geotransform, window):
     pix = affinity.affine_transform(
         geometry, [1 / dx, 0, 0, 1 / dy, -x0 / dx - window.col0, -y0 / dy - window.row0])
     mask = np.zeros(window.shape, dtype=bool)
-    polys = [g for g in getattr(pix, "geoms", [pix]) if g.geom_type in ("Polygon", "MultiPolygon")]
+    parts = list(getattr(pix, "geoms", [pix]))
+    polys = [g for g in parts if g.geom_type in ("Polygon", "MultiPolygon")]
+    others = [g for g in parts if g.geom_type not in ("Polygon", "MultiPolygon")]
+
+    def touched(geom):
+        """Points, lines, slivers: every pixel square the geometry intersects."""
+        r0, r1, c0, c1 = pixel_bounds(geom, (0, 1, 0, 0, 0, 1))
+        for r in range(max(r0, 0), min(r1, window.height)):
+            for c in range(max(c0, 0), min(c1, window.width)):
+                if geom.intersects(shapely.box(c, r, c + 1, r + 1)):
+                    mask[r, c] = True
+
     if polys:
         rows, cols = np.mgrid[0:window.height, 0:window.width]
         inside = shapely.contains_xy(shapely.union_all(polys), cols.ravel() + 0.5,
                                      rows.ravel() + 0.5)
         mask |= inside.reshape(window.shape)
     if not mask.any():
-        # Points, lines, slivers: every pixel square the geometry intersects.
-        r0, r1, c0, c1 = pixel_bounds(pix, (0, 1, 0, 0, 0, 1))
-        for r in range(max(r0, 0), min(r1, window.height)):
-            for c in range(max(c0, 0), min(c1, window.width)):
-                if pix.intersects(shapely.box(c, r, c + 1, r + 1)):
-                    mask[r, c] = True
+        touched(pix)
+    elif others:             # a collection of polygons and points: the points' pixels too
+        for geom in others:
+            touched(geom)
     return mask
 
 

@@ -1,6 +1,9 @@
 """segexplainer:segment: run the model over a raster, tile by tile, without seams."""
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingParameterBand,
+import re
+
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException,
+                       QgsProcessingParameterBand,
                        QgsProcessingParameterExtent, QgsProcessingParameterFile,
                        QgsProcessingParameterRasterDestination)
 
@@ -75,6 +78,14 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.EXTENT):
             # In the raster's CRS (a GCP raster's or a product's: its GCPs'); the engine finds
             # its pixels on the grid it reads (warped on the fly for a GCP raster).
+            given = parameters[self.EXTENT]
+            named = re.search(r"\[([^\]]+)\]\s*$", given) if isinstance(given, str) else None
+            if named and not self.parameterAsExtentCrs(parameters, self.EXTENT,
+                                                       context).isValid():
+                raise QgsProcessingException(
+                    f"EXTENT: its CRS '{named.group(1)}' is not one QGIS knows, so the extent "
+                    "cannot be placed. Give a known CRS (e.g. [EPSG:32631]), or none for the "
+                    "raster's own.")
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
             self._extent = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
                             extent.yMaximum())

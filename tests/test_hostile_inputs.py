@@ -649,3 +649,33 @@ def test_values_in_another_unit_than_the_model_s_are_warned_of(tmp_path, values,
         assert notes == [], notes
     else:
         assert any(said in w for w in notes), job.warnings
+
+
+@pytest.mark.parametrize("pixel, said", [(40.0, "pixels are 40 m wide, but the model's "
+                                                 "metadata says it was trained at 10 m"),
+                                         (10.0, None), (15.0, None),
+                                         (1000.0, "pixels are 1e+03 m wide")])
+def test_pixels_far_from_the_model_s_resolution_are_warned_of(tmp_path, pixel, said):
+    data = np.random.default_rng(7).normal(-15, 0.5, (SIZE, SIZE))
+    path = write(tmp_path / "r.tif", data, (1000.0, pixel, 0, 5000.0, 0, -pixel), 32633)
+    meta = _Meta()
+    meta.resolution_cm = 1000.0
+
+    class Trained(Model):
+        metadata = meta
+
+    x, y = 1000.0 + 48 * pixel, 5000.0 - 48 * pixel
+    roi = box(x - 4 * pixel, y + 4 * pixel, x + 4 * pixel, y - 4 * pixel)
+    job = read_job(Trained(), path, roi, window=32)
+    notes = [w for w in job.warnings if "trained at" in w]
+    assert (notes == []) if said is None else any(said in w for w in notes), job.warnings
+
+
+def test_a_collection_of_a_polygon_and_a_point_scores_both(raster):  # noqa: F811
+    """The point moved the window but was left out of the region: now its pixel is in."""
+    x, y = 1000.0 + 10 * 60.5, 5000.0 - 10 * 60.5        # the centre of pixel (60, 60)
+    roi = wkb("GEOMETRYCOLLECTION(POLYGON((1440 4560,1520 4560,1520 4480,1440 4480,"
+              f"1440 4560)),POINT({x} {y}))")
+    job = read_job(Model(), raster, roi, window=32)
+    assert int(job.mask.sum()) == 64 + 1
+    assert job.mask[60 - job.window.row0, 60 - job.window.col0]

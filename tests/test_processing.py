@@ -490,3 +490,19 @@ def test_band_numbers_read_every_separator_qgis_users_type():
     for text, want in (("1;2", [1, 2]), ("1, 2", [1, 2]), (" 3 ", [3]), ("2 1", [2, 1]),
                        ("", None), ([2], [2]), ([], None)):
         assert band_numbers(Alg(), {"BANDS": text}, None) == want, text
+
+
+def test_an_extent_in_an_unknown_crs_is_refused(provider, sample_data, tmp_path):
+    """EXTENT '... [EPSG:999999]': PROJ said 'crs not found' and the extent was silently taken
+    in the raster's CRS."""
+    from qgis.core import QgsProcessingException
+
+    feedback = recording_feedback()
+    params = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
+              "EXTENT": "482825,483025,5879765,5879965 [EPSG:999999]", "TILE_SIZE": 64,
+              "PROBABILITIES": str(tmp_path / "p.tif")}
+    with pytest.raises(QgsProcessingException) as raised:
+        run("segment", params, feedback)
+    assert re.search(r"EXTENT: its CRS 'EPSG:999999' is not one QGIS knows",
+                     " ".join([str(raised.value), *feedback.errors]))
+    assert list(tmp_path.iterdir()) == []
