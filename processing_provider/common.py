@@ -333,6 +333,16 @@ def region_to_raster_crs(geometry, source_crs, raster_crs, context, feedback=Non
         return QgsGeometry(geometry)
     if source_crs == raster_crs:
         return QgsGeometry(geometry)
+    if source_crs.isGeographic():
+        box = geometry.boundingBox()
+        if max(abs(box.xMinimum()), abs(box.xMaximum())) > 540 or \
+                max(abs(box.yMinimum()), abs(box.yMaximum())) > 90:
+            raise QgsProcessingException(
+                f"ROI: the region's coordinates (e.g. {box.xMinimum():.6g}, "
+                f"{box.yMinimum():.6g}) are not degrees, but its layer's CRS "
+                f"({source_crs.userFriendlyIdentifier()}) is in degrees: the layer's CRS is "
+                "probably wrong. Give the layer the CRS its coordinates are in (Layer "
+                "Properties > Source, or Assign Projection).")
     names = f"from {source_crs.userFriendlyIdentifier()} to {raster_crs.userFriendlyIdentifier()}"
     forward = QgsCoordinateTransform(source_crs, raster_crs, context.transformContext())
     backward = QgsCoordinateTransform(raster_crs, source_crs, context.transformContext())

@@ -304,6 +304,9 @@ BAD_INPUT = [
     # issue 15: the engine never silently explains a different place than the one drawn
     ("region in an engineering CRS", {"ROI": "ENGINEERING"},
      r"ROI: (no transformation is known|the region cannot be)"),
+    ("region in metres in a layer that says degrees", {"ROI": "UTM_AS_DEGREES"},
+     r"ROI: the region's coordinates \(e\.g\. [\d.e+]+, [\d.e+]+\) are not degrees, but its "
+     r"layer's CRS \(EPSG:4326.*\) is in degrees: the layer's CRS is probably wrong"),
     ("region at the UTM zone's antipode", {"ROI": "ANTIPODE"},
      r"ROI: the region (cannot be placed|\(longitude -17\d)"),
 ]
@@ -345,6 +348,12 @@ def bad_inputs(tmp_path_factory, sample_data):
         "geometry": {"type": "Polygon", "coordinates": [[[-177.3, -53.05], [-177.2, -53.05],
                                                          [-177.2, -52.95], [-177.3, -52.95],
                                                          [-177.3, -53.05]]]}}]}))
+    as_degrees = folder / "utm_as_degrees.geojson"  # UTM metres in a file that says WGS 84
+    as_degrees.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[x, y], [x + 200, y],
+                                                         [x + 200, y + 200], [x, y + 200],
+                                                         [x, y]]]}}]}))
     from osgeo import osr
 
     local = osr.SpatialReference()
@@ -359,6 +368,7 @@ def bad_inputs(tmp_path_factory, sample_data):
     feature = lyr = ds = None
     return {"NOT_ONNX": str(not_onnx), "TWO_BANDS": str(folder / "two.tif"),
             "ENGINEERING": str(folder / "engineering.gpkg"), "ANTIPODE": str(antipode),
+            "UTM_AS_DEGREES": str(as_degrees),
             "NO_CRS": str(folder / "nocrs.tif"), "POINT_FAR": str(far),
             "CORNER": str(corner),
             "EMPTY": ROI_OIL.format(**sample_data).replace("'oil'", "'nothing'")}
