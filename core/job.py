@@ -348,9 +348,20 @@ def _place(model, opened, roi_wkb, window):
         warnings.append("The region crosses the raster's edge; only its part inside the raster "
                         "is explained.")
     bounds = pixel_bounds(clipped, gt)
-    size = explanation_window_edge(window, fixed, model.tile_size,
-                                   max(bounds[1] - bounds[0], bounds[3] - bounds[2]),
+    extent_px = max(bounds[1] - bounds[0], bounds[3] - bounds[2])
+    size = explanation_window_edge(window, fixed, model.tile_size, extent_px,
                                    getattr(model, "context", None))
+    if window and not fixed:
+        automatic = explanation_window_edge(None, fixed, model.tile_size, extent_px,
+                                            getattr(model, "context", None))
+        side = max(info.height, info.width)
+        largest = max(2 * side, automatic)
+        if size > largest:
+            raise InputError(
+                f"WINDOW: {size} px is more than twice the raster's larger side ({side} "
+                f"px) and more than the automatic window ({automatic} px): most of it would be "
+                "nodata, and each model call would cost as much as the whole window. Use at "
+                f"most {largest} px, or 0 for the automatic window.")
     win = place_window(bounds, size, info.height, info.width)
     if _is_geographic(info.crs_wkt):
         warnings.append(

@@ -679,3 +679,13 @@ def test_a_collection_of_a_polygon_and_a_point_scores_both(raster):  # noqa: F81
     job = read_job(Model(), raster, roi, window=32)
     assert int(job.mask.sum()) == 64 + 1
     assert job.mask[60 - job.window.row0, 60 - job.window.col0]
+
+
+def test_a_window_far_larger_than_the_raster_is_refused(raster):  # noqa: F811
+    """WINDOW 8192 on a 96 px raster: each model call took ~50 s and ~18 GB, for a window
+    that is nodata almost everywhere."""
+    with pytest.raises(InputError, match=r"WINDOW: 8192 px is more than twice the raster's "
+                                         r"larger side \(96 px\) .*Use at most \d+ px"):
+        read_job(Model(), raster, region_wkb(44, 44, 52, 52), window=8192)
+    job = read_job(Model(), raster, region_wkb(44, 44, 52, 52), window=192)   # twice: kept
+    assert job.window.height == 192
