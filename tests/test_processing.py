@@ -393,19 +393,25 @@ def test_bad_input_stops_with_a_clear_message_and_no_output(provider, sample_dat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_batch_dialog_runs_several_rows(provider, sample_data, qgis_iface, tmp_path):
-    """QGIS's own batch-processing dialog, two rows (oil and sea), run as a user would."""
+def batch_dialog(alg, n_rows, load):
+    """QGIS's batch dialog for ``segexplainer:<alg>`` with ``n_rows`` rows and "Load layers
+    on completion" set to ``load``: ``(dialog, its panel, a context for typing values)``."""
     from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
     from processing.tools import dataobjects
     from qgis.core import QgsApplication
 
-    alg = QgsApplication.processingRegistry().createAlgorithmById("segexplainer:explain_rise")
-    dialog = BatchAlgorithmDialog(alg)
+    dialog = BatchAlgorithmDialog(
+        QgsApplication.processingRegistry().createAlgorithmById(f"segexplainer:{alg}"))
     panel = dialog.mainWidget()
-    panel.checkLoadLayersOnCompletion.setChecked(False)
-    while panel.batchRowCount() < 2:
+    panel.checkLoadLayersOnCompletion.setChecked(load)
+    while panel.batchRowCount() < n_rows:
         panel.addRow()
-    context = dataobjects.createContext()
+    return dialog, panel, dataobjects.createContext()
+
+
+def test_batch_dialog_runs_several_rows(provider, sample_data, qgis_iface, tmp_path):
+    """QGIS's own batch-processing dialog, two rows (oil and sea), run as a user would."""
+    dialog, panel, context = batch_dialog("explain_rise", 2, load=False)
     for row, region in enumerate(["oil", "sea"]):
         values = {"INPUT": sample_data["scene"], "MODEL": sample_data["model"],
                   "ROI": ROI_OIL.format(**sample_data).replace("'oil'", f"'{region}'"),
@@ -441,10 +447,8 @@ def test_batch_dialog_runs_explain_regions_rows(provider, sample_data, qgis_ifac
     """QGIS's batch dialog with explain_regions: two rows (RISE, occlusion), each into its own
     output folder, each writing its complete summary, loaded and styled ("Load layers on
     completion" left on, as a user has it)."""
-    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
-    from processing.tools import dataobjects
     from pytest_qgis.utils import process_events
-    from qgis.core import QgsApplication, QgsProject, QgsRuleBasedRenderer
+    from qgis.core import QgsProject, QgsRuleBasedRenderer
     from qgis.PyQt import sip
 
     # pytest-qgis delivers deferred deletions whenever a layer is added (legendLayersAdded):
@@ -452,14 +456,7 @@ def test_batch_dialog_runs_explain_regions_rows(provider, sample_data, qgis_ifac
     # (QGIS then fails calling any post-processor). QGIS itself never does so: off here.
     QgsProject.instance().legendLayersAdded.disconnect(process_events)
     try:
-        alg = QgsApplication.processingRegistry().createAlgorithmById(
-            "segexplainer:explain_regions")
-        dialog = BatchAlgorithmDialog(alg)
-        panel = dialog.mainWidget()
-        panel.checkLoadLayersOnCompletion.setChecked(True)
-        while panel.batchRowCount() < 2:
-            panel.addRow()
-        context = dataobjects.createContext()
+        dialog, panel, context = batch_dialog("explain_regions", 2, load=True)
         rows = {"rise": {"METHOD": 1, "N_MASKS": 16}, "occlusion": {"METHOD": 2, "MAX_DEPTH": 1}}
         for row, (method, extra) in enumerate(rows.items()):
             values = {"REGIONS": f"{sample_data['regions']}|layername=regions",
