@@ -122,9 +122,10 @@ def read_window(path, row0, col0, height, width, bands=None, *, screened=None, f
         try:
             data = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
         except RuntimeError as exc:  # a VRT's missing source, a truncated or unreadable file
-            raise InputError(f"INPUT: GDAL cannot read band {b} of the raster {path} "
-                             f"({str(exc).strip()[:300]}). Check that the file, and any file "
-                             "it refers to (a VRT's sources), exists and is readable.") from None
+            said = " ".join(str(exc).split())[:300]       # GDAL 3.10 adds "\nMay be caused by"
+            raise InputError(f"INPUT: GDAL cannot read band {b} of the raster {path} ({said}). "
+                             "Check that the file, and any file it refers to (a VRT's sources), "
+                             "exists and is readable.") from None
         nodata = band.GetNoDataValue()
         flagged = None
         if nodata is not None:
