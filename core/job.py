@@ -1070,10 +1070,10 @@ def extent_window(opened, info, extent):
                          "it to a north-up grid (Raster > Projections > Warp) first.")
     xmin, ymin, xmax, ymax = (float(v) for v in extent)
     if not (xmax > xmin and ymax > ymin):
+        side, length = ("width", xmax - xmin) if not xmax > xmin else ("height", ymax - ymin)
         raise InputError(f"EXTENT: the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no "
-                         f"area (its {'width' if not xmax > xmin else 'height'} is "
-                         f"{(xmax - xmin) if not xmax > xmin else (ymax - ymin):g}). Draw "
-                         "an extent with an area, or leave it empty for the whole raster.")
+                         f"area (its {side} is {length:g}). Draw an extent with an area, or "
+                         "leave it empty for the whole raster.")
     drawn = shapely.box(xmin, ymin, xmax, ymax)
     if opened.grid.warped and drawn.area > 0:     # its edges may curve on the grid
         drawn = shapely.segmentize(drawn, max(xmax - xmin, ymax - ymin) / 32)

@@ -516,8 +516,7 @@ class Executor:
     started here (None), or on an existing cluster (an address or a ``distributed.Client``)."""
 
     def __init__(self, scheduler=None, n_workers=None):
-        scheduler = _normal_scheduler(scheduler)
-        self.serial = scheduler == "serial"
+        self.serial = scheduler == "serial"        # normalised by the caller (_normal_scheduler)
         self.client = self.cluster = None
         self._old_executable = None
         self.n_threads = None
