@@ -96,12 +96,16 @@ class Region:
         Its raster file; default the run's ``raster``.
     crs_wkt : str, optional
         The geometry's CRS; default the run's ``crs_wkt``, else the raster's.
+    attributes : tuple of (str, value) pairs, optional
+        The input feature's own fields (int, float, str or None), carried into the summary
+        (after its own columns; a name the summary already has gets the prefix ``input_``).
     """
 
     id: int
     wkb: bytes
     raster: str = None
     crs_wkt: str = None
+    attributes: tuple = ()
 
 
 @dataclass
@@ -149,7 +153,8 @@ def read_regions(path, *, layer=None, raster_field=None):
     """The features of a vector file as :class:`Region` objects, and the layer's CRS (WKT).
 
     ``raster_field`` names a field holding each feature's raster path (relative paths are
-    relative to the vector file's folder). Features without a geometry are left out.
+    relative to the vector file's folder). Features without a geometry are left out. Each
+    region carries the feature's fields (:attr:`Region.attributes`).
     """
     from osgeo import gdal, ogr
 
@@ -169,6 +174,7 @@ def read_regions(path, *, layer=None, raster_field=None):
     srs = lyr.GetSpatialRef()
     crs = srs.ExportToWkt() if srs is not None else ""
     folder = os.path.dirname(os.path.abspath(str(path)))
+    fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     out = []
     for feat in lyr:
         geom = feat.GetGeometryRef()
@@ -177,9 +183,42 @@ def read_regions(path, *, layer=None, raster_field=None):
         raster = None
         if raster_field:
             raster = raster_beside(feat.GetField(raster_field), folder)
+        attributes = tuple((name, _ogr_value(feat, i)) for i, name in enumerate(fields))
         out.append(Region(id=int(feat.GetFID()), wkb=bytes(geom.ExportToIsoWkb()),
-                          raster=raster, crs_wkt=crs))
+                          raster=raster, crs_wkt=crs, attributes=attributes))
     return out, crs
+
+
+def _ogr_value(feature, i):
+    """Field ``i`` of an OGR feature as :func:`plain_value` gives it; dates and times in
+    ISO 8601 (2026-11-30, 2026-11-30T06:12:05, as QGIS writes them)."""
+    from osgeo import ogr
+
+    if not feature.IsFieldSetAndNotNull(i):
+        return None
+    kind = feature.GetFieldType(i)
+    if kind in (ogr.OFTDate, ogr.OFTDateTime, ogr.OFTTime):
+        y, mo, d, h, mi, sec, _ = feature.GetFieldAsDateTime(i)
+        day, clock = f"{y:04d}-{mo:02d}-{d:02d}", f"{h:02d}:{mi:02d}:{int(sec):02d}"
+        return {ogr.OFTDate: day, ogr.OFTTime: clock}.get(kind, f"{day}T{clock}")
+    return plain_value(feature.GetField(i))
+
+
+def plain_value(value):
+    """A field value as the summary stores it: None, int, float or str (lists as JSON)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps([plain_value(v) for v in value], default=str)
+    if isinstance(value, (bytes, bytearray)):
+        return None
+    return str(value)
 
 
 def method_parameters(method):
@@ -741,6 +780,7 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
         os.makedirs(folder, exist_ok=True)
         threads = n_threads or executor.n_threads
         tasks, records, skipped = [], [None] * len(regions), 0
+        same = {}        # key -> indices of the later regions with the same inputs
         for i, region in enumerate(regions):
             source = region.raster or raster
             region_crs = region.crs_wkt or crs_wkt
@@ -754,12 +794,21 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
                     "faithfulness": int(faithfulness or 0), "report": bool(report),
                     "model_path": str(model_path), "model_sha256": model.sha256,
                     "n_threads": threads}
+            if key in same:          # the same geometry, raster and parameters: one result
+                same[key].append(i)
+                continue
+            same[key] = []
             stored = _complete(task["folder"], key)
             if stored is not None:
                 records[i] = dict(stored, message="complete from an earlier run")
                 skipped += 1
             else:
                 tasks.append(task)
+        for rec in [r for r in records if r is not None]:   # copies of the complete ones
+            skipped += len(same[rec["key"]])
+            for i in same[rec["key"]]:
+                records[i] = dict(rec, region_id=regions[i].id)
+        _say_duplicates(regions, same, say)
         say("info", f"{len(regions)} regions: {skipped} already complete, {len(tasks)} to "
                     f"explain on {executor.n_workers} worker(s)"
                     + (f", {threads} onnxruntime thread(s) each" if threads else ""))
@@ -770,7 +819,9 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
         def on_record(j, record):
             index = tasks[j]["index"]
             records[index] = record
-            state["finished"] += 1
+            for i in same[tasks[j]["key"]]:
+                records[i] = dict(record, region_id=regions[i].id)
+            state["finished"] += 1 + len(same[tasks[j]["key"]])
             if record["status"] in ("failed", "error"):
                 say("warning", f"Region {record['region_id']}: {record['message']}")
             if progress is not None:
@@ -800,6 +851,23 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
                      n_skipped=skipped, cancelled=not completed,
                      seconds=time.perf_counter() - started, n_workers=executor.n_workers)
     return run
+
+
+def _say_duplicates(regions, same, say):
+    """Warn of feature ids used more than once, and of regions explained once for several
+    features (same geometry, raster and parameters)."""
+    from collections import Counter
+
+    shared = sorted(i for i, n in Counter(r.id for r in regions).items() if n > 1)
+    if shared:
+        ids = ", ".join(str(i) for i in shared[:10]) + (", ..." if len(shared) > 10 else "")
+        say("warning", f"REGIONS: {len(shared)} feature id(s) are used by more than one feature "
+                       f"({ids}); their rows in the summary share a region_id. The input's own "
+                       "fields, carried into the summary, tell them apart.")
+    copies = sum(len(v) for v in same.values())
+    if copies:
+        say("info", f"{copies} region(s) have the same geometry, raster and parameters as an "
+                    "earlier one: each is explained once and its result shared.")
 
 
 def _local_workers(scheduler, n_workers, say):
@@ -850,8 +918,8 @@ def _first_raster_crs(regions, raster):
 
 def write_summary(path, regions, records, crs_wkt, metadata):
     """The summary layer ``regions`` of ``path`` (a GeoPackage), written atomically: one
-    feature per record, with the region's geometry (in ``crs_wkt``) and
-    :data:`SUMMARY_FIELDS`."""
+    feature per record, with the region's geometry (in ``crs_wkt``), :data:`SUMMARY_FIELDS`,
+    then the regions' own fields (:func:`input_columns`)."""
     from osgeo import gdal, ogr, osr
 
     from .geoio import atomic_path
@@ -872,15 +940,19 @@ def write_summary(path, regions, records, crs_wkt, metadata):
         ds = gdal.GetDriverByName("GPKG").Create(tmp, 0, 0, 0, gdal.GDT_Unknown)
         try:
             layer = ds.CreateLayer("regions", srs, kind)
-            for name, k in SUMMARY_FIELDS.items():
+            extra = input_columns(regions)
+            columns = dict(SUMMARY_FIELDS, **{out: k for _, out, k in extra})
+            for name, k in columns.items():
                 layer.CreateField(ogr.FieldDefn(name, ogr_kind[k]))
             layer.SetMetadata({str(k): str(v) for k, v in metadata.items()})
             defn = layer.GetLayerDefn()
             layer.StartTransaction()
-            for geom, record in zip(geoms, records):
+            for geom, record, region in zip(geoms, records, regions):
                 feat = ogr.Feature(defn)
                 feat.SetGeometry(force(geom.Clone()))
-                for name, k in SUMMARY_FIELDS.items():
+                own = dict(region.attributes)
+                record = dict(record, **{out: own.get(name) for name, out, _ in extra})
+                for name, k in columns.items():
                     value = record.get(name)
                     if value is None or (k == "real" and not np.isfinite(float(value))):
                         feat.SetFieldNull(name)
@@ -895,3 +967,26 @@ def write_summary(path, regions, records, crs_wkt, metadata):
         finally:
             ds = None
     return str(path)
+
+
+def input_columns(regions):
+    """``(input name, summary name, kind)`` of the regions' own fields, in their order: kind
+    "int", "real" or "str" from the values; a name the summary has already (its own columns,
+    a GeoPackage's ``fid`` and ``geom``, in any case) gets the prefix ``input_``."""
+    kinds = {}
+    for region in regions:
+        for name, value in region.attributes:
+            seen = kinds.setdefault(name, set())
+            if value is not None:
+                seen.add("int" if isinstance(value, int) else
+                         "real" if isinstance(value, float) else "str")
+    taken = {n.lower() for n in SUMMARY_FIELDS} | {"fid", "geom", "geometry"}
+    out = []
+    for name, seen in kinds.items():
+        kind = "str" if "str" in seen or not seen else "real" if "real" in seen else "int"
+        column = name
+        while column.lower() in taken:
+            column = f"input_{column}"
+        taken.add(column.lower())
+        out.append((name, column, kind))
+    return out

@@ -173,6 +173,7 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         self._regions, self._no_geometry = [], []
         self._regions_path = layer_file(self.parameterAsVectorLayer(parameters, self.REGIONS,
                                                                     context))
+        names = source.fields().names()
         for feature in source.getFeatures():
             geom = feature.geometry()
             if geom.isNull() or geom.isEmpty():
@@ -181,8 +182,9 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
             if QgsWkbTypes.isCurvedType(geom.wkbType()):      # arcs: as their segments
                 geom = QgsGeometry(geom.constGet().segmentize())
             raster = str(feature[field] or "") if field else None
-            self._regions.append(Region(id=int(feature.id()), wkb=bytes(geom.asWkb()),
-                                        raster=raster))
+            self._regions.append(Region(
+                id=int(feature.id()), wkb=bytes(geom.asWkb()), raster=raster,
+                attributes=tuple(zip(names, map(field_value, feature.attributes())))))
         if not self._regions:
             raise QgsProcessingException("REGIONS: the layer has no features with a geometry "
                                          "(or none are selected).")
@@ -253,6 +255,20 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         context.addLayerToLoadOnCompletion(run.summary_path, details)
         return {self.OUTPUT: run.summary_path, self.OUTPUT_FOLDER: folder,
                 "N_DONE": run.n_done, "N_FAILED": run.n_failed, "N_SKIPPED": run.n_skipped}
+
+
+def field_value(value):
+    """A QGIS attribute value as the summary stores it (:func:`~..core.regions.plain_value`):
+    NULL as None, dates and times as ISO 8601 text."""
+    from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime, QVariant
+
+    from ..core.regions import plain_value
+
+    if isinstance(value, QVariant):
+        value = None if value.isNull() else value.value()
+    if isinstance(value, (QDate, QDateTime, QTime)):
+        value = value.toString(Qt.DateFormat.ISODate) if value.isValid() else None
+    return plain_value(value)
 
 
 def help_html_all():

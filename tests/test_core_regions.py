@@ -272,3 +272,64 @@ def test_serial_is_understood_in_any_case(sample_data, tmp_path):
                           str(tmp_path / "out"), raster=sample_data["scene"], crs_wkt=crs,
                           window=64, n_masks=4, scheduler=" SERIAL ")
     assert run.n_done == 1 and run.n_workers == 1
+
+
+def test_features_sharing_an_id_or_a_geometry_each_get_a_row_with_their_own_fields(
+        sample_data, tmp_path):
+    """Three features with one id (a GeoJSON may repeat ids), the first and last with the
+    same geometry: three rows in input order, told apart by the input's fields (a name the
+    summary has already, like status, prefixed with input_); the shared geometry explained once
+    and its folder shared; a re-run finds all three complete."""
+    a, b = boxes(sample_data["scene"], 2)
+    fields = [(("name", "a"), ("status", "new"), ("score", 0.9), ("n", 3)),
+              (("name", "b"), ("status", None), ("score", None), ("n", 4)),
+              (("name", "c"), ("status", "old"), ("score", 0.5), ("n", None))]
+    regions = [Region(id=7, wkb=geom.wkb, attributes=attrs)
+               for geom, attrs in zip([a, b, a], fields)]
+    out = str(tmp_path / "out")
+    said = []
+    options = dict(raster=sample_data["scene"], scheduler="serial", window=128, max_depth=2,
+                   n_best=1, n_threads=1, log=lambda kind, text: said.append((kind, text)))
+    run = explain_regions(regions, sample_data["model"], "oil", "occlusion", out, **options)
+    assert (run.n_done, run.n_failed, run.n_skipped) == (3, 0, 0)
+    assert len(region_folders(out)) == 2
+    rows = summary_features(run.summary_path)
+    assert [r["name"] for r in rows] == ["a", "b", "c"]
+    assert [r["input_status"] for r in rows] == ["new", None, "old"]
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert [r["score"] for r in rows] == [0.9, None, 0.5]
+    assert [r["n"] for r in rows] == [3, 4, None]
+    assert [r["region_id"] for r in rows] == [7, 7, 7]
+    assert rows[0]["folder"] == rows[2]["folder"] != rows[1]["folder"]
+    assert rows[0]["prediction"] == rows[2]["prediction"]
+    assert any(kind == "warning" and "1 feature id(s) are used by more than one feature (7)"
+               in text for kind, text in said), said
+    again = explain_regions(regions, sample_data["model"], "oil", "occlusion", out, **options)
+    assert (again.n_done, again.n_skipped) == (0, 3)
+    assert [r["name"] for r in summary_features(again.summary_path)] == ["a", "b", "c"]
+
+
+def test_read_regions_carries_each_features_fields(sample_data, tmp_path):
+    from osgeo import osr
+
+    path = str(tmp_path / "detections.gpkg")
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(raster_info(sample_data["scene"]).crs_wkt)
+    layer = ds.CreateLayer("detections", srs, ogr.wkbPolygon)
+    for name, kind in [("label", ogr.OFTString), ("area", ogr.OFTReal),
+                       ("count", ogr.OFTInteger64), ("seen", ogr.OFTDate)]:
+        layer.CreateField(ogr.FieldDefn(name, kind))
+    for region, values in zip(boxes(sample_data["scene"], 2),
+                              [("slick", 1.5, 2, "2026/11/30"), (None, None, None, None)]):
+        feat = ogr.Feature(layer.GetLayerDefn())
+        feat.SetGeometry(ogr.CreateGeometryFromWkb(region.wkb))
+        for name, value in zip(("label", "area", "count", "seen"), values):
+            if value is not None:
+                feat.SetField(name, value)
+        layer.CreateFeature(feat)
+    ds = None
+    regions, _ = read_regions(path)
+    assert [dict(r.attributes) for r in regions] == [
+        {"label": "slick", "area": 1.5, "count": 2, "seen": "2026-11-30"},
+        {"label": None, "area": None, "count": None, "seen": None}]

@@ -231,3 +231,33 @@ def test_curved_regions_are_explained_as_their_segments(provider, sample_data, t
                 "OUTPUT_FOLDER": str(tmp_path / "out"), **RISE})
     rows = features(res["OUTPUT"])
     assert [r["status"] for r in rows] == ["done"], rows
+
+
+def test_the_summary_carries_each_regions_own_fields(provider, sample_data, tmp_path):
+    """The regions' fields follow the summary's own columns: a date as ISO text, a name the
+    summary has (status; the GeoPackage's fid) prefixed with input_."""
+    path = str(tmp_path / "detections.gpkg")
+    src = ogr.Open(sample_data["regions"])
+    ds = ogr.GetDriverByName("GPKG").CopyDataSource(src, path)
+    layer = ds.GetLayerByName("regions")
+    for name, kind in [("label", ogr.OFTString), ("seen", ogr.OFTDate),
+                       ("status", ogr.OFTString)]:
+        layer.CreateField(ogr.FieldDefn(name, kind))
+    fids = []
+    for k, feature in enumerate(layer):
+        feature.SetField("label", f"slick {k}")
+        feature.SetField("seen", f"2026/11/{10 + k}")
+        if k:
+            feature.SetField("status", "confirmed")
+        layer.SetFeature(feature)
+        fids.append(feature.GetFID())
+    ds = src = None
+    res = _run({"REGIONS": f"{path}|layername=regions", "INPUT": sample_data["scene"],
+                "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+                "OUTPUT_FOLDER": str(tmp_path / "out"), **dict(RISE, N_MASKS=8)})
+    rows = features(res["OUTPUT"])
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert [r["label"] for r in rows] == ["slick 0", "slick 1", "slick 2"]
+    assert [r["seen"] for r in rows] == ["2026-11-10", "2026-11-11", "2026-11-12"]
+    assert [r["input_status"] for r in rows] == [None, "confirmed", "confirmed"]
+    assert [r["input_fid"] for r in rows] == [r["region_id"] for r in rows] == fids
