@@ -682,7 +682,7 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
                     raster_field=None, layer=None, crs_wkt=None, bands=None, window=None,
                     faithfulness=0, report=False, n_threads=None, scheduler=None,
                     n_workers=None, progress=None, cancel=None, log=None, regions_path=None,
-                    **params):
+                    summary_path=None, **params):
     """Explain every region and write the summary layer and each region's outputs.
 
     Parameters
@@ -725,6 +725,8 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
         The file the ``Region`` objects come from (a vector file given as ``regions`` is its
         own): the output folder may not overwrite it, and relative raster paths are taken
         relative to its folder.
+    summary_path : str, optional
+        The summary GeoPackage; default ``output_folder/regions.gpkg``.
     **params
         The method's parameters (:mod:`.parameters`; :func:`method_parameters`).
 
@@ -765,11 +767,12 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
     if not os.path.isfile(str(model_path)):
         raise InputError(f"MODEL: the model file '{model_path}' does not exist. Choose an "
                          ".onnx segmentation model file.")
-    summary_path = os.path.join(str(output_folder), "regions.gpkg")
-    check_destinations({"OUTPUT_FOLDER": summary_path},
+    key = "OUTPUT" if summary_path else "OUTPUT_FOLDER"
+    summary_path = str(summary_path or os.path.join(str(output_folder), "regions.gpkg"))
+    check_destinations({key: summary_path},
                        {"REGIONS": regions_path, "INPUT": raster, "MODEL": model_path},
-                       kinds={"OUTPUT_FOLDER": "vector"})
-    check_writable(summary_path, "OUTPUT_FOLDER")
+                       kinds={key: "gpkg"})
+    check_writable(summary_path, key)
     model = SegmentationModel.load(str(model_path), n_threads=n_threads)
     class_name = model.class_names[resolve_class(class_name, model.class_names, say)]
     folder = os.path.join(str(output_folder), "regions")

@@ -8,18 +8,19 @@ that lies inside each region: its own signature, or context.
 
 import os
 
-from qgis.core import (QgsGeometry, QgsProcessingAlgorithm, QgsProcessingContext,
-                       QgsProcessingException,
-                       QgsProcessingLayerPostProcessorInterface, QgsProcessingOutputNumber,
-                       QgsProcessingOutputVectorLayer, QgsProcessingParameterBand,
+from qgis.core import (QgsGeometry, QgsProcessing, QgsProcessingAlgorithm,
+                       QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingLayerPostProcessorInterface, QgsProcessingOutputLayerDefinition,
+                       QgsProcessingOutputNumber, QgsProcessingParameterBand,
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
+                       QgsProcessingParameterVectorDestination, QgsProperty,
                        QgsRuleBasedRenderer, QgsSymbol, QgsWkbTypes)
 
-from .common import (RasterInputParameter, band_numbers, feedback_callbacks, layer_file,
-                     raster_input, run_guarded)
+from .common import (RasterInputParameter, band_numbers, feedback_callbacks, forget_outputs,
+                     layer_file, raster_input, run_guarded)
 from .compat import ADVANCED, NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON, enum_value
 from .parameters import (EXPLAIN_METHODS, check_values, definition, for_algorithm, form_value,
                          help_html)
@@ -87,12 +88,14 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
             "with one METHOD, exactly as the single-region algorithms do for the same "
             "parameters and seed. Each feature's raster is INPUT, or the file named in its "
             "RASTER_FIELD (for detections across many scenes).</p>"
-            "<p>Writes OUTPUT_FOLDER/regions.gpkg, one feature per region: scene, status and "
+            "<p>Writes OUTPUT_FOLDER/regions.gpkg (or the GeoPackage OUTPUT names), one feature "
+            "per region: scene, status and "
             "message, prediction, base value, sum of contributions (SHAP), own_share (the share "
             "of the excitation inside the region: near 1 the region's own signature, near 0 "
             "context such as a ship or a wind shadow), the strongest excitation and "
             "inhibition cells, deletion/insertion AUC (FAITHFULNESS steps, 0 = off), "
-            "evaluations, seconds and the paths of its rasters. Each region's rasters and cells "
+            "evaluations, seconds and the paths of its rasters, then the region's own fields "
+            "(a name the summary has gets the prefix input_). Each region's rasters and cells "
             "are in OUTPUT_FOLDER/regions/&lt;id&gt;-&lt;key&gt;/.</p>"
             "<p>A failing region is recorded with its message; the others go on. Re-running with "
             "the same parameters skips the regions already complete. Cancel keeps the complete "
@@ -148,7 +151,9 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(workers)
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_FOLDER, "Output folder"))
-        self.addOutput(QgsProcessingOutputVectorLayer(self.OUTPUT, "Summary of the regions"))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, "Summary of the regions (GeoPackage; temporary or empty: regions.gpkg "
+            "in the output folder)", SOURCE_POLYGON, optional=True, createByDefault=True))
         for key, label in [("N_DONE", "Regions explained"), ("N_FAILED", "Regions failed"),
                            ("N_SKIPPED", "Regions already complete")]:
             self.addOutput(QgsProcessingOutputNumber(key, label))
@@ -189,7 +194,27 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("REGIONS: the layer has no features with a geometry "
                                          "(or none are selected).")
         self._bands = band_numbers(self, parameters, context, self.BANDS)
+        self._summary, self._load_summary = self._summary_destination(parameters, context)
         return True
+
+    def _summary_destination(self, parameters, context):
+        """``(path or None, load)``: the summary's file when OUTPUT names one (None: the
+        output folder's regions.gpkg), and whether QGIS should load it when the run ends
+        (not when OUTPUT comes without a project to load into: the batch dialog's "Load
+        layers on completion" or the dialog's "Open output file" unchecked)."""
+        raw = parameters.get(self.OUTPUT)
+        load = not (isinstance(raw, QgsProcessingOutputLayerDefinition)
+                    and raw.destinationProject is None)
+        sink = raw.sink if isinstance(raw, QgsProcessingOutputLayerDefinition) else raw
+        if isinstance(sink, QgsProperty) and sink.propertyType() == enum_value(
+                "Qgis.PropertyType.Static", "QgsProperty.Type.StaticProperty"):
+            sink = sink.staticValue()
+        if sink is None or (isinstance(sink, str) and sink.strip() in (
+                "", QgsProcessing.TEMPORARY_OUTPUT)):
+            return None, load
+        path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        forget_outputs(context, [path])        # loaded (or not) by _explain, styled
+        return path or None, load
 
     # -- worker thread --------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -227,7 +252,7 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
             progress=progress, cancel=cancel,
             log=lambda kind, text: (feedback.pushWarning if kind == "warning"
                                     else feedback.pushInfo)(text),
-            regions_path=self._regions_path, **params)
+            regions_path=self._regions_path, summary_path=self._summary, **params)
         feedback.pushInfo(f"{run.n_done} region(s) explained, {run.n_failed} failed, "
                           f"{run.n_skipped} already complete, in {run.seconds:.1f} s on "
                           f"{run.n_workers} worker(s). Summary: {run.summary_path}")
@@ -246,13 +271,14 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
                 f"No region could be explained: all {run.n_failed} failed. The first (feature "
                 f"{first.get('region_id')}): {first.get('message')} The summary "
                 f"{run.summary_path} gives each region's message.")
-        details = QgsProcessingContext.LayerDetails(
-            f"Regions: {method}", context.project(), self.OUTPUT)
-        processor = RegionsStyle()
-        _ALIVE.append(processor)
-        del _ALIVE[:-64]
-        details.setPostProcessor(processor)
-        context.addLayerToLoadOnCompletion(run.summary_path, details)
+        if self._load_summary:
+            details = QgsProcessingContext.LayerDetails(
+                f"Regions: {method}", context.project(), self.OUTPUT)
+            processor = RegionsStyle()
+            _ALIVE.append(processor)
+            del _ALIVE[:-64]
+            details.setPostProcessor(processor)
+            context.addLayerToLoadOnCompletion(run.summary_path, details)
         return {self.OUTPUT: run.summary_path, self.OUTPUT_FOLDER: folder,
                 "N_DONE": run.n_done, "N_FAILED": run.n_failed, "N_SKIPPED": run.n_skipped}
 

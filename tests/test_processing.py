@@ -442,11 +442,12 @@ def test_batch_dialog_runs_several_rows(provider, sample_data, qgis_iface, tmp_p
         dialog.close()
 
 
+@pytest.mark.parametrize("load", [True, False], ids=["load", "no-load"])
 def test_batch_dialog_runs_explain_regions_rows(provider, sample_data, qgis_iface, tmp_path,
-                                                project_restored):
+                                                project_restored, load):
     """QGIS's batch dialog with explain_regions: two rows (RISE, occlusion), each into its own
-    output folder, each writing its complete summary, loaded and styled ("Load layers on
-    completion" left on, as a user has it)."""
+    output folder, each writing its complete summary, loaded and styled when "Load layers on
+    completion" is on (as a user has it), and not loaded when it is off (it loaded anyway)."""
     from pytest_qgis.utils import process_events
     from qgis.core import QgsProject, QgsRuleBasedRenderer
     from qgis.PyQt import sip
@@ -456,7 +457,7 @@ def test_batch_dialog_runs_explain_regions_rows(provider, sample_data, qgis_ifac
     # (QGIS then fails calling any post-processor). QGIS itself never does so: off here.
     QgsProject.instance().legendLayersAdded.disconnect(process_events)
     try:
-        dialog, panel, context = batch_dialog("explain_regions", 2, load=True)
+        dialog, panel, context = batch_dialog("explain_regions", 2, load=load)
         rows = {"rise": {"METHOD": 1, "N_MASKS": 16}, "occlusion": {"METHOD": 2, "MAX_DEPTH": 1}}
         for row, (method, extra) in enumerate(rows.items()):
             values = {"REGIONS": f"{sample_data['regions']}|layername=regions",
@@ -480,7 +481,10 @@ def test_batch_dialog_runs_explain_regions_rows(provider, sample_data, qgis_ifac
             assert layer.GetMetadataItem("method") == method     # each row its own method
         loaded = {lyr.source().split("|")[0]: lyr for lyr in project_restored.mapLayers().values()}
         for path in summaries:
-            assert isinstance(loaded[str(path)].renderer(), QgsRuleBasedRenderer)
+            if load:
+                assert isinstance(loaded[str(path)].renderer(), QgsRuleBasedRenderer)
+            else:
+                assert str(path) not in loaded
         if not sip.isdeleted(dialog):
             dialog.close()
     finally:

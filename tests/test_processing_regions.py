@@ -261,3 +261,34 @@ def test_the_summary_carries_each_regions_own_fields(provider, sample_data, tmp_
     assert [r["seen"] for r in rows] == ["2026-11-10", "2026-11-11", "2026-11-12"]
     assert [r["input_status"] for r in rows] == [None, "confirmed", "confirmed"]
     assert [r["input_fid"] for r in rows] == [r["region_id"] for r in rows] == fids
+
+
+def test_output_names_the_summary_file_loaded_styled(provider, sample_data, tmp_path,
+                                                     project_restored):
+    """OUTPUT given: the summary is that GeoPackage (the output folder keeps the regions'
+    folders only), loaded and styled; a name that is no GeoPackage is refused before work."""
+    import processing
+    import pytest
+    from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
+                           QgsRuleBasedRenderer)
+
+    summary = tmp_path / "summaries" / "slicks_november.gpkg"
+    params = {"REGIONS": REGIONS.format(**sample_data), "INPUT": sample_data["scene"],
+              "MODEL": sample_data["model"], "CLASS": "oil", "SCHEDULER": "serial",
+              "OUTPUT_FOLDER": str(tmp_path / "out"), "OUTPUT": str(summary),
+              **dict(RISE, N_MASKS=8)}
+    context = QgsProcessingContext()
+    context.setProject(project_restored)
+    res = processing.runAndLoadResults("segexplainer:explain_regions", params, context=context,
+                                       feedback=QgsProcessingFeedback())
+    assert res["OUTPUT"] == str(summary)
+    assert [r["status"] for r in features(str(summary))] == ["done"] * 3
+    assert not (tmp_path / "out" / "regions.gpkg").exists()
+    assert len(list((tmp_path / "out" / "regions").iterdir())) == 3
+    loaded = [layer for layer in project_restored.mapLayers().values()
+              if layer.source().split("|")[0] == str(summary)]
+    assert len(loaded) == 1 and isinstance(loaded[0].renderer(), QgsRuleBasedRenderer)
+    with pytest.raises(QgsProcessingException, match=r"OUTPUT: 'summary\.shp' would receive a "
+                                                     r"GeoPackage.*Name it with \.gpkg"):
+        _run(dict(params, OUTPUT=str(tmp_path / "summary.shp")))
+    assert not (tmp_path / "summary.shp").exists()
