@@ -220,9 +220,11 @@ PARAMETERS = (
                              "Neighbour-average infill (occlusion)"),
               short="Baseline"),
     Parameter("baseline_value", "BASELINE_VALUE", float, None,
-              "Constant baseline value (raw raster units)",
-              "Raw raster value of switched-off pixels for the 'Constant' baseline (Python: "
-              "one value or one per band).",
+              "Constant baseline value (raster units)",
+              "Value of switched-off pixels for the 'Constant' baseline, in the raster's units "
+              "as QGIS shows them (after a band's scale and offset; complex bands in the unit "
+              "the model reads), before the model's own normalisation (Python: one value or "
+              "one per band).",
               shown_default=0.0, decimals=4, short="Baseline value"),
     Parameter("blur_sigma", None, float, 8.0, "Blur sigma (pixels)",
               "Standard deviation of the Gaussian of the 'blur' baseline, pixels.",
