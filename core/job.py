@@ -433,10 +433,10 @@ def _read_grid(model, source, opened, roi_wkb, window):
 OUTSIDE_SHARE = 0.2
 
 
-def _range_notes(model, image):
-    """Warnings when the window's values do not look like what the model takes: many values
-    outside its min-max input range, or backscatter in the other unit (linear values, all in
-    [0, 2), for a model in dB; mostly negative values for a model in linear units)."""
+def _range_notes(model, image, what="the window's values"):
+    """Warnings when ``what`` (``image``'s values) do not look like what the model takes: many
+    values outside its min-max input range, or backscatter in the other unit (linear values,
+    all in [0, 2), for a model in dB; mostly negative values for a model in linear units)."""
     from .sentinel1 import UNIT_KEY, input_unit
 
     finite = image[np.isfinite(image)]
@@ -450,7 +450,7 @@ def _range_notes(model, image):
         share = float(np.mean((finite < low) | (finite > high)))
         if share > OUTSIDE_SHARE:
             clips = ", which clips them" if getattr(scaling, "clip", False) else ""
-            notes.append(f"{share:.0%} of the window's values lie outside the model's input "
+            notes.append(f"{share:.0%} of {what} lie outside the model's input "
                          f"range, {low:g} to {high:g} (its metadata's min-max scaling"
                          f"{clips}); the raster may not "
                          "be in the unit the model was trained on (dB or linear backscatter, "
@@ -460,12 +460,12 @@ def _range_notes(model, image):
     said_linear = UNIT_KEY in raw or (getattr(scaling, "type", None) == "minmax"
                                       and scaling.min is not None and float(scaling.min) >= 0)
     if unit == "dB" and finite.min() >= 0 and finite.max() < 2 and finite.max() > 0:
-        notes.append("The window's values all lie in [0, 2), like linear backscatter, but the "
-                     "model takes dB: convert the raster (10 x log10) if it is linear.")
+        notes.append(f"{what[0].upper()}{what[1:]} all lie in [0, 2), like linear "
+                     "backscatter, but the model takes dB: convert the raster (10 x log10) if it "
+                     "is linear.")
     elif unit == "linear" and said_linear and float(np.mean(finite < 0)) > 0.5:
-        notes.append("Most of the window's values are negative, like backscatter in dB, but "
-                     "the model takes linear values: convert the raster (10^(dB / 10)) if it "
-                     "is in dB.")
+        notes.append(f"Most of {what} are negative, like backscatter in dB, but the model "
+                     "takes linear values: convert the raster (10^(dB / 10)) if it is in dB.")
     return notes
 
 
@@ -1017,6 +1017,10 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
         window = part(opened)
         recorded = dict(opened.record)
         complex_as, notes = _band_conversions(model, info, read_bands, recorded)
+        notes += _range_notes(model, _value_sample(opened.grid.path, read_bands, window, info,
+                                                   complex_as),
+                              "the values of the raster (a sample of the part segmented)")
+        notes += _resolution_notes(model, info)
         for warning in opened.warnings + tuple(notes):
             _say(log, "warning", warning)
         metadata = {"seg_explainer_version": plugin_version(), "model_file": str(model.path),
@@ -1049,6 +1053,22 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
     if screening:
         _say(log, "warning", screening)
     return summary
+
+
+def _value_sample(path, bands, window, info, complex_as, edge=128):
+    """Values of ``window`` (the whole raster when None) as the model is given them, for the
+    unit checks: five ``edge`` px blocks (centre and the quarters' centres), (N, C)."""
+    from .geoio import read_window
+
+    row0, col0, height, width = window or (0, 0, info.height, info.width)
+    blocks = []
+    for fy, fx in ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)):
+        r = row0 + max(0, min(height - edge, int(fy * height) - edge // 2))
+        c = col0 + max(0, min(width - edge, int(fx * width) - edge // 2))
+        block = read_window(path, r, c, min(edge, height), min(edge, width), bands,
+                            complex_as=complex_as)
+        blocks.append(block.reshape(-1, block.shape[2]))
+    return np.concatenate(blocks)
 
 
 def extent_window(opened, info, extent):

@@ -671,6 +671,38 @@ def test_pixels_far_from_the_model_s_resolution_are_warned_of(tmp_path, pixel, s
     assert (notes == []) if said is None else any(said in w for w in notes), job.warnings
 
 
+@pytest.mark.parametrize("values, pixel, said", [
+    (0.05, 10.0, ["values of the raster (a sample of the part segmented) all lie in [0, 2), "
+                  "like linear backscatter, but the model takes dB", "outside the model's "
+                  "input range, -35 to -5"]),
+    (-1500.0, 10.0, ["of the values of the raster (a sample of the part segmented) lie "
+                     "outside the model's input range, -35 to -5"]),
+    (-15.0, 40.0, ["pixels are 40 m wide, but the model's metadata says it was trained at "
+                   "10 m"]),
+    (-15.0, 10.0, [])])
+def test_segment_warns_of_values_in_another_unit_and_pixels_of_another_size(
+        tmp_path, values, pixel, said):
+    """The unit and resolution checks of the explain path, in segment too (a linear raster
+    was segmented by a dB model without a word)."""
+    from seg_explainer.core.job import segment_to_files
+
+    data = values + np.random.default_rng(8).normal(0, abs(values) * 0.05, (SIZE, SIZE))
+    path = write(tmp_path / "r.tif", data, (1000.0, pixel, 0, 5000.0, 0, -pixel), 32633)
+    meta = _Meta(scaling=_Scaling(-35.0))
+    meta.resolution_cm = 1000.0
+
+    class Unit(Model):
+        metadata = meta
+
+    told = []
+    segment_to_files(Unit(), path, str(tmp_path / "p.tif"), tile_size=32,
+                     log=lambda level, text: told.append(text))
+    notes = [t for t in told if "unit" in t or "backscatter" in t or "trained at" in t]
+    assert len(notes) == len(said), told
+    for text in said:
+        assert any(text in t for t in notes), told
+
+
 def test_a_collection_of_a_polygon_and_a_point_scores_both(raster):  # noqa: F811
     """The point moved the window but was left out of the region: now its pixel is in."""
     x, y = 1000.0 + 10 * 60.5, 5000.0 - 10 * 60.5        # the centre of pixel (60, 60)
