@@ -10,6 +10,7 @@ so that the Qt6-readiness scan (tests/test_qt6_ready.py) sees no alias spelled i
 from qgis import core as _core
 
 __all__ = ["ADVANCED", "NUMBER_DOUBLE", "NUMBER_INTEGER", "SOURCE_POLYGON", "SOURCE_POINT",
+           "SOURCE_ANY_GEOMETRY",
            "GEOMETRY_POINT", "GEOMETRY_POLYGON", "GEOMETRY_LINE", "FILTER_RASTER",
            "FILTER_POLYGON", "FILTER_POINT", "enum_value", "layer_filters"]
 
@@ -37,6 +38,8 @@ SOURCE_POLYGON = enum_value("Qgis.ProcessingSourceType.VectorPolygon",
                             "QgsProcessing.SourceType.TypeVectorPolygon")
 SOURCE_POINT = enum_value("Qgis.ProcessingSourceType.VectorPoint",
                           "QgsProcessing.SourceType.TypeVectorPoint")
+SOURCE_ANY_GEOMETRY = enum_value("Qgis.ProcessingSourceType.VectorAnyGeometry",
+                                 "QgsProcessing.SourceType.TypeVectorAnyGeometry")
 GEOMETRY_POINT = enum_value("Qgis.GeometryType.Point", "QgsWkbTypes.GeometryType.PointGeometry")
 GEOMETRY_LINE = enum_value("Qgis.GeometryType.Line", "QgsWkbTypes.GeometryType.LineGeometry")
 GEOMETRY_POLYGON = enum_value("Qgis.GeometryType.Polygon",

@@ -21,7 +21,8 @@ from qgis.core import (QgsGeometry, QgsProcessing, QgsProcessingAlgorithm,
 
 from .common import (RasterInputParameter, band_numbers, feedback_callbacks, forget_outputs,
                      layer_file, raster_input, run_guarded)
-from .compat import ADVANCED, NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON, enum_value
+from .compat import (ADVANCED, NUMBER_INTEGER, SOURCE_ANY_GEOMETRY, SOURCE_POINT,
+                     SOURCE_POLYGON, enum_value)
 from .parameters import (EXPLAIN_METHODS, check_values, definition, for_algorithm, form_value,
                          help_html)
 
@@ -153,7 +154,7 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
             self.OUTPUT_FOLDER, "Output folder"))
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Summary of the regions (GeoPackage; temporary or empty: regions.gpkg "
-            "in the output folder)", SOURCE_POLYGON, optional=True, createByDefault=True))
+            "in the output folder)", SOURCE_ANY_GEOMETRY, optional=True, createByDefault=True))
         for key, label in [("N_DONE", "Regions explained"), ("N_FAILED", "Regions failed"),
                            ("N_SKIPPED", "Regions already complete")]:
             self.addOutput(QgsProcessingOutputNumber(key, label))
