@@ -5,9 +5,10 @@
 # layer styled by own_share.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CODE=$ROOT/scripts/screenshot_qgis.py OUT=$ROOT/docs/screenshot.png
-if [ "${1:-}" = regions ]; then
-    CODE=$ROOT/scripts/screenshot_regions_qgis.py OUT=$ROOT/docs/regions.png
+OUT=$ROOT/docs/screenshot.png
+export SEGX_SHOT_KIND=${1:-dock}
+if [ "$SEGX_SHOT_KIND" = regions ]; then
+    OUT=$ROOT/docs/regions.png
 fi
 SHOT=$(mktemp -d /tmp/segx_shot.XXXXXX)
 export SEGX_SHOT="$SHOT" SEGX_ROOT="$ROOT"
@@ -17,7 +18,7 @@ XVFB=$!
 trap 'kill $XVFB $QGIS 2>/dev/null || true' EXIT
 export DISPLAY=:97
 sleep 2
-bash "$ROOT/scripts/run_qgis.sh" --noversioncheck --nologo --code "$CODE" \
+bash "$ROOT/scripts/run_qgis.sh" --noversioncheck --nologo --code "$ROOT/scripts/screenshot_qgis.py" \
     > "$SHOT/qgis.log" 2>&1 &
 QGIS=$!
 for _ in $(seq 1 900); do [ -f "$SHOT/READY" ] && break; sleep 1; done
