@@ -208,9 +208,7 @@ def plain_value(value):
     """A field value as the summary stores it: None, int, float or str (lists as JSON)."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value)
@@ -807,10 +805,15 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
                 skipped += 1
             else:
                 tasks.append(task)
-        for rec in [r for r in records if r is not None]:   # copies of the complete ones
-            skipped += len(same[rec["key"]])
-            for i in same[rec["key"]]:
-                records[i] = dict(rec, region_id=regions[i].id)
+        def share(record):
+            """``record`` also for the later regions with its inputs; how many they are."""
+            copies = same[record["key"]]
+            for i in copies:
+                records[i] = dict(record, region_id=regions[i].id)
+            return len(copies)
+
+        for rec in [r for r in records if r is not None]:   # the complete ones
+            skipped += share(rec)
         _say_duplicates(regions, same, say)
         say("info", f"{len(regions)} regions: {skipped} already complete, {len(tasks)} to "
                     f"explain on {executor.n_workers} worker(s)"
@@ -822,9 +825,7 @@ def explain_regions(regions, model_path, class_name, method, output_folder, *, r
         def on_record(j, record):
             index = tasks[j]["index"]
             records[index] = record
-            for i in same[tasks[j]["key"]]:
-                records[i] = dict(record, region_id=regions[i].id)
-            state["finished"] += 1 + len(same[tasks[j]["key"]])
+            state["finished"] += 1 + share(record)
             if record["status"] in ("failed", "error"):
                 say("warning", f"Region {record['region_id']}: {record['message']}")
             if progress is not None:
