@@ -27,7 +27,9 @@ seeds independent); calibration of our standard errors: coverage of +-1.96 SE an
 For quick iterations, environment variables restrict the run (the long table in
 docs/shapley_benchmark.md is then left alone, and the section says it is restricted):
 ``SHAP_BENCH_GAMES`` (';'-separated parts of game names, e.g. ``saturating, M=14;sample``),
-``SHAP_BENCH_BUDGETS`` (e.g. ``128,256``), ``SHAP_BENCH_SEEDS`` (e.g. ``5``)::
+``SHAP_BENCH_BUDGETS`` (e.g. ``128,256``), ``SHAP_BENCH_SEEDS`` (e.g. ``5``), and
+``SHAP_BENCH_OPTIONS``, keyword options of our ``kernel_shap`` as JSON (e.g.
+``{"sampling": "kernel"}``), to measure a variant against the same competitors::
 
     SHAP_BENCH_GAMES="saturating, M=14" SHAP_BENCH_BUDGETS=256,512 \
         .venv-bench/bin/python bench/run_all.py --only shap_accuracy
@@ -162,11 +164,12 @@ def competitor_results(name, table, budgets, n_seeds):
 
 # --------------------------------------------------------------------------- ours
 
-def ours(table, m, budget, seeds):
-    """Our estimates, standard errors and evaluations over the seeds.
+def ours(table, m, budget, seeds, options=None):
+    """Our estimates, standard errors and evaluations over the seeds; ``options``: keyword
+    options of ``kernel_shap``.
 
     Cached under .cache/bench keyed by the estimator's source file, the game's table, the
-    budget and the seeds: a change to core/kernel_shap.py runs it again.
+    budget, the seeds and the options: a change to core/kernel_shap.py runs it again.
     """
     import inspect
 
@@ -174,7 +177,8 @@ def ours(table, m, budget, seeds):
 
     source = inspect.getsourcefile(sys.modules[kernel_shap.__module__])
     key = _setup.cache_key(code=file_sha256(source), table=result_key(table, [budget]),
-                           seeds=list(seeds), version=1)
+                           seeds=list(seeds), version=1,
+                           **({"options": options} if options else {}))
     name = f"shap_ours_{key}"
     cached = _setup.cache_load(name)
     if cached is not None:
@@ -182,7 +186,7 @@ def ours(table, m, budget, seeds):
     est, se, evals, eff = [], [], [], 0.0
     for s in seeds:
         game = TableGame(table, m)
-        res = kernel_shap(game, m, budget - 2, seed=s, batch_size=8192)
+        res = kernel_shap(game, m, budget - 2, seed=s, batch_size=8192, **(options or {}))
         est.append(res.values)
         se.append(res.standard_errors)
         evals.append(game.rows)
@@ -257,18 +261,30 @@ def _fmt(x):
 
 
 def restriction():
-    """The SHAP_BENCH_* restriction: (game name parts or None, budgets or None, seeds or None)."""
+    """The SHAP_BENCH_* restriction: (game name parts or None, budgets or None, seeds or None,
+    our estimator's options or None)."""
     games_env = os.environ.get("SHAP_BENCH_GAMES")
     budgets_env = os.environ.get("SHAP_BENCH_BUDGETS")
     seeds_env = os.environ.get("SHAP_BENCH_SEEDS")
+    options_env = os.environ.get("SHAP_BENCH_OPTIONS")
+    options = None
+    if options_env:
+        try:
+            options = json.loads(options_env)
+        except ValueError as exc:
+            raise SystemExit(f"SHAP_BENCH_OPTIONS is not JSON ({exc}): give kernel_shap's "
+                             "options as an object, e.g. '{\"sampling\": \"kernel\"}'")
+        if not isinstance(options, dict):
+            raise SystemExit("SHAP_BENCH_OPTIONS must be a JSON object of kernel_shap's "
+                             "options, e.g. '{\"sampling\": \"kernel\"}'")
     return ([g.strip() for g in games_env.split(";") if g.strip()] if games_env else None,
             tuple(int(b) for b in budgets_env.split(",")) if budgets_env else None,
-            int(seeds_env) if seeds_env else None)
+            int(seeds_env) if seeds_env else None, options or None)
 
 
 def run(quick=False):
-    only_games, only_budgets, only_seeds = restriction()
-    restricted = any(r is not None for r in (only_games, only_budgets, only_seeds))
+    only_games, only_budgets, only_seeds, options = restriction()
+    restricted = any(r is not None for r in (only_games, only_budgets, only_seeds, options))
     seeds = list(range(only_seeds or (QUICK_SEEDS if quick else FULL_SEEDS)))
     budgets = only_budgets or ((64, 128, 256) if quick else BUDGETS)
     t0 = time.perf_counter()
@@ -287,7 +303,7 @@ def run(quick=False):
         scale = float(np.mean(exact ** 2))
         played.append((name, table, exact))
         for budget in budgets:
-            est, se, evals, eff = ours(table, m, budget, seeds)
+            est, se, evals, eff = ours(table, m, budget, seeds, options)
             eff_worst = max(eff_worst, eff / max(abs(table[-1] - table[0]), 1e-300))
             mine = mse_stats(est, exact)
             exact_ours = mine.mean() <= EXACT_REL * scale
@@ -327,11 +343,11 @@ def run(quick=False):
     own, model_time, per_image, n_eval = overhead(quick)
     return _report(cells, notes, versions, all_errors, sorted(labels_seen), seeds, eff_worst,
                    (own, model_time, per_image, n_eval), time.perf_counter() - t0,
-                   quick or restricted, restricted)
+                   quick or restricted, restricted, options)
 
 
 def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, seconds, quick,
-            restricted=False):
+            restricted=False, options=None):
     compared = [c for c in cells if c["others"]]
     summary = []
     if compared:
@@ -425,7 +441,9 @@ def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, secon
                  f"of the sample model on a 512 x 512 window at {per_image * 1e3:.0f} ms each.")
     if restricted:
         parts.append("**Restricted run** (SHAP_BENCH_GAMES / SHAP_BENCH_BUDGETS / "
-                     "SHAP_BENCH_SEEDS): not every game, budget or seed.")
+                     "SHAP_BENCH_SEEDS / SHAP_BENCH_OPTIONS): not every game, budget or seed"
+                     + (f"; ours with the options {json.dumps(options)}" if options else "")
+                     + ".")
     parts.append(f"Run time {seconds:.0f} s.")
     if compared and not quick:
         _write_long_table(cells, labels, len(seeds))

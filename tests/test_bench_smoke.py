@@ -64,6 +64,30 @@ def test_shap_accuracy_facts():
         assert c["ours_evals"] <= c["budget"]
 
 
+def test_shap_bench_options_reach_our_estimator(monkeypatch, tmp_path):
+    bench = importlib.import_module("bench_shap_accuracy")
+    games = importlib.import_module("shapley_games")
+    from seg_explainer.core.kernel_shap import kernel_shap
+
+    monkeypatch.setattr(_setup, "CACHE", tmp_path)
+    monkeypatch.setenv("SHAP_BENCH_OPTIONS", '{"surrogate": false, "sampling": "kernel"}')
+    options = bench.restriction()[3]
+    assert options == {"surrogate": False, "sampling": "kernel"}
+    m = 8
+    table = games.synthetic_table("sparse", m)
+    est = bench.ours(table, m, 64, [0, 1], options)[0]
+    plain = bench.ours(table, m, 64, [0, 1])[0]
+    for seed in (0, 1):
+        want = kernel_shap(games.TableGame(table, m), m, 62, seed=seed, batch_size=8192,
+                           surrogate=False, sampling="kernel").values
+        np.testing.assert_allclose(est[seed], want, rtol=0, atol=1e-12)
+    assert not np.allclose(est, plain)          # not served from the default's cache
+    for bad in ("sampling=kernel", "[1]"):
+        monkeypatch.setenv("SHAP_BENCH_OPTIONS", bad)
+        with pytest.raises(SystemExit, match="SHAP_BENCH_OPTIONS"):
+            bench.restriction()
+
+
 def test_exact_shapley_oracle_agrees_with_brute_force():
     g = importlib.import_module("shapley_games")
     m = 6
