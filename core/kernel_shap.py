@@ -627,7 +627,7 @@ def _choose_singles(design, first, y, delta, seed):
     shares = np.zeros(len(delta))
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held_out = _select_terms(base, x, sw, target, None, seed)
+        terms, held_out = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
         cols = base
         if terms:
             cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
@@ -757,7 +757,7 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held_out = [], None
         if surrogate and not design["exact"]:
-            terms, held_out = _select_terms(base, x, sw, target, design, seed)
+            terms, held_out = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
         extra = None
         if offset is not None:
             g, stratum, even_var, n_full, sampled = offset
@@ -910,9 +910,10 @@ def _candidate_terms(m, ranking):
     return terms
 
 
-def _select_terms(base, x, sw, target, design, seed):
+def _select_terms(base, x, sw, target, half_total, seed):
     """Odd interaction terms chosen by orthogonal matching pursuit, their number by K-fold
-    cross-validation over pairs.
+    cross-validation over pairs. ``half_total``: ``(v(N) - v(0)) / 2``, the sum of the
+    first-order coefficients, which gives feature 0's (eliminated) one.
 
     Returns ``(terms, held_out)``: a list of feature tuples (maybe empty) and every pair's
     weighted residual when its fold was held out, at the chosen number of terms (None when
@@ -921,7 +922,7 @@ def _select_terms(base, x, sw, target, design, seed):
     n, m = x.shape
     u, inv = _orthonormal(base)
     first = inv @ (u.T @ target)
-    strength = np.abs(np.concatenate([[-first.sum()], first]))   # |c| of every feature
+    strength = np.abs(np.concatenate([[half_total - first.sum()], first]))   # |c| of each
     pool = _candidate_terms(m, np.argsort(-strength, kind="stable"))
     n_train = n * (_FOLDS - 1) // _FOLDS
     k_max = min(len(pool), _MAX_STEPS, int(_STEP_SHARE * n_train) - base.shape[1])

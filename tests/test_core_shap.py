@@ -226,6 +226,26 @@ def test_games_of_order_four_recovered_below_full_enumeration():
         assert np.linalg.norm(plain.values - truth) > 1e-4
 
 
+def test_interaction_among_weaker_features_found_when_feature_0_is_null():
+    # with M = 20 the candidate triples are those among the 16 strongest features by the
+    # first-order fit; feature 0 (a null player here) must be ranked by its own coefficient,
+    # not take a place from the interaction's members (ranked 14th-16th)
+    m = 20
+    a = np.zeros(m)
+    a[1:14] = 10.0
+    a[14:17] = 0.1
+
+    def v(z):
+        zf = z.astype(float)
+        return zf @ a + 4.0 * zf[:, 17] * zf[:, 18] * zf[:, 19]
+
+    truth = a.copy()
+    truth[17:] += 4.0 / 3.0
+    res = kernel_shap(v, m, 1000, seed=3)
+    assert not res.exact
+    np.testing.assert_allclose(res.values, truth, atol=1e-9)
+
+
 def test_pairwise_game_exact_from_pairs_alone():
     # complementary pairs cancel every even term: a game of order <= 2 is recovered by the
     # first-order fit as soon as the pairs determine it
