@@ -23,10 +23,11 @@ separate steps:
   per stratum the first phase gives. When the even part's variance around those means is
   below half the odd residual's (a sigmoid of a weighted sum, as a segmentation
   probability: a few %), the rest of the budget goes to single coalitions, one side of the
-  remaining pairs and of as many new ones, weighted by their precision; otherwise to the
-  remaining pairs (the estimate is then the one-phase one). The singles' standard errors
-  add the even part's variance (not reduced by the finite-population correction) and that
-  of the even means.
+  remaining pairs and of as many new ones (drawn in the other strata where a stratum has
+  too few left; near full enumeration, the other sides of some singles), weighted by
+  their precision; otherwise to the remaining pairs (the estimate is then the one-phase
+  one). The singles' standard errors add the even part's
+  variance (not reduced by the finite-population correction) and that of the even means.
 * solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
   part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
   part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
@@ -656,10 +657,12 @@ def _choose_singles(design, first, y, delta, seed):
 
 def _single_rows(design, first, singles, rng):
     """Single coalitions for the second phase: one random side of every pair not yet
-    evaluated, and one of as many new pairs, distinct, in each sampled stratum.
+    evaluated, and one of as many new pairs, distinct, in each sampled stratum (see
+    ``_new_pairs``; when they run out, the other sides of some singles).
 
-    Returns the rows (E, M), their stratum and sign (+1: the canonical side, the one
-    ``_distinct_subsets`` returns) and their canonical sides as +-1 (E, M).
+    Returns the rows (E + C, M), the singles' signs (E,) (+1: the canonical side, the one
+    ``_distinct_subsets`` returns) and a dict: their strata and canonical sides as +-1
+    (E, M), and ``other`` (C,), the singles whose pair is completed by the last C rows.
     """
     z, n0 = design["z"], design["n_enum"]
     m = z.shape[1]
@@ -667,8 +670,7 @@ def _single_rows(design, first, singles, rng):
     rest = np.setdiff1d(np.arange(len(strata)), singles["pairs"])
     canon = [z[n0 + 2 * rest]]
     unit_strata = [strata[rest]]
-    for j in np.unique(strata[rest]):
-        want = int((strata[rest] == j).sum())
+    for j, want in _new_pairs(design, rest).items():
         have = z[n0 + 2 * np.flatnonzero(strata == j)]
         population = int(design["population"][j])
         draw = min(population, len(have) + want)
@@ -682,33 +684,66 @@ def _single_rows(design, first, singles, rng):
     canon = np.concatenate(canon)
     sign = np.where(rng.random(len(canon)) < 0.5, 1.0, -1.0)
     rows = np.where(sign[:, None] > 0, canon, ~canon)
-    return rows, sign, {"strata": np.concatenate(unit_strata),
-                        "x": np.where(canon, 1.0, -1.0)}
+    # near full enumeration the strata run out of pairs: the rest of the budget completes
+    # as many singles' pairs (their other sides last), which then count as pairs
+    other = np.sort(rng.permutation(len(canon))[:max(0, 2 * len(rest) - len(canon))])
+    return np.concatenate([rows, ~rows[other]]), sign, \
+        {"strata": np.concatenate(unit_strata), "x": np.where(canon, 1.0, -1.0),
+         "other": other}
+
+
+def _new_pairs(design, rest):
+    """New pairs to draw (one side each) per sampled stratum, ``{stratum: count}``: as many
+    as the stratum's pairs not evaluated (``rest``), so that singles spend what those pairs
+    would have; where a stratum has too few pairs left unsampled, the shortfall goes to the
+    other sampled strata that have some, one at a time in turn, so that the whole budget
+    is spent (when the strata together have too few, see ``_single_rows``)."""
+    strata = design["pair_stratum"]
+    sampled = np.unique(strata)
+    want = np.bincount(strata[rest], minlength=len(design["fpc"]))
+    spare = np.array([int(design["population"][j]) for j in range(len(want))]) \
+        - np.bincount(strata, minlength=len(want))
+    take = np.minimum(want, spare)
+    short = int((want - take).sum())
+    while short > 0:
+        open_ = sampled[take[sampled] < spare[sampled]]
+        if len(open_) == 0:
+            break
+        for j in open_[:short]:
+            take[j] += 1
+        short -= min(short, len(open_))
+    return {int(j): int(take[j]) for j in sampled if take[j] > 0}
 
 
 def _single_units(design, first, units, sign, y, y_single, singles):
     """The regression's units when the second phase took single coalitions: the pairs
     evaluated (exact odd part) and the singles (odd part = sign * (value - the stratum's
     even mean)), weighted so that each sampled stratum keeps its kernel mass, a single
-    counting ``share`` of a pair; with the strata and finite-population corrections."""
+    counting ``share`` of a pair; with the strata and finite-population corrections.
+    Singles whose other side was evaluated too (``units["other"]``) count as pairs."""
     n_enum = design["n_enum"] // 2
-    pairs, mass = singles["pairs"], singles["mass"]
-    strata_full = design["pair_stratum"][pairs]
-    strata_single = units["strata"]
-    share = singles["share"]
+    mass, share = singles["mass"], singles["share"]
+    k, other = len(units["x"]), units["other"]
+    keep = np.ones(k, dtype=bool)
+    keep[other] = False
+    done_odd = sign[other, None] * (y_single[other] - y_single[k:]) / 2
+    strata_full = np.concatenate([design["pair_stratum"][singles["pairs"]],
+                                  units["strata"][other]])
+    strata_single, sign = units["strata"][keep], sign[keep]
+    n_pairs = len(strata_full)
     n_strata = len(design["fpc"])
     n_full = np.bincount(strata_full, minlength=n_strata)
     n_single = np.bincount(strata_single, minlength=n_strata)
-    odd_single = sign[:, None] * (y_single - singles["even_mean"][strata_single])
-    x = np.concatenate([singles["x"], units["x"]])
-    odd = np.concatenate([singles["odd"], odd_single])
+    odd_single = sign[:, None] * (y_single[:k][keep] - singles["even_mean"][strata_single])
+    x = np.concatenate([singles["x"], units["x"][other], units["x"][keep]])
+    odd = np.concatenate([singles["odd"], done_odd, odd_single])
     d = odd.shape[1]
     w = np.empty((len(x), d))
     w[:n_enum] = singles["w"][:n_enum, None]
     denom = n_full[:, None] + share[None, :] * n_single[:, None]          # (S, D)
     per = mass[:, None] / np.where(denom > 0, denom, 1.0)
-    w[n_enum:len(pairs) + n_enum] = per[strata_full]
-    w[len(pairs) + n_enum:] = per[strata_single] * share[None, :]
+    w[n_enum:n_pairs + n_enum] = per[strata_full]
+    w[n_pairs + n_enum:] = per[strata_single] * share[None, :]
     population = np.asarray([float(p) for p in design["population"]])
     fpc = np.clip(1.0 - (n_full + n_single) / population, 0.0, 1.0)
     se_design = {"n_enum": 2 * n_enum, "pair_stratum": np.concatenate([strata_full,
@@ -717,9 +752,9 @@ def _single_units(design, first, units, sign, y, y_single, singles):
     # for the errors' extra terms: d odd / d (stratum's even mean) = -sign on the singles;
     # the even part's variance per stratum; the share of each stratum sampled
     offset = np.zeros(len(x))
-    offset[len(pairs) + n_enum:] = -sign
+    offset[n_pairs + n_enum:] = -sign
     stratum = np.full(len(x), -1)
-    stratum[len(pairs) + n_enum:] = strata_single
+    stratum[n_pairs + n_enum:] = strata_single
     return {"x": x, "odd": odd, "sw": np.sqrt(w), "design": se_design,
             "singles": (offset, stratum, singles["even_var"], n_full, 1.0 - fpc)}
 
