@@ -350,10 +350,11 @@ def test_singles_near_full_enumeration_complete_pairs_and_stay_calibrated():
     assert 0.5 < np.mean(z2) < 2.0
 
 
-# (12, 126), (12, 510), (16, 1022): a stratum runs out of unsampled pairs (M = 12: 66 of size
-# 2) before its singles are drawn; the rest of the budget goes to the other strata
+# (12, 126), (12, 510), (16, 1022), (50, 2148): a stratum runs out of unsampled pairs (M = 12:
+# 66 of size 2; M = 50 at the engine's default 2 M + 2048: 50 of size 1) before its singles are
+# drawn; the rest of the budget goes to the other strata
 @pytest.mark.parametrize("m,budget", [(14, 200), (14, 700), (40, 900), (12, 126), (12, 510),
-                                      (16, 1022)])
+                                      (16, 1022), (50, 2148)])
 def test_single_coalitions_distinct_within_budget_and_efficient(m, budget):
     rec = Recorder(saturating_game(m))
     res = kernel_shap(rec, m, budget, batch_size=17, seed=5)
