@@ -26,8 +26,8 @@ separate steps:
   remaining pairs and of as many new ones (drawn in the other strata where a stratum has
   too few left; near full enumeration, the other sides of some singles), weighted by
   their precision; otherwise to the remaining pairs (the estimate is then the one-phase
-  one). The singles' standard errors add the even part's
-  variance (not reduced by the finite-population correction) and that of the even means.
+  one). The singles' standard errors add the even part's variance (not reduced by the
+  finite-population correction) and that of the even means.
 * solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
   part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
   part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
