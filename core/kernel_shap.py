@@ -701,16 +701,18 @@ def _new_pairs(design, rest):
     strata = design["pair_stratum"]
     sampled = np.unique(strata)
     want = np.bincount(strata[rest], minlength=len(design["fpc"]))
-    spare = np.array([int(design["population"][j]) for j in range(len(want))]) \
-        - np.bincount(strata, minlength=len(want))
+    drawn = np.bincount(strata, minlength=len(want))
+    # pairs left unsampled, capped by what could be wanted (populations are Python ints,
+    # astronomically large for big M)
+    spare = np.array([min(int(p) - int(d), int(want.sum())) for p, d in
+                      zip(design["population"], drawn)], dtype=np.int64)
     take = np.minimum(want, spare)
     short = int((want - take).sum())
     while short > 0:
         open_ = sampled[take[sampled] < spare[sampled]]
         if len(open_) == 0:
             break
-        for j in open_[:short]:
-            take[j] += 1
+        take[open_[:short]] += 1
         short -= min(short, len(open_))
     return {int(j): int(take[j]) for j in sampled if take[j] > 0}
 
