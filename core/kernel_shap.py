@@ -19,15 +19,19 @@ separate steps:
 * two phases (``_first_phase``, ``_choose_singles``): the enumerated strata and a quarter of
   each sampled stratum's pairs (at least ``2 (M + 2)`` of them) are evaluated first.
   A pair spends two evaluations to observe the odd part exactly; a single coalition spends
-  one and observes the odd part plus the even part, ``(v(S) + v(N \\ S)) / 2``, whose mean
-  per stratum the first phase gives. When the even part's variance around those means is
-  below half the odd residual's (a sigmoid of a weighted sum, as a segmentation
-  probability: a few %), the rest of the budget goes to single coalitions, one side of the
+  one and observes the odd part plus the even part, ``e(x) = (v(S) + v(N \\ S)) / 2``,
+  which the first phase's pairs observe exactly: a model of it is fitted to them (a level
+  per coalition size and even interaction terms, products of 2 and 4 features, chosen by
+  matching pursuit and cross-validation as for the odd part; a game of pairwise products
+  has an exactly pairwise even part) and subtracted from the singles. When the even
+  part's variance around that model is below half the odd residual's (a sigmoid of a
+  weighted sum, as a segmentation probability; games of low order), the rest of the
+  budget goes to single coalitions, one side of the
   remaining pairs and of as many new ones (drawn in the other strata where a stratum has
   too few left; near full enumeration, the other sides of some singles), weighted by
   their precision; otherwise to the remaining pairs (the estimate is then the one-phase
   one). The singles' standard errors add the even part's variance (not reduced by the
-  finite-population correction) and that of the even means.
+  finite-population correction) and that of the model's levels.
 * solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
   part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
   part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
@@ -601,15 +605,17 @@ def _choose_singles(design, first, y, delta, seed):
     A pair costs two evaluations and observes the odd part exactly: its error in the
     regression is the odd residual (variance ``s_o``, left by the fit with the terms that
     cross-validation chooses on the first phase's pairs, as the final fit would). A single
-    coalition costs one and observes the odd part plus the even part, whose mean per size
-    stratum is estimated from the pairs: its error variance is ``s_o + s_e``, ``s_e`` the even
-    part's variance around the stratum means. Two singles carry more information than a pair
-    when ``s_e < s_o`` (a saturating game's even part is a few % of its odd residual; a game
-    with pairwise products has an even part many times larger); singles are taken when
+    coalition costs one and observes the odd part plus the even part, which is modelled
+    from the pairs (``_even_model``): its error variance is ``s_o + s_e``, ``s_e`` the even
+    part's (cross-validated) variance around the model. Two singles carry more information
+    than a pair when ``s_e < s_o`` (a saturating game's even part is a few % of its odd
+    residual around a level per size; a game of pairwise products has an even part of
+    pairwise products, which the model's terms capture); singles are taken when
     ``s_e < s_o / 2`` (at least 4/3 the information), since both are estimates and a wrong
     choice of singles can cost far more than the 2x a wrong choice of pairs can. Both are
     kernel-weighted and estimated on the sampled pairs only. Returns None (pairs) or a dict
-    with the even means per stratum ``even_mean`` (S, D) and the singles' precision factor
+    with the even part's models ``even`` (one per column, for ``_even_predict``), its
+    residual variance per stratum ``even_var`` (S, D) and the singles' precision factor
     ``share = s_o / (s_o + s_e)`` (D,).
     """
     pairs, x, odd, even, w, mass = _full_pairs(design, first, y)
@@ -623,12 +629,15 @@ def _choose_singles(design, first, y, delta, seed):
     usable = counts[strata] >= 2
     if not usable.any():
         return None
-    even_mean = np.zeros((n_strata, len(delta)))
+    models = []
     even_var = np.zeros((n_strata, len(delta)))
     shares = np.zeros(len(delta))
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held_out = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
+        first = _orthonormal(base)
+        first = first[1] @ (first[0].T @ target)
+        strength = np.abs(np.concatenate([[0.5 * delta[col] - first.sum()], first]))
         cols = base
         if terms:
             cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
@@ -640,19 +649,80 @@ def _choose_singles(design, first, y, delta, seed):
             f = (_FOLDS - 1) / _FOLDS
             r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
         s_o = float(r2[n_enum:].sum() / ws.sum())
-        e = even[n_enum:, col]
-        even_mean[:, col] = np.bincount(strata, e, minlength=n_strata) / np.maximum(counts, 1)
-        dev = (e - even_mean[strata, col]) ** 2 * (counts / np.maximum(counts - 1, 1))[strata]
+        model, e2 = _even_model(x, even[:, col], sw, np.argsort(-strength, kind="stable"),
+                                seed)
+        models.append(model)
+        dev = e2[n_enum:] / ws                  # squared residuals, unweighted
         s_e = float((ws * dev)[usable].sum() / ws[usable].sum())
         if not s_e < 0.5 * s_o:        # a margin for the estimates' noise: a wrong
             return None                  # 'singles' can cost far more than a wrong 'pairs'
         shares[col] = s_o / (s_o + s_e)
-        # each stratum's even mean is itself an estimate: its variance (within-stratum
-        # spread over the pairs that gave it, the pooled one where fewer than 2)
+        # the model's level of each stratum is itself an estimate: its variance (the
+        # residuals' within-stratum spread over the pairs that gave it, the pooled one
+        # where fewer than 2)
         within = np.bincount(strata, dev, minlength=n_strata) / np.maximum(counts, 1)
         even_var[:, col] = np.where(counts >= 2, within, s_e)
-    return {"even_mean": even_mean, "even_var": even_var, "share": shares, "pairs": pairs,
+    return {"even": models, "even_var": even_var, "share": shares, "pairs": pairs,
             "x": x, "odd": odd, "w": w, "mass": mass}
+
+
+def _even_model(x, even, sw, ranking, seed):
+    """A model of the game's even part ``e(x) = (v(S) + v(N \\ S)) / 2`` from the pairs
+    (first sides ``x``, +-1): a constant per coalition size ``min(|S|, M - |S|)`` plus even
+    interaction terms (products of 2 features, and of 4 among the strongest), chosen by
+    matching pursuit and cross-validation, weighted by the pairs' weights (``sw``: square
+    roots), as the singles' errors enter the regression.
+
+    Returns the model (for ``_even_predict``) and every pair's squared weighted residual,
+    the average of the in-sample and the cross-validated one as in ``_fit_odd`` (the
+    in-sample one's HC2 correction when no term is chosen).
+    """
+    n, m = x.shape
+    size = _size_class(x)
+    classes = np.unique(size)
+    base = (size[:, None] == classes[None, :]) * sw[:, None]
+    pool = _candidate_terms(m, ranking, ((2, _MAX_TERMS[0]), (4, _MAX_TERMS[1])))
+    target = even * sw
+    n_train = n * (_FOLDS - 1) // _FOLDS
+    k_max = min(len(pool), _MAX_STEPS, int(_STEP_SHARE * n_train) - len(classes))
+    order, held_out = [], None
+    if k_max > 0 and n >= 2 * _FOLDS:
+        cols = np.concatenate([base, _products(x, pool) * sw[:, None]], axis=1)
+        order, held_out = _cv_pursuit(cols, target, len(classes), k_max, seed)
+    terms = [pool[j - len(classes)] for j in order]
+    cols = np.concatenate([base, _products(x, terms) * sw[:, None]], axis=1)
+    u, inv = _orthonormal(cols)
+    coef = inv @ (u.T @ target)
+    resid = target - cols @ coef
+    if held_out is None:
+        r2 = resid ** 2 / (1.0 - np.clip((u ** 2).sum(axis=1), 0.0, 0.99))
+    else:
+        f = (_FOLDS - 1) / _FOLDS
+        r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
+    level = np.zeros(m // 2 + 1)
+    level[classes] = coef[:len(classes)]
+    return {"level": level, "terms": terms, "coef": coef[len(classes):]}, r2
+
+
+def _size_class(x):
+    """``min(|S|, M - |S|)`` of every row's coalition (``x``: +-1)."""
+    size = (x > 0).sum(axis=1)
+    return np.minimum(size, x.shape[1] - size)
+
+
+def _products(x, terms):
+    """Parity products of ``terms`` on the rows ``x`` (+-1), (n, len(terms))."""
+    out = np.empty((len(x), len(terms)))
+    for k, t in enumerate(terms):
+        out[:, k] = np.prod(x[:, list(t)], axis=1)
+    return out
+
+
+def _even_predict(models, x):
+    """The even part predicted by ``_even_model``'s models (one per column) at ``x``, (n, D)."""
+    size = _size_class(x)
+    return np.stack([mod["level"][size] + _products(x, mod["terms"]) @ mod["coef"]
+                     for mod in models], axis=1)
 
 
 def _single_rows(design, first, singles, rng):
@@ -719,8 +789,8 @@ def _new_pairs(design, rest):
 
 def _single_units(design, first, units, sign, y, y_single, singles):
     """The regression's units when the second phase took single coalitions: the pairs
-    evaluated (exact odd part) and the singles (odd part = sign * (value - the stratum's
-    even mean)), weighted so that each sampled stratum keeps its kernel mass, a single
+    evaluated (exact odd part) and the singles (odd part = sign * (value - the even part's
+    model)), weighted so that each sampled stratum keeps its kernel mass, a single
     counting ``share`` of a pair; with the strata and finite-population corrections.
     Singles whose other side was evaluated too (``units["other"]``) count as pairs."""
     n_enum = design["n_enum"] // 2
@@ -736,7 +806,8 @@ def _single_units(design, first, units, sign, y, y_single, singles):
     n_strata = len(design["fpc"])
     n_full = np.bincount(strata_full, minlength=n_strata)
     n_single = np.bincount(strata_single, minlength=n_strata)
-    odd_single = sign[:, None] * (y_single[:k][keep] - singles["even_mean"][strata_single])
+    odd_single = sign[:, None] * (y_single[:k][keep]
+                                  - _even_predict(singles["even"], units["x"][keep]))
     x = np.concatenate([singles["x"], units["x"][other], units["x"][keep]])
     odd = np.concatenate([singles["odd"], done_odd, odd_single])
     d = odd.shape[1]
@@ -751,7 +822,7 @@ def _single_units(design, first, units, sign, y, y_single, singles):
     se_design = {"n_enum": 2 * n_enum, "pair_stratum": np.concatenate([strata_full,
                                                                        strata_single]),
                  "fpc": fpc, "exact": False}
-    # for the errors' extra terms: d odd / d (stratum's even mean) = -sign on the singles;
+    # for the errors' extra terms: d odd / d (stratum's even level) = -sign on the singles;
     # the even part's variance per stratum; the share of each stratum sampled
     offset = np.zeros(len(x))
     offset[n_pairs + n_enum:] = -sign
@@ -809,10 +880,7 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
 
 def _term_columns(x, terms):
     """Parity products of ``terms`` on the rows ``x`` (+-1), minus the reference ``x[:, 0]``."""
-    out = np.empty((len(x), len(terms)))
-    for k, t in enumerate(terms):
-        out[:, k] = np.prod(x[:, list(t)], axis=1)
-    return out - x[:, :1]
+    return _products(x, terms) - x[:, :1]
 
 
 def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extra=None):
@@ -825,10 +893,11 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     ``held_out``, when the terms were chosen by cross-validation: every pair's weighted
     residual when its fold was held out. Standard errors: see ``_sandwich_se``; ``extra``
     ``(g, stratum, even_var, n_full, sampled)`` describes single coalitions: their targets
-    were corrected by their stratum's even mean (``d target / d mean = g``), an estimate of
-    variance ``even_var / n_full`` (S,), and their residuals carry the even part (variance
-    ``even_var``, random sign), which the finite-population correction of the stratum
-    (``sampled``: its share sampled) does not reduce: both are added.
+    were corrected by a model of the even part, whose level per stratum (``d target /
+    d level = g``) is an estimate of variance ``even_var / n_full`` (S,), and their residuals
+    carry the even part's residual (variance ``even_var``, random sign), which the
+    finite-population correction of the stratum (``sampled``: its share sampled) does not
+    reduce: both are added.
 
     Returns ``(phi, se, held)``: values and standard errors (M,), and every pair's
     cross-validated (or leave-one-out) weighted residual (P,).
@@ -933,10 +1002,12 @@ def _orthonormal(a):
     return u[:, keep], vt[keep].T / s[keep]
 
 
-def _candidate_terms(m, ranking):
-    """Odd interaction terms worth trying: triples, 5- and 7-sets among the strongest features."""
+def _candidate_terms(m, ranking, caps=None):
+    """Interaction terms worth trying: all sets of each order among the strongest features,
+    at most ``cap`` of them, for ``(order, cap)`` in ``caps`` (default: the odd part's
+    triples, 5- and 7-sets)."""
     terms = []
-    for order, cap in ((3, _MAX_TERMS[0]), (5, _MAX_TERMS[1]), (7, _MAX_TERMS[2])):
+    for order, cap in caps or ((3, _MAX_TERMS[0]), (5, _MAX_TERMS[1]), (7, _MAX_TERMS[2])):
         k = order
         while k < m and math.comb(k + 1, order) <= cap:
             k += 1
@@ -969,24 +1040,8 @@ def _select_terms(base, x, sw, target, half_total, seed):
     if k_max == 0 and n <= base.shape[1] + sum(len(t) == 3 for t in pool) + 2:
         pool = []           # neither a pursuit step nor the dense triples fit these pairs
     cols = np.concatenate([base, _term_columns(x, pool) * sw[:, None]], axis=1)
-    gram = cols.T @ cols
-    corr = cols.T @ target
     n_base = base.shape[1]
-    fold = np.random.default_rng([seed, 17]).permutation(n) % _FOLDS
-    held_out = np.empty((k_max + 1, n))       # every pair's residual when held out, per step
-    for f in range(_FOLDS):
-        out = fold == f
-        held = cols[out]
-        held_out[:, out] = target[out] - _omp(gram - held.T @ held, corr - held.T @ target[out],
-                                              n_base, k_max, held, target[out])[2]
-    loss = held_out ** 2
-    k_min = int(np.argmin(loss.sum(axis=1)))
-    # fewest terms whose cross-validated error is not worse than the minimum's by more than
-    # one standard error of the paired difference (or rounding): spurious terms stay out
-    diff = loss - loss[k_min]
-    slack = _SLACK * np.sqrt(n * diff.var(axis=1)) + 1e-12 * loss[0].sum()
-    k_best = int(np.argmax(diff.sum(axis=1) <= slack))
-    held_out = held_out[k_best]
+    order, held_out = _cv_pursuit(cols, target, n_base, k_max, seed)
     # the dense alternative: every candidate triple (PolySHAP's third order), when the pairs
     # determine it; kept when its leave-one-out error is lower than the pursuit's
     # cross-validated error
@@ -1000,10 +1055,35 @@ def _select_terms(base, x, sw, target, half_total, seed):
             dense_out = resid / (1.0 - lev)
             if (dense_out ** 2).sum() < (held_out ** 2).sum():
                 return [pool[j] for j in dense], None     # a fixed model: HC2 errors
-    if k_best == 0:
-        return [], held_out
-    order = _omp(gram, corr, n_base, k_best)[0]
     return [pool[j - n_base] for j in order], held_out
+
+
+def _cv_pursuit(cols, target, n_base, k_max, seed):
+    """Columns added to the first ``n_base`` by orthogonal matching pursuit, their number
+    chosen by K-fold cross-validation over rows with a one-standard-error rule.
+
+    Returns ``(order, held_out)``: the indices of the added columns (maybe none) and every
+    row's residual when its fold was held out, at the chosen number of columns.
+    """
+    n = len(target)
+    gram = cols.T @ cols
+    corr = cols.T @ target
+    fold = np.random.default_rng([seed, 17]).permutation(n) % _FOLDS
+    held_out = np.empty((k_max + 1, n))       # every row's residual when held out, per step
+    for f in range(_FOLDS):
+        out = fold == f
+        held = cols[out]
+        held_out[:, out] = target[out] - _omp(gram - held.T @ held, corr - held.T @ target[out],
+                                              n_base, k_max, held, target[out])[2]
+    loss = held_out ** 2
+    k_min = int(np.argmin(loss.sum(axis=1)))
+    # fewest columns whose cross-validated error is not worse than the minimum's by more
+    # than one standard error of the paired difference (or rounding): spurious ones stay out
+    diff = loss - loss[k_min]
+    slack = _SLACK * np.sqrt(n * diff.var(axis=1)) + 1e-12 * loss[0].sum()
+    k_best = int(np.argmax(diff.sum(axis=1) <= slack))
+    order = _omp(gram, corr, n_base, k_best)[0] if k_best else []
+    return order, held_out[k_best]
 
 
 def _omp(gram, corr, n_base, k_max, held=None, held_target=None):
