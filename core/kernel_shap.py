@@ -26,12 +26,13 @@ separate steps:
   has an exactly pairwise even part) and subtracted from the singles. When the even
   part's variance around that model is below half the odd residual's (a sigmoid of a
   weighted sum, as a segmentation probability; games of low order), the rest of the
-  budget goes to single coalitions, one side of the
-  remaining pairs and of as many new ones (drawn in the other strata where a stratum has
-  too few left; near full enumeration, the other sides of some singles), weighted by
-  their precision; otherwise to the remaining pairs (the estimate is then the one-phase
-  one). The singles' standard errors add the even part's variance (not reduced by the
-  finite-population correction) and that of the model's levels.
+  budget goes to single coalitions, one side of the remaining pairs and of as many new
+  ones (drawn in the other strata where a stratum has too few left; near full
+  enumeration, the other sides of some singles), weighted by their precision; otherwise
+  to the remaining pairs (the estimate is then the one-phase one). The singles' standard
+  errors add the even part's variance around the model (its cross-validated error, the
+  model's own estimation error included), which the finite-population correction does not
+  reduce.
 * solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
   part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
   part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
@@ -657,9 +658,8 @@ def _choose_singles(design, first, y, delta, seed):
         if not s_e < 0.5 * s_o:        # a margin for the estimates' noise: a wrong
             return None                  # 'singles' can cost far more than a wrong 'pairs'
         shares[col] = s_o / (s_o + s_e)
-        # the model's level of each stratum is itself an estimate: its variance (the
-        # residuals' within-stratum spread over the pairs that gave it, the pooled one
-        # where fewer than 2)
+        # the model's error where it predicts, per stratum (its held-out errors over the
+        # stratum's pairs, the pooled one where fewer than 2)
         within = np.bincount(strata, dev, minlength=n_strata) / np.maximum(counts, 1)
         even_var[:, col] = np.where(counts >= 2, within, s_e)
     return {"even": models, "even_var": even_var, "share": shares, "pairs": pairs,
@@ -673,9 +673,10 @@ def _even_model(x, even, sw, ranking, seed):
     matching pursuit and cross-validation, weighted by the pairs' weights (``sw``: square
     roots), as the singles' errors enter the regression.
 
-    Returns the model (for ``_even_predict``) and every pair's squared weighted residual,
-    the average of the in-sample and the cross-validated one as in ``_fit_odd`` (the
-    in-sample one's HC2 correction when no term is chosen).
+    Returns the model (for ``_even_predict``) and every pair's squared weighted residual
+    when it was held out (cross-validated; leave-one-out when no term is tried): the model's
+    error where it predicts, at coalitions it was not fitted to, its own estimation error
+    included.
     """
     n, m = x.shape
     size = _size_class(x)
@@ -695,13 +696,10 @@ def _even_model(x, even, sw, ranking, seed):
     coef = inv @ (u.T @ target)
     resid = target - cols @ coef
     if held_out is None:
-        r2 = resid ** 2 / (1.0 - np.clip((u ** 2).sum(axis=1), 0.0, 0.99))
-    else:
-        f = (_FOLDS - 1) / _FOLDS
-        r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
+        held_out = resid / (1.0 - np.clip((u ** 2).sum(axis=1), 0.0, 0.99))
     level = np.zeros(m // 2 + 1)
     level[classes] = coef[:len(classes)]
-    return {"level": level, "terms": terms, "coef": coef[len(classes):]}, r2
+    return {"level": level, "terms": terms, "coef": coef[len(classes):]}, held_out ** 2
 
 
 def _size_class(x):
@@ -829,7 +827,7 @@ def _single_units(design, first, units, sign, y, y_single, singles):
     stratum = np.full(len(x), -1)
     stratum[n_pairs + n_enum:] = strata_single
     return {"x": x, "odd": odd, "sw": np.sqrt(w), "design": se_design,
-            "singles": (offset, stratum, singles["even_var"], n_full, 1.0 - fpc)}
+            "singles": (offset, stratum, singles["even_var"], 1.0 - fpc)}
 
 
 # --------------------------------------------------------------------------- solve
@@ -868,8 +866,8 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
             terms, held_out = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
         extra = None
         if offset is not None:
-            g, stratum, even_var, n_full, sampled = offset
-            extra = (g * sw, stratum, even_var[:, col], n_full, sampled)
+            g, stratum, even_var, sampled = offset
+            extra = (g * sw, stratum, even_var[:, col], sampled)
         phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
                                                     0.5 * delta[col], design, held_out, extra)
     phi -= (phi.sum(axis=0) - delta) / m                   # remove rounding drift
@@ -892,12 +890,11 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
 
     ``held_out``, when the terms were chosen by cross-validation: every pair's weighted
     residual when its fold was held out. Standard errors: see ``_sandwich_se``; ``extra``
-    ``(g, stratum, even_var, n_full, sampled)`` describes single coalitions: their targets
-    were corrected by a model of the even part, whose level per stratum (``d target /
-    d level = g``) is an estimate of variance ``even_var / n_full`` (S,), and their residuals
-    carry the even part's residual (variance ``even_var``, random sign), which the
-    finite-population correction of the stratum (``sampled``: its share sampled) does not
-    reduce: both are added.
+    ``(g, stratum, even_var, sampled)`` describes single coalitions: their targets were
+    corrected by a model of the even part (``d target / d even part = g``), and their
+    residuals carry its error (variance ``even_var`` per stratum (S,), random sign), which
+    the finite-population correction of the stratum (``sampled``: its share sampled) does
+    not reduce: it is added.
 
     Returns ``(phi, se, held)``: values and standard errors (M,), and every pair's
     cross-validated (or leave-one-out) weighted residual (P,).
@@ -928,11 +925,10 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     # every pair's cross-validated (or, without a selection, leave-one-out) residual
     cv = resid / (1.0 - np.clip(lev, 0.0, 0.99)) if held_out is None else held_out
     if extra is not None:
-        g, stratum, even_var, n_full, sampled = extra
+        g, stratum, even_var, sampled = extra
         var = se ** 2
         for j in np.unique(stratum[stratum >= 0]):
             sel = stratum == j
-            var += (amap[:, sel] @ g[sel]) ** 2 * even_var[j] / max(n_full[j], 1)
             var += (amap[:, sel] ** 2) @ (g[sel] ** 2) * even_var[j] * sampled[j]
         se = np.sqrt(var)
     return phi, se, cv
