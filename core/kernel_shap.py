@@ -636,9 +636,6 @@ def _choose_singles(design, first, y, delta, seed):
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held_out = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
-        first = _orthonormal(base)
-        first = first[1] @ (first[0].T @ target)
-        strength = np.abs(np.concatenate([[0.5 * delta[col] - first.sum()], first]))
         cols = base
         if terms:
             cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
@@ -650,8 +647,8 @@ def _choose_singles(design, first, y, delta, seed):
             f = (_FOLDS - 1) / _FOLDS
             r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
         s_o = float(r2[n_enum:].sum() / ws.sum())
-        model, e2 = _even_model(x, even[:, col], sw, np.argsort(-strength, kind="stable"),
-                                seed)
+        model, e2 = _even_model(x, even[:, col], sw,
+                                _ranking(base, target, 0.5 * delta[col]), seed)
         models.append(model)
         dev = e2[n_enum:] / ws                  # squared residuals, unweighted
         s_e = float((ws * dev)[usable].sum() / ws[usable].sum())
@@ -820,7 +817,7 @@ def _single_units(design, first, units, sign, y, y_single, singles):
     se_design = {"n_enum": 2 * n_enum, "pair_stratum": np.concatenate([strata_full,
                                                                        strata_single]),
                  "fpc": fpc, "exact": False}
-    # for the errors' extra terms: d odd / d (stratum's even level) = -sign on the singles;
+    # for the errors' extra terms: d odd / d (even part) = -sign on the singles;
     # the even part's variance per stratum; the share of each stratum sampled
     offset = np.zeros(len(x))
     offset[n_pairs + n_enum:] = -sign
@@ -1014,6 +1011,14 @@ def _candidate_terms(m, ranking, caps=None):
     return terms
 
 
+def _ranking(base, target, half_total):
+    """Features from the strongest to the weakest, by ``|c|`` of the first-order fit."""
+    u, inv = _orthonormal(base)
+    first = inv @ (u.T @ target)
+    strength = np.abs(np.concatenate([[half_total - first.sum()], first]))
+    return np.argsort(-strength, kind="stable")
+
+
 def _select_terms(base, x, sw, target, half_total, seed):
     """Odd interaction terms chosen by orthogonal matching pursuit, their number by K-fold
     cross-validation over pairs. ``half_total``: ``(v(N) - v(0)) / 2``, the sum of the
@@ -1024,10 +1029,7 @@ def _select_terms(base, x, sw, target, half_total, seed):
     too few pairs for cross-validation).
     """
     n, m = x.shape
-    u, inv = _orthonormal(base)
-    first = inv @ (u.T @ target)
-    strength = np.abs(np.concatenate([[half_total - first.sum()], first]))   # |c| of each
-    pool = _candidate_terms(m, np.argsort(-strength, kind="stable"))
+    pool = _candidate_terms(m, _ranking(base, target, half_total))
     n_train = n * (_FOLDS - 1) // _FOLDS
     k_max = min(len(pool), _MAX_STEPS, int(_STEP_SHARE * n_train) - base.shape[1])
     if n_train <= base.shape[1] + 1:
