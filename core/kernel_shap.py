@@ -15,7 +15,12 @@ separate steps:
   of the budget is shared between the other strata by systematic sampling, by default the
   same share for every size (the leverage scores of the regression, Musco & Witter 2025);
   within a stratum pairs are distinct (without replacement). Each pair is weighted by its
-  kernel weight over its sampling rate (Horvitz-Thompson).
+  kernel weight over its sampling rate (Horvitz-Thompson). A design of one phase (fewer
+  than ``4 (M + 2)`` sampled pairs) is drawn several times and the one keeping 3-feature
+  terms farthest from being linear combinations of the features on its pairs is kept
+  (a small random design can alias such a term exactly: the fit is then wrong with
+  residuals of 0); the choice ignores the features' labels, so inclusion probabilities
+  and weights are unchanged.
 * two phases (``_first_phase``, ``_choose_singles``): the enumerated strata and a quarter of
   each sampled stratum's pairs (at least ``2 (M + 2)`` of them) are evaluated first.
   A pair spends two evaluations to observe the odd part exactly; a single coalition spends
@@ -87,6 +92,10 @@ _MAX_STEPS = 400               # terms added, at most
 _STEP_SHARE = 0.6              # ... and at most this share of the training pairs
 _SLACK = 1.0                   # standard errors of the paired difference a smaller model may lose
 _FIRST_SHARE = 0.25            # share of each sampled stratum's pairs in the first phase
+_DESIGN_TRIES = 32             # draws of a one-phase design, the least aliased kept, at
+_DESIGN_TRIES_MIN = 8          # most; at least this many, more while a term stays aliased
+_ALIAS_TRIPLES = 1000          # 3-feature terms checked for aliasing, at most
+_ALIASED = 1e-6                # ... aliased: less than this share of its column left
 _PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
                                # count) after the held-out error last improved
 
@@ -449,8 +458,9 @@ def _design(m, budget, sampling, rng):
     design = {"exact": exact, "n_enum": n_enum, "pair_stratum": np.zeros(0, int),
               "fpc": np.zeros(0), "population": n_pairs[k:], "sizes": sizes[k:]}
     if not exact and left > 0:
+        fixed = (np.concatenate(blocks), np.concatenate(weights)) if blocks else None
         z, w, stratum, fpc = _sample_pairs(m, sizes[k:], n_pairs[k:], mass[k:],
-                                           alloc[k:], left, rng)
+                                           alloc[k:], left, rng, fixed)
         blocks.append(z)
         weights.append(w)
         design["pair_stratum"], design["fpc"] = stratum, fpc
@@ -494,30 +504,95 @@ def _interleave(z):
     return out
 
 
-def _sample_pairs(m, sizes, n_pairs, mass, alloc, n, rng):
+def _sample_pairs(m, sizes, n_pairs, mass, alloc, n, rng, fixed=None):
     """Stratified sample of ``n`` distinct complementary pairs over the given strata.
 
     Sizes are drawn by systematic sampling from ``alloc`` (so every stratum gets the
     floor or ceiling of its expected count); pairs are distinct within a stratum.
     Weights are ``mass / (2 * n * p)`` per row, rescaled to the strata's total mass.
+
+    With few pairs (one phase: fewer than ``4 (M + 2)`` sampled), the pairs of every
+    stratum are drawn several times for the same counts (``_DESIGN_TRIES_MIN``, up to
+    ``_DESIGN_TRIES`` while some 3-feature term stays aliased with the features: at 31
+    pairs for 16 features, 4 draws in 5 do) and the draw that keeps fewest 3-feature
+    terms aliased is kept (``_aliasing``, with the
+    enumerated rows ``fixed``: (rows, weights)): a small random design can make such a
+    term an exact linear combination of the features on the sampled pairs, and the fit then
+    puts the term's effect on the wrong features while fitting the pairs exactly, so that
+    its standard errors see nothing. The criterion does not depend on the features'
+    labels, so every coalition keeps the inclusion probability of a uniform draw within its
+    stratum and the weights stay right (a balanced design: only joint inclusion changes).
     """
     p = alloc / alloc.sum()
     u = (rng.random() + np.arange(n)) / n
     counts = np.bincount(np.searchsorted(np.cumsum(p), u, side="right").clip(0, len(p) - 1),
                          minlength=len(p))
     counts = [min(int(c), n_) for c, n_ in zip(counts, n_pairs)]
-    rows, weights, strata, fpc = [], [], [], np.zeros(len(sizes))
-    for j, (s, c) in enumerate(zip(sizes, counts)):
+    weights, strata, fpc = [], [], np.zeros(len(sizes))
+    for j, c in enumerate(counts):
         if c == 0:
             continue
-        z = _distinct_subsets(m, int(s), int(c), n_pairs[j], rng)
-        rows.append(_interleave(z))
         weights.append(np.full(2 * c, mass[j] / (2 * n * p[j])))
         strata.append(np.full(c, j))
         fpc[j] = max(0.0, 1.0 - c / n_pairs[j])
     w = np.concatenate(weights)
     w *= mass.sum() / w.sum()
-    return np.concatenate(rows), w, np.concatenate(strata), fpc
+    n_fixed = 0 if fixed is None else len(fixed[0]) // 2
+    tries = _DESIGN_TRIES if m >= 3 and m + 2 <= n_fixed + sum(counts) < 4 * (m + 2) else 1
+    best, best_key, triples = None, None, None
+    for k in range(tries):
+        if k >= _DESIGN_TRIES_MIN and best_key[0] == 0:
+            break
+        z = np.concatenate([_interleave(_distinct_subsets(m, int(s), c, n_pairs[j], rng))
+                            for j, (s, c) in enumerate(zip(sizes, counts)) if c > 0])
+        if tries == 1:
+            best = z
+            break
+        if triples is None:
+            triples = _some_triples(m, rng)
+        rows, row_w = (z, w) if fixed is None else (np.concatenate([fixed[0], z]),
+                                                   np.concatenate([fixed[1], w]))
+        key = _aliasing(rows[0::2], row_w[0::2] + row_w[1::2], triples)
+        if best_key is None or key < best_key:
+            best, best_key = z, key
+    return best, w, np.concatenate(strata), fpc
+
+
+def _some_triples(m, rng):
+    """The 3-feature sets ``_aliasing`` checks: all of them, or ``_ALIAS_TRIPLES`` drawn
+    at random when there are more (distinct; a draw that ignores the labels)."""
+    total = math.comb(m, 3)
+    if total <= _ALIAS_TRIPLES:
+        return np.array(list(itertools.combinations(range(m), 3)))
+    ranks = rng.choice(total, size=_ALIAS_TRIPLES, replace=False)
+    return np.array([_combination(m, 3, int(r)) for r in ranks])
+
+
+def _aliasing(z, w, triples):
+    """How badly the pairs whose first sides are ``z`` (weights ``w``) alias the 3-feature
+    terms ``triples`` (each as it enters the odd fit: its weighted column less the
+    reference feature 0's), as a key to minimise: the number of terms that are exact
+    linear combinations of the first-order columns (the first-order fit then gives their
+    effect to the wrong features with no residual), the number that are of the first-order
+    columns and one other term (matching pursuit can then pick the wrong one), and minus
+    the smallest share of a term's norm left outside the first-order columns. None of it
+    depends on the features' labels."""
+    x = np.where(z, 1.0, -1.0)
+    sw = np.sqrt(w)[:, None]
+    u = _orthonormal((x[:, 1:] - x[:, :1]) * sw)[0]
+    cols = (x[:, triples[:, 0]] * x[:, triples[:, 1]] * x[:, triples[:, 2]] - x[:, :1]) * sw
+    resid = cols - u @ (u.T @ cols)                 # outside the first-order fit
+    # relative to the product's own norm (the same for every term), so that no feature,
+    # the reference one included, is favoured: the key ignores the labels
+    norm = math.sqrt(float(w.sum()))
+    left = np.linalg.norm(resid, axis=0)
+    share = left / max(norm, 1e-300)
+    alone = share > _ALIASED
+    unit = resid[:, alone] / left[alone]
+    cos2 = (unit.T @ unit) ** 2
+    np.fill_diagonal(cos2, 0.0)
+    paired = int((cos2.max(axis=1, initial=0.0) > 1.0 - _ALIASED ** 2).sum())
+    return int((~alone).sum()), paired, -float(share.min(initial=1.0))
 
 
 def _distinct_subsets(m, s, count, population, rng):
@@ -867,10 +942,55 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
             extra = (g * sw, stratum, even_var[:, col], sampled)
         phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
                                                     0.5 * delta[col], design, held_out, extra)
+        if held_out is not None and terms:
+            shift, spread = _alias_spread(base, x, sw, target, terms, 0.5 * delta[col],
+                                          phi[:, col])
+            phi[:, col] += shift
+            se[:, col] = np.sqrt(se[:, col] ** 2 + spread)
     phi -= (phi.sum(axis=0) - delta) / m                   # remove rounding drift
     if design["exact"]:
         se[:] = 0.0
     return (phi, se, cv) if with_cv else (phi, se)
+
+
+def _alias_spread(base, x, sw, target, terms, half_total, phi):
+    """The values' variance from the terms' aliasing, (M,): 0 unless another candidate term
+    fits the pairs exactly as well as a chosen one (its column in the span of the chosen
+    model's, and swapping them leaves the span unchanged), as a small design can make
+    happen. The pairs then cannot tell the models apart (matching pursuit picked one by
+    the order of the candidates), so the values are averaged over the chosen model and its
+    equally good swaps, as if the truth were any of them: returns the change of the values
+    ``shift`` and their variance over the models (the residual-based errors see none of
+    it), (M,) each, zeros when no swap fits as well."""
+    m = x.shape[1]
+    cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
+    u = _orthonormal(cols)[0]
+    pool = [t for t in _candidate_terms(m, _ranking(base, target, half_total))
+            if t not in terms]
+    if not pool:
+        return np.zeros(m), np.zeros(m)
+    cand = _term_columns(x, pool) * sw[:, None]
+    norm = np.linalg.norm(cand, axis=0)
+    left = np.linalg.norm(cand - u @ (u.T @ cand), axis=0)
+    diffs = []
+    for j in np.flatnonzero(left <= _ALIASED * np.maximum(norm, 1e-300)):
+        for k in range(len(terms)):
+            swapped = terms[:k] + [pool[j]] + terms[k + 1:]
+            cols_s = np.concatenate([base, _term_columns(x, swapped) * sw[:, None]], axis=1)
+            u_s, inv_s = _orthonormal(cols_s)
+            if u_s.shape[1] < cols.shape[1]:
+                continue                        # the swap loses a column: not a model
+            gone = cols[:, base.shape[1] + k]
+            if np.linalg.norm(gone - u_s @ (u_s.T @ gone)) > _ALIASED * np.linalg.norm(gone):
+                continue
+            alt = _value_map(m, swapped) @ (inv_s @ (u_s.T @ target))
+            alt[0] += 2.0 * half_total
+            diffs.append(alt - phi)
+    if not diffs:
+        return np.zeros(m), np.zeros(m)
+    diffs = np.concatenate([np.zeros((1, m)), diffs])
+    shift = diffs.mean(axis=0)
+    return shift, ((diffs - shift) ** 2).mean(axis=0)
 
 
 def _term_columns(x, terms):
