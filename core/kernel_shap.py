@@ -52,10 +52,14 @@ separate steps:
   Under full enumeration the first-order fit alone is used and is exact. A game of order
   <= 4 has an odd part of order <= 3 and is recovered exactly once its terms are found.
 * regression adjustment (``_adjust``), when the budget is too small for two phases (fewer
-  than ``4 (M + 2)`` sampled pairs): a logistic-additive surrogate
+  than ``4 (M + 2)`` sampled pairs), and in two phases when the surrogate at least halves
+  the first phase's cross-validated error (``_first_surrogates``: it is then subtracted
+  from every value and both phases work on the residual game): a logistic-additive
+  surrogate
   ``g(z) = c + d / (1 + exp(-(a + sum_i b_i z_i)))`` (a generalised additive model with a
-  logit link, as a probability behaves) is fitted to every evaluated coalition, both sides
-  of the pairs (so the even part informs it too), by weighted least squares; its Shapley
+  logit link, as a probability behaves) is fitted to every evaluated coalition (in two
+  phases, the first phase's), both sides of the pairs (so the even part informs it too),
+  by weighted least squares; its Shapley
   values are computed exactly (by enumeration up to 16 players, else by antithetic
   permutations, their error added to the standard errors), and the regression above
   estimates only those of the residual game ``v - g`` (Witter, Liu & Musco 2025,
@@ -220,29 +224,38 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     scalar = values.ndim == 1
     y = np.full((total, values.reshape(len(rows), -1).shape[1]), np.nan)
     y[rows] = values.reshape(len(rows), -1)
-    v0, v1 = y[0], y[1]
-    units = None
+    v0, v1 = y[0].copy(), y[1].copy()
+    units, thetas = None, None
     if first is not None:
-        singles = _choose_singles(design, first, y[2:] - v0, v1 - v0, seed)
+        # the surrogate, when kept on the first phase's pairs, is subtracted from every
+        # value, and the two phases estimate the residual game's values (see _adjust)
+        thetas = _first_surrogates(design, first, y, v1 - v0, seed)
+        y[rows] -= _surrogate_values(thetas, coalitions[rows])
+        r0, r1 = y[0], y[1]
+        singles = _choose_singles(design, first, y[2:] - r0, r1 - r0, seed)
         if singles is not None:
             extra, side, units = _single_rows(design, first, singles, rng)
             more = run_batched(value_fn, extra, batch_size, progress=progress, cancel=cancel,
                                done=len(rows), total=len(rows) + len(extra))
-            units = _single_units(design, first, units, side, y[2:] - v0,
-                                  np.asarray(more, dtype=np.float64).reshape(len(extra), -1)
-                                  - v0, singles)
+            more = np.asarray(more, dtype=np.float64).reshape(len(extra), -1) \
+                - _surrogate_values(thetas, extra)
+            units = _single_units(design, first, units, side, y[2:] - r0, more - r0, singles)
             total = len(rows) + len(extra)
         else:
             rest = np.setdiff1d(np.arange(len(design["z"])), first)
             more = run_batched(value_fn, design["z"][rest], batch_size, progress=progress,
                                cancel=cancel, done=len(rows), total=total)
-            y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1)
+            y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1) \
+                - _surrogate_values(thetas, design["z"][rest])
+    r0, r1 = y[0], y[1]
     if units is None:
-        phi, se, cv = _odd_solve(design, y[2:] - v0, v1 - v0, surrogate, seed, with_cv=True)
-        if surrogate and cv is not None and first is None:    # too few pairs for two phases
+        phi, se, cv = _odd_solve(design, y[2:] - r0, r1 - r0, surrogate, seed, with_cv=True)
+        if surrogate and first is None and cv is not None:    # one phase
             phi, se = _adjust(design, y, phi, se, cv, seed)
     else:
-        phi, se = _odd_solve(design, None, v1 - v0, surrogate, seed, units=units)
+        phi, se = _odd_solve(design, None, r1 - r0, surrogate, seed, units=units)
+    if thetas is not None:
+        phi, se = _add_surrogates(thetas, phi, se, v1 - v0, seed)
     if scalar:
         phi, se, v0, v1 = phi[:, 0], se[:, 0], float(v0[0]), float(v1[0])
     return ShapleyResult(values=phi, standard_errors=se, base_value=v0, full_value=v1,
@@ -254,6 +267,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
 _LM_STEPS = 50                 # Levenberg-Marquardt iterations of the surrogate's fit, at most
 _EXACT_SURROGATE = 16          # the surrogate's Shapley values by enumeration up to M players
 _PERMUTATIONS = 4096           # ... and by antithetic permutations above
+_FIRST_GAIN = 0.5              # the first phase keeps the surrogate when it at least halves
+                               # the cross-validated error (as singles must halve it)
 
 
 def _adjust(design, y, phi, se, cv, seed):
@@ -264,13 +279,35 @@ def _adjust(design, y, phi, se, cv, seed):
     ``design``; ``cv`` the plain fit's cross-validated residuals (see ``_odd_solve``).
     """
     m = design["z"].shape[1]
+    phi, se = phi.copy(), se.copy()
+    for col, kept in enumerate(_surrogates(design, y, cv, seed)):
+        if kept is None:
+            continue
+        theta, r, _ = kept
+        phi_r, se_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True, seed)
+        with np.errstate(over="ignore"):
+            phi_g, var_g = _logistic_shapley(theta, m, seed)
+        phi[:, col] = phi_g + phi_r[:, 0]
+        phi[:, col] -= (phi[:, col].sum() - (y[1, col] - y[0, col])) / m   # rounding drift
+        se[:, col] = np.sqrt(se_r[:, 0] ** 2 + var_g)
+    return phi, se
+
+
+def _surrogates(design, y, cv, seed):
+    """The logistic-additive surrogate of every column where it is kept: a list of D
+    entries, ``(theta, r, cv)`` (its parameters, the residual game ``v - g`` on the ends
+    and the rows of ``design``, and every pair's cross-validated residual in the fit of
+    the residual game) or None. Kept when the residual game's cross-validated error is lower
+    than the plain fit's by more than one standard error of the paired difference (as
+    terms are chosen: the plain fit is the simpler)."""
+    m = design["z"].shape[1]
+    out = [None] * y.shape[1]
     if design["exact"] or len(design["z"]) // 2 < m + 4:
-        return phi, se
+        return out
     z = np.concatenate([np.zeros((1, m), bool), np.ones((1, m), bool), design["z"]])
     w = np.concatenate([[0.0, 0.0], design["w"]])
     w /= w[2:].mean()
     w[:2] = 1e3 * w[2:].max()           # the surrogate passes (nearly) through both ends
-    phi, se = phi.copy(), se.copy()
     for col in range(y.shape[1]):
         fit = _logistic_fit(z, y[:, col], w)
         if fit is None:
@@ -283,19 +320,73 @@ def _adjust(design, y, phi, se, cv, seed):
         r_held = np.concatenate([r[:2], y[2:, col] - held[2:]])
         cv_adj = _odd_solve(design, (r_held[2:] - r_held[0])[:, None],
                             r_held[1:2] - r_held[0], True, seed, with_cv=True)[2]
-        # adjusted only when its cross-validated error is lower by more than one standard
-        # error of the paired difference (as terms are chosen): the plain fit is the simpler
         if cv_adj is None:
             continue
         gain = cv[col] ** 2 - cv_adj[0] ** 2
-        if not gain.sum() > _SLACK * math.sqrt(len(gain) * gain.var()):
+        if gain.sum() > _SLACK * math.sqrt(len(gain) * gain.var()):
+            out[col] = (theta, r, cv_adj[0])
+    return out
+
+
+def _first_design(design, first):
+    """The first phase as a design of its own (for ``_odd_solve`` and ``_surrogates``): its
+    rows, each sampled stratum's pairs weighted to the stratum's kernel mass, their strata
+    and finite-population corrections."""
+    n0 = design["n_enum"]
+    pairs = (first[first >= n0][0::2] - n0) // 2
+    strata = design["pair_stratum"]
+    n_strata = len(design["fpc"])
+    w = design["w"][first].copy()
+    mass = np.bincount(strata, design["w"][n0::2] + design["w"][n0 + 1::2],
+                       minlength=n_strata)
+    got = np.bincount(strata[pairs], w[n0::2] + w[n0 + 1::2], minlength=n_strata)
+    w[n0:] *= np.repeat((mass / np.where(got > 0, got, 1.0))[strata[pairs]], 2)
+    population = np.asarray([float(p) for p in design["population"]])
+    fpc = np.clip(1.0 - np.bincount(strata[pairs], minlength=n_strata) / population,
+                  0.0, 1.0)
+    return {"z": design["z"][first], "w": w, "n_enum": n0, "pair_stratum": strata[pairs],
+            "fpc": fpc, "exact": False}
+
+
+def _first_surrogates(design, first, y, delta, seed):
+    """The surrogate's parameters per column where ``_surrogates`` keeps it on the first
+    phase's pairs and the residual game's cross-validated error is at most ``_FIRST_GAIN``
+    of the plain fit's, else None (a list of D). The margin, as for single coalitions, is
+    for the choice's noise and for what the first phase cannot see: with the whole budget
+    the plain fit finds more terms, and a surrogate that only helps a little on a quarter
+    of the pairs can cost more than it gives."""
+    sub = _first_design(design, first)
+    y_sub = np.concatenate([y[:2], y[2 + first]])
+    cv = _odd_solve(sub, y_sub[2:] - y_sub[0], delta, True, seed, with_cv=True)[2]
+    if cv is None:
+        return [None] * len(delta)
+    return [k[0] if k is not None and (k[2] ** 2).sum() <= _FIRST_GAIN * (cv[col] ** 2).sum()
+            else None for col, k in enumerate(_surrogates(sub, y_sub, cv, seed))]
+
+
+def _surrogate_values(thetas, z):
+    """The surrogates ``thetas`` (per column, or None: 0) on the bool rows ``z``, (n, D)."""
+    out = np.zeros((len(z), len(thetas)))
+    with np.errstate(over="ignore"):
+        for col, theta in enumerate(thetas):
+            if theta is not None:
+                out[:, col] = _logistic(theta, z)
+    return out
+
+
+def _add_surrogates(thetas, phi, se, delta, seed):
+    """The values of the game from those of the residual game ``v - g``: plus the
+    surrogates' own Shapley values, their error added to the standard errors."""
+    m = phi.shape[0]
+    phi, se = phi.copy(), se.copy()
+    for col, theta in enumerate(thetas):
+        if theta is None:
             continue
-        phi_r, se_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True, seed)
         with np.errstate(over="ignore"):
             phi_g, var_g = _logistic_shapley(theta, m, seed)
-        phi[:, col] = phi_g + phi_r[:, 0]
-        phi[:, col] -= (phi[:, col].sum() - (y[1, col] - y[0, col])) / m   # rounding drift
-        se[:, col] = np.sqrt(se_r[:, 0] ** 2 + var_g)
+        phi[:, col] += phi_g
+        phi[:, col] -= (phi[:, col].sum() - delta[col]) / m        # rounding drift
+        se[:, col] = np.sqrt(se[:, col] ** 2 + var_g)
     return phi, se
 
 
