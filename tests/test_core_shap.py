@@ -610,7 +610,10 @@ def test_standard_errors_see_aliased_terms_at_tiny_budgets(m):
     z2 = []
     for seed in range(20):
         res = kernel_shap(v, m, 62, seed=seed)
-        z = (res.values - truth) / res.standard_errors
+        err = res.values - truth
+        # a value exact but for rounding (the strong triple found, and this game has no
+        # other odd terms) has an error and a standard error of rounding size: no ratio
+        z = np.where(np.abs(err) > 1e-9, err / res.standard_errors, 0.0)
         assert np.abs(z).max() < 6.0, (seed, np.abs(z).max())
         z2.append(np.mean(z ** 2))
     assert np.mean(z2) < 1.5
