@@ -617,3 +617,22 @@ def test_standard_errors_see_aliased_terms_at_tiny_budgets(m):
         assert np.abs(z).max() < 6.0, (seed, np.abs(z).max())
         z2.append(np.mean(z ** 2))
     assert np.mean(z2) < 1.5
+
+
+def test_first_phase_surrogate_per_column_of_a_vector_game():
+    # two phases on a vector-valued game: the surrogate is kept (and subtracted) per column,
+    # so the sigmoid column is exact whatever the other column (a game it cannot fit) does
+    m = 10
+    sig, other = saturating_game(m), product_max_game(m, 0)
+
+    def stacked(z):
+        return np.stack([sig(z), other(z)], axis=1)
+
+    truth = [exact_shapley_vectorised(sig, m), exact_shapley_vectorised(other, m)]
+    for seed in range(3):
+        res = kernel_shap(stacked, m, 400, seed=seed)
+        assert not res.exact
+        np.testing.assert_allclose(res.values[:, 0], truth[0], atol=1e-10)
+        assert np.max(np.abs(res.values[:, 1] - truth[1])) > 1e-6     # not exact: estimated
+        np.testing.assert_allclose(res.values.sum(axis=0), res.full_value - res.base_value,
+                                   atol=1e-12)
