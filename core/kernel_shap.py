@@ -231,7 +231,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         # value, and the two phases estimate the residual game's values (see _adjust)
         thetas = _first_surrogates(design, first, y, v1 - v0, seed)
         y[rows] -= _surrogate_values(thetas, coalitions[rows])
-        r0, r1 = y[0], y[1]
+    r0, r1 = y[0], y[1]                        # the residual game's ends (the game's in one phase)
+    if first is not None:
         singles = _choose_singles(design, first, y[2:] - r0, r1 - r0, seed)
         if singles is not None:
             extra, side, units = _single_rows(design, first, singles, rng)
@@ -247,7 +248,6 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
                                cancel=cancel, done=len(rows), total=total)
             y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1) \
                 - _surrogate_values(thetas, design["z"][rest])
-    r0, r1 = y[0], y[1]
     if units is None:
         phi, se, cv = _odd_solve(design, y[2:] - r0, r1 - r0, surrogate, seed, with_cv=True)
         if surrogate and first is None and cv is not None:    # one phase
@@ -278,18 +278,15 @@ def _adjust(design, y, phi, se, cv, seed):
     ``y`` (R + 2, D) holds the values of the empty and full coalitions, then of the rows of
     ``design``; ``cv`` the plain fit's cross-validated residuals (see ``_odd_solve``).
     """
-    m = design["z"].shape[1]
     phi, se = phi.copy(), se.copy()
     for col, kept in enumerate(_surrogates(design, y, cv, seed)):
         if kept is None:
             continue
         theta, r, _ = kept
         phi_r, se_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True, seed)
-        with np.errstate(over="ignore"):
-            phi_g, var_g = _logistic_shapley(theta, m, seed)
-        phi[:, col] = phi_g + phi_r[:, 0]
-        phi[:, col] -= (phi[:, col].sum() - (y[1, col] - y[0, col])) / m   # rounding drift
-        se[:, col] = np.sqrt(se_r[:, 0] ** 2 + var_g)
+        phi_r, se_r = _add_surrogates([theta], phi_r, se_r, y[1, col:col + 1] - y[0, col:col + 1],
+                                      seed)
+        phi[:, col], se[:, col] = phi_r[:, 0], se_r[:, 0]
     return phi, se
 
 
@@ -328,23 +325,31 @@ def _surrogates(design, y, cv, seed):
     return out
 
 
+def _first_pairs(design, first):
+    """The sampled pairs of the first phase (indices into the sampled pairs), each sampled
+    stratum's kernel mass (S,), and every such pair's factor rescaling its weight so that
+    the stratum's first-phase pairs carry the stratum's mass."""
+    n0 = design["n_enum"]
+    pairs = (first[first >= n0][0::2] - n0) // 2
+    strata, w = design["pair_stratum"], design["w"]
+    pair_w = w[n0::2] + w[n0 + 1::2]
+    mass = np.bincount(strata, pair_w, minlength=len(design["fpc"]))
+    got = np.bincount(strata[pairs], pair_w[pairs], minlength=len(mass))
+    return pairs, mass, (mass / np.where(got > 0, got, 1.0))[strata[pairs]]
+
+
 def _first_design(design, first):
     """The first phase as a design of its own (for ``_odd_solve`` and ``_surrogates``): its
     rows, each sampled stratum's pairs weighted to the stratum's kernel mass, their strata
     and finite-population corrections."""
     n0 = design["n_enum"]
-    pairs = (first[first >= n0][0::2] - n0) // 2
-    strata = design["pair_stratum"]
-    n_strata = len(design["fpc"])
+    pairs, mass, scale = _first_pairs(design, first)
+    strata = design["pair_stratum"][pairs]
     w = design["w"][first].copy()
-    mass = np.bincount(strata, design["w"][n0::2] + design["w"][n0 + 1::2],
-                       minlength=n_strata)
-    got = np.bincount(strata[pairs], w[n0::2] + w[n0 + 1::2], minlength=n_strata)
-    w[n0:] *= np.repeat((mass / np.where(got > 0, got, 1.0))[strata[pairs]], 2)
+    w[n0:] *= np.repeat(scale, 2)
     population = np.asarray([float(p) for p in design["population"]])
-    fpc = np.clip(1.0 - np.bincount(strata[pairs], minlength=n_strata) / population,
-                  0.0, 1.0)
-    return {"z": design["z"][first], "w": w, "n_enum": n0, "pair_stratum": strata[pairs],
+    fpc = np.clip(1.0 - np.bincount(strata, minlength=len(mass)) / population, 0.0, 1.0)
+    return {"z": design["z"][first], "w": w, "n_enum": n0, "pair_stratum": strata,
             "fpc": fpc, "exact": False}
 
 
@@ -751,18 +756,13 @@ def _full_pairs(design, first, y):
     """The pairs evaluated in the first phase: indices into the sampled pairs, +-1 first
     sides, odd and even parts (P, D), and their weights rescaled to the stratum's mass."""
     n0 = design["n_enum"]
-    pairs = (first[first >= n0][0::2] - n0) // 2
-    z = design["z"]
+    pairs, mass, scale = _first_pairs(design, first)
     idx = np.concatenate([np.arange(n0 // 2), n0 // 2 + pairs])
-    x = np.where(z[2 * idx], 1.0, -1.0)
+    x = np.where(design["z"][2 * idx], 1.0, -1.0)
     odd = 0.5 * (y[2 * idx] - y[2 * idx + 1])
     even = 0.5 * (y[2 * idx] + y[2 * idx + 1])
     w = design["w"][2 * idx] + design["w"][2 * idx + 1]
-    strata = design["pair_stratum"]
-    mass = np.bincount(strata, design["w"][n0::2] + design["w"][n0 + 1::2],
-                       minlength=len(design["fpc"]))
-    got = np.bincount(strata[pairs], w[n0 // 2:], minlength=len(mass))
-    w[n0 // 2:] *= (mass / np.where(got > 0, got, 1.0))[strata[pairs]]
+    w[n0 // 2:] *= scale
     return pairs, x, odd, even, w, mass
 
 
@@ -801,7 +801,7 @@ def _choose_singles(design, first, y, delta, seed):
     shares = np.zeros(len(delta))
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held_out = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
+        terms, held_out, _ = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
         cols = base
         if terms:
             cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
@@ -1024,9 +1024,10 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
         sw = sws[:, col]                                   # unit weights, square root
         base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held_out = [], None
+        terms, held_out, pool = [], None, []
         if surrogate and not design["exact"]:
-            terms, held_out = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
+            terms, held_out, pool = _select_terms(base, x, sw, target, 0.5 * delta[col],
+                                                  seed)
         extra = None
         if offset is not None:
             g, stratum, even_var, sampled = offset
@@ -1034,8 +1035,8 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
         phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
                                                     0.5 * delta[col], design, held_out, extra)
         if held_out is not None and terms:
-            shift, spread = _alias_spread(base, x, sw, target, terms, 0.5 * delta[col],
-                                          phi[:, col])
+            shift, spread = _alias_spread(base, x, sw, target, terms, pool,
+                                          0.5 * delta[col], phi[:, col])
             phi[:, col] += shift
             se[:, col] = np.sqrt(se[:, col] ** 2 + spread)
     phi -= (phi.sum(axis=0) - delta) / m                   # remove rounding drift
@@ -1044,8 +1045,9 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
     return (phi, se, cv) if with_cv else (phi, se)
 
 
-def _alias_spread(base, x, sw, target, terms, half_total, phi):
+def _alias_spread(base, x, sw, target, terms, pool, half_total, phi):
     """The values' variance from the terms' aliasing, (M,): 0 unless another candidate term
+    (of ``pool``, those ``_select_terms`` chose from)
     fits the pairs exactly as well as a chosen one (its column in the span of the chosen
     model's, and swapping them leaves the span unchanged), as a small design can make
     happen. The pairs then cannot tell the models apart (matching pursuit picked one by
@@ -1056,8 +1058,7 @@ def _alias_spread(base, x, sw, target, terms, half_total, phi):
     m = x.shape[1]
     cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
     u = _orthonormal(cols)[0]
-    pool = [t for t in _candidate_terms(m, _ranking(base, target, half_total))
-            if t not in terms]
+    pool = [t for t in pool if t not in terms]
     if not pool:
         return np.zeros(m), np.zeros(m)
     cand = _term_columns(x, pool) * sw[:, None]
@@ -1235,16 +1236,16 @@ def _select_terms(base, x, sw, target, half_total, seed):
     cross-validation over pairs. ``half_total``: ``(v(N) - v(0)) / 2``, the sum of the
     first-order coefficients, which gives feature 0's (eliminated) one.
 
-    Returns ``(terms, held_out)``: a list of feature tuples (maybe empty) and every pair's
+    Returns ``(terms, held_out, pool)``: a list of feature tuples (maybe empty), every pair's
     weighted residual when its fold was held out, at the chosen number of terms (None when
-    too few pairs for cross-validation).
+    too few pairs for cross-validation), and the candidate terms it chose from.
     """
     n, m = x.shape
     pool = _candidate_terms(m, _ranking(base, target, half_total))
     n_train = n * (_FOLDS - 1) // _FOLDS
     k_max = min(len(pool), _MAX_STEPS, int(_STEP_SHARE * n_train) - base.shape[1])
     if n_train <= base.shape[1] + 1:
-        return [], None
+        return [], None, pool
     k_max = max(k_max, 0)
     if k_max == 0 and n <= base.shape[1] + sum(len(t) == 3 for t in pool) + 2:
         pool = []           # neither a pursuit step nor the dense triples fit these pairs
@@ -1263,8 +1264,8 @@ def _select_terms(base, x, sw, target, half_total, seed):
         if lev.max() < 0.999:
             dense_out = resid / (1.0 - lev)
             if (dense_out ** 2).sum() < (held_out ** 2).sum():
-                return [pool[j] for j in dense], None     # a fixed model: HC2 errors
-    return [pool[j - n_base] for j in order], held_out
+                return [pool[j] for j in dense], None, pool    # a fixed model: HC2 errors
+    return [pool[j - n_base] for j in order], held_out, pool
 
 
 def _cv_pursuit(cols, target, n_base, k_max, seed):
