@@ -46,7 +46,13 @@ separate steps:
   (3-feature terms, and 5- and 7-feature ones among the strongest features) are added by
   orthogonal matching pursuit, their number chosen by 10-fold cross-validation over pairs
   with a one-standard-error rule, and every 3-feature term at once (PolySHAP's third order)
-  when the pairs determine it and its leave-one-out error is lower. The fit passes through
+  when the pairs determine it and its leave-one-out error is lower; from ``4 (M + 2)`` pairs
+  also every 3-feature term under a ridge penalty on their coefficients (the first-order ones
+  free), the penalty chosen by its exact leave-one-out error among those that leave the fit
+  at most as many effective parameters as the pursuit may use, and kept when it beats the
+  pursuit by more than one standard error: a network's output is a cloud of small
+  interactions, where shrinking them all does better than choosing a few (only in the
+  final fit: the first phase's decisions compare the unpenalised fits). The fit passes through
   the full coalition (``sum_T c_T = (v(N) - v(0)) / 2``, eliminated exactly), so the values
   sum to ``v(N) - v(0)`` to rounding error at any budget; it is unpenalised (no ridge bias).
   Under full enumeration the first-order fit alone is used and is exact. A game of order
@@ -72,7 +78,8 @@ separate steps:
   finite-population correction (enumerated strata contribute none). Each pair's squared
   residual is the average of its in-sample and its cross-validated one (weights 1 and
   (K - 1) / K), which cancels the selection's optimism to first order (HC2 for a model
-  not selected); the variance is the larger of this and the same with squared residuals
+  not selected; HC3, the leave-one-out residuals, for the ridge-penalised triples, whose
+  bias they carry); the variance is the larger of this and the same with squared residuals
   pooled per stratum, times ``nu / (nu - 2)`` for its Satterthwaite degrees of freedom
   ``nu`` (see ``_sandwich_se``).
 """
@@ -100,6 +107,8 @@ _DESIGN_TRIES = 32             # draws of a one-phase design, the least aliased 
 _DESIGN_TRIES_MIN = 8          # most; at least this many, more while a term stays aliased
 _ALIAS_TRIPLES = 1000          # 3-feature terms checked for aliasing, at most
 _ALIASED = 1e-6                # ... aliased: less than this share of its column left
+_DENSE_RIDGE = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalties of the dense
+                               # triples tried, relative to their columns' mean squared norm
 _PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
                                # count) after the held-out error last improved
 
@@ -316,7 +325,8 @@ def _surrogates(design, y, cv, seed):
             r = y[:, col] - _logistic(theta, z)
         r_held = np.concatenate([r[:2], y[2:, col] - held[2:]])
         cv_adj = _odd_solve(design, (r_held[2:] - r_held[0])[:, None],
-                            r_held[1:2] - r_held[0], True, seed, with_cv=True)[2]
+                            r_held[1:2] - r_held[0], True, seed, with_cv=True,
+                            dense_ridge=False)[2]
         if cv_adj is None:
             continue
         gain = cv[col] ** 2 - cv_adj[0] ** 2
@@ -362,7 +372,8 @@ def _first_surrogates(design, first, y, delta, seed):
     of the pairs can cost more than it gives."""
     sub = _first_design(design, first)
     y_sub = np.concatenate([y[:2], y[2 + first]])
-    cv = _odd_solve(sub, y_sub[2:] - y_sub[0], delta, True, seed, with_cv=True)[2]
+    cv = _odd_solve(sub, y_sub[2:] - y_sub[0], delta, True, seed, with_cv=True,
+                    dense_ridge=False)[2]
     if cv is None:
         return [None] * len(delta)
     return [k[0] if k is not None and (k[2] ** 2).sum() <= _FIRST_GAIN * (cv[col] ** 2).sum()
@@ -801,14 +812,12 @@ def _choose_singles(design, first, y, delta, seed):
     shares = np.zeros(len(delta))
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held_out, _ = _select_terms(base, x, sw, target, 0.5 * delta[col], seed)
-        cols = base
-        if terms:
-            cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
-        u = _orthonormal(cols)[0]
-        resid = target - u @ (u.T @ target)
-        if held_out is None:
-            r2 = resid ** 2 / (1.0 - np.clip((u ** 2).sum(axis=1), 0.0, 0.99))
+        terms, held_out, _, ridge = _select_terms(base, x, sw, target, 0.5 * delta[col],
+                                                  seed, dense_ridge=False)
+        cols, fit, lev = _fit_map(base, x, sw, terms, ridge)
+        resid = target - cols @ (fit @ target)
+        if held_out is None:                    # as in _fit_odd
+            r2 = _fixed_r2(resid, lev, ridge)
         else:                                   # as in _fit_odd
             f = (_FOLDS - 1) / _FOLDS
             r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
@@ -995,7 +1004,7 @@ def _single_units(design, first, units, sign, y, y_single, singles):
 
 # --------------------------------------------------------------------------- solve
 
-def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
+def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, dense_ridge=True):
     """Values and standard errors from the odd part of the game, (M, D) twice.
 
     ``units`` (from ``_single_units``) replaces the pairs of ``design`` when some rows are
@@ -1024,16 +1033,17 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False):
         sw = sws[:, col]                                   # unit weights, square root
         base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held_out, pool = [], None, []
+        terms, held_out, pool, ridge = [], None, [], 0.0
         if surrogate and not design["exact"]:
-            terms, held_out, pool = _select_terms(base, x, sw, target, 0.5 * delta[col],
-                                                  seed)
+            terms, held_out, pool, ridge = _select_terms(base, x, sw, target,
+                                                         0.5 * delta[col], seed, dense_ridge)
         extra = None
         if offset is not None:
             g, stratum, even_var, sampled = offset
             extra = (g * sw, stratum, even_var[:, col], sampled)
         phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
-                                                    0.5 * delta[col], design, held_out, extra)
+                                                    0.5 * delta[col], design, held_out, extra,
+                                                    ridge)
         if held_out is not None and terms:
             shift, spread = _alias_spread(base, x, sw, target, terms, pool,
                                           0.5 * delta[col], phi[:, col])
@@ -1090,12 +1100,14 @@ def _term_columns(x, terms):
     return _products(x, terms) - x[:, :1]
 
 
-def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extra=None):
+def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extra=None,
+             ridge=0.0):
     """Weighted least squares of the odd part on order 1 and ``terms``; values and errors.
 
     The model is ``odd(x) = sum_T c_T prod_{i in T} x_i`` with ``sum_T c_T = half_total``
     (the fit passes through the full coalition); ``c`` of feature 0 is eliminated. A term
-    of ``k`` features gives each of them ``2 c_T / k``.
+    of ``k`` features gives each of them ``2 c_T / k``. ``ridge`` > 0 penalises the terms'
+    coefficients (not the first-order ones; see ``_fit_map``).
 
     ``held_out``, when the terms were chosen by cross-validation: every pair's weighted
     residual when its fold was held out. Standard errors: see ``_sandwich_se``; ``extra``
@@ -1108,19 +1120,14 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     Returns ``(phi, se, held)``: values and standard errors (M,), and every pair's
     cross-validated (or leave-one-out) weighted residual (P,).
     """
-    cols = base
-    if terms:
-        cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
+    cols, fit, lev = _fit_map(base, x, sw, terms, ridge)
     lmap = _value_map(x.shape[1], terms)
-    u, inv = _orthonormal(cols)                             # cols = u @ inv^-1 (on its range)
-    coef = inv @ (u.T @ target)
+    coef = fit @ target
     phi = lmap @ coef
     phi[0] += 2.0 * half_total
     resid = target - cols @ coef                            # weighted residuals
     if held_out is None:
-        # no selection: HC2, unbiased for the residual variance of a fixed model
-        lev = (u ** 2).sum(axis=1)
-        r2 = resid ** 2 / (1.0 - np.clip(lev, 0.0, 0.99))
+        r2 = _fixed_r2(resid, lev, ridge)
     else:
         # selection: the in-sample residuals are too small by about the selection's
         # effective degrees of freedom d (E r^2 = s2 (1 - d / n)), the held-out ones too
@@ -1129,8 +1136,8 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
         # whatever d is
         f = (_FOLDS - 1) / _FOLDS
         r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
-    amap = (lmap @ inv) @ u.T
-    se = _sandwich_se(design, amap, r2, cols.shape[1])
+    amap = lmap @ fit
+    se = _sandwich_se(design, amap, r2, lev.sum() if ridge > 0.0 else cols.shape[1])
     # every pair's cross-validated (or, without a selection, leave-one-out) residual
     cv = resid / (1.0 - np.clip(lev, 0.0, 0.99)) if held_out is None else held_out
     if extra is not None:
@@ -1152,6 +1159,65 @@ def _value_map(m, terms):
         lmap[list(t), m - 1 + k] += 2.0 / len(t)
         lmap[0, m - 1 + k] -= 2.0
     return lmap
+
+
+def _fit_map(base, x, sw, terms, ridge=0.0):
+    """The odd fit as a linear map of the target: ``(cols, fit, lev)``, the weighted
+    columns (P, K), the coefficients' map (K, P) (``coef = fit @ target``) and every pair's
+    leverage (P,), the diagonal of the hat matrix ``cols @ fit``.
+
+    With ``ridge`` > 0 the terms' coefficients are penalised by ``ridge * |c|^2`` and the
+    first-order ones are not: the terms' columns are taken orthogonal to the first-order
+    ones, and their ridge solution comes from that projection's SVD."""
+    cols = base
+    if terms:
+        cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
+    if not ridge > 0.0 or not terms:
+        u, inv = _orthonormal(cols)                         # cols = u @ inv^-1 (on its range)
+        return cols, inv @ u.T, (u ** 2).sum(axis=1)
+    q, inv_b = _orthonormal(base)
+    t_cols = cols[:, base.shape[1]:]
+    u, s, vt = np.linalg.svd(t_cols - q @ (q.T @ t_cols), full_matrices=False)
+    t_fit = (vt.T * (s / (s ** 2 + ridge))) @ u.T          # the terms' coefficients' map
+    b_fit = inv_b @ (q.T - (q.T @ t_cols) @ t_fit)
+    lev = (q ** 2).sum(axis=1) + (u ** 2) @ (s ** 2 / (s ** 2 + ridge))
+    return cols, np.concatenate([b_fit, t_fit]), lev
+
+
+def _fixed_r2(resid, lev, ridge):
+    """Squared residuals for the sandwich of a fit without a selection of terms: HC2,
+    unbiased for the residual variance of a fixed model; with a ridge penalty (biased, and
+    chosen by the leave-one-out error), HC3: the leave-one-out residuals, which carry the
+    penalty's bias at each pair."""
+    out = resid / (1.0 - np.clip(lev, 0.0, 0.99))
+    return out ** 2 if ridge > 0.0 else resid * out
+
+
+def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE):
+    """The ridge penalty of the dense terms ``t_cols`` (weighted columns, (P, T)) with the
+    lowest leave-one-out error, over ``penalties`` relative to the columns' mean squared
+    norm (0 too when the pairs determine the terms): ``(ridge, loo)``, the penalty and
+    every pair's leave-one-out residual, or ``(None, None)`` when every penalty nearly
+    interpolates a pair."""
+    q = _orthonormal(base)[0]
+    t_r = t_cols - q @ (q.T @ t_cols)
+    u, s, _ = np.linalg.svd(t_r, full_matrices=False)
+    keep = s > s.max(initial=0.0) * 1e-10
+    u, s = u[:, keep], s[keep]
+    resid0 = target - q @ (q.T @ target)
+    proj = u.T @ resid0
+    lev0 = (q ** 2).sum(axis=1)
+    scale = (t_r ** 2).sum() / max(t_cols.shape[1], 1)
+    best = (None, None)
+    for rel in ((0.0,) if determined else ()) + tuple(penalties):
+        shrink = s ** 2 / (s ** 2 + rel * scale)
+        lev = lev0 + (u ** 2) @ shrink
+        if lev.max() >= 0.999 or rel > 0.0 and lev.sum() > _STEP_SHARE * len(lev):
+            continue                # (nearly) interpolating, or more parameters than pursuit
+        loo = (resid0 - u @ (shrink * proj)) / (1.0 - lev)
+        if best[1] is None or (loo ** 2).sum() < (best[1] ** 2).sum():
+            best = (rel * scale, loo)
+    return best
 
 
 def _sandwich_se(design, a, r2, n_params):
@@ -1231,41 +1297,47 @@ def _ranking(base, target, half_total):
     return np.argsort(-strength, kind="stable")
 
 
-def _select_terms(base, x, sw, target, half_total, seed):
+def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
     """Odd interaction terms chosen by orthogonal matching pursuit, their number by K-fold
     cross-validation over pairs. ``half_total``: ``(v(N) - v(0)) / 2``, the sum of the
     first-order coefficients, which gives feature 0's (eliminated) one.
 
-    Returns ``(terms, held_out, pool)``: a list of feature tuples (maybe empty), every pair's
-    weighted residual when its fold was held out, at the chosen number of terms (None when
-    too few pairs for cross-validation), and the candidate terms it chose from.
+    Returns ``(terms, held_out, pool, ridge)``: a list of feature tuples (maybe empty),
+    every pair's weighted residual when its fold was held out, at the chosen number of
+    terms (None when too few pairs for cross-validation, or for the dense triples), the
+    candidate terms it chose from, and the penalty of the terms' coefficients (0 but for
+    the dense triples, see ``_dense_ridge``).
     """
     n, m = x.shape
     pool = _candidate_terms(m, _ranking(base, target, half_total))
     n_train = n * (_FOLDS - 1) // _FOLDS
     k_max = min(len(pool), _MAX_STEPS, int(_STEP_SHARE * n_train) - base.shape[1])
     if n_train <= base.shape[1] + 1:
-        return [], None, pool
+        return [], None, pool, 0.0
     k_max = max(k_max, 0)
     if k_max == 0 and n <= base.shape[1] + sum(len(t) == 3 for t in pool) + 2:
         pool = []           # neither a pursuit step nor the dense triples fit these pairs
     cols = np.concatenate([base, _term_columns(x, pool) * sw[:, None]], axis=1)
     n_base = base.shape[1]
     order, held_out = _cv_pursuit(cols, target, n_base, k_max, seed)
-    # the dense alternative: every candidate triple (PolySHAP's third order), when the pairs
-    # determine it; kept when its leave-one-out error is lower than the pursuit's
-    # cross-validated error
+    # the dense alternative: every candidate triple (PolySHAP's third order), unpenalised
+    # when the pairs determine them, or with a ridge penalty on the triples (many small
+    # interactions, as a network's output has, rather than a few strong ones: the
+    # penalty shrinks them all instead of choosing some) from two phases' budgets on
+    # (below, a strong term the penalty spreads over its aliases is missed by the
+    # standard errors); kept when its leave-one-out error, at the penalty where it is
+    # lowest, is lower than the pursuit's cross-validated error, by more than one standard
+    # error of the difference for a penalised fit (the bigger model)
     dense = [j for j, t in enumerate(pool) if len(t) == 3]
-    if dense and n > n_base + len(dense) + 2:
-        x_dense = cols[:, np.concatenate([np.arange(n_base), n_base + np.asarray(dense)])]
-        u = _orthonormal(x_dense)[0]
-        resid = target - u @ (u.T @ target)
-        lev = (u ** 2).sum(axis=1)
-        if lev.max() < 0.999:
-            dense_out = resid / (1.0 - lev)
-            if (dense_out ** 2).sum() < (held_out ** 2).sum():
-                return [pool[j] for j in dense], None, pool    # a fixed model: HC2 errors
-    return [pool[j - n_base] for j in order], held_out, pool
+    determined = n > n_base + len(dense) + 2
+    if dense and (determined or dense_ridge and n >= 4 * (m + 2)):
+        ridge, dense_out = _dense_ridge(base, cols[:, n_base + np.asarray(dense)], target,
+                                        determined, _DENSE_RIDGE if dense_ridge else ())
+        gain = held_out ** 2 - (dense_out ** 2 if dense_out is not None else held_out ** 2)
+        if ridge == 0.0 and gain.sum() > 0.0 or \
+                ridge and gain.sum() > _SLACK * math.sqrt(n * gain.var()):
+            return [pool[j] for j in dense], None, pool, ridge
+    return [pool[j - n_base] for j in order], held_out, pool, 0.0
 
 
 def _cv_pursuit(cols, target, n_base, k_max, seed):

@@ -636,3 +636,84 @@ def test_first_phase_surrogate_per_column_of_a_vector_game():
         assert np.max(np.abs(res.values[:, 1] - truth[1])) > 1e-6     # not exact: estimated
         np.testing.assert_allclose(res.values.sum(axis=0), res.full_value - res.base_value,
                                    atol=1e-12)
+
+
+def test_ridge_fit_map_is_penalised_least_squares():
+    # the dense triples' ridge fit, from the projection's SVD, against the penalised least
+    # squares solved directly (augmented rows penalise the terms' coefficients only)
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    rng = np.random.default_rng(1)
+    m, n = 7, 40
+    x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+    terms = list(itertools.combinations(range(m), 3))       # 35 terms: fewer pairs than columns
+    target = rng.normal(size=n)
+    for ridge in (0.3, 5.0):
+        cols, fit, lev = ks._fit_map(base, x, sw, terms, ridge)
+        k_base = base.shape[1]
+        pen = np.zeros((len(terms), cols.shape[1]))
+        pen[:, k_base:] = math.sqrt(ridge) * np.eye(len(terms))
+        aug = np.concatenate([cols, pen])
+        coef = np.linalg.lstsq(aug, np.concatenate([target, np.zeros(len(terms))]),
+                               rcond=None)[0]
+        np.testing.assert_allclose(fit @ target, coef, atol=1e-9)
+        hat = cols @ np.linalg.solve(aug.T @ aug, cols.T)
+        np.testing.assert_allclose(lev, np.diag(hat), atol=1e-9)
+
+
+def test_dense_ridge_leave_one_out_residuals_are_refits():
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    rng = np.random.default_rng(2)
+    n, k_base, k_terms = 30, 4, 12
+    base = rng.normal(size=(n, k_base))
+    t_cols = rng.normal(size=(n, k_terms))
+    target = base @ rng.normal(size=k_base) + t_cols @ (0.3 * rng.normal(size=k_terms)) \
+        + 0.2 * rng.normal(size=n)
+    ridge, loo = ks._dense_ridge(base, t_cols, target, determined=True)
+    assert ridge is not None and ridge > 0.0      # shrinking 12 small terms beats none here
+    cols = np.concatenate([base, t_cols], axis=1)
+    pen = np.zeros((k_terms, k_base + k_terms))
+    pen[:, k_base:] = math.sqrt(ridge) * np.eye(k_terms)
+    for i in range(n):
+        keep = np.arange(n) != i
+        coef = np.linalg.lstsq(np.concatenate([cols[keep], pen]),
+                               np.concatenate([target[keep], np.zeros(k_terms)]), rcond=None)[0]
+        assert loo[i] == pytest.approx(target[i] - cols[i] @ coef, abs=1e-9)
+
+
+def tanh_game(m, seed):
+    """Linear, plus pairwise products, plus a tanh of a weighted sum: its odd part beyond
+    first order is a cloud of small 3-, 5-, ...-feature terms, none of them strong."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=m)
+    pairs = np.array([rng.choice(m, 2, replace=False) for _ in range(m)])
+    a = 0.3 * rng.normal(size=m)
+    u = rng.normal(size=m)
+
+    def v(z):
+        zf = np.asarray(z, dtype=float)
+        return zf @ w + (zf[:, pairs[:, 0]] * zf[:, pairs[:, 1]]) @ a \
+            + 0.5 * np.tanh((zf - 0.5) @ u / math.sqrt(m))
+
+    return v
+
+
+def test_ridge_on_dense_triples_helps_on_a_cloud_of_small_terms(monkeypatch):
+    # 127 pairs for 12 features do not determine the 220 triples, and matching pursuit
+    # finds few of the many small ones worth its cross-validation; offering the
+    # ridge-penalised triples (shrinking all) beside it cuts the error by 2.6x over five
+    # such games (0.26-0.81 per game), and no game is worse
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    m = 12
+    with_ridge, without = [], []
+    for game_seed in range(5):
+        v = tanh_game(m, game_seed)
+        truth = exact_shapley_vectorised(v, m)
+        for grid, out in ((ks._DENSE_RIDGE, with_ridge), ((), without)):
+            monkeypatch.setattr(ks, "_DENSE_RIDGE", grid)
+            out.append(np.mean([np.mean((kernel_shap(v, m, 254, seed=seed).values - truth) ** 2)
+                                for seed in range(10)]))
+    with_ridge, without = np.array(with_ridge), np.array(without)
+    assert with_ridge.sum() < 0.6 * without.sum(), (with_ridge, without)
+    assert (with_ridge < 1.1 * without).all(), (with_ridge, without)
