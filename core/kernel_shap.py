@@ -1198,7 +1198,7 @@ def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE):
     lowest leave-one-out error, over ``penalties`` relative to the columns' mean squared
     norm (0 too when the pairs determine the terms): ``(ridge, loo)``, the penalty and
     every pair's leave-one-out residual, or ``(None, None)`` when every penalty nearly
-    interpolates a pair."""
+    interpolates a pair, or when the terms are (to ``_ALIASED``) combinations of ``base``."""
     q = _orthonormal(base)[0]
     t_r = t_cols - q @ (q.T @ t_cols)
     u, s, _ = np.linalg.svd(t_r, full_matrices=False)
@@ -1208,6 +1208,8 @@ def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE):
     proj = u.T @ resid0
     lev0 = (q ** 2).sum(axis=1)
     scale = (t_r ** 2).sum() / max(t_cols.shape[1], 1)
+    if not scale > _ALIASED ** 2 * (t_cols ** 2).sum() / max(t_cols.shape[1], 1):
+        return None, None           # the terms are combinations of the first-order columns
     best = (None, None)
     for rel in ((0.0,) if determined else ()) + tuple(penalties):
         shrink = s ** 2 / (s ** 2 + rel * scale)

@@ -682,6 +682,20 @@ def test_dense_ridge_leave_one_out_residuals_are_refits():
         assert loo[i] == pytest.approx(target[i] - cols[i] @ coef, abs=1e-9)
 
 
+def test_dense_ridge_declines_terms_in_the_span_of_the_first_order_columns():
+    # triples that are exact combinations of the first-order columns on these pairs carry
+    # nothing the first-order fit does not: no penalty is offered (before the guard, the
+    # rounding noise left in their projection was fitted as if it were signal)
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(40, 5))
+    t_cols = base @ rng.normal(size=(5, 8))
+    target = rng.normal(size=40)
+    assert ks._dense_ridge(base, t_cols, target, determined=True) == (None, None)
+    ridge, loo = ks._dense_ridge(base, t_cols + 0.1 * rng.normal(size=(40, 8)), target, True)
+    assert ridge is not None and loo.shape == (40,)
+
+
 def tanh_game(m, seed):
     """Linear, plus pairwise products, plus a tanh of a weighted sum: its odd part beyond
     first order is a cloud of small 3-, 5-, ...-feature terms, none of them strong."""
