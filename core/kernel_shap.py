@@ -815,12 +815,7 @@ def _choose_singles(design, first, y, delta, seed):
         terms, held_out, _, ridge = _select_terms(base, x, sw, target, 0.5 * delta[col],
                                                   seed, dense_ridge=False)
         cols, fit, lev = _fit_map(base, x, sw, terms, ridge)
-        resid = target - cols @ (fit @ target)
-        if held_out is None:                    # as in _fit_odd
-            r2 = _fixed_r2(resid, lev, ridge)
-        else:                                   # as in _fit_odd
-            f = (_FOLDS - 1) / _FOLDS
-            r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
+        r2 = _pair_r2(target - cols @ (fit @ target), lev, ridge, held_out)  # as in _fit_odd
         s_o = float(r2[n_enum:].sum() / ws.sum())
         model, e2 = _even_model(x, even[:, col], sw,
                                 _ranking(base, target, 0.5 * delta[col]), seed)
@@ -1126,16 +1121,7 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     phi = lmap @ coef
     phi[0] += 2.0 * half_total
     resid = target - cols @ coef                            # weighted residuals
-    if held_out is None:
-        r2 = _fixed_r2(resid, lev, ridge)
-    else:
-        # selection: the in-sample residuals are too small by about the selection's
-        # effective degrees of freedom d (E r^2 = s2 (1 - d / n)), the held-out ones too
-        # large (E r^2 = s2 (1 + d / (f n)), each fold fitted on a share f of the pairs):
-        # their average with weights 1 / (1 + f) and f / (1 + f) cancels d to first order,
-        # whatever d is
-        f = (_FOLDS - 1) / _FOLDS
-        r2 = (resid ** 2 + f * held_out ** 2) / (1.0 + f)
+    r2 = _pair_r2(resid, lev, ridge, held_out)
     amap = lmap @ fit
     se = _sandwich_se(design, amap, r2, lev.sum() if ridge > 0.0 else cols.shape[1])
     # every pair's cross-validated (or, without a selection, leave-one-out) residual
@@ -1184,11 +1170,21 @@ def _fit_map(base, x, sw, terms, ridge=0.0):
     return cols, np.concatenate([b_fit, t_fit]), lev
 
 
-def _fixed_r2(resid, lev, ridge):
-    """Squared residuals for the sandwich of a fit without a selection of terms: HC2,
-    unbiased for the residual variance of a fixed model; with a ridge penalty (biased, and
-    chosen by the leave-one-out error), HC3: the leave-one-out residuals, which carry the
-    penalty's bias at each pair."""
+def _pair_r2(resid, lev, ridge, held_out):
+    """Every pair's squared residual for the sandwich, from its in-sample one ``resid``,
+    its leverage and, when the terms were chosen by cross-validation, its held-out one.
+
+    * Selection: the in-sample residuals are too small by about the selection's effective
+      degrees of freedom d (E r^2 = s2 (1 - d / n)), the held-out ones too large
+      (E r^2 = s2 (1 + d / (f n)), each fold fitted on a share f of the pairs): their
+      average with weights 1 / (1 + f) and f / (1 + f) cancels d to first order, whatever
+      d is.
+    * No selection: HC2, unbiased for the residual variance of a fixed model; with a ridge
+      penalty (biased, and chosen by the leave-one-out error), HC3: the leave-one-out
+      residuals, which carry the penalty's bias at each pair."""
+    if held_out is not None:
+        f = (_FOLDS - 1) / _FOLDS
+        return (resid ** 2 + f * held_out ** 2) / (1.0 + f)
     out = resid / (1.0 - np.clip(lev, 0.0, 0.99))
     return out ** 2 if ridge > 0.0 else resid * out
 

@@ -638,6 +638,16 @@ def test_first_phase_surrogate_per_column_of_a_vector_game():
                                    atol=1e-12)
 
 
+def penalised_lstsq(cols, target, k_free, ridge):
+    """Least squares with ``ridge * |c|^2`` on the coefficients after the first ``k_free``,
+    solved directly by augmented rows: ``(coef, augmented columns)``."""
+    k_pen = cols.shape[1] - k_free
+    pen = np.zeros((k_pen, cols.shape[1]))
+    pen[:, k_free:] = math.sqrt(ridge) * np.eye(k_pen)
+    aug = np.concatenate([cols, pen])
+    return np.linalg.lstsq(aug, np.concatenate([target, np.zeros(k_pen)]), rcond=None)[0], aug
+
+
 def test_ridge_fit_map_is_penalised_least_squares():
     # the dense triples' ridge fit, from the projection's SVD, against the penalised least
     # squares solved directly (augmented rows penalise the terms' coefficients only)
@@ -651,12 +661,7 @@ def test_ridge_fit_map_is_penalised_least_squares():
     target = rng.normal(size=n)
     for ridge in (0.3, 5.0):
         cols, fit, lev = ks._fit_map(base, x, sw, terms, ridge)
-        k_base = base.shape[1]
-        pen = np.zeros((len(terms), cols.shape[1]))
-        pen[:, k_base:] = math.sqrt(ridge) * np.eye(len(terms))
-        aug = np.concatenate([cols, pen])
-        coef = np.linalg.lstsq(aug, np.concatenate([target, np.zeros(len(terms))]),
-                               rcond=None)[0]
+        coef, aug = penalised_lstsq(cols, target, base.shape[1], ridge)
         np.testing.assert_allclose(fit @ target, coef, atol=1e-9)
         hat = cols @ np.linalg.solve(aug.T @ aug, cols.T)
         np.testing.assert_allclose(lev, np.diag(hat), atol=1e-9)
@@ -673,12 +678,9 @@ def test_dense_ridge_leave_one_out_residuals_are_refits():
     ridge, loo = ks._dense_ridge(base, t_cols, target, determined=True)
     assert ridge is not None and ridge > 0.0      # shrinking 12 small terms beats none here
     cols = np.concatenate([base, t_cols], axis=1)
-    pen = np.zeros((k_terms, k_base + k_terms))
-    pen[:, k_base:] = math.sqrt(ridge) * np.eye(k_terms)
     for i in range(n):
         keep = np.arange(n) != i
-        coef = np.linalg.lstsq(np.concatenate([cols[keep], pen]),
-                               np.concatenate([target[keep], np.zeros(k_terms)]), rcond=None)[0]
+        coef = penalised_lstsq(cols[keep], target[keep], k_base, ridge)[0]
         assert loo[i] == pytest.approx(target[i] - cols[i] @ coef, abs=1e-9)
 
 
