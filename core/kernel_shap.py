@@ -77,11 +77,12 @@ separate steps:
 * standard errors: the sandwich of the per-pair influences, stratified with a
   finite-population correction (enumerated strata contribute none). Each pair's squared
   residual is the average of its in-sample and its cross-validated one (weights 1 and
-  (K - 1) / K), which cancels the selection's optimism to first order (HC2 for a model
-  not selected; HC3, the leave-one-out residuals, for the ridge-penalised triples, whose
-  bias they carry); the variance is the larger of this and the same with squared residuals
-  pooled per stratum, times ``nu / (nu - 2)`` for its Satterthwaite degrees of freedom
-  ``nu`` (see ``_sandwich_se``).
+  (K - 1) / K), which cancels the selection's optimism to first order; without a
+  selection, the in-sample one divided by its expected share of the noise (HC2, and its
+  version for the ridge-penalised triples, see ``_pair_r2``); the variance is the larger of
+  this and the same with squared residuals pooled per stratum, times ``nu / (nu - 2)`` for
+  its Satterthwaite degrees of freedom ``nu`` (see ``_sandwich_se``), plus, for the
+  penalised triples, the penalty's squared bias (a plug-in estimate, see ``_fit_odd``).
 """
 
 import itertools
@@ -814,8 +815,8 @@ def _choose_singles(design, first, y, delta, seed):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held_out, _, ridge = _select_terms(base, x, sw, target, 0.5 * delta[col],
                                                   seed, dense_ridge=False)
-        cols, fit, lev = _fit_map(base, x, sw, terms, ridge)
-        r2 = _pair_r2(target - cols @ (fit @ target), lev, ridge, held_out)  # as in _fit_odd
+        cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge)
+        r2 = _pair_r2(target - cols @ (fit @ target), lev, lev2, held_out)  # as in _fit_odd
         s_o = float(r2[n_enum:].sum() / ws.sum())
         model, e2 = _even_model(x, even[:, col], sw,
                                 _ranking(base, target, 0.5 * delta[col]), seed)
@@ -1112,18 +1113,27 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     the finite-population correction of the stratum (``sampled``: its share sampled) does
     not reduce: it is added.
 
+    The penalty biases the values by ``lmap @ (fit @ cols - I) @ c`` for true coefficients
+    ``c``; its plug-in estimate (``c`` by the fit's own ones, so it is, if anything, too
+    small) is added in square to the variance, so that the standard errors estimate the
+    values' root mean squared error (Hastie, Tibshirani & Friedman 2009, 7.3).
+
     Returns ``(phi, se, held)``: values and standard errors (M,), and every pair's
     cross-validated (or leave-one-out) weighted residual (P,).
     """
-    cols, fit, lev = _fit_map(base, x, sw, terms, ridge)
+    cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge)
     lmap = _value_map(x.shape[1], terms)
     coef = fit @ target
     phi = lmap @ coef
     phi[0] += 2.0 * half_total
-    resid = target - cols @ coef                            # weighted residuals
-    r2 = _pair_r2(resid, lev, ridge, held_out)
+    fitted = cols @ coef
+    resid = target - fitted                                 # weighted residuals
+    r2 = _pair_r2(resid, lev, lev2, held_out)
     amap = lmap @ fit
-    se = _sandwich_se(design, amap, r2, lev.sum() if ridge > 0.0 else cols.shape[1])
+    se = _sandwich_se(design, amap, r2, 2.0 * lev.sum() - lev2.sum())
+    if ridge > 0.0:
+        bias = lmap @ (fit @ fitted - coef)
+        se = np.sqrt(se ** 2 + bias ** 2)
     # every pair's cross-validated (or, without a selection, leave-one-out) residual
     cv = resid / (1.0 - np.clip(lev, 0.0, 0.99)) if held_out is None else held_out
     if extra is not None:
@@ -1148,9 +1158,11 @@ def _value_map(m, terms):
 
 
 def _fit_map(base, x, sw, terms, ridge=0.0):
-    """The odd fit as a linear map of the target: ``(cols, fit, lev)``, the weighted
-    columns (P, K), the coefficients' map (K, P) (``coef = fit @ target``) and every pair's
-    leverage (P,), the diagonal of the hat matrix ``cols @ fit``.
+    """The odd fit as a linear map of the target: ``(cols, fit, lev, lev2)``, the weighted
+    columns (P, K), the coefficients' map (K, P) (``coef = fit @ target``), every pair's
+    leverage (P,), the diagonal of the hat matrix ``H = cols @ fit``, and the diagonal of
+    ``H @ H.T`` (P,) (the leverage again unless the fit is penalised: ``H`` is then
+    symmetric but not a projection).
 
     With ``ridge`` > 0 the terms' coefficients are penalised by ``ridge * |c|^2`` and the
     first-order ones are not: the terms' columns are taken orthogonal to the first-order
@@ -1160,33 +1172,37 @@ def _fit_map(base, x, sw, terms, ridge=0.0):
         cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
     if not ridge > 0.0 or not terms:
         u, inv = _orthonormal(cols)                         # cols = u @ inv^-1 (on its range)
-        return cols, inv @ u.T, (u ** 2).sum(axis=1)
+        lev = (u ** 2).sum(axis=1)
+        return cols, inv @ u.T, lev, lev
     q, inv_b = _orthonormal(base)
     t_cols = cols[:, base.shape[1]:]
     u, s, vt = np.linalg.svd(t_cols - q @ (q.T @ t_cols), full_matrices=False)
     t_fit = (vt.T * (s / (s ** 2 + ridge))) @ u.T          # the terms' coefficients' map
     b_fit = inv_b @ (q.T - (q.T @ t_cols) @ t_fit)
-    lev = (q ** 2).sum(axis=1) + (u ** 2) @ (s ** 2 / (s ** 2 + ridge))
-    return cols, np.concatenate([b_fit, t_fit]), lev
+    shrink = s ** 2 / (s ** 2 + ridge)                     # H = q q' + u diag(shrink) u'
+    lev_q = (q ** 2).sum(axis=1)
+    return cols, np.concatenate([b_fit, t_fit]), lev_q + (u ** 2) @ shrink, \
+        lev_q + (u ** 2) @ shrink ** 2
 
 
-def _pair_r2(resid, lev, ridge, held_out):
+def _pair_r2(resid, lev, lev2, held_out):
     """Every pair's squared residual for the sandwich, from its in-sample one ``resid``,
-    its leverage and, when the terms were chosen by cross-validation, its held-out one.
+    the diagonals ``lev`` of the hat matrix ``H`` and ``lev2`` of ``H @ H.T`` (see
+    ``_fit_map``) and, when the terms were chosen by cross-validation, its held-out one.
 
     * Selection: the in-sample residuals are too small by about the selection's effective
       degrees of freedom d (E r^2 = s2 (1 - d / n)), the held-out ones too large
       (E r^2 = s2 (1 + d / (f n)), each fold fitted on a share f of the pairs): their
       average with weights 1 / (1 + f) and f / (1 + f) cancels d to first order, whatever
       d is.
-    * No selection: HC2, unbiased for the residual variance of a fixed model; with a ridge
-      penalty (biased, and chosen by the leave-one-out error), HC3: the leave-one-out
-      residuals, which carry the penalty's bias at each pair."""
+    * No selection: a fixed linear fit leaves the residuals ``(I - H) y``, whose noise
+      has variance ``s2 (1 - 2 h_pp + (H H')_pp)`` at pair ``p`` for noise of variance
+      ``s2``: dividing by it is unbiased (HC2 when ``H`` is a projection, as without a
+      penalty; the penalised fit's is between HC2 and HC3)."""
     if held_out is not None:
         f = (_FOLDS - 1) / _FOLDS
         return (resid ** 2 + f * held_out ** 2) / (1.0 + f)
-    out = resid / (1.0 - np.clip(lev, 0.0, 0.99))
-    return out ** 2 if ridge > 0.0 else resid * out
+    return resid ** 2 / np.maximum(1.0 - 2.0 * lev + lev2, 0.01)
 
 
 def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE):

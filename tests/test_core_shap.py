@@ -660,11 +660,35 @@ def test_ridge_fit_map_is_penalised_least_squares():
     terms = list(itertools.combinations(range(m), 3))       # 35 terms: fewer pairs than columns
     target = rng.normal(size=n)
     for ridge in (0.3, 5.0):
-        cols, fit, lev = ks._fit_map(base, x, sw, terms, ridge)
+        cols, fit, lev, lev2 = ks._fit_map(base, x, sw, terms, ridge)
         coef, aug = penalised_lstsq(cols, target, base.shape[1], ridge)
         np.testing.assert_allclose(fit @ target, coef, atol=1e-9)
         hat = cols @ np.linalg.solve(aug.T @ aug, cols.T)
         np.testing.assert_allclose(lev, np.diag(hat), atol=1e-9)
+        np.testing.assert_allclose(lev2, np.diag(hat @ hat.T), atol=1e-9)
+        assert (lev2 < lev - 1e-3).any()          # penalised: H is not a projection
+
+
+def test_pair_r2_is_unbiased_for_the_noise_of_a_ridge_fit():
+    # residuals of the penalised fit, each divided by its share of the noise: on average
+    # over noise draws, the noise variance at every pair (HC3, the leave-one-out residuals
+    # squared, overstates it at high leverage; the raw squared residuals understate it)
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    rng = np.random.default_rng(4)
+    m, n, draws = 7, 40, 4000
+    x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+    terms = list(itertools.combinations(range(m), 3))
+    cols, fit, lev, lev2 = ks._fit_map(base, x, sw, terms, 50.0)   # 19 effective of 40
+    hat = cols @ fit
+    noise = rng.normal(size=(draws, n))
+    resid = noise - noise @ hat.T
+    r2 = np.mean([ks._pair_r2(r, lev, lev2, None) for r in resid], axis=0)
+    assert r2 == pytest.approx(np.ones(n), abs=0.1)
+    assert np.mean(resid ** 2, axis=0).mean() < 0.8
+    hc3 = np.mean((resid / (1.0 - lev)) ** 2, axis=0)
+    assert hc3.mean() > 1.2
 
 
 def test_dense_ridge_leave_one_out_residuals_are_refits():
