@@ -1130,6 +1130,7 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     resid = target - fitted                                 # weighted residuals
     r2 = _pair_r2(resid, lev, lev2, held_out)
     amap = lmap @ fit
+    # parameters: the pairs less the residual degrees of freedom, P - 2 tr H + tr H H'
     se = _sandwich_se(design, amap, r2, 2.0 * lev.sum() - lev2.sum())
     if ridge > 0.0:
         bias = lmap @ (fit @ fitted - coef)

@@ -691,6 +691,36 @@ def test_pair_r2_is_unbiased_for_the_noise_of_a_ridge_fit():
     assert hc3.mean() > 1.2
 
 
+def test_ridge_standard_errors_carry_the_penalty_bias():
+    # noise-free pairs of a game with many triples: the penalised fit's only error is the
+    # penalty's bias. Its plug-in estimate (the fit's own, shrunk, coefficients in place of
+    # the true ones) is smaller than the error in every draw, and the standard errors add
+    # it in square to the residuals' sandwich
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    m, n = 7, 100
+    terms = list(itertools.combinations(range(m), 3))
+    lmap = ks._value_map(m, terms)
+    design = {"n_enum": 0, "pair_stratum": np.zeros(n, int), "fpc": np.ones(1)}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
+        sw = rng.uniform(0.5, 2.0, size=n)
+        base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+        cols = ks._fit_map(base, x, sw, terms)[0]
+        ridge = 0.3 * (cols[:, m - 1:] ** 2).sum() / len(terms)
+        cols, fit, lev, lev2 = ks._fit_map(base, x, sw, terms, ridge)
+        c = np.concatenate([rng.normal(size=m - 1), 0.3 * rng.normal(size=len(terms))])
+        target = cols @ c
+        coef = fit @ target
+        error = lmap @ (coef - c)                       # the values' error: all bias
+        plug_in = lmap @ (fit @ (cols @ coef) - coef)
+        assert 0.05 * np.linalg.norm(error) < np.linalg.norm(plug_in) < np.linalg.norm(error)
+        _, se, _ = ks._fit_odd(base, x, sw, target, terms, 0.0, design, ridge=ridge)
+        r2 = ks._pair_r2(target - cols @ coef, lev, lev2, None)
+        sandwich = ks._sandwich_se(design, lmap @ fit, r2, 2 * lev.sum() - lev2.sum())
+        np.testing.assert_allclose(se ** 2, sandwich ** 2 + plug_in ** 2, rtol=1e-9)
+
+
 def test_dense_ridge_leave_one_out_residuals_are_refits():
     ks = importlib.import_module("seg_explainer.core.kernel_shap")
     rng = np.random.default_rng(2)
