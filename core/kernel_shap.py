@@ -1367,11 +1367,18 @@ def _cv_pursuit(cols, target, n_base, k_max, seed):
     corr = cols.T @ target
     fold = np.random.default_rng([seed, 17]).permutation(n) % _FOLDS
     held_out = np.empty((k_max + 1, n))       # every row's residual when held out, per step
-    for f in range(_FOLDS):
+    steps = np.zeros(_FOLDS, dtype=int)
+
+    def run(f, min_steps=0):
         out = fold == f
         held = cols[out]
-        held_out[:, out] = target[out] - _omp(gram - held.T @ held, corr - held.T @ target[out],
-                                              n_base, k_max, held, target[out])[2]
+        order, _, preds = _omp(gram - held.T @ held, corr - held.T @ target[out], n_base,
+                               k_max, held, target[out], min_steps)
+        held_out[:, out] = target[out] - preds
+        steps[f] = len(order)
+
+    for f in range(_FOLDS):
+        run(f)
     loss = held_out ** 2
     k_min = int(np.argmin(loss.sum(axis=1)))
     # fewest columns whose cross-validated error is not worse than the minimum's by more
@@ -1379,18 +1386,24 @@ def _cv_pursuit(cols, target, n_base, k_max, seed):
     diff = loss - loss[k_min]
     slack = _SLACK * np.sqrt(n * diff.var(axis=1)) + 1e-12 * loss[0].sum()
     k_best = int(np.argmax(diff.sum(axis=1) <= slack))
+    # a fold stops once its held-out error stalls (_PATIENCE), and the choice counts its
+    # stalled error at later steps; but one fold's error is noisy and can stall for a
+    # while before it falls: a fold that stopped short of the chosen count is run again
+    # that far, so that the held-out residuals (for the standard errors) are the pursuit's
+    for f in np.flatnonzero(steps < k_best):
+        run(f, k_best)
     order = _omp(gram, corr, n_base, k_best)[0] if k_best else []
     return order, held_out[k_best]
 
 
-def _omp(gram, corr, n_base, k_max, held=None, held_target=None):
+def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0):
     """Orthogonal matching pursuit from the Gram matrix of the columns on the fitting rows.
 
     The first ``n_base`` columns are always in the model; then up to ``k_max`` of the others
     are added greedily (largest reduction of the residual sum of squares), by Gram-Schmidt
     in coefficient space, so each step costs O(steps x columns), not rows. With ``held``
     (the columns on other rows) and ``held_target``, the pursuit stops early once the error
-    on those rows has not improved for a while.
+    on those rows has not improved for a while (not before ``min_steps`` steps).
 
     Returns the indices of the added columns, the squared error on the held rows after each
     step (k_max + 1,) and the predictions there (k_max + 1, held rows); steps not taken
@@ -1436,7 +1449,8 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None):
     for step in range(1, k_max + 1):
         score = np.where(used | (norms <= floor), -1.0, rest ** 2 / np.maximum(norms, 1e-300))
         j = int(np.argmax(score))
-        if score[j] <= 0.0 or n_held and step - best > max(_PATIENCE, best // 2):
+        if score[j] <= 0.0 or n_held and step > min_steps and \
+                step - best > max(_PATIENCE, best // 2):
             step -= 1
             break
         while not add(j):

@@ -287,6 +287,37 @@ def test_matching_pursuit_predictions_equal_least_squares():
                                    rtol=1e-9)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cross_validated_residuals_are_the_pursuits_at_the_chosen_count(seed):
+    # a cloud of 80 small triples and noise: a fold's held-out error is noisy and stalls
+    # in the first steps, which stops that fold's pursuit early; every pair's held-out
+    # residual at the chosen number of terms must still be the prediction of the pursuit
+    # fitted without its fold, taken that far (least squares on the columns it chose)
+    import sys
+
+    ks = sys.modules["seg_explainer.core.kernel_shap"]
+    rng = np.random.default_rng(seed)
+    n, m = 300, 10
+    x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
+    pool = list(itertools.combinations(range(m), 3))
+    cols = np.concatenate([x, ks._products(x, pool)], axis=1)
+    true = rng.choice(len(pool), 80, replace=False)
+    target = x @ rng.normal(size=m) + 0.05 * rng.normal(size=n) + \
+        ks._products(x, [pool[j] for j in true]) @ (0.03 * rng.normal(size=80))
+    order, held = ks._cv_pursuit(cols, target, m, 150, seed)
+    k = len(order)
+    assert k > 20                         # the pursuit took many of the terms
+    fold = np.random.default_rng([seed, 17]).permutation(n) % ks._FOLDS
+    for f in range(ks._FOLDS):
+        out = fold == f
+        tr = cols[~out]
+        chosen = ks._omp(tr.T @ tr, tr.T @ target[~out], m, k)[0]
+        sel = list(range(m)) + list(chosen)
+        coef = np.linalg.lstsq(tr[:, sel], target[~out], rcond=None)[0]
+        np.testing.assert_allclose(held[out], target[out] - cols[out][:, sel] @ coef,
+                                   atol=1e-9)
+
+
 @pytest.mark.parametrize("budget", [64, 256, 1024])
 def test_standard_errors_cover_the_truth(budget):
     # a saturating game (the mean of two sigmoids of weighted sums, as a segmentation
