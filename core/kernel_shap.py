@@ -76,8 +76,9 @@ separate steps:
   ``M + 4`` pairs.
 * standard errors: the sandwich of the per-pair influences, stratified with a
   finite-population correction (enumerated strata contribute none). Each pair's squared
-  residual is the average of its in-sample and its cross-validated one (weights 1 and
-  (K - 1) / K), which cancels the selection's optimism to first order; without a
+  residual is its cross-validated one (the terms chosen again without its fold), divided
+  by ``1 + `` its leverage in that fold's fit: unbiased for a fixed fit, and carrying the
+  variability of the terms' choice, which the values have too; without a
   selection, the in-sample one divided by its expected share of the noise (HC2, and its
   version for the ridge-penalised triples, see ``_pair_r2``); the variance is the larger of
   this and the same with squared residuals pooled per stratum, times ``nu / (nu - 2)`` for
@@ -813,10 +814,12 @@ def _choose_singles(design, first, y, delta, seed):
     shares = np.zeros(len(delta))
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held_out, _, ridge = _select_terms(base, x, sw, target, 0.5 * delta[col],
-                                                  seed, dense_ridge=False)
+        terms, held, _, ridge = _select_terms(base, x, sw, target, 0.5 * delta[col],
+                                              seed, dense_ridge=False)
         cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge)
-        r2 = _pair_r2(target - cols @ (fit @ target), lev, lev2, held_out)  # as in _fit_odd
+        # the noise the pairs leave; the selection's variability is not counted: the fit
+        # bears it whether the rest of the budget goes to pairs or to singles
+        r2 = _pair_r2(target - cols @ (fit @ target), lev, lev2, held, selection=False)
         s_o = float(r2[n_enum:].sum() / ws.sum())
         model, e2 = _even_model(x, even[:, col], sw,
                                 _ranking(base, target, 0.5 * delta[col]), seed)
@@ -857,7 +860,7 @@ def _even_model(x, even, sw, ranking, seed):
     order, held_out = [], None
     if k_max > 0 and n >= 2 * _FOLDS:
         cols = np.concatenate([base, _products(x, pool) * sw[:, None]], axis=1)
-        order, held_out = _cv_pursuit(cols, target, len(classes), k_max, seed)
+        order, held_out, _ = _cv_pursuit(cols, target, len(classes), k_max, seed, False)
     terms = [pool[j - len(classes)] for j in order]
     cols = np.concatenate([base, _products(x, terms) * sw[:, None]], axis=1)
     u, inv = _orthonormal(cols)
@@ -1029,18 +1032,18 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
         sw = sws[:, col]                                   # unit weights, square root
         base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held_out, pool, ridge = [], None, [], 0.0
+        terms, held, pool, ridge = [], None, [], 0.0
         if surrogate and not design["exact"]:
-            terms, held_out, pool, ridge = _select_terms(base, x, sw, target,
-                                                         0.5 * delta[col], seed, dense_ridge)
+            terms, held, pool, ridge = _select_terms(base, x, sw, target,
+                                                     0.5 * delta[col], seed, dense_ridge)
         extra = None
         if offset is not None:
             g, stratum, even_var, sampled = offset
             extra = (g * sw, stratum, even_var[:, col], sampled)
         phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
-                                                    0.5 * delta[col], design, held_out, extra,
+                                                    0.5 * delta[col], design, held, extra,
                                                     ridge)
-        if held_out is not None and terms:
+        if held is not None and terms:
             shift, spread = _alias_spread(base, x, sw, target, terms, pool,
                                           0.5 * delta[col], phi[:, col])
             phi[:, col] += shift
@@ -1096,7 +1099,7 @@ def _term_columns(x, terms):
     return _products(x, terms) - x[:, :1]
 
 
-def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extra=None,
+def _fit_odd(base, x, sw, target, terms, half_total, design, held=None, extra=None,
              ridge=0.0):
     """Weighted least squares of the odd part on order 1 and ``terms``; values and errors.
 
@@ -1105,8 +1108,9 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     of ``k`` features gives each of them ``2 c_T / k``. ``ridge`` > 0 penalises the terms'
     coefficients (not the first-order ones; see ``_fit_map``).
 
-    ``held_out``, when the terms were chosen by cross-validation: every pair's weighted
-    residual when its fold was held out. Standard errors: see ``_sandwich_se``; ``extra``
+    ``held``, when the terms were chosen by cross-validation: every pair's weighted
+    residual when its fold was held out and its leverage then (see ``_cv_pursuit``).
+    Standard errors: see ``_sandwich_se`` and ``_pair_r2``; ``extra``
     ``(g, stratum, even_var, sampled)`` describes single coalitions: their targets were
     corrected by a model of the even part (``d target / d even part = g``), and their
     residuals carry its error (variance ``even_var`` per stratum (S,), random sign), which
@@ -1128,7 +1132,7 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
     phi[0] += 2.0 * half_total
     fitted = cols @ coef
     resid = target - fitted                                 # weighted residuals
-    r2 = _pair_r2(resid, lev, lev2, held_out)
+    r2 = _pair_r2(resid, lev, lev2, held)
     amap = lmap @ fit
     # parameters: the pairs less the residual degrees of freedom, P - 2 tr H + tr H H'
     se = _sandwich_se(design, amap, r2, 2.0 * lev.sum() - lev2.sum())
@@ -1136,7 +1140,7 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held_out=None, extr
         bias = lmap @ (fit @ fitted - coef)
         se = np.sqrt(se ** 2 + bias ** 2)
     # every pair's cross-validated (or, without a selection, leave-one-out) residual
-    cv = resid / (1.0 - np.clip(lev, 0.0, 0.99)) if held_out is None else held_out
+    cv = resid / (1.0 - np.clip(lev, 0.0, 0.99)) if held is None else held[0]
     if extra is not None:
         g, stratum, even_var, sampled = extra
         var = se ** 2
@@ -1186,21 +1190,28 @@ def _fit_map(base, x, sw, terms, ridge=0.0):
         lev_q + (u ** 2) @ shrink ** 2
 
 
-def _pair_r2(resid, lev, lev2, held_out):
+def _pair_r2(resid, lev, lev2, held, selection=True):
     """Every pair's squared residual for the sandwich, from its in-sample one ``resid``,
     the diagonals ``lev`` of the hat matrix ``H`` and ``lev2`` of ``H @ H.T`` (see
-    ``_fit_map``) and, when the terms were chosen by cross-validation, its held-out one.
+    ``_fit_map``) and, when the terms were chosen by cross-validation, ``held``: its
+    held-out residual and leverage (see ``_cv_pursuit``).
 
-    * Selection: the in-sample residuals are too small by about the selection's effective
-      degrees of freedom d (E r^2 = s2 (1 - d / n)), the held-out ones too large
-      (E r^2 = s2 (1 + d / (f n)), each fold fitted on a share f of the pairs): their
-      average with weights 1 / (1 + f) and f / (1 + f) cancels d to first order, whatever
-      d is.
+    * Selection: the in-sample residuals are too small by the selection's optimism. The
+      held-out residual of a fixed fit has noise variance ``s2 (1 + held_lev)``; divided
+      by that, it is unbiased for a fixed fit and, with the terms chosen again without the
+      pair's fold, it also carries the variability of the choice, which the values have
+      too. With ``selection`` False, only the noise: the in-sample and held-out residuals
+      averaged with weights 1 / (1 + f) and f / (1 + f) (each fold fitted on a share f of
+      the pairs), which cancels the selection's effective degrees of freedom d to first
+      order (E r^2 = s2 (1 - d / n) in sample, s2 (1 + d / (f n)) held out).
     * No selection: a fixed linear fit leaves the residuals ``(I - H) y``, whose noise
       has variance ``s2 (1 - 2 h_pp + (H H')_pp)`` at pair ``p`` for noise of variance
       ``s2``: dividing by it is unbiased (HC2 when ``H`` is a projection, as without a
       penalty; the penalised fit's is between HC2 and HC3)."""
-    if held_out is not None:
+    if held is not None:
+        held_out, held_lev = held
+        if selection:
+            return held_out ** 2 / (1.0 + np.maximum(held_lev, 0.0))
         f = (_FOLDS - 1) / _FOLDS
         return (resid ** 2 + f * held_out ** 2) / (1.0 + f)
     return resid ** 2 / np.maximum(1.0 - 2.0 * lev + lev2, 0.01)
@@ -1317,11 +1328,11 @@ def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
     cross-validation over pairs. ``half_total``: ``(v(N) - v(0)) / 2``, the sum of the
     first-order coefficients, which gives feature 0's (eliminated) one.
 
-    Returns ``(terms, held_out, pool, ridge)``: a list of feature tuples (maybe empty),
-    every pair's weighted residual when its fold was held out, at the chosen number of
-    terms (None when too few pairs for cross-validation, or for the dense triples), the
-    candidate terms it chose from, and the penalty of the terms' coefficients (0 but for
-    the dense triples, see ``_dense_ridge``).
+    Returns ``(terms, held, pool, ridge)``: a list of feature tuples (maybe empty),
+    ``(held_out, held_lev)`` from ``_cv_pursuit`` at the chosen number of terms (None when
+    too few pairs for cross-validation, or for the dense triples), the candidate terms it
+    chose from, and the penalty of the terms' coefficients (0 but for the dense triples,
+    see ``_dense_ridge``).
     """
     n, m = x.shape
     pool = _candidate_terms(m, _ranking(base, target, half_total))
@@ -1334,7 +1345,7 @@ def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
         pool = []           # neither a pursuit step nor the dense triples fit these pairs
     cols = np.concatenate([base, _term_columns(x, pool) * sw[:, None]], axis=1)
     n_base = base.shape[1]
-    order, held_out = _cv_pursuit(cols, target, n_base, k_max, seed)
+    order, held_out, held_lev = _cv_pursuit(cols, target, n_base, k_max, seed)
     # the dense alternative: every candidate triple (PolySHAP's third order), unpenalised
     # when the pairs determine them, or with a ridge penalty on the triples (many small
     # interactions, as a network's output has, rather than a few strong ones: the
@@ -1352,15 +1363,19 @@ def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
         if ridge == 0.0 and gain.sum() > 0.0 or \
                 ridge and gain.sum() > _SLACK * math.sqrt(n * gain.var()):
             return [pool[j] for j in dense], None, pool, ridge
-    return [pool[j - n_base] for j in order], held_out, pool, 0.0
+    return [pool[j - n_base] for j in order], (held_out, held_lev), pool, 0.0
 
 
-def _cv_pursuit(cols, target, n_base, k_max, seed):
+def _cv_pursuit(cols, target, n_base, k_max, seed, leverage=True):
     """Columns added to the first ``n_base`` by orthogonal matching pursuit, their number
     chosen by K-fold cross-validation over rows with a one-standard-error rule.
 
-    Returns ``(order, held_out)``: the indices of the added columns (maybe none) and every
-    row's residual when its fold was held out, at the chosen number of columns.
+    Returns ``(order, held_out, held_lev)``: the indices of the added columns (maybe none),
+    every row's residual when its fold was held out, at the chosen number of columns, and
+    every row's leverage in the fit without its fold of the chosen columns
+    (``c' G^-1 c``, ``c`` the row's chosen columns, ``G`` their Gram matrix on the other
+    folds; None unless ``leverage``): a fixed fit's held-out residual has noise variance
+    ``s2 (1 + held_lev)``.
     """
     n = len(target)
     gram = cols.T @ cols
@@ -1393,7 +1408,20 @@ def _cv_pursuit(cols, target, n_base, k_max, seed):
     for f in np.flatnonzero(steps < k_best):
         run(f, k_best)
     order = _omp(gram, corr, n_base, k_best)[0] if k_best else []
-    return order, held_out[k_best]
+    if not leverage:
+        return order, held_out[k_best], None
+    chosen = cols[:, list(range(n_base)) + list(order)]
+    gram = chosen.T @ chosen
+    held_lev = np.empty(n)
+    for f in range(_FOLDS):
+        out = fold == f
+        g = gram - chosen[out].T @ chosen[out]
+        try:
+            sol = np.linalg.solve(g, chosen[out].T)
+        except np.linalg.LinAlgError:
+            sol = np.linalg.lstsq(g, chosen[out].T, rcond=None)[0]
+        held_lev[out] = np.einsum("ij,ji->i", chosen[out], sol)
+    return order, held_out[k_best], held_lev
 
 
 def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0):

@@ -304,7 +304,7 @@ def test_cross_validated_residuals_are_the_pursuits_at_the_chosen_count(seed):
     true = rng.choice(len(pool), 80, replace=False)
     target = x @ rng.normal(size=m) + 0.05 * rng.normal(size=n) + \
         ks._products(x, [pool[j] for j in true]) @ (0.03 * rng.normal(size=80))
-    order, held = ks._cv_pursuit(cols, target, m, 150, seed)
+    order, held, _ = ks._cv_pursuit(cols, target, m, 150, seed)
     k = len(order)
     assert k > 20                         # the pursuit took many of the terms
     fold = np.random.default_rng([seed, 17]).permutation(n) % ks._FOLDS
@@ -316,6 +316,40 @@ def test_cross_validated_residuals_are_the_pursuits_at_the_chosen_count(seed):
         coef = np.linalg.lstsq(tr[:, sel], target[~out], rcond=None)[0]
         np.testing.assert_allclose(held[out], target[out] - cols[out][:, sel] @ coef,
                                    atol=1e-9)
+
+
+def test_held_out_residuals_over_one_plus_their_leverage_are_unbiased_for_the_noise():
+    # first-order columns carry the signal, the candidate columns are pure noise, so the
+    # pursuit mostly adds none: for a fixed fit, E held^2 = s2 (1 + c' G^-1 c), G the Gram
+    # matrix without the row's fold; 40 columns on 120 rows make that leverage large
+    import sys
+
+    ks = sys.modules["seg_explainer.core.kernel_shap"]
+    rng = np.random.default_rng(5)
+    n, n_base, n_cand = 120, 40, 30
+    cols = rng.normal(size=(n, n_base + n_cand))
+    mean = cols[:, :n_base] @ rng.normal(size=n_base)
+    fold = np.random.default_rng([0, 17]).permutation(n) % ks._FOLDS
+    scaled, raw, lev = [], [], None
+    for _ in range(300):
+        target = mean + rng.normal(size=n)                      # noise variance 1
+        order, held, held_lev = ks._cv_pursuit(cols, target, n_base, 20, 0)
+        if order:
+            continue
+        scaled.append(ks._pair_r2(None, None, None, (held, held_lev)))
+        raw.append(held ** 2)
+        lev = held_lev
+    assert len(scaled) > 200
+    # the leverage is that of the first-order fit without the row's fold
+    base = cols[:, :n_base]
+    for f in range(ks._FOLDS):
+        out = fold == f
+        g = base[~out].T @ base[~out]
+        np.testing.assert_allclose(lev[out], np.einsum("ij,ji->i", base[out],
+                                                       np.linalg.solve(g, base[out].T)))
+    assert lev.mean() > 0.3
+    assert abs(np.mean(scaled) - 1.0) < 0.06
+    assert np.mean(raw) > 1.25                  # the held-out residuals alone overstate it
 
 
 @pytest.mark.parametrize("budget", [64, 256, 1024])
