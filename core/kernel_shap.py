@@ -80,9 +80,9 @@ separate steps:
   by ``1 + `` its leverage in that fold's fit: unbiased for a fixed fit, and carrying the
   variability of the terms' choice, which the values have too; without a
   selection, the in-sample one divided by its expected share of the noise (HC2, and its
-  version for the ridge-penalised triples, see ``_pair_r2``); the variance is the larger of
-  this and the same with squared residuals pooled per stratum, times ``nu / (nu - 2)`` for
-  its Satterthwaite degrees of freedom ``nu`` (see ``_sandwich_se``), plus, for the
+  version for the ridge-penalised triples, see ``_pair_r2``); the variance is multiplied
+  by ``nu / (nu - 2)`` for its Satterthwaite degrees of freedom ``nu`` (see
+  ``_sandwich_se``), plus, for the
   penalised triples, the penalty's squared bias (a plug-in estimate, see ``_fit_odd``).
 """
 
@@ -1250,14 +1250,10 @@ def _sandwich_se(design, a, r2, n_params):
     """Standard errors of the values from the per-pair influences ``a[:, p] * r_p``, (M,).
 
     ``a`` (M, P) maps a pair's weighted residual to its effect on the values; ``r2`` (P,)
-    are the squared residuals. Three steps, each a known remedy of the sandwich's small-
-    sample faults:
+    are the squared residuals (see ``_pair_r2``). Two steps:
 
     * the stratified sandwich (pairs centred within their size stratum, finite-population
       correction; enumerated strata contribute none);
-    * the larger of it and the same with every pair's ``r2`` pooled over its stratum (the
-      heteroscedasticity-robust variance is noisy and too small with few pairs; the pooled
-      one has many more degrees of freedom; Angrist & Pischke 2009, 8.2);
     * the variance times ``nu / (nu - 2)``, ``nu`` its Satterthwaite degrees of freedom
       (at most the sampled pairs less the parameters): a variance estimate of ``nu``
       degrees of freedom gives ``E (error / SE)^2 = nu / (nu - 2)`` (Student's t), so the
@@ -1268,22 +1264,12 @@ def _sandwich_se(design, a, r2, n_params):
     strata, fpc = design["pair_stratum"], design["fpc"]
     if a.shape[1] == 0:
         return np.zeros(a.shape[0])
-    counts = np.bincount(strata, minlength=len(fpc))
-    pooled = np.bincount(strata, r2, minlength=len(fpc)) / np.maximum(counts, 1)
-    best_var, best_nu = None, None
-    for r2_used in (r2, pooled[strata]):
-        g = _center_by_stratum(a.T * np.sqrt(r2_used)[:, None], strata, fpc) ** 2
-        var = g.sum(axis=0)
-        nu = var ** 2 / np.maximum((g ** 2).sum(axis=0), 1e-300)
-        if best_var is None:
-            best_var, best_nu = var, nu
-        else:
-            larger = var > best_var
-            best_var = np.where(larger, var, best_var)
-            best_nu = np.where(larger, nu, best_nu)
-    nu = np.minimum(best_nu, a.shape[1] - n_params)
+    g = _center_by_stratum(a.T * np.sqrt(r2)[:, None], strata, fpc) ** 2
+    var = g.sum(axis=0)
+    nu = np.minimum(var ** 2 / np.maximum((g ** 2).sum(axis=0), 1e-300),
+                    a.shape[1] - n_params)
     inflate = np.where(nu > 2.5, nu / np.maximum(nu - 2.0, 0.5), 5.0)
-    return np.sqrt(best_var * inflate)
+    return np.sqrt(var * inflate)
 
 
 def _orthonormal(a):
