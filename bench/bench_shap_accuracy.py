@@ -377,6 +377,7 @@ def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, secon
         summary.append(summary_row(TITLE, "comparison with shapiq / shap",
                                    "skipped: no competitors' venv (.venv-bench/shapiq)", None, None))
     cal = [c for c in cells if c["cover"] is not None]
+    bad = []
     if cal:
         cov = [c["cover"] for c in cal]
         z2 = [c["z2"] for c in cal]
@@ -403,6 +404,12 @@ def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, secon
              "(goal 90-98 % and 0.7-1.5); *exact* where our estimate is exact to float "
              "precision. Every competitor's MSE in every cell: "
              "[docs/shapley_benchmark.md](docs/shapley_benchmark.md)."]
+    if bad:
+        # the count above uses these unrounded figures; the table rounds them
+        parts.append("Standard errors outside the goal (coverage / mean (err/SE)^2, "
+                     "unrounded): " + "; ".join(
+                         f"{c['game']} at {c['budget']}: {100 * c['cover']:.2f} % / "
+                         f"{c['z2']:.3f}" for c in bad) + ".")
     if versions:
         parts.append("Competitors' environment: " + ", ".join(
             f"{k} {v}" for k, v in versions.items()) + ".")
