@@ -1390,18 +1390,19 @@ def _cv_pursuit(cols, target, n_base, k_max, seed, leverage=True):
     # a fold stops once its held-out error stalls (_PATIENCE), and the choice counts its
     # stalled error at later steps; but one fold's error is noisy and can stall for a
     # while before it falls: a fold that stopped short of the chosen count is run again
-    # that far, so that the held-out residuals (for the standard errors) are the pursuit's
+    # that far, so that the held-out residuals (for the standard errors and the later
+    # choices: singles, surrogate, dense triples) are the pursuit's
     for f in np.flatnonzero(steps < k_best):
         run(f, k_best)
     order = _omp(gram, corr, n_base, k_best)[0] if k_best else []
     if not leverage:
         return order, held_out[k_best], None
     chosen = cols[:, list(range(n_base)) + list(order)]
-    gram = chosen.T @ chosen
+    gram_chosen = chosen.T @ chosen
     held_lev = np.empty(n)
     for f in range(_FOLDS):
         out = fold == f
-        g = gram - chosen[out].T @ chosen[out]
+        g = gram_chosen - chosen[out].T @ chosen[out]
         try:
             sol = np.linalg.solve(g, chosen[out].T)
         except np.linalg.LinAlgError:
