@@ -12,6 +12,22 @@ from hypothesis import strategies as st
 from seg_explainer.core.errors import ExplanationCancelled
 from seg_explainer.core.kernel_shap import kernel_shap
 
+# the module itself (``seg_explainer.core.kernel_shap`` as an attribute is the function)
+ks = importlib.import_module("seg_explainer.core.kernel_shap")
+
+
+def random_pairs(rng, n, m):
+    """First sides of ``n`` random complementary pairs of ``m`` features, as +-1 rows."""
+    return np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
+
+
+def weighted_pairs(rng, n, m):
+    """Random pairs, their square-root weights and the first-order columns of the odd fit
+    (feature 0's coefficient eliminated), as ``_odd_solve`` builds them."""
+    x = random_pairs(rng, n, m)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    return x, sw, (x[:, 1:] - x[:, :1]) * sw[:, None]
+
 
 def brute_force_shapley(v, m):
     """Shapley values from the permutation-weight formula, one coalition at a time."""
@@ -266,10 +282,6 @@ def test_pairwise_game_exact_from_pairs_alone():
 
 
 def test_matching_pursuit_predictions_equal_least_squares():
-    from seg_explainer.core import kernel_shap as _unused  # noqa: F401
-    import sys
-
-    ks = sys.modules["seg_explainer.core.kernel_shap"]
     rng = np.random.default_rng(0)
     n, n_base, n_cand = 60, 4, 12
     cols = rng.normal(size=(n, n_base + n_cand))
@@ -293,12 +305,9 @@ def test_cross_validated_residuals_are_the_pursuits_at_the_chosen_count(seed):
     # in the first steps, which stops that fold's pursuit early; every pair's held-out
     # residual at the chosen number of terms must still be the prediction of the pursuit
     # fitted without its fold, taken that far (least squares on the columns it chose)
-    import sys
-
-    ks = sys.modules["seg_explainer.core.kernel_shap"]
     rng = np.random.default_rng(seed)
     n, m = 300, 10
-    x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
+    x = random_pairs(rng, n, m)
     pool = list(itertools.combinations(range(m), 3))
     cols = np.concatenate([x, ks._products(x, pool)], axis=1)
     true = rng.choice(len(pool), 80, replace=False)
@@ -322,9 +331,6 @@ def test_held_out_residuals_over_one_plus_their_leverage_are_unbiased_for_the_no
     # first-order columns carry the signal, the candidate columns are pure noise, so the
     # pursuit mostly adds none: for a fixed fit, E held^2 = s2 (1 + c' G^-1 c), G the Gram
     # matrix without the row's fold; 40 columns on 120 rows make that leverage large
-    import sys
-
-    ks = sys.modules["seg_explainer.core.kernel_shap"]
     rng = np.random.default_rng(5)
     n, n_base, n_cand = 120, 40, 30
     cols = rng.normal(size=(n, n_base + n_cand))
@@ -392,7 +398,6 @@ def saturating_game(m, seed=3):
 def no_first_surrogate(monkeypatch):
     """Two phases without the surrogate: a sigmoid game then exercises the single
     coalitions (with it, the sigmoid is recovered exactly and the singles are not used)."""
-    ks = importlib.import_module("seg_explainer.core.kernel_shap")
     monkeypatch.setattr(ks, "_first_surrogates", lambda d, f, y, delta, s: [None] * len(delta))
 
 
@@ -716,12 +721,9 @@ def penalised_lstsq(cols, target, k_free, ridge):
 def test_ridge_fit_map_is_penalised_least_squares():
     # the dense triples' ridge fit, from the projection's SVD, against the penalised least
     # squares solved directly (augmented rows penalise the terms' coefficients only)
-    ks = importlib.import_module("seg_explainer.core.kernel_shap")
     rng = np.random.default_rng(1)
     m, n = 7, 40
-    x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
-    sw = rng.uniform(0.5, 2.0, size=n)
-    base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+    x, sw, base = weighted_pairs(rng, n, m)
     terms = list(itertools.combinations(range(m), 3))       # 35 terms: fewer pairs than columns
     target = rng.normal(size=n)
     for ridge in (0.3, 5.0):
@@ -738,12 +740,9 @@ def test_pair_r2_is_unbiased_for_the_noise_of_a_ridge_fit():
     # residuals of the penalised fit, each divided by its share of the noise: on average
     # over noise draws, the noise variance at every pair (HC3, the leave-one-out residuals
     # squared, overstates it at high leverage; the raw squared residuals understate it)
-    ks = importlib.import_module("seg_explainer.core.kernel_shap")
     rng = np.random.default_rng(4)
     m, n, draws = 7, 40, 4000
-    x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
-    sw = rng.uniform(0.5, 2.0, size=n)
-    base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+    x, sw, base = weighted_pairs(rng, n, m)
     terms = list(itertools.combinations(range(m), 3))
     cols, fit, lev, lev2 = ks._fit_map(base, x, sw, terms, 50.0)   # 19 effective of 40
     hat = cols @ fit
@@ -761,16 +760,13 @@ def test_ridge_standard_errors_carry_the_penalty_bias():
     # penalty's bias. Its plug-in estimate (the fit's own, shrunk, coefficients in place of
     # the true ones) is smaller than the error in every draw, and the standard errors add
     # it in square to the residuals' sandwich
-    ks = importlib.import_module("seg_explainer.core.kernel_shap")
     m, n = 7, 100
     terms = list(itertools.combinations(range(m), 3))
     lmap = ks._value_map(m, terms)
     design = {"n_enum": 0, "pair_stratum": np.zeros(n, int), "fpc": np.ones(1)}
     for seed in range(3):
         rng = np.random.default_rng(seed)
-        x = np.where(rng.random((n, m)) < 0.5, 1.0, -1.0)
-        sw = rng.uniform(0.5, 2.0, size=n)
-        base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+        x, sw, base = weighted_pairs(rng, n, m)
         cols = ks._fit_map(base, x, sw, terms)[0]
         ridge = 0.3 * (cols[:, m - 1:] ** 2).sum() / len(terms)
         cols, fit, lev, lev2 = ks._fit_map(base, x, sw, terms, ridge)
@@ -787,7 +783,6 @@ def test_ridge_standard_errors_carry_the_penalty_bias():
 
 
 def test_dense_ridge_leave_one_out_residuals_are_refits():
-    ks = importlib.import_module("seg_explainer.core.kernel_shap")
     rng = np.random.default_rng(2)
     n, k_base, k_terms = 30, 4, 12
     base = rng.normal(size=(n, k_base))
@@ -807,7 +802,6 @@ def test_dense_ridge_declines_terms_in_the_span_of_the_first_order_columns():
     # triples that are exact combinations of the first-order columns on these pairs carry
     # nothing the first-order fit does not: no penalty is offered (before the guard, the
     # rounding noise left in their projection was fitted as if it were signal)
-    ks = importlib.import_module("seg_explainer.core.kernel_shap")
     rng = np.random.default_rng(3)
     base = rng.normal(size=(40, 5))
     t_cols = base @ rng.normal(size=(5, 8))
@@ -839,7 +833,6 @@ def test_ridge_on_dense_triples_helps_on_a_cloud_of_small_terms(monkeypatch):
     # finds few of the many small ones worth its cross-validation; offering the
     # ridge-penalised triples (shrinking all) beside it cuts the error by 2.6x over five
     # such games (0.26-0.81 per game), and no game is worse
-    ks = importlib.import_module("seg_explainer.core.kernel_shap")
     m = 12
     with_ridge, without = [], []
     for game_seed in range(5):
