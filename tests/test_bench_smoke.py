@@ -88,6 +88,29 @@ def test_shap_bench_options_reach_our_estimator(monkeypatch, tmp_path):
             bench.restriction()
 
 
+def test_calibration_over_more_seeds_than_the_comparison(monkeypatch, tmp_path):
+    # the MSE compared with the competitors is over their seeds only; the coverage and
+    # mean (err/SE)^2 are over every calibration seed, the first ones included
+    bench = importlib.import_module("bench_shap_accuracy")
+    games = importlib.import_module("shapley_games")
+    from seg_explainer.core.kernel_shap import kernel_shap
+
+    monkeypatch.setattr(_setup, "CACHE", tmp_path)
+    m = 8
+    table = games.synthetic_table("smooth", m)
+    exact = games.exact_shapley(table, m)
+    cell, _ = bench.our_cell("smooth, M=8", table, m, exact, 64, 2, [0, 1, 2, 3, 4, 5])
+    runs = [kernel_shap(games.TableGame(table, m), m, 62, seed=s, batch_size=8192)
+            for s in range(6)]
+    err = np.array([r.values for r in runs]) - exact
+    se = np.array([r.standard_errors for r in runs])
+    np.testing.assert_allclose(cell["ours"], (err[:2] ** 2).mean(axis=1), rtol=1e-12)
+    assert not cell["exact"]
+    assert cell["cover"] == pytest.approx(np.mean(np.abs(err) <= 1.96 * se))
+    assert cell["z2"] == pytest.approx(np.mean((err / se) ** 2))
+    assert cell["z2"] != pytest.approx(np.mean((err[:2] / se[:2]) ** 2))
+
+
 def test_exact_shapley_oracle_agrees_with_brute_force():
     g = importlib.import_module("shapley_games")
     m = 6
