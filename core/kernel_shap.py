@@ -1207,8 +1207,10 @@ def _pair_r2(resid, lev, lev2, held, selection=True):
     * No selection: a fixed linear fit leaves the residuals ``(I - H) y``, whose noise
       has variance ``s2 (1 - 2 h_pp + (H H')_pp)`` at pair ``p`` for noise of variance
       ``s2``: dividing by it is unbiased (HC2 when ``H`` is a projection, as without a
-      penalty; the penalised fit's is between HC2 and HC3)."""
-    if held is not None:
+      penalty; the penalised fit's is between HC2 and HC3). Also with a selection whose
+      in-sample residuals are larger than the held-out ones: the fit, unlike the folds'
+      fits, missed something, and its own residuals are what its values carry."""
+    if held is not None and (resid ** 2).sum() <= (held[0] ** 2).sum():
         held_out, held_lev = held
         if selection:
             return held_out ** 2 / (1.0 + np.maximum(held_lev, 0.0))
@@ -1394,9 +1396,26 @@ def _cv_pursuit(cols, target, n_base, k_max, seed, leverage=True):
     # choices: singles, surrogate, dense triples) are the pursuit's
     for f in np.flatnonzero(steps < k_best):
         run(f, k_best)
-    order = _omp(gram, corr, n_base, k_best)[0] if k_best else []
+    order, k_use = [], k_best
+    if k_best:
+        # the pursuit on all the rows must fit them at least as well as its folds predicted
+        # their held-out rows (a fit's optimism makes it so); when its greedy path took other
+        # columns and fits worse, the folds' residuals describe other fits: it goes on until
+        # it fits as well, if it can within k_max (else the standard errors see its own
+        # residuals, see _pair_r2)
+        ss = float(target @ target)
+        goal = float((held_out[k_best] ** 2).sum()) + 1e-12 * ss
+        order, rss, _ = _omp(gram, corr, n_base, k_best, ss=ss)
+        if rss[len(order)] > goal and k_max > k_best:
+            longer, rss, _ = _omp(gram, corr, n_base, k_max, ss=ss)
+            reach = np.flatnonzero(rss[k_best:len(longer) + 1] <= goal)
+            if len(reach):
+                order = longer[:k_best + int(reach[0])]
+                k_use = len(order)
+                for f in np.flatnonzero(steps < k_use):
+                    run(f, k_use)
     if not leverage:
-        return order, held_out[k_best], None
+        return order, held_out[k_use], None
     chosen = cols[:, list(range(n_base)) + list(order)]
     gram_chosen = chosen.T @ chosen
     held_lev = np.empty(n)
@@ -1408,10 +1427,10 @@ def _cv_pursuit(cols, target, n_base, k_max, seed, leverage=True):
         except np.linalg.LinAlgError:
             sol = np.linalg.lstsq(g, chosen[out].T, rcond=None)[0]
         held_lev[out] = np.einsum("ij,ji->i", chosen[out], sol)
-    return order, held_out[k_best], held_lev
+    return order, held_out[k_use], held_lev
 
 
-def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0):
+def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss=None):
     """Orthogonal matching pursuit from the Gram matrix of the columns on the fitting rows.
 
     The first ``n_base`` columns are always in the model; then up to ``k_max`` of the others
@@ -1422,7 +1441,9 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0):
 
     Returns the indices of the added columns, the squared error on the held rows after each
     step (k_max + 1,) and the predictions there (k_max + 1, held rows); steps not taken
-    repeat the last one (zeros without held rows).
+    repeat the last one. Without held rows, the squared error is the fit's own on its rows
+    when ``ss``, the target's sum of squares there, is given (to rounding: ``ss`` less
+    what the steps explained), else zeros.
     """
     n_cols = len(corr)
     diag = np.diag(gram).copy()
@@ -1435,12 +1456,13 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0):
     n_held = 0 if held is None else len(held)
     q_held = np.zeros((n_held, size))
     pred = np.zeros(n_held)
+    left = 0.0 if ss is None else float(ss)       # in-sample squared error, without held rows
     errors = np.zeros(k_max + 1)
     preds = np.zeros((k_max + 1, n_held))
     k = 0
 
     def add(j):
-        nonlocal k, pred
+        nonlocal k, pred, left
         used[j] = True
         if norms[j] <= floor[j]:
             return False
@@ -1448,6 +1470,7 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0):
         row = (gram[j] - b[:k, j] @ b[:k]) / root
         beta = rest[j] / root
         b[k] = row
+        left -= beta ** 2
         rest[:] -= row * beta
         norms[:] -= row ** 2
         if n_held:
@@ -1458,7 +1481,8 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0):
 
     for j in range(n_base):
         add(j)
-    err = (lambda: float(((held_target - pred) ** 2).sum())) if n_held else (lambda: 0.0)
+    err = (lambda: float(((held_target - pred) ** 2).sum())) if n_held else \
+        (lambda: max(left, 0.0))
     errors[0], preds[0] = err(), pred
     order, best, step = [], 0, 0
     for step in range(1, k_max + 1):
