@@ -111,6 +111,30 @@ def test_calibration_over_more_seeds_than_the_comparison(monkeypatch, tmp_path):
     assert cell["z2"] != pytest.approx(np.mean((err[:2] / se[:2]) ** 2))
 
 
+def test_calibration_leaves_out_the_seeds_estimated_exactly(monkeypatch):
+    # a cell where seeds 0 and 1 are exact to float precision (error and standard error
+    # both rounding) and seeds 2-4 are not: the comparison calls the cell exact on the
+    # competitors' seeds 0-1; the calibration is over seeds 2-4 alone
+    bench = importlib.import_module("bench_shap_accuracy")
+    rng = np.random.default_rng(0)
+    m = 6
+    exact = rng.normal(size=m)
+    est = np.repeat(exact[None], 5, axis=0)
+    se = np.full((5, m), 1e-17)
+    est[:2] += 1e-17 * rng.normal(size=(2, m))
+    est[2:] += 0.1 * rng.normal(size=(3, m))
+    se[2:] = 0.1
+    monkeypatch.setattr(bench, "ours", lambda *a, **k: (est, se, np.full(5, 64), 0.0))
+    cell, _ = bench.our_cell("g", None, m, exact, 64, 2, list(range(5)))
+    assert cell["exact"] and cell["inexact_seeds"] == 3
+    assert (cell["cover"], cell["z2"]) == bench.calibration(est[2:], se[2:], exact)
+    cell, _ = bench.our_cell("g", None, m, exact, 64, 3, list(range(5)))
+    assert not cell["exact"]
+    monkeypatch.setattr(bench, "ours", lambda *a, **k: (est[:2], se[:2], np.full(2, 64), 0.0))
+    cell, _ = bench.our_cell("g", None, m, exact, 64, 2, [0, 1])
+    assert cell["exact"] and cell["cover"] is None and cell["z2"] is None
+
+
 def test_exact_shapley_oracle_agrees_with_brute_force():
     g = importlib.import_module("shapley_games")
     m = 6
