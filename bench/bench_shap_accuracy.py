@@ -26,9 +26,9 @@ seeds independent); calibration of our standard errors: coverage of +-1.96 SE an
 
 The comparison uses seeds ``0 .. 19``, the ones every competitor runs; the calibration uses
 ours on seeds ``0 .. 59`` (``CALIBRATION_SEEDS``): the mean ``(error / SE)**2`` of a cell is
-a mean of heavy-tailed ratios, and over only 20 seeds it moves by a third between seed sets
-(the sample model at 512: 1.94 over seeds 0-19, 1.39 over 0-59), which is as wide as the
-goal's band; our runs cost little next to the competitors'. Seeds where our estimate is exact
+a mean of heavy-tailed ratios, and over only 20 seeds it moves between seed sets by as much
+as the goal's band is wide (the sample model at 512: 1.94, 0.68 and 1.54 over seeds 0-19,
+20-39 and 40-59, 1.39 over 0-59); our runs cost little next to the competitors'. Seeds where our estimate is exact
 to float precision are left out of the calibration (both its error and its standard error
 are rounding); over 60 seeds a cell exact on seeds 0-19 can have some that are not.
 
