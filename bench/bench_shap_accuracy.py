@@ -28,9 +28,10 @@ The comparison uses seeds ``0 .. 19``, the ones every competitor runs; the calib
 ours on seeds ``0 .. 59`` (``CALIBRATION_SEEDS``): the mean ``(error / SE)**2`` of a cell is
 a mean of heavy-tailed ratios, and over only 20 seeds it moves between seed sets by as much
 as the goal's band is wide (the sample model at 512: 1.94, 0.68 and 1.54 over seeds 0-19,
-20-39 and 40-59, 1.39 over 0-59); our runs cost little next to the competitors'. Seeds where our estimate is exact
-to float precision are left out of the calibration (both its error and its standard error
-are rounding); over 60 seeds a cell exact on seeds 0-19 can have some that are not.
+20-39 and 40-59, 1.39 over 0-59); our runs cost little next to the competitors'. Seeds
+where our estimate is exact to float precision are left out of the calibration (both its
+error and its standard error are rounding); over 60 seeds a cell exact on seeds 0-19 can
+have some that are not.
 
 For quick iterations, environment variables restrict the run (the long table in
 docs/shapley_benchmark.md is then left alone, and the section says it is restricted):
