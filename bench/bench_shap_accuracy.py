@@ -362,14 +362,13 @@ def run(quick=False):
                 cell["tie"] = False
                 cell["ratio"], cell["ci"] = ratio_ci(theirs, cell["ours"])
     own, model_time, per_image, n_eval = overhead(quick)
-    return _report(cells, notes, versions, all_errors, sorted(labels_seen), seeds, eff_worst,
-                   (own, model_time, per_image, n_eval), time.perf_counter() - t0,
-                   quick or restricted, restricted, options, len(cal_seeds))
+    return _report(cells, notes, versions, all_errors, sorted(labels_seen), seeds,
+                   len(cal_seeds), eff_worst, (own, model_time, per_image, n_eval),
+                   time.perf_counter() - t0, quick or restricted, restricted, options)
 
 
-def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, seconds, quick,
-            restricted=False, options=None, n_cal=None):
-    n_cal = n_cal or len(seeds)
+def _report(cells, notes, versions, errors, labels, seeds, n_cal, eff_worst, ovh, seconds,
+            quick, restricted=False, options=None):
     compared = [c for c in cells if c["others"]]
     summary = []
     if compared:
@@ -462,7 +461,7 @@ def _report(cells, notes, versions, errors, labels, seeds, eff_worst, ovh, secon
                      if best else "-",
                      "exact" if c["cover"] is None else f"{c['cover']:.0%}" + (
                          f" (over {c['inexact_seeds']} seeds)"
-                         if c.get("inexact_seeds", n_cal) < n_cal else ""),
+                         if c["inexact_seeds"] < n_cal else ""),
                      "exact" if c["z2"] is None else f"{c['z2']:.2f}"])
     parts.append(md_table(headers, body))
     if notes:
