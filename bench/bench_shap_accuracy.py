@@ -178,15 +178,19 @@ def ours(table, m, budget, seeds, options=None):
     """Our estimates, standard errors and evaluations over the seeds; ``options``: keyword
     options of ``kernel_shap``.
 
-    Cached under .cache/bench keyed by the estimator's source file, the game's table, the
-    budget, the seeds and the options: a change to core/kernel_shap.py runs it again.
+    Cached under .cache/bench keyed by the estimator's source files, the game's table, the
+    budget, the seeds and the options: a change to core/kernel_shap.py or
+    core/boosted_trees.py runs it again.
     """
     import inspect
 
+    from seg_explainer.core import boosted_trees
     from seg_explainer.core.kernel_shap import kernel_shap
 
-    source = inspect.getsourcefile(sys.modules[kernel_shap.__module__])
-    key = _setup.cache_key(code=file_sha256(source), table=result_key(table, [budget]),
+    sources = (inspect.getsourcefile(sys.modules[kernel_shap.__module__]),
+               inspect.getsourcefile(boosted_trees))
+    key = _setup.cache_key(code=[file_sha256(f) for f in sources],
+                           table=result_key(table, [budget]),
                            seeds=list(seeds), version=1,
                            **({"options": options} if options else {}))
     name = f"shap_ours_{key}"

@@ -74,6 +74,14 @@ separate steps:
   the linearised fit), is lower than the plain fit's by more than one standard error of
   the paired difference; a sigmoid of a weighted sum is then recovered exactly from
   ``M + 4`` pairs.
+* boosted-trees adjustment (``trees=True``; experimental, off by default: what it gives
+  and costs is in docs/benchmarks.md): where no logistic surrogate was kept,
+  gradient-boosted trees (``boosted_trees``: splits on players, exact Shapley values in
+  closed form) are fitted to all evaluated coalitions by cross-fitting: the pairs in
+  ``_TREE_FOLDS`` folds, each fold's residuals ``v - g_k`` from trees fitted without it,
+  so that the residual game's fit sees honest residuals. The values are the folds' mean
+  surrogate's Shapley values plus the regression above on those residuals, kept per column
+  when its cross-validated error is lower than the plain fit's.
 * standard errors: the sandwich of the per-pair influences, stratified with a
   finite-population correction (enumerated strata contribute none). Each pair's squared
   residual is its cross-validated one (the terms chosen again without its fold), divided
@@ -93,6 +101,7 @@ from typing import Union
 
 import numpy as np
 
+from . import boosted_trees
 from .batching import check_cancel, run_batched
 
 _SAMPLINGS = ("balanced", "leverage", "kernel")
@@ -145,7 +154,7 @@ class ShapleyResult:
 
 
 def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_reg=False,
-                sampling="leverage", surrogate=True, progress=None, cancel=None):
+                sampling="leverage", surrogate=True, trees=False, progress=None, cancel=None):
     """Estimate Shapley values with Kernel SHAP.
 
     Parameters
@@ -182,6 +191,10 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         cross-validation, and, below two phases, the regression adjustment by a
         logistic-additive surrogate when cross-validation keeps it (see the module notes);
         False gives paired Kernel SHAP (the first-order fit only, for comparison).
+    trees : bool
+        With ``surrogate``, also try the boosted-trees adjustment on every sampled budget
+        (see the module notes): experimental and off by default; its cost grows with the
+        coalitions times the players (``_TREE_FOLDS`` fits of ``boosted_trees``).
     progress : callable(float), optional
         Called after every batch with the fraction of evaluations done.
     cancel : callable() -> bool, optional
@@ -261,8 +274,14 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
                 - _surrogate_values(thetas, design["z"][rest])
     if units is None:
         phi, se, cv = _odd_solve(design, y[2:] - r0, r1 - r0, surrogate, seed, with_cv=True)
+        open_cols = np.ones(y.shape[1], dtype=bool)    # columns with no surrogate kept
+        if thetas is not None:
+            open_cols = np.array([t is None for t in thetas])
         if surrogate and first is None and cv is not None:    # one phase
-            phi, se = _adjust(design, y, phi, se, cv, seed)
+            phi, se, adjusted = _adjust(design, y, phi, se, cv, seed)
+            open_cols &= ~adjusted
+        if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
+            phi, se = _tree_adjust(design, y, phi, se, cv, seed, open_cols)
     else:
         phi, se = _odd_solve(design, None, r1 - r0, surrogate, seed, units=units)
     if thetas is not None:
@@ -278,26 +297,68 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
 _LM_STEPS = 50                 # Levenberg-Marquardt iterations of the surrogate's fit, at most
 _EXACT_SURROGATE = 16          # the surrogate's Shapley values by enumeration up to M players
 _PERMUTATIONS = 4096           # ... and by antithetic permutations above
+_TREE_FOLDS = 10               # cross-fitting folds of the boosted-trees adjustment
+_TREE_EXACT = 1e-20            # ... not tried where the plain fit's held-out error, relative
+                               # to the values' squares, is rounding: the fit is exact
 _FIRST_GAIN = 0.5              # the first phase keeps the surrogate when it at least halves
                                # the cross-validated error (as singles must halve it)
 
 
 def _adjust(design, y, phi, se, cv, seed):
     """Regression adjustment by a logistic-additive surrogate, per column where it predicts
-    better (see the module notes); ``(phi, se)`` unchanged otherwise.
+    better (see the module notes); ``(phi, se)`` unchanged otherwise, and which columns
+    were adjusted (bool, (D,)).
 
     ``y`` (R + 2, D) holds the values of the empty and full coalitions, then of the rows of
     ``design``; ``cv`` the plain fit's cross-validated residuals (see ``_odd_solve``).
     """
     phi, se = phi.copy(), se.copy()
+    adjusted = np.zeros(y.shape[1], dtype=bool)
     for col, kept in enumerate(_surrogates(design, y, cv, seed)):
         if kept is None:
             continue
+        adjusted[col] = True
         theta, r, _ = kept
         phi_r, se_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True, seed)
         phi_r, se_r = _add_surrogates([theta], phi_r, se_r, y[1, col:col + 1] - y[0, col:col + 1],
                                       seed)
         phi[:, col], se[:, col] = phi_r[:, 0], se_r[:, 0]
+    return phi, se, adjusted
+
+
+def _tree_adjust(design, y, phi, se, cv, seed, columns):
+    """The boosted-trees adjustment of the given columns (bool, (D,); see the module
+    notes), each where the residual game's cross-validated error is lower than the plain
+    fit's ``cv``; ``(phi, se)`` unchanged elsewhere. ``y`` (R + 2, D) holds the values of
+    the empty and full coalitions, then of the rows of ``design``, all evaluated."""
+    m = phi.shape[0]
+    n_pairs = len(design["z"]) // 2
+    if n_pairs < 2 * _TREE_FOLDS:
+        return phi, se
+    z = np.concatenate([np.zeros((1, m), bool), np.ones((1, m), bool), design["z"]])
+    fold = np.random.default_rng([seed, 29]).permutation(n_pairs) % _TREE_FOLDS
+    row_fold = np.concatenate([[-1, -1], np.repeat(fold, 2)])   # the ends: in every fit
+    phi, se = phi.copy(), se.copy()
+    for col in np.flatnonzero(columns):
+        v = y[:, col]
+        if not (cv[col] ** 2).sum() > _TREE_EXACT * ((v[2:] - v[0]) ** 2).sum():
+            continue
+        r = v.copy()
+        ends, phi_g = np.zeros(2), np.zeros(m)
+        for k in range(_TREE_FOLDS):
+            train = row_fold != k
+            model = boosted_trees.fit(z[train], v[train])
+            r[~train] -= model.predict(z[~train])
+            ends += model.predict(z[:2]) / _TREE_FOLDS
+            phi_g += model.shapley() / _TREE_FOLDS
+        r[:2] -= ends                       # the residual game of the folds' mean surrogate
+        phi_r, se_r, cv_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True,
+                                       seed, with_cv=True)
+        if cv_r is None or (cv_r[0] ** 2).sum() >= (cv[col] ** 2).sum():
+            continue
+        phi[:, col] = phi_r[:, 0] + phi_g
+        phi[:, col] -= (phi[:, col].sum() - (v[1] - v[0])) / m        # rounding drift
+        se[:, col] = se_r[:, 0]
     return phi, se
 
 

@@ -1,0 +1,105 @@
+"""Boosted trees on coalitions (core/boosted_trees.py) and Kernel SHAP's opt-in trees
+adjustment (kernel_shap(..., trees=True))."""
+
+import itertools
+
+import numpy as np
+import pytest
+from test_core_shap import brute_force_shapley, saturating_game
+
+from seg_explainer.core import boosted_trees
+from seg_explainer.core.kernel_shap import kernel_shap
+
+
+def all_coalitions(m):
+    return np.array(list(itertools.product([False, True], repeat=m)))
+
+
+def nested_game(m, seed=5):
+    """A decision-list game (what trees express and a sum of low-order terms does not)
+    plus a small linear part."""
+    w = np.random.default_rng(seed).normal(size=m)
+
+    def v(z):
+        z = np.asarray(z, dtype=bool)
+        out = np.where(z[:, 0] & z[:, 1], 1.0 + 0.5 * z[:, 2],
+                       np.where(z[:, 3], 0.7 * (z[:, 4] | z[:, 5]), 0.2 * z[:, 6]))
+        return out + 0.05 * (z @ w)
+
+    return v
+
+
+@pytest.mark.parametrize("n_rows, depth", [(40, 6), (200, 3), (128, 1)])
+def test_shapley_values_of_the_trees_are_those_of_the_game_they_define(n_rows, depth):
+    # the closed form per leaf against the permutation formula over every coalition of
+    # the fitted model; 40 rows for depth 6 leave nodes unsplit (their second child empty)
+    m = 7
+    rng = np.random.default_rng(n_rows)
+    z = rng.random((n_rows, m)) < 0.5
+    y = nested_game(m)(z) + 0.1 * rng.normal(size=n_rows)
+    model = boosted_trees.fit(z, y, depth=depth, rounds=25)
+    if depth == 6:
+        assert any((level < 0).any() for splits, _ in model.trees for level in splits)
+    exact = brute_force_shapley(model.predict, m)
+    assert np.allclose(model.shapley(), exact, rtol=0, atol=1e-12)
+    total = model.predict(np.ones((1, m), bool)) - model.predict(np.zeros((1, m), bool))
+    assert model.shapley().sum() == pytest.approx(total[0], abs=1e-12)
+
+
+def test_boosting_lowers_the_training_error_and_recovers_a_tree_shaped_game():
+    m = 8
+    z = all_coalitions(m)
+    y = nested_game(m)(z) - 0.05 * (z @ np.random.default_rng(5).normal(size=m))  # no linear part
+    errors = [np.mean((boosted_trees.fit(z, y, rounds=r).predict(z) - y) ** 2)
+              for r in (1, 5, 50)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-6 * np.var(y)
+
+
+def test_trees_adjustment_is_off_by_default_and_keeps_efficiency():
+    m, v = 12, nested_game(12)
+    exact = brute_force_shapley(v, m)
+    errors = {False: [], True: []}
+    changed = 0
+    for seed in range(6):
+        plain = kernel_shap(v, m, 256, seed=seed)
+        assert np.array_equal(plain.values, kernel_shap(v, m, 256, seed=seed, trees=False).values)
+        adjusted = kernel_shap(v, m, 256, seed=seed, trees=True)
+        assert adjusted.n_evaluations == plain.n_evaluations
+        assert adjusted.values.sum() == pytest.approx(v(np.ones((1, m), bool))[0]
+                                                      - v(np.zeros((1, m), bool))[0], abs=1e-12)
+        assert np.all(adjusted.standard_errors >= 0)
+        changed += not np.array_equal(plain.values, adjusted.values)
+        errors[False].append(np.mean((plain.values - exact) ** 2))
+        errors[True].append(np.mean((adjusted.values - exact) ** 2))
+    assert changed >= 1                           # kept somewhere on this game
+    assert np.mean(errors[True]) < np.mean(errors[False])
+
+
+def test_trees_are_not_tried_where_the_logistic_surrogate_is_kept():
+    # one sigmoid of a weighted sum: the logistic surrogate recovers it exactly (one phase)
+    m = 10
+    w = np.random.default_rng(2).normal(size=m) * 8 / np.sqrt(m)
+    b = -0.5 * w.sum()
+
+    def v(z):
+        return 1 / (1 + np.exp(-(b + np.asarray(z, dtype=float) @ w)))
+
+    exact = brute_force_shapley(v, m)
+    for seed in range(3):
+        plain = kernel_shap(v, m, 62, seed=seed)
+        assert np.allclose(plain.values, exact, atol=1e-12)
+        assert np.array_equal(plain.values, kernel_shap(v, m, 62, seed=seed, trees=True).values)
+
+
+def test_vector_output_adjusts_each_column_as_alone():
+    m = 10
+    games = (nested_game(m), saturating_game(m))
+
+    def v(z):
+        return np.stack([g(z) for g in games], axis=1)
+
+    both = kernel_shap(v, m, 200, seed=1, trees=True)
+    for col, g in enumerate(games):
+        alone = kernel_shap(g, m, 200, seed=1, trees=True)
+        assert np.allclose(both.values[:, col], alone.values, rtol=0, atol=1e-10)
