@@ -67,10 +67,16 @@ class BoostedTrees:
 
 def _leaf_of(xb, rows, splits):
     node = np.zeros(len(xb), dtype=np.int64)
-    for j in splits:
-        jj = j[node]
-        node = 2 * node + np.where(jj >= 0, xb[rows, np.maximum(jj, 0)], False)
+    for split in splits:
+        node = _child(xb, rows, node, split)
     return node
+
+
+def _child(xb, rows, node, split):
+    """Every row's node on the next level: the second child of its node when the node splits
+    on a player (``split[node] >= 0``) the row holds, else the first."""
+    j = split[node]
+    return 2 * node + np.where(j >= 0, xb[rows, np.maximum(j, 0)], False)
 
 
 def _literals(splits, leaf, depth):
@@ -115,8 +121,7 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
             split = gain[best, np.arange(width)] > 1e-12 * max(float(r @ r), 1e-300)
             best = np.where(split, best, -1)
             splits.append(best)
-            jj = best[node]
-            node = 2 * node + np.where(jj >= 0, xb[rows, np.maximum(jj, 0)], False)
+            node = _child(xb, rows, node, best)
             used = np.repeat(used, 2, axis=0)
             idx = np.flatnonzero(split)
             used[2 * idx, best[idx]] = True

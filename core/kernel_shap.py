@@ -281,7 +281,7 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
             phi, se, adjusted = _adjust(design, y, phi, se, cv, seed)
             open_cols &= ~adjusted
         if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
-            phi, se = _tree_adjust(design, y, phi, se, cv, seed, open_cols)
+            phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols)
     else:
         phi, se = _odd_solve(design, None, r1 - r0, surrogate, seed, units=units)
     if thetas is not None:
@@ -326,16 +326,16 @@ def _adjust(design, y, phi, se, cv, seed):
     return phi, se, adjusted
 
 
-def _tree_adjust(design, y, phi, se, cv, seed, columns):
+def _tree_adjust(design, z, y, phi, se, cv, seed, columns):
     """The boosted-trees adjustment of the given columns (bool, (D,); see the module
     notes), each where the residual game's cross-validated error is lower than the plain
-    fit's ``cv``; ``(phi, se)`` unchanged elsewhere. ``y`` (R + 2, D) holds the values of
-    the empty and full coalitions, then of the rows of ``design``, all evaluated."""
+    fit's ``cv``; ``(phi, se)`` unchanged elsewhere. ``z`` (R + 2, M) are the empty and
+    full coalitions, then the rows of ``design``; ``y`` (R + 2, D) their values, all
+    evaluated."""
     m = phi.shape[0]
     n_pairs = len(design["z"]) // 2
     if n_pairs < 2 * _TREE_FOLDS:
         return phi, se
-    z = np.concatenate([np.zeros((1, m), bool), np.ones((1, m), bool), design["z"]])
     fold = np.random.default_rng([seed, 29]).permutation(n_pairs) % _TREE_FOLDS
     row_fold = np.concatenate([[-1, -1], np.repeat(fold, 2)])   # the ends: in every fit
     phi, se = phi.copy(), se.copy()
