@@ -256,7 +256,10 @@ def calibration(est, se, exact):
 # --------------------------------------------------------------------------- overhead
 
 def overhead(quick):
-    """Our estimator's own time at M = 229, budget 2506, against the sample model's time."""
+    """Our estimator's own time at M = 229, budget 2506, against the sample model's time:
+    ``({game: seconds}, model seconds, seconds per image, evaluations)`` on a sigmoid of a
+    weighted sum (the logistic surrogate is kept) and on one plus products of pairs (the
+    boosted trees are fitted)."""
     from seg_explainer.core.kernel_shap import kernel_shap
 
     m, n_samples = 229, 2 * 229 + 2048
@@ -269,18 +272,29 @@ def overhead(quick):
     for _ in range(reps):
         model.predict(x, batch_size=4)
     per_image = (time.perf_counter() - t0) / (4 * reps)
-    w = np.random.default_rng(0).normal(size=m) / 8
-    inside = [0.0]
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=m) / 8
+    pairs, c = rng.choice(m, size=(m, 2)), rng.normal(size=m) / 4
 
-    def value_fn(z):
-        t = time.perf_counter()
-        out = 1 / (1 + np.exp(-(z - 0.5) @ w))
-        inside[0] += time.perf_counter() - t
-        return out
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-(z - 0.5) @ w))
 
-    t0 = time.perf_counter()
-    res = kernel_shap(value_fn, m, n_samples, seed=0, batch_size=64)
-    own = time.perf_counter() - t0 - inside[0]
+    def with_pairs(z):                 # no logistic surrogate fits it: the trees are fitted
+        return sigmoid(z) + (z[:, pairs[:, 0]] & z[:, pairs[:, 1]]) @ c
+
+    own = {}
+    for name, game in (("sigmoid", sigmoid), ("pairs", with_pairs)):
+        inside = [0.0]
+
+        def value_fn(z, game=game, inside=inside):
+            t = time.perf_counter()
+            out = game(np.asarray(z, dtype=bool))
+            inside[0] += time.perf_counter() - t
+            return out
+
+        t0 = time.perf_counter()
+        res = kernel_shap(value_fn, m, n_samples, seed=0, batch_size=64)
+        own[name] = time.perf_counter() - t0 - inside[0]
     model_time = res.n_evaluations * per_image
     return own, model_time, per_image, res.n_evaluations
 
@@ -415,9 +429,10 @@ def _report(cells, notes, versions, errors, labels, seeds, n_cal, eff_worst, ovh
     summary.append(summary_row(TITLE, "efficiency, largest |sum - (v(all) - v(none))| "
                                "relative to v(all) - v(none)", f"{eff_worst:.1e}",
                                "float precision", eff_worst < 1e-12))
-    own, model_time, per_image, n_eval = ovh
+    own_each, model_time, per_image, n_eval = ovh
+    own = max(own_each.values())
     summary.append(summary_row(
-        TITLE, "estimator's own time / sample model's, M = 229, budget 2506",
+        TITLE, "estimator's own time / sample model's, M = 229, budget 2506 (the slower game)",
         f"{own / model_time:.2%} ({own:.2f} s against {n_eval} x {per_image * 1e3:.0f} ms)",
         "< 5 %", own / model_time < 0.05))
     # ---- detail
@@ -472,9 +487,12 @@ def _report(cells, notes, versions, errors, labels, seeds, n_cal, eff_worst, ovh
         parts.append("Games: smooth, saturating, interactions, sparse as in "
                      "`bench/shapley_games.py`;\n" + "\n".join(notes))
     parts.append(f"Estimator overhead: M = 229 players, n_samples = 2506 (the engine's "
-                 f"default 2 M + 2048), our estimator's own time {own:.2f} s (sampling and "
-                 f"solve, the value function's time taken out) against {n_eval} evaluations "
-                 f"of the sample model on a 512 x 512 window at {per_image * 1e3:.0f} ms each.")
+                 f"default 2 M + 2048), our estimator's own time (sampling and solve, the "
+                 f"value function's time taken out) {own_each['pairs']:.2f} s on a sigmoid of "
+                 f"a weighted sum plus products of pairs (the boosted trees are fitted) and "
+                 f"{own_each['sigmoid']:.2f} s on the sigmoid alone (the logistic surrogate is "
+                 f"kept), against {n_eval} evaluations of the sample model on a 512 x 512 "
+                 f"window at {per_image * 1e3:.0f} ms each.")
     if restricted:
         parts.append("**Restricted run** (SHAP_BENCH_GAMES / SHAP_BENCH_BUDGETS / "
                      "SHAP_BENCH_SEEDS / SHAP_BENCH_OPTIONS): not every game, budget or seed"

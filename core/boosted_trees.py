@@ -11,8 +11,9 @@ of ``A`` comes before it and the rest of ``B`` after, ``a! (b - 1)! / (a + b)!``
 boosted model's Shapley values are exact for any number of players, at a cost linear in
 its leaves.
 
-Trees are grown level by level (all nodes of a level at once, as one matrix product),
-with a squared loss, leaf values shrunk by ``lam`` (as XGBoost's L2 penalty) and the
+Trees are grown level by level (all nodes of a level at once: the sums of the second
+children by one matrix product over their rows, those of the first as their parent's less
+them), with a squared loss, leaf values shrunk by ``lam`` (as XGBoost's L2 penalty) and the
 learning rate ``rate``; a player is split on at most once on a path.
 """
 
@@ -79,6 +80,24 @@ def _child(xb, rows, node, split):
     return 2 * node + np.where(j >= 0, xb[rows, np.maximum(j, 0)], False)
 
 
+def _children_sums(x, r, node, s1, n1):
+    """The next level's sums over each node's rows with player ``j`` in, of the residuals
+    ``r`` and of the rows (M, 2 * nodes), from the level's ``s1, n1`` (M, nodes) and the
+    rows' new nodes: the second children's from their rows alone (a row is in one node,
+    so about half the rows and half the nodes), the first children's as their parent's
+    less them (the counts exactly)."""
+    sel = np.flatnonzero(node & 1)
+    half = s1.shape[1]
+    member = np.zeros((len(sel), half))
+    member[np.arange(len(sel)), node[sel] >> 1] = 1.0
+    xs = x[sel]
+    s_two, n_two = xs.T @ (member * r[sel, None]), xs.T @ member
+    s_next, n_next = np.empty((x.shape[1], 2 * half)), np.empty((x.shape[1], 2 * half))
+    s_next[:, 0::2], s_next[:, 1::2] = s1 - s_two, s_two
+    n_next[:, 0::2], n_next[:, 1::2] = n1 - n_two, n_two
+    return s_next, n_next
+
+
 def _literals(splits, leaf, depth):
     """The players present (``on``) and absent (``off``) on the path to ``leaf``, or None
     when the path passes an unsplit node's empty second child."""
@@ -103,17 +122,17 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
     base = float(np.mean(y)) if n else 0.0
     r = np.asarray(y, dtype=np.float64) - base
     trees = []
+    counts = x.sum(axis=0)[:, None]
     for _ in range(rounds):
         node = np.zeros(n, dtype=np.int64)
         used = np.zeros((1, m), dtype=bool)
         splits = []
+        s1, n1 = (x.T @ r)[:, None], counts             # (M, nodes): sums with player j in
         for level in range(depth):
             width = 1 << level
-            member = np.zeros((n, width))
-            member[rows, node] = 1.0
-            s1 = x.T @ (member * r[:, None])            # (M, nodes): sums with player j in
-            n1 = x.T @ member
-            st, nt = r @ member, member.sum(axis=0)
+            if level:
+                s1, n1 = _children_sums(x, r, node, s1, n1)
+            st, nt = np.bincount(node, r, width), np.bincount(node, None, width)
             s0, n0 = st - s1, nt - n1
             gain = s1 ** 2 / (n1 + lam) + s0 ** 2 / (n0 + lam) - st ** 2 / (nt + lam)
             gain = np.where((n1 >= 1) & (n0 >= 1) & ~used.T, gain, -np.inf)

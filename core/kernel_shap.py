@@ -74,14 +74,20 @@ separate steps:
   the linearised fit), is lower than the plain fit's by more than one standard error of
   the paired difference; a sigmoid of a weighted sum is then recovered exactly from
   ``M + 4`` pairs.
-* boosted-trees adjustment (``trees=True``; experimental, off by default: what it gives
-  and costs is in docs/benchmarks.md): where no logistic surrogate was kept,
+* boosted-trees adjustment (``trees``, on by default; what it gives and costs is in
+  docs/benchmarks.md): where no logistic surrogate was kept,
   gradient-boosted trees (``boosted_trees``: splits on players, exact Shapley values in
   closed form) are fitted to all evaluated coalitions by cross-fitting: the pairs in
   ``_TREE_FOLDS`` folds, each fold's residuals ``v - g_k`` from trees fitted without it,
-  so that the residual game's fit sees honest residuals. The values are the folds' mean
-  surrogate's Shapley values plus the regression above on those residuals, kept per column
-  when its cross-validated error is lower than the plain fit's.
+  so that the residual game's fit sees honest residuals. The adjusted values are the
+  folds' mean surrogate's Shapley values plus the regression above on those residuals.
+  Where their cross-validated error ``e_t`` is lower than the plain fit's ``e_p``, the
+  values are the two estimates weighted by each other's error, ``e_p / (e_p + e_t)`` on
+  the adjusted ones (inverse-error weights, as forecasts are combined: Bates & Granger
+  1969): those errors often do not tell which of the two is better (docs/benchmarks.md),
+  and the combination keeps most of the gain where the adjusted values are better and
+  loses little where they are worse; the standard errors are combined with the same
+  weights (as if the two errors were fully correlated).
 * standard errors: the sandwich of the per-pair influences, stratified with a
   finite-population correction (enumerated strata contribute none). Each pair's squared
   residual is its cross-validated one (the terms chosen again without its fold), divided
@@ -154,7 +160,7 @@ class ShapleyResult:
 
 
 def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_reg=False,
-                sampling="leverage", surrogate=True, trees=False, progress=None, cancel=None):
+                sampling="leverage", surrogate=True, trees=True, progress=None, cancel=None):
     """Estimate Shapley values with Kernel SHAP.
 
     Parameters
@@ -193,8 +199,9 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         False gives paired Kernel SHAP (the first-order fit only, for comparison).
     trees : bool
         With ``surrogate``, also try the boosted-trees adjustment on every sampled budget
-        (see the module notes): experimental and off by default; its cost grows with the
-        coalitions times the players (``_TREE_FOLDS`` fits of ``boosted_trees``).
+        where no logistic surrogate was kept (see the module notes); False leaves it out.
+        Its cost grows with the coalitions times the players (``_TREE_FOLDS`` fits of
+        ``boosted_trees`` per output column), after the last evaluation.
     progress : callable(float), optional
         Called after every batch with the fraction of evaluations done.
     cancel : callable() -> bool, optional
@@ -281,7 +288,7 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
             phi, se, adjusted = _adjust(design, y, phi, se, cv, seed)
             open_cols &= ~adjusted
         if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
-            phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols)
+            phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel)
     else:
         phi, se = _odd_solve(design, None, r1 - r0, surrogate, seed, units=units)
     if thetas is not None:
@@ -326,12 +333,13 @@ def _adjust(design, y, phi, se, cv, seed):
     return phi, se, adjusted
 
 
-def _tree_adjust(design, z, y, phi, se, cv, seed, columns):
+def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None):
     """The boosted-trees adjustment of the given columns (bool, (D,); see the module
     notes), each where the residual game's cross-validated error is lower than the plain
-    fit's ``cv``; ``(phi, se)`` unchanged elsewhere. ``z`` (R + 2, M) are the empty and
-    full coalitions, then the rows of ``design``; ``y`` (R + 2, D) their values, all
-    evaluated."""
+    fit's ``cv``: then the two estimates weighted by each other's error; ``(phi, se)``
+    unchanged elsewhere. ``z`` (R + 2, M) are the empty and full coalitions, then the
+    rows of ``design``; ``y`` (R + 2, D) their values, all evaluated; ``cancel`` is
+    checked before every fit."""
     m = phi.shape[0]
     n_pairs = len(design["z"]) // 2
     if n_pairs < 2 * _TREE_FOLDS:
@@ -346,6 +354,7 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns):
         r = v.copy()
         ends, phi_g = np.zeros(2), np.zeros(m)
         for k in range(_TREE_FOLDS):
+            check_cancel(cancel)
             train = row_fold != k
             model = boosted_trees.fit(z[train], v[train])
             r[~train] -= model.predict(z[~train])
@@ -354,11 +363,19 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns):
         r[:2] -= ends                       # the residual game of the folds' mean surrogate
         phi_r, se_r, cv_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True,
                                        seed, with_cv=True)
-        if cv_r is None or (cv_r[0] ** 2).sum() >= (cv[col] ** 2).sum():
+        if cv_r is None:
             continue
-        phi[:, col] = phi_r[:, 0] + phi_g
-        phi[:, col] -= (phi[:, col].sum() - (v[1] - v[0])) / m        # rounding drift
-        se[:, col] = se_r[:, 0]
+        err, err_r = (cv[col] ** 2).sum(), (cv_r[0] ** 2).sum()
+        if not err_r < err:
+            continue
+        # the two estimates combined, each weighted by the other's cross-validated error
+        # (inverse-error weights, as forecasts are combined: Bates & Granger 1969); the
+        # standard errors likewise, as if the two errors were fully correlated
+        lam = err / (err + err_r)
+        phi_t = phi_r[:, 0] + phi_g
+        phi_t -= (phi_t.sum() - (v[1] - v[0])) / m                    # rounding drift
+        phi[:, col] = lam * phi_t + (1.0 - lam) * phi[:, col]
+        se[:, col] = lam * se_r[:, 0] + (1.0 - lam) * se[:, col]
     return phi, se
 
 

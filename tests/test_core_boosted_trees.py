@@ -1,5 +1,5 @@
-"""Boosted trees on coalitions (core/boosted_trees.py) and Kernel SHAP's opt-in trees
-adjustment (kernel_shap(..., trees=True))."""
+"""Boosted trees on coalitions (core/boosted_trees.py) and Kernel SHAP's trees adjustment
+(kernel_shap(..., trees=True), the default)."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_core_shap import brute_force_shapley, saturating_game
 
-from seg_explainer.core import boosted_trees
+from seg_explainer.core import ExplanationCancelled, boosted_trees
 from seg_explainer.core.kernel_shap import kernel_shap
 
 
@@ -46,6 +46,27 @@ def test_shapley_values_of_the_trees_are_those_of_the_game_they_define(n_rows, d
     assert model.shapley().sum() == pytest.approx(total[0], abs=1e-12)
 
 
+def test_children_sums_are_the_sums_over_each_childs_rows():
+    rng = np.random.default_rng(3)
+    n, m, width = 300, 9, 8
+    x = (rng.random((n, m)) < 0.5).astype(float)
+    r = rng.normal(size=n)
+    node = rng.integers(0, width, n)
+    node[node == 5] = 4                       # a parent none of whose rows went second
+    parent = node >> 1
+
+    def sums(nodes, k):
+        member = np.zeros((n, k))
+        member[np.arange(n), nodes] = 1.0
+        return x.T @ (member * r[:, None]), x.T @ member
+
+    s1, n1 = boosted_trees._children_sums(x, r, node, *sums(parent, width // 2))
+    s_ref, n_ref = sums(node, width)
+    assert np.allclose(s1, s_ref, rtol=0, atol=1e-12)
+    assert np.array_equal(n1, n_ref)          # counts: exact
+    assert not n1[:, 5].any() and np.array_equal(n1[:, 4], sums(parent, 4)[1][:, 2])
+
+
 def test_boosting_lowers_the_training_error_and_recovers_a_tree_shaped_game():
     m = 8
     z = all_coalitions(m)
@@ -56,15 +77,15 @@ def test_boosting_lowers_the_training_error_and_recovers_a_tree_shaped_game():
     assert errors[2] < 1e-6 * np.var(y)
 
 
-def test_trees_adjustment_is_off_by_default_and_keeps_efficiency():
+def test_trees_adjustment_is_on_by_default_and_keeps_efficiency():
     m, v = 12, nested_game(12)
     exact = brute_force_shapley(v, m)
     errors = {False: [], True: []}
     changed = 0
     for seed in range(6):
-        plain = kernel_shap(v, m, 256, seed=seed)
-        assert np.array_equal(plain.values, kernel_shap(v, m, 256, seed=seed, trees=False).values)
-        adjusted = kernel_shap(v, m, 256, seed=seed, trees=True)
+        plain = kernel_shap(v, m, 256, seed=seed, trees=False)
+        adjusted = kernel_shap(v, m, 256, seed=seed)
+        assert np.array_equal(adjusted.values, kernel_shap(v, m, 256, seed=seed, trees=True).values)
         assert adjusted.n_evaluations == plain.n_evaluations
         assert adjusted.values.sum() == pytest.approx(v(np.ones((1, m), bool))[0]
                                                       - v(np.zeros((1, m), bool))[0], abs=1e-12)
@@ -74,6 +95,30 @@ def test_trees_adjustment_is_off_by_default_and_keeps_efficiency():
         errors[True].append(np.mean((adjusted.values - exact) ** 2))
     assert changed >= 1                           # kept somewhere on this game
     assert np.mean(errors[True]) < np.mean(errors[False])
+
+
+def test_cancel_is_heard_while_the_trees_are_fitted():
+    # the trees are fitted after the last evaluation: a cancel asked then stops the run
+    m, v = 12, nested_game(12)
+    n_eval = kernel_shap(v, m, 256, seed=0).n_evaluations
+    seen = {"rows": 0, "checks_after": 0}
+
+    def counted(z):
+        seen["rows"] += len(z)
+        return v(z)
+
+    def cancel():
+        if seen["rows"] >= n_eval:
+            seen["checks_after"] += 1
+            return True
+        return False
+
+    with pytest.raises(ExplanationCancelled):
+        kernel_shap(counted, m, 256, seed=0, cancel=cancel)
+    assert seen["rows"] == n_eval and seen["checks_after"] == 1
+    # without the trees nothing is checked after the last evaluation: the run completes
+    seen.update(rows=0, checks_after=0)
+    assert kernel_shap(counted, m, 256, seed=0, cancel=cancel, trees=False).n_evaluations == n_eval
 
 
 def test_trees_are_not_tried_where_the_logistic_surrogate_is_kept():
