@@ -73,7 +73,18 @@ separate steps:
   error, each pair's residual taken from the surrogate fitted without it (leave-pair-out of
   the linearised fit), is lower than the plain fit's by more than one standard error of
   the paired difference; a sigmoid of a weighted sum is then recovered exactly from
-  ``M + 4`` pairs.
+  ``M + 4`` pairs. In one phase, the standard errors are the larger of the residual game's
+  and that held-out residual game's (the in-sample residuals can hide the surrogate's error).
+* border pilot (``_border_reserve``, ``_border_pilot``, ``_border_adjust``), at the smallest
+  one-phase budgets (the size-1 stratum not listed, fewer than ``_BORDER_PAIRS (M + 2)``
+  pairs): ``M`` minus the drawn size-1 pairs are held back; when the plain fit on the other
+  pairs chooses no odd term beyond the first order and leaves less than ``_BORDER_SHARE`` of
+  the odd part in its cross-validated residuals (a game of order about 2), the evaluations
+  go to the missing size-1 pairs instead. The border estimate
+  ``(v(i) - v(0) + v(N) - v(N \\ i)) / 2`` is exact for games of order 2 and free of
+  sampling noise (kADD-SHAP's answer below its parameter count); its bias is measured by
+  its residuals on the other pairs, and it is combined with the fit by inverse-error
+  weights as below. Otherwise the held pairs are evaluated and the run is the plain one.
 * boosted-trees adjustment (``trees``, on by default; what it gives and costs is in
   docs/benchmarks.md): where no logistic surrogate was kept,
   gradient-boosted trees (``boosted_trees``: splits on players, exact Shapley values in
@@ -119,6 +130,8 @@ _FOLDS = 10                    # cross-validation folds choosing the number of t
 _MAX_STEPS = 400               # terms added, at most
 _STEP_SHARE = 0.6              # ... and at most this share of the training pairs
 _SLACK = 1.0                   # standard errors of the paired difference a smaller model may lose
+_BORDER_PAIRS = 3              # the size-1 stratum listed below this many times M + 2 pairs
+_BORDER_SHARE = 1e-3           # ... when the first-order fit leaves less of the odd part
 _FIRST_SHARE = 0.25            # share of each sampled stratum's pairs in the first phase
 _DESIGN_TRIES = 32             # draws of a one-phase design, the least aliased kept, at
 _DESIGN_TRIES_MIN = 8          # most; at least this many, more while a term stays aliased
@@ -244,8 +257,14 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     # sampled stratum's pairs first; then the rest of the pairs, or single coalitions when
     # the game's even part turns out smaller than its odd residual (see _choose_singles)
     first = _first_phase(design, rng) if surrogate and not design["exact"] else None
+    # a small one-phase design holds back a few pairs for a pilot: when the other pairs
+    # show no odd term beyond the first order, the size-1 stratum is completed instead
+    held = _border_reserve(design, rng) if surrogate and first is None and design["pilot"] \
+        else None
     total = len(coalitions)
     rows = np.arange(total) if first is None else np.concatenate([[0, 1], 2 + first])
+    if held is not None:
+        rows = np.setdiff1d(rows, 2 + held)
     check_cancel(cancel)
     values = run_batched(value_fn, coalitions[rows], batch_size, progress=progress,
                          cancel=cancel, total=total)
@@ -255,6 +274,9 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     scalar = values.ndim == 1
     y = np.full((total, values.reshape(len(rows), -1).shape[1]), np.nan)
     y[rows] = values.reshape(len(rows), -1)
+    if held is not None:
+        design, coalitions, y = _border_pilot(design, coalitions, y, held, value_fn, seed,
+                                              batch_size, progress, cancel)
     v0, v1 = y[0].copy(), y[1].copy()
     units, thetas = None, None
     if first is not None:
@@ -287,6 +309,9 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         if surrogate and first is None and cv is not None:    # one phase
             phi, se, adjusted = _adjust(design, y, phi, se, cv, seed)
             open_cols &= ~adjusted
+        if surrogate and first is None and cv is not None and design["border"] \
+                and open_cols.any():
+            phi, se = _border_adjust(design, y, phi, se, cv, open_cols)
         if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
             phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel)
     else:
@@ -325,8 +350,15 @@ def _adjust(design, y, phi, se, cv, seed):
         if kept is None:
             continue
         adjusted[col] = True
-        theta, r, _ = kept
+        theta, r, _, r_held = kept
         phi_r, se_r = _odd_solve(design, (r[2:] - r[0])[:, None], r[1:2] - r[0], True, seed)
+        # the standard errors: the larger of the residual game's and the held-out residual
+        # game's (each pair's residual from the surrogate fitted without it): the surrogate
+        # was fitted to these pairs, and its residuals there can hide its own error (a
+        # strong term it cannot model, spread over every feature, with residuals a few
+        # times too small); the held-out game's own choice of terms can fit it closer
+        se_r = np.maximum(se_r, _odd_solve(design, (r_held[2:] - r_held[0])[:, None],
+                                           r_held[1:2] - r_held[0], True, seed)[1])
         phi_r, se_r = _add_surrogates([theta], phi_r, se_r, y[1, col:col + 1] - y[0, col:col + 1],
                                       seed)
         phi[:, col], se[:, col] = phi_r[:, 0], se_r[:, 0]
@@ -379,11 +411,136 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None):
     return phi, se
 
 
+def _border_reserve(design, rng):
+    """Rows of ``design["z"]`` held back for ``_border_pilot``: as many pairs as the size-1
+    stratum misses, from the other sampled strata in proportion to what each can spare
+    (all but 2 pairs), at random within a stratum; None when they cannot spare that many.
+    ``design`` has no enumerated rows; its stratum 0 is the size-1 stratum."""
+    strata = design["pair_stratum"]
+    m = design["z"].shape[1]
+    need = m - int((strata == 0).sum())
+    spare = np.maximum(np.bincount(strata, minlength=len(design["fpc"])) - 2, 0)
+    spare[0] = 0
+    if need <= 0 or spare.sum() < need:
+        return None
+    quota = need * spare / spare.sum()
+    take = np.floor(quota).astype(int)
+    take[np.argsort(take - quota, kind="stable")[:need - take.sum()]] += 1
+    take = np.minimum(take, spare)
+    if take.sum() < need:
+        return None
+    pairs = np.concatenate([rng.permutation(np.flatnonzero(strata == j))[:t]
+                            for j, t in enumerate(take) if t > 0])
+    return np.sort(np.concatenate([2 * pairs, 2 * pairs + 1]))
+
+
+def _border_pilot(design, coalitions, y, held, value_fn, seed, batch_size, progress, cancel):
+    """Evaluate either the pairs ``held`` back (rows of ``design["z"]``) or the size-1
+    pairs still missing, and return the design, its coalitions (the ends first) and
+    their values (R + 2, D) that result.
+
+    The pilot is the plain fit's term selection on the pairs already evaluated: where it
+    chooses no odd term in any column, the game shows nothing beyond order 2 that the
+    pairs can see, and the size-1 stratum is completed (the border estimate; see
+    ``_border_adjust``) with the evaluations the held pairs would have taken; their
+    strata's pairs are weighted to the strata's mass as in a first phase. Otherwise the
+    held pairs are evaluated, and the design is the one drawn.
+    """
+    z, m = design["z"], design["z"].shape[1]
+    done = np.setdiff1d(np.arange(len(z)), held)
+    n_done = len(done) + 2
+    if not _low_order(_first_design(design, done), y[2 + done] - y[0], y[1] - y[0], seed):
+        more = run_batched(value_fn, z[held], batch_size, progress=progress, cancel=cancel,
+                           done=n_done, total=len(coalitions))
+        y[2 + held] = np.asarray(more, dtype=np.float64).reshape(len(held), -1)
+        return design, coalitions, y
+    strata = design["pair_stratum"]
+    ones = _all_pairs(m, 1)                              # rows 2i: {i}, 2i + 1: N \ {i}
+    drawn = np.flatnonzero(strata == 0)
+    have = np.full(2 * m, -1)
+    first_of = z[2 * drawn].argmax(axis=1)               # the feature of each drawn pair
+    have[2 * first_of], have[2 * first_of + 1] = 2 + 2 * drawn, 3 + 2 * drawn
+    missing = np.flatnonzero(have < 0)
+    more = run_batched(value_fn, ones[missing], batch_size, progress=progress, cancel=cancel,
+                       done=n_done, total=len(coalitions))
+    rest = np.concatenate([[2 * p, 2 * p + 1] for p in np.flatnonzero(strata != 0)
+                           if 2 * p not in held])
+    sub = _first_design(design, rest)
+    w = design["w"]
+    # the stratum's mass as its drawn pairs carry it (every stratum's does), or the kernel's
+    mass1 = (w[2 * drawn] + w[2 * drawn + 1]).sum() if len(drawn) else _strata(m)[2][0]
+    new = {"z": np.concatenate([ones, sub["z"]]),
+           "w": np.concatenate([np.full(2 * m, mass1 / (2 * m)), sub["w"]]),
+           "n_enum": 2 * m, "pair_stratum": sub["pair_stratum"], "fpc": sub["fpc"],
+           "exact": False, "border": True, "pilot": False}
+    y_new = np.empty((2 + len(new["z"]), y.shape[1]))
+    y_new[:2] = y[:2]
+    y_new[2 + np.flatnonzero(have >= 0)] = y[have[have >= 0]]
+    y_new[2 + missing] = np.asarray(more, dtype=np.float64).reshape(len(missing), -1)
+    y_new[2 + 2 * m:] = y[2 + rest]
+    return new, np.concatenate([coalitions[:2], new["z"]]), y_new
+
+
+def _low_order(design, y, delta, seed):
+    """Whether the pairs of ``design`` (values ``y`` less the empty coalition's, (R, D))
+    show a game of order 2 in every column: the plain fit chooses no odd term, and its
+    cross-validated residuals leave less than ``_BORDER_SHARE`` of the odd part's weighted
+    sum of squares. Both, since a strong term the pairs can see is chosen, and one they
+    cannot see is left in the residuals."""
+    terms = []
+    cv = _odd_solve(design, y, delta, True, seed, with_cv=True, terms_out=terms)[2]
+    if cv is None or len(terms) < y.shape[1] or any(terms):
+        return False
+    odd = 0.5 * (y[0::2] - y[1::2]) * np.sqrt(design["w"][0::2] + design["w"][1::2])[:, None]
+    return all((c ** 2).sum() < _BORDER_SHARE * (odd[:, col] ** 2).sum()
+               for col, c in enumerate(cv))
+
+
+def _border_adjust(design, y, phi, se, cv, columns):
+    """The border estimate combined with the fit, per given column (bool, (D,));
+    ``(phi, se)`` unchanged elsewhere.
+
+    The border estimate is ``(v(i) - v(0) + v(N) - v(N \\ i)) / 2`` shifted to sum to
+    ``v(N) - v(0)``: exact for games of order 2, free of sampling noise, and what
+    kADD-SHAP returns below its parameter count. Its error is a bias from the terms of
+    order 3 and more, which the pairs of sizes 2 .. M - 2 measure without bias: each
+    pair's weighted residual of the odd part, as the fit's held-out residuals are. The two
+    are combined with inverse-error weights, as ``_tree_adjust`` does, against the fit's
+    cross-validated error ``cv`` on the same pairs; the standard errors are combined with
+    the same weights, the border's taken as its distance from the fit.
+    ``design`` lists the size-1 stratum first (``design["border"]``); ``y`` (R + 2, D)
+    holds the values of the empty and full coalitions, then of the rows of ``design``.
+    """
+    m = phi.shape[0]
+    z = design["z"]
+    x = np.where(z[2 * m::2], 1.0, -1.0)               # the other pairs' first sides
+    sw = np.sqrt(design["w"][2 * m::2] + design["w"][2 * m + 1::2])
+    phi, se = phi.copy(), se.copy()
+    for col in np.flatnonzero(columns):
+        v = y[:, col]
+        singles, complements = v[2:2 + 2 * m:2], v[3:3 + 2 * m:2]   # v(i), v(N \\ i)
+        border = 0.5 * ((singles - v[0]) + (v[1] - complements))
+        border += ((v[1] - v[0]) - border.sum()) / m
+        resid = (0.5 * (v[2 + 2 * m::2] - v[3 + 2 * m::2]) - 0.5 * x @ border) * sw
+        err_b, err = (resid ** 2).sum(), (cv[col][m:] ** 2).sum()
+        if not err > 0:
+            continue                         # the fit is exact
+        lam = err / (err + err_b)
+        # the border's error per feature: its distance from the fit, which holds the
+        # border's bias and the fit's noise (no variance of its own to estimate)
+        sb = np.abs(phi[:, col] - border)
+        phi[:, col] = lam * border + (1.0 - lam) * phi[:, col]
+        phi[:, col] -= (phi[:, col].sum() - (v[1] - v[0])) / m        # rounding drift
+        se[:, col] = (1.0 - lam) * se[:, col] + lam * sb
+    return phi, se
+
+
 def _surrogates(design, y, cv, seed):
     """The logistic-additive surrogate of every column where it is kept: a list of D
-    entries, ``(theta, r, cv)`` (its parameters, the residual game ``v - g`` on the ends
-    and the rows of ``design``, and every pair's cross-validated residual in the fit of
-    the residual game) or None. Kept when the residual game's cross-validated error is lower
+    entries, ``(theta, r, cv, r_held)`` (its parameters, the residual game ``v - g`` on the
+    ends and the rows of ``design``, every pair's cross-validated residual in the fit of
+    the residual game, and that game with each pair's residual from the surrogate fitted
+    without it) or None. Kept when the residual game's cross-validated error is lower
     than the plain fit's by more than one standard error of the paired difference (as
     terms are chosen: the plain fit is the simpler)."""
     m = design["z"].shape[1]
@@ -411,7 +568,7 @@ def _surrogates(design, y, cv, seed):
             continue
         gain = cv[col] ** 2 - cv_adj[0] ** 2
         if gain.sum() > _SLACK * math.sqrt(len(gain) * gain.var()):
-            out[col] = (theta, r, cv_adj[0])
+            out[col] = (theta, r, cv_adj[0], r_held)
     return out
 
 
@@ -642,8 +799,11 @@ def _design(m, budget, sampling, rng):
         k += 1
     exact = k == len(sizes)
     n_enum = sum(len(b) for b in blocks)
-    design = {"exact": exact, "n_enum": n_enum, "pair_stratum": np.zeros(0, int),
-              "fpc": np.zeros(0), "population": n_pairs[k:], "sizes": sizes[k:]}
+    # a small one-phase design may list the size-1 stratum after a pilot (``_border_pilot``)
+    pilot = k == 0 and len(sizes) > 1 and n_pairs[0] + m + 2 <= left < _BORDER_PAIRS * (m + 2)
+    design = {"exact": exact, "n_enum": n_enum, "border": False, "pilot": pilot,
+              "pair_stratum": np.zeros(0, int), "fpc": np.zeros(0), "population": n_pairs[k:],
+              "sizes": sizes[k:]}
     if not exact and left > 0:
         fixed = (np.concatenate(blocks), np.concatenate(weights)) if blocks else None
         z, w, stratum, fpc = _sample_pairs(m, sizes[k:], n_pairs[k:], mass[k:],
@@ -1081,7 +1241,8 @@ def _single_units(design, first, units, sign, y, y_single, singles):
 
 # --------------------------------------------------------------------------- solve
 
-def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, dense_ridge=True):
+def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, dense_ridge=True,
+               terms_out=None):
     """Values and standard errors from the odd part of the game, (M, D) twice.
 
     ``units`` (from ``_single_units``) replaces the pairs of ``design`` when some rows are
@@ -1114,6 +1275,8 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
         if surrogate and not design["exact"]:
             terms, held, pool, ridge = _select_terms(base, x, sw, target,
                                                      0.5 * delta[col], seed, dense_ridge)
+            if terms_out is not None:
+                terms_out.append(terms)
         extra = None
         if offset is not None:
             g, stratum, even_var, sampled = offset
