@@ -1,12 +1,10 @@
 """The border estimate of small one-phase Kernel SHAP budgets: its pilot and its use."""
 
 import importlib
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-from test_core_shap import exact_shapley_vectorised, sparse_strong_game
+from test_core_shap import bench_games, exact_shapley_vectorised, sparse_strong_game
 
 from seg_explainer.core.kernel_shap import kernel_shap
 
@@ -143,10 +141,7 @@ def test_pilot_keeps_the_drawn_pairs_where_it_sees_a_strong_term(monkeypatch):
 def test_border_lowers_the_error_on_a_nearly_order_two_game(monkeypatch):
     # the benchmark's smooth game (linear, pairwise products and a small tanh of the sum):
     # at 64 evaluations the sampled pairs' variance exceeds the border's bias
-    path = Path(__file__).resolve().parent.parent / "bench" / "shapley_games.py"
-    spec = importlib.util.spec_from_file_location("shapley_games_for_border", path)
-    games = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(games)
+    games = bench_games()
     m = 12
     table = games.synthetic_table("smooth", m)
     truth = games.exact_shapley(table, m)

@@ -1,9 +1,9 @@
 """Kernel SHAP against independent oracles: brute-force Shapley values and known games."""
 
 import importlib
-import importlib.util
 import itertools
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -364,16 +364,21 @@ def test_held_out_residuals_over_one_plus_their_leverage_are_unbiased_for_the_no
     assert np.mean(raw) > 1.25                  # the held-out residuals alone overstate it
 
 
+def bench_games():
+    """bench/shapley_games.py, the benchmark's games with exact values, as a module."""
+    bench = str(Path(__file__).resolve().parent.parent / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module("shapley_games")
+
+
 def test_pursuit_on_all_pairs_fits_them_as_well_as_its_folds_predicted():
     # an order-4 game (odd part: features and triples) on 511 pairs for 14 features: every
     # fold's pursuit finds an exact fit, while the pursuit on all the pairs, at the count
     # they chose, had taken other triples on its greedy path and left residuals (its
     # values then erred by 2.6e-4 with standard errors of 3e-16); it goes on until it
     # fits the pairs as well as the folds predicted them
-    path = Path(__file__).resolve().parent.parent / "bench" / "shapley_games.py"
-    spec = importlib.util.spec_from_file_location("shapley_games_for_test", path)
-    games = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(games)
+    games = bench_games()
     m = 14
     table = games.synthetic_table("interactions", m)
     exact = games.exact_shapley(table, m)
