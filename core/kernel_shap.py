@@ -309,9 +309,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         if surrogate and first is None and cv is not None:    # one phase
             phi, se, adjusted = _adjust(design, y, phi, se, cv, seed)
             open_cols &= ~adjusted
-        if surrogate and first is None and cv is not None and design["border"] \
-                and open_cols.any():
-            phi, se = _border_adjust(design, y, phi, se, cv, open_cols)
+            if design["border"] and open_cols.any():
+                phi, se = _border_adjust(design, y, phi, se, cv, open_cols)
         if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
             phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel)
     else:
@@ -463,8 +462,9 @@ def _border_pilot(design, coalitions, y, held, value_fn, seed, batch_size, progr
     missing = np.flatnonzero(have < 0)
     more = run_batched(value_fn, ones[missing], batch_size, progress=progress, cancel=cancel,
                        done=n_done, total=len(coalitions))
-    rest = np.concatenate([[2 * p, 2 * p + 1] for p in np.flatnonzero(strata != 0)
-                           if 2 * p not in held])
+    kept = np.flatnonzero(strata != 0)
+    kept = kept[~np.isin(2 * kept, held)]
+    rest = np.stack([2 * kept, 2 * kept + 1], axis=1).ravel()
     sub = _first_design(design, rest)
     w = design["w"]
     # the stratum's mass as its drawn pairs carry it (every stratum's does), or the kernel's
