@@ -77,10 +77,13 @@ separate steps:
   and that held-out residual game's (the in-sample residuals can hide the surrogate's error).
 * border pilot (``_border_reserve``, ``_border_pilot``, ``_border_adjust``), at the smallest
   one-phase budgets (the size-1 stratum not listed, fewer than ``_BORDER_PAIRS (M + 2)``
-  pairs): ``M`` minus the drawn size-1 pairs are held back; when the plain fit on the other
-  pairs chooses no odd term beyond the first order and leaves less than ``_BORDER_SHARE`` of
-  the odd part in its cross-validated residuals (a game of order about 2), the evaluations
-  go to the missing size-1 pairs instead. The border estimate
+  pairs): ``M`` minus the drawn size-1 pairs are held back when the others still number
+  ``M + 2``; when the plain fit on those pairs chooses no odd term beyond the first order
+  and its cross-validated residuals are smaller than the odd part itself (``_BORDER_SHARE``:
+  the first order predicts pairs it was not fitted to), the evaluations go to the missing
+  size-1 pairs instead. Where the first order does not predict them, terms beyond it
+  dominate the pairs, and the pairs are worth more to the fit's search for those terms than
+  to a border estimate that such terms bias. The border estimate
   ``(v(i) - v(0) + v(N) - v(N \\ i)) / 2`` is exact for games of order 2 and free of
   sampling noise (kADD-SHAP's answer below its parameter count); its bias is measured by
   its residuals on the other pairs, and it is combined with the fit by inverse-error
@@ -131,7 +134,7 @@ _MAX_STEPS = 400               # terms added, at most
 _STEP_SHARE = 0.6              # ... and at most this share of the training pairs
 _SLACK = 1.0                   # standard errors of the paired difference a smaller model may lose
 _BORDER_PAIRS = 3              # the size-1 stratum listed below this many times M + 2 pairs
-_BORDER_SHARE = 1e-3           # ... when the first-order fit leaves less of the odd part
+_BORDER_SHARE = 1.0            # ... when the first-order fit leaves less of the odd part
 _FIRST_SHARE = 0.25            # share of each sampled stratum's pairs in the first phase
 _DESIGN_TRIES = 32             # draws of a one-phase design, the least aliased kept, at
 _DESIGN_TRIES_MIN = 8          # most; at least this many, more while a term stays aliased
@@ -413,14 +416,15 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None):
 def _border_reserve(design, rng):
     """Rows of ``design["z"]`` held back for ``_border_pilot``: as many pairs as the size-1
     stratum misses, from the other sampled strata in proportion to what each can spare
-    (all but 2 pairs), at random within a stratum; None when they cannot spare that many.
+    (all but 2 pairs), at random within a stratum; None when they cannot spare that many,
+    or when the pairs left would not determine the first-order fit (fewer than ``M + 2``).
     ``design`` has no enumerated rows; its stratum 0 is the size-1 stratum."""
     strata = design["pair_stratum"]
     m = design["z"].shape[1]
     need = m - int((strata == 0).sum())
     spare = np.maximum(np.bincount(strata, minlength=len(design["fpc"])) - 2, 0)
     spare[0] = 0
-    if need <= 0 or spare.sum() < need:
+    if need <= 0 or spare.sum() < need or len(strata) - need < m + 2:
         return None
     quota = need * spare / spare.sum()
     take = np.floor(quota).astype(int)
@@ -438,9 +442,9 @@ def _border_pilot(design, coalitions, y, held, value_fn, seed, batch_size, progr
     pairs still missing, and return the design, its coalitions (the ends first) and
     their values (R + 2, D) that result.
 
-    The pilot is the plain fit's term selection on the pairs already evaluated: where it
-    chooses no odd term in any column, the game shows nothing beyond order 2 that the
-    pairs can see, and the size-1 stratum is completed (the border estimate; see
+    The pilot is the plain fit on the pairs already evaluated: where it chooses no odd
+    term and its first order predicts the pairs (``_low_order``), the size-1 stratum is
+    completed (the border estimate; see
     ``_border_adjust``) with the evaluations the held pairs would have taken; their
     strata's pairs are weighted to the strata's mass as in a first phase. Otherwise the
     held pairs are evaluated, and the design is the one drawn.
@@ -483,10 +487,11 @@ def _border_pilot(design, coalitions, y, held, value_fn, seed, batch_size, progr
 
 def _low_order(design, y, delta, seed):
     """Whether the pairs of ``design`` (values ``y`` less the empty coalition's, (R, D))
-    show a game of order 2 in every column: the plain fit chooses no odd term, and its
-    cross-validated residuals leave less than ``_BORDER_SHARE`` of the odd part's weighted
-    sum of squares. Both, since a strong term the pairs can see is chosen, and one they
-    cannot see is left in the residuals."""
+    show a game the first order predicts in every column: the plain fit chooses no odd
+    term, and its cross-validated residuals leave less than ``_BORDER_SHARE`` of the odd
+    part's weighted sum of squares (the first order predicts the pairs better than zero
+    does). Both, since a strong term the pairs can see is chosen, and one they cannot see
+    is left in the residuals."""
     terms = []
     cv = _odd_solve(design, y, delta, True, seed, with_cv=True, terms_out=terms)[2]
     if cv is None or len(terms) < y.shape[1] or any(terms):
@@ -800,7 +805,7 @@ def _design(m, budget, sampling, rng):
     exact = k == len(sizes)
     n_enum = sum(len(b) for b in blocks)
     # a small one-phase design may list the size-1 stratum after a pilot (``_border_pilot``)
-    pilot = k == 0 and len(sizes) > 1 and n_pairs[0] + m + 2 <= left < _BORDER_PAIRS * (m + 2)
+    pilot = k == 0 and len(sizes) > 1 and m + 2 < left < _BORDER_PAIRS * (m + 2)
     design = {"exact": exact, "n_enum": n_enum, "border": False, "pilot": pilot,
               "pair_stratum": np.zeros(0, int), "fpc": np.zeros(0), "population": n_pairs[k:],
               "sizes": sizes[k:]}
@@ -1375,8 +1380,8 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held=None, extra=No
     resid = target - fitted                                 # weighted residuals
     r2 = _pair_r2(resid, lev, lev2, held)
     amap = lmap @ fit
-    # parameters: the pairs less the residual degrees of freedom, P - 2 tr H + tr H H'
-    se = _sandwich_se(design, amap, r2, 2.0 * lev.sum() - lev2.sum())
+    # each pair's share of the parameters: 1 less its residual's, 1 - 2 h_pp + (H H')_pp
+    se = _sandwich_se(design, amap, r2, 2.0 * lev - lev2)
     if ridge > 0.0:
         bias = lmap @ (fit @ fitted - coef)
         se = np.sqrt(se ** 2 + bias ** 2)
@@ -1489,28 +1494,30 @@ def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE):
     return best
 
 
-def _sandwich_se(design, a, r2, n_params):
+def _sandwich_se(design, a, r2, params):
     """Standard errors of the values from the per-pair influences ``a[:, p] * r_p``, (M,).
 
     ``a`` (M, P) maps a pair's weighted residual to its effect on the values; ``r2`` (P,)
-    are the squared residuals (see ``_pair_r2``). Two steps:
+    are the squared residuals (see ``_pair_r2``); ``params`` (P,) each pair's share of the
+    fit's parameters (``2 h_pp - (H H')_pp``). Two steps:
 
     * the stratified sandwich (pairs centred within their size stratum, finite-population
       correction; enumerated strata contribute none);
     * the variance times ``nu / (nu - 2)``, ``nu`` its Satterthwaite degrees of freedom
-      (at most the sampled pairs less the parameters): a variance estimate of ``nu``
+      (at most the sampled pairs' residual degrees of freedom, their number less their
+      share of the parameters: the enumerated pairs hold the rest): a variance estimate of ``nu``
       degrees of freedom gives ``E (error / SE)^2 = nu / (nu - 2)`` (Student's t), so the
       reported errors are calibrated in mean square, not only in median.
     """
     n0 = design["n_enum"] // 2
-    a, r2 = a[:, n0:], r2[n0:]
+    a, r2, params = a[:, n0:], r2[n0:], params[n0:]
     strata, fpc = design["pair_stratum"], design["fpc"]
     if a.shape[1] == 0:
         return np.zeros(a.shape[0])
     g = _center_by_stratum(a.T * np.sqrt(r2)[:, None], strata, fpc) ** 2
     var = g.sum(axis=0)
     nu = np.minimum(var ** 2 / np.maximum((g ** 2).sum(axis=0), 1e-300),
-                    a.shape[1] - n_params)
+                    a.shape[1] - params.sum())
     inflate = np.where(nu > 2.5, nu / np.maximum(nu - 2.0, 0.5), 5.0)
     return np.sqrt(var * inflate)
 

@@ -102,7 +102,7 @@ def test_border_estimate_is_kept_out_where_its_residuals_are_larger():
     assert got.sum() == pytest.approx(phi.sum(), abs=1e-12)
 
 
-@pytest.mark.parametrize("m", [10, 12, 14])
+@pytest.mark.parametrize("m", [10, 12, 14, 16])
 def test_pilot_completes_the_size1_stratum_of_an_order_two_game(m):
     # 64 evaluations: the pilot sees no odd term beyond the first order, so the missing
     # singles and their complements are asked instead of the held pairs; the budget is
@@ -119,15 +119,28 @@ def test_pilot_completes_the_size1_stratum_of_an_order_two_game(m):
 
 
 def test_pilot_keeps_the_drawn_pairs_where_it_sees_a_strong_term(monkeypatch):
-    # a strong 3-feature term found on the pilot's pairs: the held pairs are evaluated and
-    # the run is the one without a pilot, bit for bit
+    # a strong 3-feature term: where the pilot's pairs show it (a term chosen, or residuals
+    # the first order does not predict), the held pairs are evaluated and the run is the
+    # one without a pilot, bit for bit; the size-1 stratum is completed only where the
+    # pilot said so
     m = 12
     v = sparse_strong_game(m)
+    decisions = []
+    low_order = ks._low_order
+
+    def spy(*args):
+        decisions.append(low_order(*args))
+        return decisions[-1]
+
     kept = 0
-    for seed in range(6):
+    for seed in range(12):
         game = Recorder(v)
-        res = kernel_shap(game, m, 62, seed=seed)
-        if game.border_complete(m):
+        decisions.clear()
+        with monkeypatch.context() as mp:
+            mp.setattr(ks, "_low_order", spy)
+            res = kernel_shap(game, m, 62, seed=seed)
+        assert decisions == [game.border_complete(m)]
+        if decisions[0]:
             continue
         kept += 1
         with monkeypatch.context() as mp:
@@ -135,7 +148,7 @@ def test_pilot_keeps_the_drawn_pairs_where_it_sees_a_strong_term(monkeypatch):
             plain = kernel_shap(v, m, 62, seed=seed)
         np.testing.assert_array_equal(res.values, plain.values)
         np.testing.assert_array_equal(res.standard_errors, plain.standard_errors)
-    assert kept >= 4
+    assert kept >= 3
 
 
 def test_border_lowers_the_error_on_a_nearly_order_two_game(monkeypatch):
@@ -180,3 +193,27 @@ def _completes(v, m, seed):
     game = Recorder(v)
     kernel_shap(game, m, 62, seed=seed)
     return game.border_complete(m)
+
+
+def test_enumerated_pairs_share_of_the_parameters_leaves_the_sampled_degrees_of_freedom():
+    # the enumerated pairs carry no sampling variance, and the parameters they determine
+    # cost the sampled pairs no degrees of freedom: the same sampled pairs give the same
+    # standard errors whether the enumerated pairs hold a large share of the parameters
+    # or none (a border design at 64 evaluations and M = 16: 16 enumerated pairs, 15
+    # sampled, 17 parameters)
+    rng = np.random.default_rng(0)
+    m, n_enum, n_sampled = 16, 16, 15
+    strata = np.repeat(np.arange(5), 3)
+    design = {"n_enum": 2 * n_enum, "pair_stratum": strata, "fpc": np.full(5, 0.9)}
+    sampled_only = {"n_enum": 0, "pair_stratum": strata, "fpc": np.full(5, 0.9)}
+    a = rng.normal(size=(m, n_enum + n_sampled))
+    r2 = rng.uniform(0.5, 2.0, size=n_enum + n_sampled)
+    params = np.concatenate([np.full(n_enum, 0.9), np.full(n_sampled, 0.2)])   # 17.4 in all
+    se = ks._sandwich_se(design, a, r2, params)
+    alone = ks._sandwich_se(sampled_only, a[:, n_enum:], r2[n_enum:], params[n_enum:])
+    np.testing.assert_allclose(se, alone, rtol=1e-12)
+    # and they are finite, within the small-sample inflation's bounds (nu / (nu - 2) <= 5)
+    g = ks._center_by_stratum(a[:, n_enum:].T * np.sqrt(r2[n_enum:])[:, None], strata,
+                              design["fpc"])
+    raw = np.sqrt((g ** 2).sum(axis=0))
+    assert np.all(se >= raw) and np.all(se < np.sqrt(5.0) * raw)

@@ -823,7 +823,7 @@ def test_ridge_standard_errors_carry_the_penalty_bias():
         assert 0.05 * np.linalg.norm(error) < np.linalg.norm(plug_in) < np.linalg.norm(error)
         _, se, _ = ks._fit_odd(base, x, sw, target, terms, 0.0, design, ridge=ridge)
         r2 = ks._pair_r2(target - cols @ coef, lev, lev2, None)
-        sandwich = ks._sandwich_se(design, lmap @ fit, r2, 2 * lev.sum() - lev2.sum())
+        sandwich = ks._sandwich_se(design, lmap @ fit, r2, 2 * lev - lev2)
         np.testing.assert_allclose(se ** 2, sandwich ** 2 + plug_in ** 2, rtol=1e-9)
 
 
