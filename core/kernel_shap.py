@@ -489,8 +489,8 @@ def _low_order(design, y, delta, seed):
     """Whether the pairs of ``design`` (values ``y`` less the empty coalition's, (R, D))
     show a game of order about 2 in every column: the plain fit chooses no odd term, and
     its cross-validated residuals leave less than ``_BORDER_SHARE`` of the odd part's
-    weighted sum of squares. Both, since a strong term the pairs can see is chosen, and one they cannot see
-    is left in the residuals."""
+    weighted sum of squares. Both, since a strong term the pairs can see is chosen, and
+    one they cannot see is left in the residuals."""
     terms = []
     cv = _odd_solve(design, y, delta, True, seed, with_cv=True, terms_out=terms)[2]
     if cv is None or len(terms) < y.shape[1] or any(terms):
