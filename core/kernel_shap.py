@@ -443,11 +443,11 @@ def _border_pilot(design, coalitions, y, held, value_fn, seed, batch_size, progr
     their values (R + 2, D) that result.
 
     The pilot is the plain fit on the pairs already evaluated: where it chooses no odd
-    term and leaves almost nothing in its residuals (``_low_order``), the size-1 stratum is
-    completed (the border estimate; see
-    ``_border_adjust``) with the evaluations the held pairs would have taken; their
-    strata's pairs are weighted to the strata's mass as in a first phase. Otherwise the
-    held pairs are evaluated, and the design is the one drawn.
+    term and leaves almost nothing in its residuals (``_low_order``), the size-1 stratum
+    is completed (the border estimate; see ``_border_adjust``) with the evaluations the
+    held pairs would have taken; their strata's pairs are weighted to the strata's mass as
+    in a first phase. Otherwise the held pairs are evaluated, and the design is the one
+    drawn.
     """
     z, m = design["z"], design["z"].shape[1]
     done = np.setdiff1d(np.arange(len(z)), held)

@@ -119,10 +119,10 @@ def test_pilot_completes_the_size1_stratum_of_an_order_two_game(m):
 
 
 def test_pilot_keeps_the_drawn_pairs_where_it_sees_a_strong_term(monkeypatch):
-    # a strong 3-feature term: where the pilot's pairs show it (a term chosen, or residuals
-    # the first order does not predict), the held pairs are evaluated and the run is the
-    # one without a pilot, bit for bit; the size-1 stratum is completed only where the
-    # pilot said so
+    # a strong 3-feature term: where the pilot's pairs show it (a term chosen, or more than
+    # a trace of the odd part left in the residuals), the held pairs are evaluated and the
+    # run is the one without a pilot, bit for bit; the size-1 stratum is completed only
+    # where the pilot said so
     m = 12
     v = sparse_strong_game(m)
     decisions = []
@@ -133,7 +133,7 @@ def test_pilot_keeps_the_drawn_pairs_where_it_sees_a_strong_term(monkeypatch):
         return decisions[-1]
 
     kept = 0
-    for seed in range(12):
+    for seed in range(6):
         game = Recorder(v)
         decisions.clear()
         with monkeypatch.context() as mp:
@@ -148,7 +148,7 @@ def test_pilot_keeps_the_drawn_pairs_where_it_sees_a_strong_term(monkeypatch):
             plain = kernel_shap(v, m, 62, seed=seed)
         np.testing.assert_array_equal(res.values, plain.values)
         np.testing.assert_array_equal(res.standard_errors, plain.standard_errors)
-    assert kept >= 3
+    assert kept >= 4
 
 
 def test_border_lowers_the_error_on_a_nearly_order_two_game(monkeypatch):
