@@ -79,15 +79,16 @@ separate steps:
   one-phase budgets (the size-1 stratum not listed, fewer than ``_BORDER_PAIRS (M + 2)``
   pairs): ``M`` minus the drawn size-1 pairs are held back when the others still number
   ``M + 2``; when the plain fit on those pairs chooses no odd term beyond the first order
-  and leaves less than ``_BORDER_SHARE`` of the odd part in its cross-validated residuals
-  (a game of order about 2), the evaluations go to the missing size-1 pairs instead. A
-  looser threshold (the first order predicting the pairs better than zero) also takes the
-  border where one strong 3-feature term biases it, and no standard error of the
-  combination then sees that bias (docs/benchmarks.md). The border estimate
+  and its cross-validated residuals are smaller than the odd part itself (``_BORDER_SHARE``:
+  the first order predicts pairs it was not fitted to), the evaluations go to the missing
+  size-1 pairs instead. The border estimate
   ``(v(i) - v(0) + v(N) - v(N \\ i)) / 2`` is exact for games of order 2 and free of
   sampling noise (kADD-SHAP's answer below its parameter count); its bias is measured by
   its residuals on the other pairs, and it is combined with the fit by inverse-error
   weights as below. Otherwise the held pairs are evaluated and the run is the plain one.
+  With the border listed, a logistic surrogate is kept only where it is exact: its fit
+  then rests on the listed size-1 pairs, whose misfit is a bias that no sandwich sees
+  (one strong 3-feature term gave values 18 standard errors off; docs/benchmarks.md).
 * boosted-trees adjustment (``trees``, on by default; what it gives and costs is in
   docs/benchmarks.md): where no logistic surrogate was kept,
   gradient-boosted trees (``boosted_trees``: splits on players, exact Shapley values in
@@ -134,7 +135,7 @@ _MAX_STEPS = 400               # terms added, at most
 _STEP_SHARE = 0.6              # ... and at most this share of the training pairs
 _SLACK = 1.0                   # standard errors of the paired difference a smaller model may lose
 _BORDER_PAIRS = 3              # the size-1 stratum listed below this many times M + 2 pairs
-_BORDER_SHARE = 1e-3           # ... when the first-order fit leaves less of the odd part
+_BORDER_SHARE = 1.0            # ... when the first-order fit leaves less of the odd part
 _FIRST_SHARE = 0.25            # share of each sampled stratum's pairs in the first phase
 _DESIGN_TRIES = 32             # draws of a one-phase design, the least aliased kept, at
 _DESIGN_TRIES_MIN = 8          # most; at least this many, more while a term stays aliased
@@ -345,11 +346,17 @@ def _adjust(design, y, phi, se, cv, seed):
 
     ``y`` (R + 2, D) holds the values of the empty and full coalitions, then of the rows of
     ``design``; ``cv`` the plain fit's cross-validated residuals (see ``_odd_solve``).
+    With the size-1 stratum listed by the border pilot (``design["border"]``), only an
+    exact surrogate (cross-validated residuals of rounding size) is kept: otherwise its
+    fit rests on the listed pairs, and their misfit, a bias, is in no standard error.
     """
     phi, se = phi.copy(), se.copy()
     adjusted = np.zeros(y.shape[1], dtype=bool)
     for col, kept in enumerate(_surrogates(design, y, cv, seed)):
         if kept is None:
+            continue
+        if design["border"] and \
+                not (kept[2] ** 2).sum() <= _TREE_EXACT * ((y[2:, col] - y[0, col]) ** 2).sum():
             continue
         adjusted[col] = True
         theta, r, _, r_held = kept
@@ -443,7 +450,7 @@ def _border_pilot(design, coalitions, y, held, value_fn, seed, batch_size, progr
     their values (R + 2, D) that result.
 
     The pilot is the plain fit on the pairs already evaluated: where it chooses no odd
-    term and leaves almost nothing in its residuals (``_low_order``), the size-1 stratum
+    term and its first order predicts the pairs (``_low_order``), the size-1 stratum
     is completed (the border estimate; see ``_border_adjust``) with the evaluations the
     held pairs would have taken; their strata's pairs are weighted to the strata's mass as
     in a first phase. Otherwise the held pairs are evaluated, and the design is the one
@@ -487,10 +494,11 @@ def _border_pilot(design, coalitions, y, held, value_fn, seed, batch_size, progr
 
 def _low_order(design, y, delta, seed):
     """Whether the pairs of ``design`` (values ``y`` less the empty coalition's, (R, D))
-    show a game of order about 2 in every column: the plain fit chooses no odd term, and
-    its cross-validated residuals leave less than ``_BORDER_SHARE`` of the odd part's
-    weighted sum of squares. Both, since a strong term the pairs can see is chosen, and
-    one they cannot see is left in the residuals."""
+    show a game the first order predicts in every column: the plain fit chooses no odd
+    term, and its cross-validated residuals leave less than ``_BORDER_SHARE`` of the odd
+    part's weighted sum of squares (the first order predicts the pairs better than zero
+    does). Both, since a strong term the pairs can see is chosen, and one they cannot see
+    is left in the residuals."""
     terms = []
     cv = _odd_solve(design, y, delta, True, seed, with_cv=True, terms_out=terms)[2]
     if cv is None or len(terms) < y.shape[1] or any(terms):
