@@ -237,13 +237,15 @@ def test_listed_border_keeps_an_exact_surrogate_and_drops_an_inexact_one(monkeyp
 
     sig = saturating_game(14)
     truth = exact_shapley_vectorised(sig, 14)
-    runs = border_runs(sig, 14, range(4))
-    assert len(runs) >= 3
+    runs = border_runs(sig, 14, range(6))
+    assert len(runs) >= 3                                   # 5 of these 6 seeds
     for res in runs:
         np.testing.assert_allclose(res.values, truth, atol=1e-9)
     m = 16
     v = sparse_strong_game(m)
     truth = exact_shapley_vectorised(v, m)
-    (res,) = border_runs(v, m, [8])
-    z = (res.values - truth) / res.standard_errors
-    assert np.abs(z).max() < 4.0, np.abs(z).max()
+    runs = border_runs(v, m, range(10))
+    assert runs                                             # seeds 3 and 8
+    for res in runs:
+        z = (res.values - truth) / res.standard_errors
+        assert np.abs(z).max() < 4.0, np.abs(z).max()
