@@ -333,8 +333,9 @@ _LM_STEPS = 50                 # Levenberg-Marquardt iterations of the surrogate
 _EXACT_SURROGATE = 16          # the surrogate's Shapley values by enumeration up to M players
 _PERMUTATIONS = 4096           # ... and by antithetic permutations above
 _TREE_FOLDS = 10               # cross-fitting folds of the boosted-trees adjustment
-_TREE_EXACT = 1e-20            # ... not tried where the plain fit's held-out error, relative
-                               # to the values' squares, is rounding: the fit is exact
+_EXACT_SHARE = 1e-20           # held-out error, relative to the values' squares, of a fit exact
+                               # but for rounding (no trees tried on it; surrogates kept with
+                               # the border listed only then)
 _FIRST_GAIN = 0.5              # the first phase keeps the surrogate when it at least halves
                                # the cross-validated error (as singles must halve it)
 
@@ -355,8 +356,7 @@ def _adjust(design, y, phi, se, cv, seed):
     for col, kept in enumerate(_surrogates(design, y, cv, seed)):
         if kept is None:
             continue
-        if design["border"] and \
-                not (kept[2] ** 2).sum() <= _TREE_EXACT * ((y[2:, col] - y[0, col]) ** 2).sum():
+        if design["border"] and not _rounding_only(kept[2], y[:, col]):
             continue
         adjusted[col] = True
         theta, r, _, r_held = kept
@@ -372,6 +372,12 @@ def _adjust(design, y, phi, se, cv, seed):
                                       seed)
         phi[:, col], se[:, col] = phi_r[:, 0], se_r[:, 0]
     return phi, se, adjusted
+
+
+def _rounding_only(held_out, v):
+    """Whether the held-out residuals ``held_out`` of a fit to the values ``v`` (the empty
+    and full coalitions, then the rows; (R + 2,)) are of rounding size: the fit is exact."""
+    return not (held_out ** 2).sum() > _EXACT_SHARE * ((v[2:] - v[0]) ** 2).sum()
 
 
 def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None):
@@ -390,7 +396,7 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None):
     phi, se = phi.copy(), se.copy()
     for col in np.flatnonzero(columns):
         v = y[:, col]
-        if not (cv[col] ** 2).sum() > _TREE_EXACT * ((v[2:] - v[0]) ** 2).sum():
+        if _rounding_only(cv[col], v):
             continue
         r = v.copy()
         ends, phi_g = np.zeros(2), np.zeros(m)
