@@ -8,6 +8,7 @@
 # `make test` runs there exactly as on a new machine. Prints one table at the end.
 #   SEGX_ROOTS_DIR  where roots are cached (default /var/cache/seg-explainer/roots as root)
 #   SEGX_MATRIX     which targets to run (default "3.22 3.40 3.44")
+#   SEGX_MATRIX_JOBS  how many roots are tested at once (default: the number of cores)
 # Needs root (mmdebstrap --mode=root and chroot).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,8 +59,7 @@ build_root() {  # build_root VERSION: the cached root for that QGIS, built if mi
     rm -rf "$dir" && mv "$dir.partial" "$dir"
 }
 
-MOUNTED=()
-mount_root() {
+mount_root() {  # mount_root DIR: the kernel file systems a chroot needs, recorded in MOUNTED
     local dir=$1
     mount -t proc proc "$dir/proc" && MOUNTED+=("$dir/proc")
     mount -t sysfs sysfs "$dir/sys" && MOUNTED+=("$dir/sys")
@@ -73,7 +73,6 @@ unmount_all() {
     for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTED[i]}" 2>/dev/null; done
     MOUNTED=()
 }
-trap unmount_all EXIT INT TERM
 
 copy_checkout() {  # the working tree as git sees it (tracked + new files), keeping the root's .venv
     local dest=$1/srv/seg_explainer
@@ -87,41 +86,74 @@ copy_checkout() {  # the working tree as git sees it (tracked + new files), keep
     fi
 }
 
-# Build every missing root first (in parallel: mostly downloads), then test one at a time.
-pids=()
-for v in $TARGETS; do build_root "$v" & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p"; done
+kill_inside() {  # kill_inside DIR: every process whose root directory is DIR
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$1" ] && kill -TERM "${p#/proc/}" 2>/dev/null
+    done
+}
 
-rows=()
-overall=0
-for v in $TARGETS; do
-    dir="$CACHE/qgis-$v"
-    if [ ! -f "$dir/.segx-root" ]; then
-        rows+=("$v|-|-|-|root not built")
-        overall=1
-        continue
-    fi
+test_root() {  # test_root VERSION: `make test` in that root; its table row in $CACHE/row-VERSION
+    local v=$1 dir="$CACHE/qgis-$1" log="$CACHE/test-$1.log" status info summary result
+    MOUNTED=()
+    trap unmount_all EXIT
+    trap 'kill_inside "$dir"; exit 143' INT TERM
     copy_checkout "$dir"
     mount_root "$dir"
-    log="$CACHE/test-$v.log"
     echo "test-matrix: make test in the QGIS $v root (log: $log)"
+    local start=$SECONDS
+    # in the background, so that a signal reaches the trap at once, not when the suite ends
     chroot "$dir" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 PIP_DEFAULT_TIMEOUT=180 SEGX_QGIS_SUITE=distro \
-        bash -c 'cd /srv/seg_explainer && make test' > "$log" 2>&1
+        bash -c 'cd /srv/seg_explainer && make test' > "$log" 2>&1 &
+    wait $!
     status=$?
     info=$(chroot "$dir" /usr/bin/python3 -c 'import sys, numpy; from qgis.core import Qgis; print(Qgis.QGIS_VERSION.split("-")[0], sys.version.split()[0], numpy.__version__, sep="|")' 2>/dev/null || echo "?|?|?")
     unmount_all
     summary=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s' "$log" | tail -n 1)
     count() { echo "$summary" | grep -oE "[0-9]+ $1" | grep -oE '^[0-9]+' || echo 0; }
     if [ -z "$summary" ]; then
-        tail -n 30 "$log"
         result="set-up failed (exit $status)"
     else
         result="$(count passed) passed / $(count failed) failed / $(count error) errors / $(count skipped) skipped"
-        [ "$status" -eq 0 ] || tail -n 40 "$log"
     fi
-    [ "$status" -eq 0 ] || overall=1
-    rows+=("$v|$info|$result")
+    echo "test-matrix: QGIS $v root done in $((SECONDS - start)) s: $result"
+    printf '%s\n' "$status" "$v|$info|$result" > "$CACHE/row-$v"
+}
+
+# Build every missing root first (in parallel: mostly downloads), then test them, JOBS at a time
+# (a suite runs on one core most of the time).
+pids=()
+for v in $TARGETS; do build_root "$v" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p"; done
+
+JOBS=${SEGX_MATRIX_JOBS:-$(nproc)}
+[ "$JOBS" -ge 1 ] 2>/dev/null || JOBS=1
+jobs_pids=()
+trap 'kill "${jobs_pids[@]}" 2>/dev/null; wait; exit 143' INT TERM
+for v in $TARGETS; do
+    rm -f "$CACHE/row-$v"
+    [ -f "$CACHE/qgis-$v/.segx-root" ] || continue
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+    test_root "$v" & jobs_pids+=($!)
+done
+wait
+
+rows=()
+overall=0
+for v in $TARGETS; do
+    if [ ! -f "$CACHE/row-$v" ]; then
+        rows+=("$v|-|-|-|root not built or its run did not finish")
+        overall=1
+        continue
+    fi
+    { read -r status; read -r row; } < "$CACHE/row-$v"
+    rows+=("$row")
+    if [ "$status" -ne 0 ]; then
+        overall=1
+        echo "test-matrix: QGIS $v failed (exit $status); the end of $CACHE/test-$v.log:"
+        tail -n 40 "$CACHE/test-$v.log"
+    fi
 done
 
 echo
