@@ -129,13 +129,12 @@ for p in "${pids[@]}"; do wait "$p"; done
 
 JOBS=${SEGX_MATRIX_JOBS:-$(nproc)}
 [ "$JOBS" -ge 1 ] 2>/dev/null || JOBS=1
-jobs_pids=()
-trap 'kill "${jobs_pids[@]}" 2>/dev/null; wait; exit 143' INT TERM
+trap 'kill $(jobs -p) 2>/dev/null; wait; exit 143' INT TERM
 for v in $TARGETS; do
     rm -f "$CACHE/row-$v"
     [ -f "$CACHE/qgis-$v/.segx-root" ] || continue
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-    test_root "$v" & jobs_pids+=($!)
+    test_root "$v" &
 done
 wait
 
