@@ -347,47 +347,83 @@ def write_polygons(path, layer_name, polygons, fields, crs_wkt, *, metadata=None
     metadata : dict, optional
         Layer metadata (GeoPackage keeps it in gpkg_metadata).
     """
-    gdal = gdal_module()
-    from osgeo import ogr, osr
+    from osgeo import ogr
 
-    ogr.UseExceptions()
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in VECTOR_DRIVERS:
         raise OutputError(f"cannot write cells to '{path}': use a .gpkg (or .geojson, .shp, .fgb) "
                          "file name")
+    columns = {name: column_kind(values) for name, values in fields.items()}
+    rows = [{name: values[i] for name, values in fields.items()} for i in range(len(polygons))]
+    return write_layer(path, VECTOR_DRIVERS[ext], layer_name, ogr.wkbPolygon,
+                       [poly.wkb for poly in polygons], columns, rows, crs_wkt,
+                       metadata=metadata)
+
+
+def column_kind(values):
+    """The column kind of ``values`` for :func:`write_layer`: ``"int"``, ``"str"`` or
+    ``"real"``, after the first value that is not None (``"real"`` when all are None)."""
+    sample = next((v for v in values if v is not None), 0.0)
+    if isinstance(sample, (int, np.integer)):
+        return "int"
+    return "str" if isinstance(sample, str) else "real"
+
+
+def write_layer(path, driver, layer_name, geometry_type, wkbs, columns, rows, crs_wkt, *,
+                metadata=None):
+    """Write one vector layer, atomically (:func:`atomic_path`): a feature per geometry.
+
+    Parameters
+    ----------
+    path : str
+    driver : str
+        OGR driver name (``"GPKG"``, ``"GeoJSON"``...).
+    layer_name : str
+    geometry_type : int
+        OGR geometry type of the layer (``ogr.wkbPolygon``...).
+    wkbs : sequence of bytes
+        The features' geometries as WKB, in map coordinates of ``crs_wkt``.
+    columns : dict of str -> {"int", "real", "str"}
+        The attribute columns, in order.
+    rows : sequence of dict
+        One per geometry: column -> value. A missing column, None, and a non-finite number
+        are NULL.
+    crs_wkt : str
+        The layer's CRS; empty for none.
+    metadata : dict, optional
+        Layer metadata (GeoPackage keeps it in gpkg_metadata).
+    """
+    gdal = gdal_module()
+    from osgeo import ogr, osr
+
+    ogr.UseExceptions()
+    ogr_kinds = {"int": ogr.OFTInteger64, "real": ogr.OFTReal, "str": ogr.OFTString}
+    convert = {"int": int, "real": float, "str": str}
     srs = None
     if crs_wkt:
         srs = osr.SpatialReference()
         srs.ImportFromWkt(crs_wkt)
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    kinds = {}
-    for name, values in fields.items():
-        sample = next((v for v in values if v is not None), 0.0)
-        kinds[name] = (ogr.OFTInteger64 if isinstance(sample, (int, np.integer))
-                       else ogr.OFTString if isinstance(sample, str) else ogr.OFTReal)
     with atomic_path(path) as tmp:
-        ds = gdal.GetDriverByName(VECTOR_DRIVERS[ext]).Create(tmp, 0, 0, 0, gdal.GDT_Unknown)
+        ds = gdal.GetDriverByName(driver).Create(tmp, 0, 0, 0, gdal.GDT_Unknown)
         try:
-            layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon)
-            for name, kind in kinds.items():
-                layer.CreateField(ogr.FieldDefn(name, kind))
+            layer = ds.CreateLayer(layer_name, srs, geometry_type)
+            for name, kind in columns.items():
+                layer.CreateField(ogr.FieldDefn(name, ogr_kinds[kind]))
             if metadata:
                 layer.SetMetadata({str(k): str(v) for k, v in metadata.items()})
             defn = layer.GetLayerDefn()
             layer.StartTransaction()
-            for i, poly in enumerate(polygons):
+            for wkb, row in zip(wkbs, rows):
                 feat = ogr.Feature(defn)
-                feat.SetGeometry(ogr.CreateGeometryFromWkb(poly.wkb))
-                for name, values in fields.items():
-                    value = values[i]
-                    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                feat.SetGeometry(ogr.CreateGeometryFromWkb(bytes(wkb)))
+                for name, kind in columns.items():
+                    value = row.get(name)
+                    if value is None or (isinstance(value, (float, np.floating))
+                                         and not np.isfinite(value)):
                         feat.SetFieldNull(name)
-                    elif kinds[name] == ogr.OFTReal:
-                        feat.SetField(name, float(value))
-                    elif kinds[name] == ogr.OFTInteger64:
-                        feat.SetField(name, int(value))
                     else:
-                        feat.SetField(name, str(value))
+                        feat.SetField(name, convert[kind](value))
                 layer.CreateFeature(feat)
             layer.CommitTransaction()
         finally:

@@ -924,53 +924,23 @@ def write_summary(path, regions, records, crs_wkt, metadata):
     """The summary layer ``regions`` of ``path`` (a GeoPackage), written atomically: one
     feature per record, with the region's geometry (in ``crs_wkt``), :data:`SUMMARY_FIELDS`,
     then the regions' own fields (:func:`input_columns`)."""
-    from osgeo import gdal, ogr, osr
+    from osgeo import ogr
 
-    from .geoio import atomic_path
+    from .geoio import write_layer
 
-    gdal.UseExceptions()
     geoms = [ogr.CreateGeometryFromWkb(r.wkb) for r in regions]
     flat = {ogr.GT_Flatten(g.GetGeometryType()) for g in geoms}
     if flat and flat <= {ogr.wkbPoint, ogr.wkbMultiPoint}:
         kind, force = ogr.wkbMultiPoint, ogr.ForceToMultiPoint
     else:
         kind, force = ogr.wkbMultiPolygon, ogr.ForceToMultiPolygon
-    srs = None
-    if crs_wkt:
-        srs = osr.SpatialReference()
-        srs.ImportFromWkt(crs_wkt)
-    ogr_kind = {"int": ogr.OFTInteger64, "real": ogr.OFTReal, "str": ogr.OFTString}
-    with atomic_path(path) as tmp:
-        ds = gdal.GetDriverByName("GPKG").Create(tmp, 0, 0, 0, gdal.GDT_Unknown)
-        try:
-            layer = ds.CreateLayer("regions", srs, kind)
-            extra = input_columns(regions)
-            columns = dict(SUMMARY_FIELDS, **{out: k for _, out, k in extra})
-            for name, k in columns.items():
-                layer.CreateField(ogr.FieldDefn(name, ogr_kind[k]))
-            layer.SetMetadata({str(k): str(v) for k, v in metadata.items()})
-            defn = layer.GetLayerDefn()
-            layer.StartTransaction()
-            for geom, record, region in zip(geoms, records, regions):
-                feat = ogr.Feature(defn)
-                feat.SetGeometry(force(geom.Clone()))
-                own = dict(region.attributes)
-                record = dict(record, **{out: own.get(name) for name, out, _ in extra})
-                for name, k in columns.items():
-                    value = record.get(name)
-                    if value is None or (k == "real" and not np.isfinite(float(value))):
-                        feat.SetFieldNull(name)
-                    elif k == "real":
-                        feat.SetField(name, float(value))
-                    elif k == "int":
-                        feat.SetField(name, int(value))
-                    else:
-                        feat.SetField(name, str(value))
-                layer.CreateFeature(feat)
-            layer.CommitTransaction()
-        finally:
-            ds = None
-    return str(path)
+    extra = input_columns(regions)
+    columns = dict(SUMMARY_FIELDS, **{out: k for _, out, k in extra})
+    rows = [dict(record, **{out: dict(region.attributes).get(name) for name, out, _ in extra})
+            for record, region in zip(records, regions)]
+    return write_layer(path, "GPKG", "regions", kind,
+                       [force(geom).ExportToWkb() for geom in geoms], columns, rows, crs_wkt,
+                       metadata=metadata)
 
 
 def input_columns(regions):

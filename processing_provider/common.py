@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCsException,
                        QgsGeometry, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingParameterBand, QgsProcessingParameterFile,
                        QgsProcessingParameterRasterLayer, QgsRasterLayer)
 
 
@@ -94,6 +95,18 @@ class RasterInputParameter(QgsProcessingParameterRasterLayer):
         if sentinel1_product(value):
             return True
         return super().checkValueIsAcceptable(value, context)
+
+
+def bands_parameter(name="BANDS", parent="INPUT"):
+    """The bands of the raster ``parent`` fed to the model's channels, in order (optional)."""
+    return QgsProcessingParameterBand(
+        name, "Bands in model-channel order (default: all bands)", None, parent,
+        optional=True, allowMultiple=True)
+
+
+def model_parameter(name="MODEL"):
+    """The ONNX model file."""
+    return QgsProcessingParameterFile(name, "ONNX segmentation model", extension="onnx")
 
 
 def raster_input(algorithm, parameters, context, name="INPUT"):

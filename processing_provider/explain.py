@@ -12,15 +12,16 @@ import uuid
 from qgis.core import (QgsCoordinateReferenceSystem, QgsGeometry, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterNumber,
-                       QgsProcessingParameterBand, QgsProcessingParameterFeatureSource,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterFileDestination,
                        QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .common import (RasterInputParameter, band_numbers, feedback_callbacks, feedback_log,
-                     forget_outputs, layer_file, layers_to_load, model_inputs, open_model_for_run,
-                     raster_input, region_to_raster_crs, restore_layers_to_load, run_guarded)
+from .common import (RasterInputParameter, band_numbers, bands_parameter, feedback_callbacks,
+                     feedback_log, forget_outputs, layer_file, layers_to_load, model_inputs,
+                     model_parameter, open_model_for_run, raster_input, region_to_raster_crs,
+                     restore_layers_to_load, run_guarded)
 from .compat import NUMBER_INTEGER, SOURCE_POINT, SOURCE_POLYGON
 from .outline import region_outline, write_outline
 from .parameters import by_name, check_values, definition, for_algorithm, help_html, read_values
@@ -111,11 +112,8 @@ class ExplainAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(RasterInputParameter(self.INPUT, "Input raster"))
-        self.addParameter(QgsProcessingParameterBand(
-            self.BANDS, "Bands in model-channel order (default: all bands)", None, self.INPUT,
-            optional=True, allowMultiple=True))
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "ONNX segmentation model", extension="onnx"))
+        self.addParameter(bands_parameter(self.BANDS, self.INPUT))
+        self.addParameter(model_parameter(self.MODEL))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.ROI, "Region of interest (polygons or points)",
             [SOURCE_POLYGON, SOURCE_POINT]))

@@ -11,16 +11,16 @@ import os
 from qgis.core import (QgsGeometry, QgsProcessing, QgsProcessingAlgorithm,
                        QgsProcessingContext, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingOutputLayerDefinition,
-                       QgsProcessingOutputNumber, QgsProcessingParameterBand,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
+                       QgsProcessingOutputNumber, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination, QgsProperty,
                        QgsRuleBasedRenderer, QgsSymbol, QgsWkbTypes)
 
-from .common import (RasterInputParameter, band_numbers, feedback_callbacks, forget_outputs,
-                     layer_file, raster_input, run_guarded)
+from .common import (RasterInputParameter, band_numbers, bands_parameter, feedback_callbacks,
+                     forget_outputs, layer_file, model_parameter, raster_input, run_guarded)
 from .compat import (ADVANCED, NUMBER_INTEGER, SOURCE_ANY_GEOMETRY, SOURCE_POINT,
                      SOURCE_POLYGON, enum_value)
 from .parameters import (EXPLAIN_METHODS, check_values, definition, for_algorithm, form_value,
@@ -123,11 +123,8 @@ class ExplainRegionsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterField(
             self.RASTER_FIELD, "Field with each region's raster file", None, self.REGIONS,
             optional=True))
-        self.addParameter(QgsProcessingParameterBand(
-            self.BANDS, "Bands in model-channel order (default: all bands)", None, self.INPUT,
-            optional=True, allowMultiple=True))
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "ONNX segmentation model", extension="onnx"))
+        self.addParameter(bands_parameter(self.BANDS, self.INPUT))
+        self.addParameter(model_parameter(self.MODEL))
         self.addParameter(QgsProcessingParameterString(
             self.CLASS, "Class to explain (name or index from the model's metadata)"))
         self.addParameter(QgsProcessingParameterEnum(

@@ -3,13 +3,11 @@
 import re
 
 from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException,
-                       QgsProcessingParameterBand,
-                       QgsProcessingParameterExtent, QgsProcessingParameterFile,
-                       QgsProcessingParameterRasterDestination)
+                       QgsProcessingParameterExtent, QgsProcessingParameterRasterDestination)
 
-from .common import (RasterInputParameter, band_numbers, feedback_callbacks, feedback_log,
-                     layers_to_load, model_inputs, open_model_for_run, raster_input,
-                     restore_layers_to_load, run_guarded)
+from .common import (RasterInputParameter, band_numbers, bands_parameter, feedback_callbacks,
+                     feedback_log, layers_to_load, model_inputs, model_parameter,
+                     open_model_for_run, raster_input, restore_layers_to_load, run_guarded)
 from .parameters import check_values, definition, for_algorithm, help_html, read_values
 
 
@@ -56,11 +54,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(RasterInputParameter(self.INPUT, "Input raster"))
-        self.addParameter(QgsProcessingParameterBand(
-            self.BANDS, "Bands in model-channel order (default: all bands)", None, self.INPUT,
-            optional=True, allowMultiple=True))
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "ONNX segmentation model", extension="onnx"))
+        self.addParameter(bands_parameter(self.BANDS, self.INPUT))
+        self.addParameter(model_parameter(self.MODEL))
         self.addParameter(QgsProcessingParameterExtent(
             self.EXTENT, "Extent (default: the whole raster)", optional=True))
         for decl in for_algorithm("segment"):
