@@ -4,8 +4,9 @@ The sample scene is written as a GeoTIFF and each region is explained with every
 and all parameters at their defaults (automatic window and cell size), through the engine's
 job pipeline (``core.job.explain_to_files``, what the Processing algorithms call). Before
 each run the plan a form shows (``core.estimate.plan_run`` on the region's area and extent)
-and its time (``seconds_per_evaluation`` x evaluations; for occlusion the evaluations the dock's
-"Estimate time" measures on a sample of the real trees) are computed; after it, the actual
+and its time (``Plan.seconds``: ``seconds_per_evaluation`` x evaluations, for SHAP plus the
+estimator's own work; for occlusion the evaluations the dock's "Estimate time" measures on a
+sample of the real trees) are computed; after it, the actual
 evaluations and wall time. Progress is recorded against the clock: "lag" is the largest
 gap between the reported fraction and the fraction of the run's time elapsed. The time per
 evaluation is measured again after each run ("timing after / before"): far from 1, the machine
@@ -70,7 +71,7 @@ def _one(model, scene, wkb, method, params, gt):
         job = read_job(model, scene, wkb)
         evaluations, probe = measured_occlusion_evaluations(
             model, job, model.class_names.index("oil"), params)
-    estimate = per_eval * evaluations
+    estimate = plan.with_evaluations(evaluations).seconds(per_eval)
     ticks = []
     t0 = time.perf_counter()
     run = explain_to_files(model, scene, wkb, "oil", method,

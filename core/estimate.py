@@ -59,6 +59,18 @@ class Plan:
 
         return replace(self, evaluations=int(evaluations))
 
+    def seconds(self, per_evaluation):
+        """The run's expected seconds at ``per_evaluation`` seconds per model evaluation:
+        its evaluations, and for SHAP the estimator's own work on this machine
+        (:func:`~.kernel_shap.solve_seconds`; a fifth to a third of a default run of the
+        sample model, whose small windows make the model fast)."""
+        seconds = float(per_evaluation) * self.evaluations
+        if self.method == "shap" and self.n_cells:
+            from .kernel_shap import solve_seconds
+
+            seconds += solve_seconds(self.n_cells, self.evaluations - 2)
+        return seconds
+
     def text(self):
         """One line for a form: ``"192 x 192 px window (automatic); hexagons of 14 px
         (automatic), 72 cells; 2,194 model evaluations"``."""

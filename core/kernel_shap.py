@@ -115,8 +115,10 @@ separate steps:
   penalised triples, the penalty's squared bias (a plug-in estimate, see ``_fit_odd``).
 """
 
+import functools
 import itertools
 import math
+import time
 from dataclasses import dataclass
 from typing import Union
 
@@ -220,7 +222,10 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         Its cost grows with the coalitions times the players (``_TREE_FOLDS`` fits of
         ``boosted_trees`` per output column), after the last evaluation.
     progress : callable(float), optional
-        Called after every batch with the fraction of evaluations done.
+        Called after every batch and during the fits that follow the evaluations, with the
+        fraction of the run's expected time spent: the evaluations at the pace they go, and
+        the estimator's own work (:func:`solve_seconds`, then the pace of the trees'
+        fits); 1 at the end. The values do not depend on it.
     cancel : callable() -> bool, optional
         Checked before every batch; True raises ``ExplanationCancelled``.
 
@@ -270,6 +275,11 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     if held is not None:
         rows = np.setdiff1d(rows, 2 + held)
     check_cancel(cancel)
+    clock = None
+    if progress is not None:
+        clock = _Clock(progress, 0.0 if design["exact"] else solve_seconds(
+            m, n_samples, surrogate=surrogate, trees=trees))
+        progress = clock.evaluations
     values = run_batched(value_fn, coalitions[rows], batch_size, progress=progress,
                          cancel=cancel, total=total)
     values = np.asarray(values, dtype=np.float64)
@@ -286,11 +296,17 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     if first is not None:
         # the surrogate, when kept on the first phase's pairs, is subtracted from every
         # value, and the two phases estimate the residual game's values (see _adjust)
+        if clock is not None:
+            clock.pause()
         thetas = _first_surrogates(design, first, y, v1 - v0, seed)
         y[rows] -= _surrogate_values(thetas, coalitions[rows])
+        _tick(clock)
     r0, r1 = y[0], y[1]                        # the residual game's ends (the game's in one phase)
     if first is not None:
         singles = _choose_singles(design, first, y[2:] - r0, r1 - r0, seed)
+        _tick(clock)
+        if clock is not None:
+            clock.resume()
         if singles is not None:
             extra, side, units = _single_rows(design, first, singles, rng)
             more = run_batched(value_fn, extra, batch_size, progress=progress, cancel=cancel,
@@ -305,8 +321,14 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
                                cancel=cancel, done=len(rows), total=total)
             y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1) \
                 - _surrogate_values(thetas, design["z"][rest])
+    if clock is not None:
+        clock.evaluated()
     if units is None:
+        started = time.perf_counter()
         phi, se, cv = _odd_solve(design, y[2:] - r0, r1 - r0, surrogate, seed, with_cv=True)
+        if clock is not None:
+            clock.solved(time.perf_counter() - started)
+            clock.tick()
         open_cols = np.ones(y.shape[1], dtype=bool)    # columns with no surrogate kept
         if thetas is not None:
             open_cols = np.array([t is None for t in thetas])
@@ -316,15 +338,150 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
             if design["border"] and open_cols.any():
                 phi, se = _border_adjust(design, y, phi, se, cv, open_cols)
         if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
-            phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel)
+            phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel,
+                                   fits=clock and clock.fits)
     else:
         phi, se = _odd_solve(design, None, r1 - r0, surrogate, seed, units=units)
     if thetas is not None:
         phi, se = _add_surrogates(thetas, phi, se, v1 - v0, seed)
     if scalar:
         phi, se, v0, v1 = phi[:, 0], se[:, 0], float(v0[0]), float(v1[0])
+    if clock is not None:
+        clock.progress(1.0)
     return ShapleyResult(values=phi, standard_errors=se, base_value=v0, full_value=v1,
                          n_evaluations=int(total), exact=design["exact"])
+
+
+# --------------------------------------------------------------------------- progress
+
+#: The estimator's own work (everything but the value function), in boosted-trees rounds on
+#: the run's rows (:func:`_round_seconds`): the fits, cross-validation and surrogates, and the
+#: trees' adjustment (10 folds of 100 rounds, with their Shapley values) when it is tried.
+#: Measured on the sample model's default runs (M = 93-295 cells, 2,234-2,638 coalitions):
+#: 397-450 rounds without the trees, 1,551-1,857 with them.
+_SOLVE_ROUNDS = 430
+_TREES_ROUNDS = 1250
+
+
+_TIMED_ROWS = 512              # rows of the timed rounds (their cost grows in proportion)
+
+
+def _round_seconds(m, n):
+    """Seconds of one boosted-trees round on ``n`` coalitions of ``m`` players on this
+    machine: the unit of :func:`solve_seconds`. Timed on at most ``_TIMED_ROWS`` rows
+    (:func:`_timed_round`), beyond that extended along the line through the timings on
+    half and all of them."""
+    n = max(int(n), 2)
+    if n <= _TIMED_ROWS:
+        return _timed_round(int(m), n)
+    small, large = _timed_round(int(m), _TIMED_ROWS // 2), _timed_round(int(m), _TIMED_ROWS)
+    slope = max(large - small, 0.0) / (_TIMED_ROWS - _TIMED_ROWS // 2)
+    return large + slope * (n - _TIMED_ROWS)
+
+
+@functools.lru_cache(maxsize=64)
+def _timed_round(m, rows):
+    """The median of five timings of two boosted-trees rounds on ``rows`` random coalitions
+    of ``m`` players, per round, after one round not timed (the first calls are slower)."""
+    rng = np.random.default_rng(0)
+    z = rng.random((rows, m)) < 0.5
+    y = rng.random(rows)
+    boosted_trees.fit(z, y, rounds=1)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        boosted_trees.fit(z, y, rounds=2)
+        times.append((time.perf_counter() - start) / 2)
+    return float(np.median(times))
+
+
+def solve_seconds(n_features, n_samples, *, surrogate=True, trees=True):
+    """The expected seconds :func:`kernel_shap` spends on its own work (all but the value
+    function) for ``n_features`` players and ``n_samples`` coalitions on this machine,
+    counting the trees' adjustment whenever it may be tried (it is, unless a surrogate is
+    kept first). 0 for an exact run. Times one boosted-trees round on that many rows the
+    first time a size is asked (a few to some tens of milliseconds)."""
+    m, n = int(n_features), max(0, int(n_samples))
+    if m < 1 or n >= 2 ** min(m, 62) - 2:
+        return 0.0
+    rounds = _SOLVE_ROUNDS if surrogate else _SOLVE_ROUNDS / 4
+    if surrogate and trees and n // 2 >= 2 * _TREE_FOLDS:
+        rounds += _TREES_ROUNDS
+    return rounds * _round_seconds(m, n + 2)
+
+
+class _Clock:
+    """Progress of a run over its expected time: the evaluations at the pace they go, then
+    the estimator's own work (``solve``, its expected seconds), so the fraction follows the
+    clock instead of waiting at 1 while the fits run. Fractions never go back."""
+
+    def __init__(self, progress, solve):
+        self.progress_fn, self.solve = progress, float(solve)
+        self.start = time.perf_counter()
+        self.shown = 0.0
+        self.fraction = 0.0             # of the evaluations
+        self.eval_seconds = None        # the evaluations' time, once they are all done
+        self.between = 0.0              # the estimator's time between two phases
+        self.paused = None
+        self.fit_seconds = 0.0          # the first fit's after the evaluations
+        self.trees_start = None
+
+    def progress(self, fraction):
+        fraction = min(1.0, float(fraction))
+        if fraction > self.shown:
+            self.shown = fraction
+            self.progress_fn(fraction)
+
+    def evaluations(self, fraction):
+        """``run_batched``'s fraction of the evaluations done."""
+        self.fraction = max(self.fraction, float(fraction))
+        self.tick()
+
+    def pause(self):
+        """The estimator works between two phases of evaluations (part of ``solve``)."""
+        self.paused = time.perf_counter()
+
+    def resume(self):
+        self.between += time.perf_counter() - self.paused
+        self.paused = None
+
+    def evaluated(self):
+        """Every evaluation is done; the rest is the estimator's."""
+        self.eval_seconds = time.perf_counter() - self.start - self.between
+
+    def solved(self, seconds):
+        """The first fit after the evaluations took ``seconds`` (the trees' adjustment ends
+        with one like it)."""
+        self.fit_seconds = seconds
+
+    def fits(self, done, total):
+        """``done`` of the trees' ``total`` fits are done: the rest is predicted from
+        their pace, and one fit more."""
+        now = time.perf_counter()
+        if done == 0:
+            self.trees_start = now
+            return
+        pace = (now - self.trees_start) / done
+        self.tick(remaining=(total - done) * pace + self.fit_seconds)
+
+    def tick(self, remaining=None):
+        now = time.perf_counter()
+        elapsed = now - self.start
+        if remaining is not None:
+            expected = elapsed + remaining
+        elif self.eval_seconds is None:
+            if self.fraction <= 0:
+                return
+            evaluating = elapsed - self.between - (now - self.paused if self.paused else 0.0)
+            expected = evaluating / self.fraction + self.solve
+        else:
+            expected = self.eval_seconds + self.solve
+        self.progress(min(elapsed / max(expected, 1e-12), 0.99))
+
+
+def _tick(clock):
+    if clock is not None:
+        clock.tick()
 
 
 # --------------------------------------------------------------------------- adjustment
@@ -380,13 +537,13 @@ def _rounding_only(held_out, v):
     return not (held_out ** 2).sum() > _EXACT_SHARE * ((v[2:] - v[0]) ** 2).sum()
 
 
-def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None):
+def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None, fits=None):
     """The boosted-trees adjustment of the given columns (bool, (D,); see the module
     notes), each where the residual game's cross-validated error is lower than the plain
     fit's ``cv``: then the two estimates weighted by each other's error; ``(phi, se)``
     unchanged elsewhere. ``z`` (R + 2, M) are the empty and full coalitions, then the
     rows of ``design``; ``y`` (R + 2, D) their values, all evaluated; ``cancel`` is
-    checked before every fit."""
+    checked before every fit; ``fits(done, total)`` (progress) is told of the fits done."""
     m = phi.shape[0]
     n_pairs = len(design["z"]) // 2
     if n_pairs < 2 * _TREE_FOLDS:
@@ -394,16 +551,19 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None):
     fold = np.random.default_rng([seed, 29]).permutation(n_pairs) % _TREE_FOLDS
     row_fold = np.concatenate([[-1, -1], np.repeat(fold, 2)])   # the ends: in every fit
     phi, se = phi.copy(), se.copy()
-    for col in np.flatnonzero(columns):
+    todo = [col for col in np.flatnonzero(columns) if not _rounding_only(cv[col], y[:, col])]
+    if fits is not None:
+        fits(0, len(todo) * _TREE_FOLDS)
+    for c, col in enumerate(todo):
         v = y[:, col]
-        if _rounding_only(cv[col], v):
-            continue
         r = v.copy()
         ends, phi_g = np.zeros(2), np.zeros(m)
         for k in range(_TREE_FOLDS):
             check_cancel(cancel)
             train = row_fold != k
             model = boosted_trees.fit(z[train], v[train])
+            if fits is not None:
+                fits(c * _TREE_FOLDS + k + 1, len(todo) * _TREE_FOLDS)
             r[~train] -= model.predict(z[~train])
             ends += model.predict(z[:2]) / _TREE_FOLDS
             phi_g += model.shapley() / _TREE_FOLDS

@@ -79,6 +79,23 @@ def test_the_plan_is_what_the_run_uses(raster, method, params):  # noqa: F811
     assert run.metadata["window"]
 
 
+def test_the_time_of_a_shap_run_adds_the_estimator_s_own_work():
+    """A run's time is its evaluations at the model's pace, and for SHAP the fits after them
+    (``kernel_shap.solve_seconds`` for its cells and coalitions): the part a fast model
+    does not shorten."""
+    import importlib
+
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    shap = plan_run("shap", {}, region_pixels=18 * 12, region_extent=18)
+    rise = plan_run("rise", {}, region_pixels=18 * 12, region_extent=18)
+    solve = ks.solve_seconds(shap.n_cells, shap.evaluations - 2)
+    assert solve > 0
+    for per_evaluation in (0.0, 0.01):
+        assert shap.seconds(per_evaluation) == pytest.approx(
+            per_evaluation * shap.evaluations + solve)
+        assert rise.seconds(per_evaluation) == pytest.approx(per_evaluation * rise.evaluations)
+
+
 def test_a_large_region_gets_the_model_tile(raster):  # noqa: F811
     job = read_job(ContextModel(), raster, region_wkb(10, 10, 80, 80))
     assert job.window.height == 96          # 70 px + 2 x 8 rounded up to 32 px

@@ -890,3 +890,50 @@ def test_ridge_on_dense_triples_helps_on_a_cloud_of_small_terms(monkeypatch):
     with_ridge, without = np.array(with_ridge), np.array(without)
     assert with_ridge.sum() < 0.6 * without.sum(), (with_ridge, without)
     assert (with_ridge < 1.1 * without).all(), (with_ridge, without)
+
+
+def test_progress_follows_the_estimator_s_own_work_and_leaves_the_values_alone(monkeypatch):
+    """After the last evaluation the estimator still fits (here the boosted trees' ten
+    folds): the progress counts that work, so on a game much faster than its fits the
+    fraction at the last evaluation is far below 1 and rises fit by fit; the values and
+    standard errors are those of a run without progress."""
+    m, budget = 30, 700
+    game = product_max_game(m)
+    ks.solve_seconds(m, budget)                 # its timing of the trees is made once, here
+    fits = []
+    real_fit = ks.boosted_trees.fit
+    monkeypatch.setattr(ks.boosted_trees, "fit",
+                        lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    seen, evaluated = [], [0]
+
+    def counted(z):
+        evaluated[0] += len(z)
+        return game(z)
+
+    res = kernel_shap(counted, m, budget, seed=2, batch_size=32,
+                      progress=lambda f: seen.append((evaluated[0], f)))
+    assert len(fits) == ks._TREE_FOLDS          # the trees were tried: work after the evaluations
+    last = max(i for i, (n, _) in enumerate(seen) if n < res.n_evaluations) + 1
+    at_last_evaluation = seen[last][1]
+    after = [f for _, f in seen[last + 1:]]
+    assert at_last_evaluation < 0.5
+    assert len(after) >= 5 and after[-1] == 1.0 and max(after[:-1]) <= 0.99
+    fractions = [f for _, f in seen]
+    assert all(0 <= a < b <= 1 for a, b in zip(fractions, fractions[1:]))
+    plain = kernel_shap(game, m, budget, seed=2, batch_size=32)
+    np.testing.assert_array_equal(res.values, plain.values)
+    np.testing.assert_array_equal(res.standard_errors, plain.standard_errors)
+
+
+def test_solve_seconds_counts_the_trees_only_where_they_can_run():
+    """The estimator's expected time: none for an exact run, more with the trees' adjustment
+    than without it, and without it when there are too few pairs for its folds."""
+    assert ks.solve_seconds(8, 254) == 0.0                   # every coalition: exact
+    with_trees = ks.solve_seconds(40, 600)
+    without = ks.solve_seconds(40, 600, trees=False)
+    assert with_trees > without > 0
+    assert with_trees / without == pytest.approx(
+        (ks._SOLVE_ROUNDS + ks._TREES_ROUNDS) / ks._SOLVE_ROUNDS)
+    few = 2 * (2 * ks._TREE_FOLDS) - 2                      # one pair short of the folds' need
+    assert ks.solve_seconds(40, few) == pytest.approx(
+        ks.solve_seconds(40, few, trees=False))

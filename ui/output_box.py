@@ -137,16 +137,16 @@ class OutputBox(QGroupBox):
             self.estimate_label.setText("Choose a region of interest: the window and the cells "
                                         "follow it.")
             return None
-        evaluations = plan.evaluations
         measured = self.measured.get(_sample_key(model_path, occlusion))
         text = plan.text()
         if plan.method == "occlusion" and measured is not None:
-            evaluations = measured
-            text = plan.with_evaluations(measured).text() + " (from a sample of its trees)"
+            plan = plan.with_evaluations(measured)
+            text = plan.text() + " (from a sample of its trees)"
+        evaluations = plan.evaluations
         per_batch = self.seconds_per_batch.get((model_path, plan.window, batch_size))
         seconds = None
         if per_batch is not None and (plan.method != "occlusion" or measured is not None):
-            seconds = per_batch * evaluations / max(1, batch_size)
+            seconds = plan.seconds(per_batch / max(1, batch_size))
             text += f"; about {format_duration(seconds)}"
         else:
             text += "; press 'Estimate time' to time the model on this window"
