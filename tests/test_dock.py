@@ -311,6 +311,17 @@ def test_estimate_counts_evaluations_and_times_one_batch(ready):
     count, seconds = ready.update_estimate()
     assert seconds == pytest.approx(task.seconds_per_batch * 2001 / 32)
     assert "about" in ready.output_box.estimate_label.text()
+    # SHAP's time (same window and batch, so already timed) adds its own fits after the model
+    import importlib
+
+    ks = importlib.import_module("seg_explainer.core.kernel_shap")
+    _select_method(ready, "shap")
+    ready.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(6)
+    plan = ready.plan()
+    count, seconds = ready.update_estimate()
+    solve = ks.solve_seconds(plan.n_cells, count - 2)
+    assert count == plan.evaluations and solve > 0
+    assert seconds == pytest.approx(task.seconds_per_batch * count / 32 + solve)
 
 
 def test_occlusion_s_estimate_samples_its_real_trees(ready):
