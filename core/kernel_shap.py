@@ -363,7 +363,7 @@ _SOLVE_ROUNDS = 430
 _TREES_ROUNDS = 1250
 
 
-_TIMED_ROWS = 512              # rows of the timed rounds (their cost grows in proportion)
+_TIMED_ROWS = 512              # rows of the timed rounds, at most (beyond, extended linearly)
 
 
 def _round_seconds(m, n):
@@ -399,13 +399,15 @@ def solve_seconds(n_features, n_samples, *, surrogate=True, trees=True):
     """The expected seconds :func:`kernel_shap` spends on its own work (all but the value
     function) for ``n_features`` players and ``n_samples`` coalitions on this machine,
     counting the trees' adjustment whenever it may be tried (it is, unless a surrogate is
-    kept first). 0 for an exact run. Times one boosted-trees round on that many rows the
-    first time a size is asked (a few to some tens of milliseconds)."""
+    kept first). 0 for an exact run, and without ``surrogate`` (paired Kernel SHAP: one
+    least-squares solve, a fraction of a second at M = 295). Times boosted-trees rounds on
+    up to ``_TIMED_ROWS`` rows the first time a player count is asked (tens of
+    milliseconds)."""
     m, n = int(n_features), max(0, int(n_samples))
-    if m < 1 or n >= 2 ** min(m, 62) - 2:
+    if m < 1 or not surrogate or n >= 2 ** min(m, 62) - 2:
         return 0.0
-    rounds = _SOLVE_ROUNDS if surrogate else _SOLVE_ROUNDS / 4
-    if surrogate and trees and n // 2 >= 2 * _TREE_FOLDS:
+    rounds = _SOLVE_ROUNDS
+    if trees and n // 2 >= 2 * _TREE_FOLDS:
         rounds += _TREES_ROUNDS
     return rounds * _round_seconds(m, n + 2)
 

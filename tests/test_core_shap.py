@@ -894,32 +894,46 @@ def test_ridge_on_dense_triples_helps_on_a_cloud_of_small_terms(monkeypatch):
 
 def test_progress_follows_the_estimator_s_own_work_and_leaves_the_values_alone(monkeypatch):
     """After the last evaluation the estimator still fits (here the boosted trees' ten
-    folds): the progress counts that work, so on a game much faster than its fits the
-    fraction at the last evaluation is far below 1 and rises fit by fit; the values and
-    standard errors are those of a run without progress."""
+    folds): the progress counts that work. On a clock that only the game (1 ms an
+    evaluation) and the trees' fits (0.1 s each) move, with the estimator's work predicted
+    at 2 s, the fraction at the last evaluation is E / (E + 2) for the evaluations' E
+    seconds; after the k-th fit it is the time spent over that plus the fits left at their
+    pace, (E + 0.1 k) / (E + 1) (at most 0.99); 1 at the end. The values and standard
+    errors are those of a run without progress."""
+    from types import SimpleNamespace
+
     m, budget = 30, 700
     game = product_max_game(m)
-    ks.solve_seconds(m, budget)                 # its timing of the trees is made once, here
-    fits = []
+    now = [0.0]
+    monkeypatch.setattr(ks, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(ks, "solve_seconds", lambda *a, **k: 2.0)
     real_fit = ks.boosted_trees.fit
-    monkeypatch.setattr(ks.boosted_trees, "fit",
-                        lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+
+    def fit(*a, **k):
+        now[0] += 0.1
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(ks.boosted_trees, "fit", fit)
     seen, evaluated = [], [0]
 
-    def counted(z):
+    def timed(z):
         evaluated[0] += len(z)
+        now[0] += 0.001 * len(z)
         return game(z)
 
-    res = kernel_shap(counted, m, budget, seed=2, batch_size=32,
-                      progress=lambda f: seen.append((evaluated[0], f)))
-    assert len(fits) == ks._TREE_FOLDS          # the trees were tried: work after the evaluations
-    last = max(i for i, (n, _) in enumerate(seen) if n < res.n_evaluations) + 1
-    at_last_evaluation = seen[last][1]
-    after = [f for _, f in seen[last + 1:]]
-    assert at_last_evaluation < 0.5
-    assert len(after) >= 5 and after[-1] == 1.0 and max(after[:-1]) <= 0.99
-    fractions = [f for _, f in seen]
+    res = kernel_shap(timed, m, budget, seed=2, batch_size=32,
+                      progress=lambda f: seen.append((evaluated[0], now[0], f)))
+    e = 0.001 * res.n_evaluations
+    at_end = [f for n, _, f in seen if n == res.n_evaluations]
+    assert at_end[0] == pytest.approx(e / (e + 2.0))
+    fits = [(t, f) for _, t, f in seen if t > e + 1e-9]
+    assert len(fits) == ks._TREE_FOLDS + 1 and fits[-1][1] == 1.0     # each fit, then the end
+    for k, (t, f) in enumerate(fits[:-1], start=1):                      # (below 1 till then)
+        assert t == pytest.approx(e + 0.1 * k)
+        assert f == pytest.approx(min((e + 0.1 * k) / (e + 1.0), 0.99))
+    fractions = [f for _, _, f in seen]
     assert all(0 <= a < b <= 1 for a, b in zip(fractions, fractions[1:]))
+    monkeypatch.undo()
     plain = kernel_shap(game, m, budget, seed=2, batch_size=32)
     np.testing.assert_array_equal(res.values, plain.values)
     np.testing.assert_array_equal(res.standard_errors, plain.standard_errors)
@@ -929,6 +943,7 @@ def test_solve_seconds_counts_the_trees_only_where_they_can_run():
     """The estimator's expected time: none for an exact run, more with the trees' adjustment
     than without it, and without it when there are too few pairs for its folds."""
     assert ks.solve_seconds(8, 254) == 0.0                   # every coalition: exact
+    assert ks.solve_seconds(40, 600, surrogate=False) == 0.0  # one least-squares solve
     with_trees = ks.solve_seconds(40, 600)
     without = ks.solve_seconds(40, 600, trees=False)
     assert with_trees > without > 0
