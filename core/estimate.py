@@ -62,7 +62,7 @@ class Plan:
     def seconds(self, per_evaluation):
         """The run's expected seconds at ``per_evaluation`` seconds per model evaluation:
         its evaluations, and for SHAP the estimator's own work on this machine
-        (:func:`~.kernel_shap.solve_seconds`; a fifth to a third of a default run of the
+        (:func:`~.kernel_shap.solve_seconds`; 15-29 % of a default small-region run of the
         sample model, whose small windows make the model fast)."""
         seconds = float(per_evaluation) * self.evaluations
         if self.method == "shap" and self.n_cells:
