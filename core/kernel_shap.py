@@ -115,7 +115,6 @@ separate steps:
   penalised triples, the penalty's squared bias (a plug-in estimate, see ``_fit_odd``).
 """
 
-import functools
 import itertools
 import math
 import time
@@ -126,6 +125,7 @@ import numpy as np
 
 from . import boosted_trees
 from .batching import check_cancel, run_batched
+from .solve_time import NO_CLOCK, Clock, round_seconds
 
 _SAMPLINGS = ("balanced", "leverage", "kernel")
 _ENUMERATE_LIMIT = 200_000     # strata with at most this many pairs are listed, not rejected
@@ -275,9 +275,9 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     if held is not None:
         rows = np.setdiff1d(rows, 2 + held)
     check_cancel(cancel)
-    clock = None
+    clock = NO_CLOCK
     if progress is not None:
-        clock = _Clock(progress, 0.0 if design["exact"] else solve_seconds(
+        clock = Clock(progress, 0.0 if design["exact"] else solve_seconds(
             m, n_samples, surrogate=surrogate, trees=trees))
         progress = clock.evaluations
     values = run_batched(value_fn, coalitions[rows], batch_size, progress=progress,
@@ -296,17 +296,15 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     if first is not None:
         # the surrogate, when kept on the first phase's pairs, is subtracted from every
         # value, and the two phases estimate the residual game's values (see _adjust)
-        if clock is not None:
-            clock.pause()
+        clock.pause()
         thetas = _first_surrogates(design, first, y, v1 - v0, seed)
         y[rows] -= _surrogate_values(thetas, coalitions[rows])
-        _tick(clock)
+        clock.tick()
     r0, r1 = y[0], y[1]                        # the residual game's ends (the game's in one phase)
     if first is not None:
         singles = _choose_singles(design, first, y[2:] - r0, r1 - r0, seed)
-        _tick(clock)
-        if clock is not None:
-            clock.resume()
+        clock.tick()
+        clock.resume()
         if singles is not None:
             extra, side, units = _single_rows(design, first, singles, rng)
             more = run_batched(value_fn, extra, batch_size, progress=progress, cancel=cancel,
@@ -321,14 +319,12 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
                                cancel=cancel, done=len(rows), total=total)
             y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1) \
                 - _surrogate_values(thetas, design["z"][rest])
-    if clock is not None:
-        clock.evaluated()
+    clock.evaluated()
     if units is None:
         started = time.perf_counter()
         phi, se, cv = _odd_solve(design, y[2:] - r0, r1 - r0, surrogate, seed, with_cv=True)
-        if clock is not None:
-            clock.solved(time.perf_counter() - started)
-            clock.tick()
+        clock.solved(time.perf_counter() - started)
+        clock.tick()
         open_cols = np.ones(y.shape[1], dtype=bool)    # columns with no surrogate kept
         if thetas is not None:
             open_cols = np.array([t is None for t in thetas])
@@ -339,15 +335,14 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
                 phi, se = _border_adjust(design, y, phi, se, cv, open_cols)
         if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
             phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel,
-                                   fits=clock and clock.fits)
+                                   fits=clock.fits)
     else:
         phi, se = _odd_solve(design, None, r1 - r0, surrogate, seed, units=units)
     if thetas is not None:
         phi, se = _add_surrogates(thetas, phi, se, v1 - v0, seed)
     if scalar:
         phi, se, v0, v1 = phi[:, 0], se[:, 0], float(v0[0]), float(v1[0])
-    if clock is not None:
-        clock.progress(1.0)
+    clock.progress(1.0)
     return ShapleyResult(values=phi, standard_errors=se, base_value=v0, full_value=v1,
                          n_evaluations=int(total), exact=design["exact"])
 
@@ -355,44 +350,14 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
 # --------------------------------------------------------------------------- progress
 
 #: The estimator's own work (everything but the value function), in boosted-trees rounds on
-#: the run's rows (:func:`_round_seconds`): the fits, cross-validation and surrogates, and the
-#: trees' adjustment (10 folds of 100 rounds, with their Shapley values) when it is tried.
-#: Measured on the sample model's default runs (M = 93-295 cells, 2,234-2,638 coalitions):
-#: 397-450 rounds without the trees, 1,551-1,857 with them.
+#: the run's rows (:func:`~.solve_time.round_seconds`): the fits, cross-validation and
+#: surrogates, and the trees' adjustment (10 folds of 100 rounds, with their Shapley values)
+#: when it is tried. Measured on the sample model's four default runs (M = 93-295 cells,
+#: 2,234-2,638 coalitions), against rounds timed beside them: 397-450 rounds without the
+#: trees, 1,551-1,857 with them (one calm series); 472-563 and 1,788-1,892 in another (one
+#: BLAS thread), 252-379 and 1,086-3,186 in a noisy one (the machine is shared).
 _SOLVE_ROUNDS = 430
 _TREES_ROUNDS = 1250
-
-
-_TIMED_ROWS = 512              # rows of the timed rounds, at most (beyond, extended linearly)
-
-
-def _round_seconds(m, n):
-    """Seconds of one boosted-trees round on ``n`` coalitions of ``m`` players on this
-    machine: the unit of :func:`solve_seconds`. Timed on at most ``_TIMED_ROWS`` rows
-    (:func:`_timed_round`), beyond that extended along the line through the timings on
-    half and all of them."""
-    n = max(int(n), 2)
-    if n <= _TIMED_ROWS:
-        return _timed_round(int(m), n)
-    small, large = _timed_round(int(m), _TIMED_ROWS // 2), _timed_round(int(m), _TIMED_ROWS)
-    slope = max(large - small, 0.0) / (_TIMED_ROWS - _TIMED_ROWS // 2)
-    return large + slope * (n - _TIMED_ROWS)
-
-
-@functools.lru_cache(maxsize=64)
-def _timed_round(m, rows):
-    """The median of five timings of two boosted-trees rounds on ``rows`` random coalitions
-    of ``m`` players, per round, after one round not timed (the first calls are slower)."""
-    rng = np.random.default_rng(0)
-    z = rng.random((rows, m)) < 0.5
-    y = rng.random(rows)
-    boosted_trees.fit(z, y, rounds=1)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        boosted_trees.fit(z, y, rounds=2)
-        times.append((time.perf_counter() - start) / 2)
-    return float(np.median(times))
 
 
 def solve_seconds(n_features, n_samples, *, surrogate=True, trees=True):
@@ -400,90 +365,16 @@ def solve_seconds(n_features, n_samples, *, surrogate=True, trees=True):
     function) for ``n_features`` players and ``n_samples`` coalitions on this machine,
     counting the trees' adjustment whenever it may be tried (it is, unless a surrogate is
     kept first). 0 for an exact run, and without ``surrogate`` (paired Kernel SHAP: one
-    least-squares solve, a fraction of a second at M = 295). Times boosted-trees rounds on
-    up to ``_TIMED_ROWS`` rows the first time a player count is asked (tens of
-    milliseconds)."""
+    least-squares solve, a fraction of a second at M = 295). Arithmetic once the machine's
+    round is timed (:func:`~.solve_time.calibrate`, about 50 ms the first time in a
+    process)."""
     m, n = int(n_features), max(0, int(n_samples))
     if m < 1 or not surrogate or n >= 2 ** min(m, 62) - 2:
         return 0.0
     rounds = _SOLVE_ROUNDS
     if trees and n // 2 >= 2 * _TREE_FOLDS:
         rounds += _TREES_ROUNDS
-    return rounds * _round_seconds(m, n + 2)
-
-
-class _Clock:
-    """Progress of a run over its expected time: the evaluations at the pace they go, then
-    the estimator's own work (``solve``, its expected seconds), so the fraction follows the
-    clock instead of waiting at 1 while the fits run. Fractions never go back."""
-
-    def __init__(self, progress, solve):
-        self.progress_fn, self.solve = progress, float(solve)
-        self.start = time.perf_counter()
-        self.shown = 0.0
-        self.fraction = 0.0             # of the evaluations
-        self.eval_seconds = None        # the evaluations' time, once they are all done
-        self.between = 0.0              # the estimator's time between two phases
-        self.paused = None
-        self.fit_seconds = 0.0          # the first fit's after the evaluations
-        self.trees_start = None
-
-    def progress(self, fraction):
-        fraction = min(1.0, float(fraction))
-        if fraction > self.shown:
-            self.shown = fraction
-            self.progress_fn(fraction)
-
-    def evaluations(self, fraction):
-        """``run_batched``'s fraction of the evaluations done."""
-        self.fraction = max(self.fraction, float(fraction))
-        self.tick()
-
-    def pause(self):
-        """The estimator works between two phases of evaluations (part of ``solve``)."""
-        self.paused = time.perf_counter()
-
-    def resume(self):
-        self.between += time.perf_counter() - self.paused
-        self.paused = None
-
-    def evaluated(self):
-        """Every evaluation is done; the rest is the estimator's."""
-        self.eval_seconds = time.perf_counter() - self.start - self.between
-
-    def solved(self, seconds):
-        """The first fit after the evaluations took ``seconds`` (the trees' adjustment ends
-        with one like it)."""
-        self.fit_seconds = seconds
-
-    def fits(self, done, total):
-        """``done`` of the trees' ``total`` fits are done: the rest is predicted from
-        their pace, and one fit more."""
-        now = time.perf_counter()
-        if done == 0:
-            self.trees_start = now
-            return
-        pace = (now - self.trees_start) / done
-        self.tick(remaining=(total - done) * pace + self.fit_seconds)
-
-    def tick(self, remaining=None):
-        now = time.perf_counter()
-        elapsed = now - self.start
-        if remaining is not None:
-            expected = elapsed + remaining
-        elif self.eval_seconds is None:
-            if self.fraction <= 0:
-                return
-            evaluating = elapsed - self.between - (now - self.paused if self.paused else 0.0)
-            expected = evaluating / self.fraction + self.solve
-        else:
-            expected = self.eval_seconds + self.solve
-        self.progress(min(elapsed / max(expected, 1e-12), 0.99))
-
-
-def _tick(clock):
-    if clock is not None:
-        clock.tick()
+    return rounds * round_seconds(m, n + 2)
 
 
 # --------------------------------------------------------------------------- adjustment

@@ -104,14 +104,18 @@ def measure_run(model_path, window, n_channels, batch_size, occlusion=None, canc
     ``window`` px window: the engine's evaluation path timed
     (:func:`~seg_explainer.core.estimate.seconds_per_evaluation`) and, given ``occlusion``
     (:func:`occlusion_sample`), a sample of occlusion's trees grown on the real raster and
-    region (:func:`~seg_explainer.core.estimate.measured_occlusion_evaluations`). None when
-    ``cancel()`` said so. Plain values in and out: runs in a background task. Raises UserError
-    for what the run itself would refuse."""
+    region (:func:`~seg_explainer.core.estimate.measured_occlusion_evaluations`). Also times
+    the machine for SHAP's own work (:func:`~seg_explainer.core.solve_time.calibrate`, once
+    per process), so that the estimates after it are arithmetic. None when ``cancel()`` said
+    so. Plain values in and out: runs in a background task. Raises UserError for what the run
+    itself would refuse."""
     from ..core.errors import ExplanationCancelled
     from ..core.estimate import measured_occlusion_evaluations, seconds_per_evaluation
     from ..core.job import read_job, resolve_class
     from ..core.model import SegmentationModel
+    from ..core.solve_time import calibrate
 
+    calibrate()
     model = SegmentationModel.load(model_path)
     per_evaluation = seconds_per_evaluation(model, window, n_channels, batch_size, cancel=cancel)
     if per_evaluation is None:

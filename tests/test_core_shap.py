@@ -905,7 +905,9 @@ def test_progress_follows_the_estimator_s_own_work_and_leaves_the_values_alone(m
     m, budget = 30, 700
     game = product_max_game(m)
     now = [0.0]
-    monkeypatch.setattr(ks, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    clock = SimpleNamespace(perf_counter=lambda: now[0])
+    monkeypatch.setattr(ks, "time", clock)
+    monkeypatch.setattr(importlib.import_module("seg_explainer.core.solve_time"), "time", clock)
     monkeypatch.setattr(ks, "solve_seconds", lambda *a, **k: 2.0)
     real_fit = ks.boosted_trees.fit
 

@@ -294,8 +294,24 @@ def test_settings_persist_across_sessions(qgis_iface, dock, files, raster, tmp_p
         again.deleteLater()
 
 
-def test_estimate_counts_evaluations_and_times_one_batch(ready):
+def test_estimate_counts_evaluations_and_times_one_batch(ready, monkeypatch):
+    """The estimate counts the run's evaluations; 'Estimate time' times one batch of the
+    model and, for SHAP's own work, the machine's boosted-trees rounds, in its background
+    task: no estimate after it times anything on the GUI thread."""
+    import importlib
+    import threading
+
     from seg_explainer.core.cells import hexagon_grid
+
+    solve_time = importlib.import_module("seg_explainer.core.solve_time")
+    monkeypatch.setattr(solve_time, "_coefficients", None)      # not yet timed in this process
+    timed_on, real_rounds = [], solve_time._timed_rounds
+
+    def timed_rounds(*args):
+        timed_on.append(threading.current_thread() is threading.main_thread())
+        return real_rounds(*args)
+
+    monkeypatch.setattr(solve_time, "_timed_rounds", timed_rounds)
 
     cells = hexagon_grid(64, 64, 22).n_cells
     _select_method(ready, "shap")
@@ -312,16 +328,16 @@ def test_estimate_counts_evaluations_and_times_one_batch(ready):
     assert seconds == pytest.approx(task.seconds_per_batch * 2001 / 32)
     assert "about" in ready.output_box.estimate_label.text()
     # SHAP's time (same window and batch, so already timed) adds its own fits after the model
-    import importlib
-
     ks = importlib.import_module("seg_explainer.core.kernel_shap")
     _select_method(ready, "shap")
-    ready.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(6)
-    plan = ready.plan()
-    count, seconds = ready.update_estimate()
-    solve = ks.solve_seconds(plan.n_cells, count - 2)
-    assert count == plan.evaluations and solve > 0
-    assert seconds == pytest.approx(task.seconds_per_batch * count / 32 + solve)
+    for size in (6, 9):                  # any cell count, from the same timing
+        ready.method_form.param_widgets["shap"]["HEX_SIZE"].setValue(size)
+        plan = ready.plan()
+        count, seconds = ready.update_estimate()
+        solve = ks.solve_seconds(plan.n_cells, count - 2)
+        assert count == plan.evaluations and solve > 0
+        assert seconds == pytest.approx(task.seconds_per_batch * count / 32 + solve)
+    assert timed_on and not any(timed_on)      # timed, in the background task only
 
 
 def test_occlusion_s_estimate_samples_its_real_trees(ready):
