@@ -430,13 +430,14 @@ def _rounding_only(held_out, v):
     return not (held_out ** 2).sum() > _EXACT_SHARE * ((v[2:] - v[0]) ** 2).sum()
 
 
-def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None, fits=None):
+def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel, fits):
     """The boosted-trees adjustment of the given columns (bool, (D,); see the module
     notes), each where the residual game's cross-validated error is lower than the plain
     fit's ``cv``: then the two estimates weighted by each other's error; ``(phi, se)``
     unchanged elsewhere. ``z`` (R + 2, M) are the empty and full coalitions, then the
     rows of ``design``; ``y`` (R + 2, D) their values, all evaluated; ``cancel`` is
-    checked before every fit; ``fits(done, total)`` (progress) is told of the fits done."""
+    checked before every fit; ``fits(done, total)`` (the run's clock) is told of the fits
+    done."""
     m = phi.shape[0]
     n_pairs = len(design["z"]) // 2
     if n_pairs < 2 * _TREE_FOLDS:
@@ -445,8 +446,7 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None, fits=Non
     row_fold = np.concatenate([[-1, -1], np.repeat(fold, 2)])   # the ends: in every fit
     phi, se = phi.copy(), se.copy()
     todo = [col for col in np.flatnonzero(columns) if not _rounding_only(cv[col], y[:, col])]
-    if fits is not None:
-        fits(0, len(todo) * _TREE_FOLDS)
+    fits(0, len(todo) * _TREE_FOLDS)
     for c, col in enumerate(todo):
         v = y[:, col]
         r = v.copy()
@@ -455,8 +455,7 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel=None, fits=Non
             check_cancel(cancel)
             train = row_fold != k
             model = boosted_trees.fit(z[train], v[train])
-            if fits is not None:
-                fits(c * _TREE_FOLDS + k + 1, len(todo) * _TREE_FOLDS)
+            fits(c * _TREE_FOLDS + k + 1, len(todo) * _TREE_FOLDS)
             r[~train] -= model.predict(z[~train])
             ends += model.predict(z[:2]) / _TREE_FOLDS
             phi_g += model.shapley() / _TREE_FOLDS
