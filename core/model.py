@@ -396,6 +396,11 @@ class SegmentationModel:
         if _capped_arena(ort) is not None:
             options.add_session_config_entry("session.use_env_allocators", "1")
         options.add_session_config_entry("session.use_device_allocator_for_initializers", "1")
+        # onnxruntime's threads spin after every run by default: the engine's own work between
+        # runs (RISE's masks, compositing, scoring) then shares the cores with them. RISE on
+        # a 192 px window spent 1.9-2.4 s outside the model with spinning, 0.8 s without,
+        # the model's own time unchanged (docs/benchmarks.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if n_threads is not None:
             if int(n_threads) < 1:
                 raise ValueError(f"n_threads must be >= 1, got {n_threads}")

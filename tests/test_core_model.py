@@ -296,6 +296,18 @@ def test_sha256_and_path(tmp_path, wb3):
     assert model.providers == ["CPUExecutionProvider"]
 
 
+@pytest.mark.parametrize("n_threads", [None, 2])
+def test_onnxruntime_threads_do_not_spin_between_runs(tmp_path, wb3, n_threads):
+    """onnxruntime's threads spin after every run by default, taking the cores from the
+    engine's own work between runs (RISE's masks, compositing, scoring); every session is
+    made with spinning off."""
+    w, b = wb3
+    path = build_model(tmp_path / "m.onnx", weights=w, bias=b, activation="softmax")
+    model = SegmentationModel.load(path, n_threads=n_threads)
+    options = model._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 # ------------------------------------------------------------------ errors
 
 
