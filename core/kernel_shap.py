@@ -102,7 +102,10 @@ separate steps:
   1969): those errors often do not tell which of the two is better (docs/benchmarks.md),
   and the combination keeps most of the gain where the adjusted values are better and
   loses little where they are worse; the standard errors are combined with the same
-  weights (as if the two errors were fully correlated).
+  weights (as if the two errors were fully correlated). Tried up to ``_TREES_PLAYERS``
+  players: beyond, on the games measured (the sample model's default runs at 93-295 cells,
+  and synthetic games at 56-192 players with ``2 M + 2048`` coalitions), cross-validation
+  never kept them, and they were 60-80 % of the estimator's time (docs/benchmarks.md).
 * standard errors: the sandwich of the per-pair influences, stratified with a
   finite-population correction (enumerated strata contribute none). Each pair's squared
   residual is its cross-validated one (the terms chosen again without its fold), divided
@@ -218,7 +221,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         False gives paired Kernel SHAP (the first-order fit only, for comparison).
     trees : bool
         With ``surrogate``, also try the boosted-trees adjustment on every sampled budget
-        where no logistic surrogate was kept (see the module notes); False leaves it out.
+        where no logistic surrogate was kept, up to ``_TREES_PLAYERS`` players (see the
+        module notes); False leaves it out.
         Its cost grows with the coalitions times the players (``_TREE_FOLDS`` fits of
         ``boosted_trees`` per output column), after the last evaluation.
     progress : callable(float), optional
@@ -333,7 +337,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
             open_cols &= ~adjusted
             if design["border"] and open_cols.any():
                 phi, se = _border_adjust(design, y, phi, se, cv, open_cols)
-        if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
+        if trees and m <= _TREES_PLAYERS and surrogate and cv is not None \
+                and not design["exact"] and open_cols.any():
             phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel,
                                    fits=clock.fits)
     else:
@@ -372,7 +377,7 @@ def solve_seconds(n_features, n_samples, *, surrogate=True, trees=True):
     if m < 1 or not surrogate or n >= 2 ** min(m, 62) - 2:
         return 0.0
     rounds = _SOLVE_ROUNDS
-    if trees and n // 2 >= 2 * _TREE_FOLDS:
+    if trees and m <= _TREES_PLAYERS and n // 2 >= 2 * _TREE_FOLDS:
         rounds += _TREES_ROUNDS
     return rounds * round_seconds(m, n + 2)
 
@@ -383,6 +388,7 @@ _LM_STEPS = 50                 # Levenberg-Marquardt iterations of the surrogate
 _EXACT_SURROGATE = 16          # the surrogate's Shapley values by enumeration up to M players
 _PERMUTATIONS = 4096           # ... and by antithetic permutations above
 _TREE_FOLDS = 10               # cross-fitting folds of the boosted-trees adjustment
+_TREES_PLAYERS = 48            # ... tried up to this many players (see the module notes)
 _EXACT_SHARE = 1e-20           # held-out error, relative to the values' squares, of a fit exact
                                # but for rounding (no trees tried on it; surrogates kept with
                                # the border listed only then)

@@ -5,7 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
-from test_core_shap import brute_force_shapley, saturating_game
+from test_core_shap import brute_force_shapley, ks, saturating_game
 
 from seg_explainer.core import ExplanationCancelled, boosted_trees
 from seg_explainer.core.kernel_shap import kernel_shap
@@ -95,6 +95,31 @@ def test_trees_adjustment_is_on_by_default_and_keeps_efficiency():
         errors[True].append(np.mean((adjusted.values - exact) ** 2))
     assert changed >= 1                           # kept somewhere on this game
     assert np.mean(errors[True]) < np.mean(errors[False])
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_trees_are_tried_up_to_their_player_limit(monkeypatch, extra):
+    """Up to ``_TREES_PLAYERS`` players the trees' ten folds are fitted; one player more,
+    none is, and the values are the run's without the trees (beyond the limit,
+    cross-validation never kept them on the games measured, docs/benchmarks.md)."""
+    m = ks._TREES_PLAYERS + extra
+    rng = np.random.default_rng(4)
+    terms = [(rng.choice(m, size=int(rng.integers(2, 5)), replace=False), rng.random() < 0.5,
+              rng.normal()) for _ in range(2 * m)]
+
+    def v(z):                       # AND and OR terms of 2-4 players: no logistic surrogate
+        z = np.asarray(z, dtype=bool)
+        return sum(c * (z[:, t].all(axis=1) if is_and else z[:, t].any(axis=1))
+                   for t, is_and, c in terms)
+
+    fits = []
+    real_fit = boosted_trees.fit
+    monkeypatch.setattr(boosted_trees, "fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    res = kernel_shap(v, m, 2 * m + 2048, seed=0)
+    assert len(fits) == (0 if extra else ks._TREE_FOLDS)
+    if extra:
+        plain = kernel_shap(v, m, 2 * m + 2048, seed=0, trees=False)
+        np.testing.assert_array_equal(res.values, plain.values)
 
 
 def test_cancel_is_heard_while_the_trees_are_fitted():

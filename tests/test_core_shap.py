@@ -954,3 +954,5 @@ def test_solve_seconds_counts_the_trees_only_where_they_can_run():
     few = 2 * (2 * ks._TREE_FOLDS) - 2                      # one pair short of the folds' need
     assert ks.solve_seconds(40, few) == pytest.approx(
         ks.solve_seconds(40, few, trees=False))
+    many = ks._TREES_PLAYERS + 1                             # beyond the trees' player limit
+    assert ks.solve_seconds(many, 2000) == ks.solve_seconds(many, 2000, trees=False) > 0
