@@ -6,6 +6,7 @@ shifted by ``[0, C)`` pixels and cropped to the image. The saliency is the mean 
 masks weighted by the model's score on each masked input.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Union
@@ -76,8 +77,11 @@ def rise_masks(rng, n, shape, grid_size=8, p_keep=0.5):
     return np.matmul(np.matmul(rows, grid), cols_t).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=16)
 def _linear_weights(n_in, n_out):
-    """Bilinear (pixel-centre aligned, edge-clamped) resampling matrix, (n_out, n_in)."""
+    """Bilinear (pixel-centre aligned, edge-clamped) resampling matrix, (n_out, n_in),
+    read-only: made once per size (every batch of a run asks for the same two; at one mask
+    a batch, making them again was a third of the masks' time)."""
     src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
     src = np.clip(src, 0, n_in - 1)
     i0 = np.floor(src).astype(int)
@@ -86,6 +90,7 @@ def _linear_weights(n_in, n_out):
     out = np.zeros((n_out, n_in))
     out[np.arange(n_out), i0] += 1 - frac
     out[np.arange(n_out), i1] += frac
+    out.setflags(write=False)
     return out
 
 
