@@ -37,14 +37,18 @@ def test_overhead_quick():
     out = _bench("overhead").run(quick=True)
     _check_shape(out)
     results = out["results"]
-    assert [r["method"] for r in results] == ["shap", "rise", "occlusion"]
+    cases = ["bench budgets", "defaults, oil region", "defaults, 60 px disc"]
+    assert [(r["case"], r["method"]) for r in results] == [
+        (c, m) for c in cases for m in ("shap", "rise", "occlusion")]
     for r in results:
         assert r["evaluations"] > 2
         assert r["calls"] >= 1 and r["wall"] > 0 and r["ratio"] >= 1
         assert r["model"] > 0 and r["model"] <= r["wall"]
         assert np.isfinite(r["explanation"].signed).all()
-    assert len(out["rows"]) == 3 and all("inside InferenceSession.run" in r["measure"]
+    assert len(out["rows"]) == 9 and all("inside InferenceSession.run" in r["measure"]
                                          for r in out["rows"])
+    # the default cases' windows are the automatic ones: 160 px (oil), 192 px (60 px disc)
+    assert [r["explanation"].signed.shape[-1] for r in results[3::3]] == [160, 192]
 
 
 def test_crop_quick():
