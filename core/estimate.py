@@ -63,7 +63,7 @@ class Plan:
         """The run's expected seconds at ``per_evaluation`` seconds per model evaluation:
         its evaluations, and for SHAP the estimator's own work on this machine
         (:func:`~.kernel_shap.solve_seconds`; 14-19 % of a default small-region run of the
-        sample model, whose small windows make the model fast: docs/defaults.md))."""
+        sample model, whose small windows make the model fast: docs/defaults.md)."""
         seconds = float(per_evaluation) * self.evaluations
         if self.method == "shap" and self.n_cells:
             from .kernel_shap import solve_seconds
