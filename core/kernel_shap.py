@@ -337,8 +337,7 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
             open_cols &= ~adjusted
             if design["border"] and open_cols.any():
                 phi, se = _border_adjust(design, y, phi, se, cv, open_cols)
-        if trees and m <= _TREES_PLAYERS and surrogate and cv is not None \
-                and not design["exact"] and open_cols.any():
+        if trees and surrogate and cv is not None and not design["exact"] and open_cols.any():
             phi, se = _tree_adjust(design, coalitions, y, phi, se, cv, seed, open_cols, cancel,
                                    fits=clock.fits)
     else:
@@ -377,7 +376,7 @@ def solve_seconds(n_features, n_samples, *, surrogate=True, trees=True):
     if m < 1 or not surrogate or n >= 2 ** min(m, 62) - 2:
         return 0.0
     rounds = _SOLVE_ROUNDS
-    if trees and m <= _TREES_PLAYERS and n // 2 >= 2 * _TREE_FOLDS:
+    if trees and _trees_fit(m, n // 2):
         rounds += _TREES_ROUNDS
     return rounds * round_seconds(m, n + 2)
 
@@ -436,6 +435,12 @@ def _rounding_only(held_out, v):
     return not (held_out ** 2).sum() > _EXACT_SHARE * ((v[2:] - v[0]) ** 2).sum()
 
 
+def _trees_fit(m, n_pairs):
+    """Whether the boosted-trees adjustment is fitted on ``m`` players and ``n_pairs``
+    sampled pairs: two pairs a fold at least, and at most ``_TREES_PLAYERS`` players."""
+    return n_pairs >= 2 * _TREE_FOLDS and m <= _TREES_PLAYERS
+
+
 def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel, fits):
     """The boosted-trees adjustment of the given columns (bool, (D,); see the module
     notes), each where the residual game's cross-validated error is lower than the plain
@@ -446,7 +451,7 @@ def _tree_adjust(design, z, y, phi, se, cv, seed, columns, cancel, fits):
     done."""
     m = phi.shape[0]
     n_pairs = len(design["z"]) // 2
-    if n_pairs < 2 * _TREE_FOLDS:
+    if not _trees_fit(m, n_pairs):
         return phi, se
     fold = np.random.default_rng([seed, 29]).permutation(n_pairs) % _TREE_FOLDS
     row_fold = np.concatenate([[-1, -1], np.repeat(fold, 2)])   # the ends: in every fit
