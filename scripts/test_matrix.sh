@@ -29,6 +29,14 @@ fi
 
 suite_of() { case "$1" in 3.22) echo bookworm ;; 3.40) echo trixie ;; 3.44) echo sid ;; *) return 1 ;; esac; }
 
+unmount_under() {  # unmount_under DIR: whatever is still mounted below DIR (a run killed before its
+    # trap left /dev bound there; `rm -rf` of the root would then delete the host's /dev), deepest first
+    local m
+    awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null
+    done
+}
+
 build_root() {  # build_root VERSION: the cached root for that QGIS, built if missing or outdated
     local version=$1 suite dir stamp want
     suite=$(suite_of "$version") || { echo "test-matrix: unknown target $version" >&2; return 1; }
@@ -39,6 +47,8 @@ build_root() {  # build_root VERSION: the cached root for that QGIS, built if mi
         return 0
     fi
     echo "test-matrix: building a $suite root for QGIS $version with mmdebstrap (several minutes)"
+    unmount_under "$dir.partial"
+    unmount_under "$dir"
     rm -rf "$dir.partial"
     local extra=()
     # sid's Release file on the mirror may be past its Valid-Until date.
@@ -98,6 +108,7 @@ test_root() {  # test_root VERSION: `make test` in that root; its table row in $
     MOUNTED=()
     trap unmount_all EXIT
     trap 'kill_inside "$dir"; exit 143' INT TERM
+    unmount_under "$dir"
     copy_checkout "$dir"
     mount_root "$dir"
     echo "test-matrix: make test in the QGIS $v root (log: $log)"
