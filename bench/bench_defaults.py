@@ -65,7 +65,7 @@ def _one(model, scene, wkb, method, params, gt):
     plan = plan_run(method, params, region_pixels=pixels, region_extent=extent,
                     fixed_size=info["fixed_size"], tile_size=info["tile_size"],
                     context=info["context"])
-    per_eval = seconds_per_evaluation(model, plan.window, batch_size=1)
+    per_eval = seconds_per_evaluation(model, plan.window)
     evaluations, probe = plan.evaluations, 0
     if method == "occlusion":      # what the dock's "Estimate time" does for occlusion
         job = read_job(model, scene, wkb)
@@ -80,7 +80,7 @@ def _one(model, scene, wkb, method, params, gt):
     seconds = time.perf_counter() - t0
     # the same timing again after the run: on a shared machine the speed can change between
     # the estimate and the run; this tells estimator error from the machine's drift
-    drift = seconds_per_evaluation(model, plan.window, batch_size=1) / per_eval
+    drift = seconds_per_evaluation(model, plan.window) / per_eval
     lag = max((abs(f - t / seconds) for t, f in ticks), default=1.0)
     return {"plan": plan, "estimate": estimate, "seconds": seconds, "lag": lag,
             "expected": evaluations, "probe": probe, "drift": drift,

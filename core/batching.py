@@ -4,6 +4,22 @@ import numpy as np
 
 from .errors import ExplanationCancelled
 
+# Pixels a model call takes when the batch size is automatic (BATCH_SIZE 0): the sample model
+# on 2 CPU cores is fastest at 100,000-300,000 pixels a call (docs/benchmarks.md,
+# 2026-12-06); more images a call also spread the engine's own cost of a call (about 1 ms).
+AUTO_BATCH_PIXELS = 200_000
+# The most images an automatic batch holds (tiny windows: progress and cancel stay prompt).
+AUTO_BATCH_MAX = 16
+
+
+def batch_size_for(batch_size, height, width):
+    """Images per model call for ``height`` x ``width`` images: ``batch_size``, or when it is
+    None (automatic) as many as hold about :data:`AUTO_BATCH_PIXELS` pixels, from 1 to
+    :data:`AUTO_BATCH_MAX` (7 at 160 x 160, 3 at 256 x 256, 1 from 317 x 317 up)."""
+    if batch_size is not None:
+        return max(1, int(batch_size))
+    return int(min(AUTO_BATCH_MAX, max(1, AUTO_BATCH_PIXELS // max(1, int(height) * int(width)))))
+
 
 def check_cancel(cancel):
     """Raise :class:`ExplanationCancelled` if ``cancel`` is given and returns True, or a

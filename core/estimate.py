@@ -296,21 +296,24 @@ def measured_occlusion_evaluations(model, job, class_index, params, *, cancel=No
     return expected_occlusion_evaluations(window, depth, side, shares=shares), int(spent)
 
 
-def seconds_per_evaluation(model, window, n_channels=1, batch_size=1, *, min_seconds=0.5,
+def seconds_per_evaluation(model, window, n_channels=1, batch_size=None, *, min_seconds=0.5,
                            max_evaluations=64, cancel=None):
     """Seconds of one model evaluation of a ``window`` px square image through the engine's
-    own path (masks composed on the image, the model's output checked, the region scored):
-    a short RISE run on a random image after a warm-up run, its time per evaluation. Runs
-    of at least ``min_seconds`` (and at most ``max_evaluations``), then the fastest; None
-    when cancelled."""
+    own path (masks composed on the image, the model's output checked, the region scored),
+    ``batch_size`` images a model call (None: automatic, as a run does): a short RISE run on
+    a random image after a warm-up run, its time per evaluation. Runs of at least
+    ``min_seconds`` (and at most ``max_evaluations``), then the fastest; None when
+    cancelled."""
     import time
 
+    from .batching import batch_size_for
     from .errors import ExplanationCancelled
     from .explain import explain_region
     from .parameters import by_name
 
     channels = getattr(model, "n_channels", None) or max(1, int(n_channels or 1))
-    edge, batch = int(window), max(1, int(batch_size))
+    edge = int(window)
+    batch = batch_size_for(batch_size, edge, edge)
     image = np.random.default_rng(0).standard_normal((edge, edge, channels)).astype(np.float32)
     region = np.zeros((edge, edge), dtype=bool)
     region[edge // 2, edge // 2] = True

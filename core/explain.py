@@ -46,7 +46,7 @@ import numpy as np
 
 from .baselines import (STATIC_KINDS, baseline_image, composite, fill_nodata, infill_rects,
                         inpaint_masked, screen_values, screening_message)
-from .batching import check_cancel
+from .batching import batch_size_for, check_cancel
 from .checked_model import checked
 from .errors import InputError, InputWarning, ModelError
 from .parameters import EXPLAIN_METHODS, PARAMETERS, by_name, check_parameters, defaults
@@ -372,8 +372,11 @@ def explain_region(model, image, region_mask, classes, method, *, progress=None,
             For baseline "blur", pixels.
         seed : int, default 0
             Random seed (SHAP, RISE): the result is a function of the seed.
-        batch_size : int, default 1
-            Images per model call; progress and cancellation act between batches.
+        batch_size : int, optional
+            Images per model call; progress and cancellation act between batches. None
+            (the default): automatic, about 200,000 pixels a call
+            (:func:`~.batching.batch_size_for` the images the model sees: the crop's with
+            ``crop``). The result records the number used.
         crop : {None, "auto"}, default None
             None runs every evaluation on the whole image. "auto" first finds the smallest
             crop of the image around the region whose prediction over the region matches
@@ -499,6 +502,8 @@ def _prepare(model, image, region_mask, method, classes, params, cancel):
         n_search = crop_record["n_evaluations"]
         if crop_record["window"] is not None:
             win = tuple(crop_record["window"])
+    # automatic (None): for the images the model sees from now on, the crop's
+    p["batch_size"] = batch_size_for(p["batch_size"], win[1] - win[0], win[3] - win[2])
     frame = (slice(win[0], win[1]), slice(win[2], win[3]))
     image_f = filled[frame]
     base_f = base_img[frame] if base_img is not None else None
@@ -712,9 +717,11 @@ def _auto_crop(model, image, base_img, region, classes, p, cancel):
     if base_img is None:                     # infill: the whole image occluded = band means
         base_img = baseline_image(image, "mean")
     images = check_images(image, base_img, seed=p["seed"])
-    record = find_crop(lambda x: model.predict(x, batch_size=p["batch_size"]), images, region,
-                       classes, tolerance=p["crop_tolerance"], multiple=p["crop_multiple"],
-                       cancel=cancel)
+    def predict(x):                  # the candidates differ in size: each its own batch
+        return model.predict(x, batch_size=batch_size_for(p["batch_size"], *x.shape[1:3]))
+
+    record = find_crop(predict, images, region, classes, tolerance=p["crop_tolerance"],
+                       multiple=p["crop_multiple"], cancel=cancel)
     prediction = record.pop("prediction")[0]
     record["tolerance"] = p["crop_tolerance"]
     return record, prediction

@@ -788,6 +788,7 @@ def faithfulness(model, job, result, params, *, n_steps=FAITHFULNESS_STEPS, seed
     :class:`Faithfulness`.
     """
     from .baselines import STATIC_KINDS, baseline_image, composite, fill_nodata
+    from .batching import batch_size_for
     from .metrics import deletion_insertion
 
     started = time.perf_counter()
@@ -800,7 +801,7 @@ def faithfulness(model, job, result, params, *, n_steps=FAITHFULNESS_STEPS, seed
                           sigma=params.get("blur_sigma", 8.0), valid_mask=valid)
     idx = np.flatnonzero(np.asarray(result.region_mask).ravel())
     cls = result.classes[0]
-    batch = max(1, int(params.get("batch_size") or 1))
+    batch = batch_size_for(params.get("batch_size"), *filled.shape[:2])
 
     def score(masks):
         probs = np.asarray(model.predict(composite(filled, base, masks), batch_size=batch))
@@ -988,8 +989,6 @@ def segment_to_files(model, source, probabilities, classes=None, *, bands=None, 
     check_destinations(destinations, {"INPUT": source, "MODEL": getattr(model, "path", None)})
     for key, path in destinations.items():
         check_writable(path, key)
-    if batch_size is None:
-        batch_size = by_name("batch_size").default
     batch_size = by_name("batch_size").check(batch_size)
     if tile_size is not None:
         tile_size = by_name("tile_size").check(tile_size)

@@ -18,7 +18,7 @@ from typing import List, NamedTuple, Tuple, Union
 
 import numpy as np
 
-from .batching import check_cancel, run_batched
+from .batching import batch_size_for, check_cancel, run_batched
 from .parameters import by_name
 
 _D = {n: by_name(n).default for n in ("max_depth", "n_best", "batch_size")}
@@ -126,7 +126,8 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
         exact zeros.
     unoccluded_score : float or array_like of shape (D,), optional
         The model's score on the unoccluded input, if already known.
-    batch_size : int
+    batch_size : int, optional
+        None (the default): automatic, :func:`~.batching.batch_size_for` the shape.
     progress : callable(float), optional
         Called after every batch with the fraction of the expected evaluations done,
         below 1 until the end, then with 1.0.
@@ -160,7 +161,8 @@ def multiscale_occlusion(score_fn, shape, *, max_depth=_D["max_depth"], n_best=_
     if h < 1 or w < 1 or depth_max < 1:
         raise ValueError("shape must be positive and max_depth at least 1")
     grid = OffsetGrid(h, w, depth_max, bool(offsets))
-    ev = _Evaluator(score_fn, batch_size, progress, cancel, expected_by_depth, grid)
+    ev = _Evaluator(score_fn, batch_size_for(batch_size, h, w), progress, cancel,
+                    expected_by_depth, grid)
     trees = _Trees(grid, ev, unoccluded_score, min_importance)
     ev.end_depth()
     for depth in range(1, depth_max + 1):
@@ -219,7 +221,7 @@ def sampled_tree_sizes(score_fn, shape, *, max_depth=_D["max_depth"], through_de
         Its ``evaluations`` include the unoccluded image.
     """
     h, w = (int(v) for v in shape)
-    ev = _Evaluator(score_fn, batch_size, None, cancel, None, None)
+    ev = _Evaluator(score_fn, batch_size_for(batch_size, h, w), None, cancel, None, None)
     s0 = ev.scores([_EMPTY])[0]
     sample = _sample_sizes(h, w, int(max_depth), n_trees, ev, s0, through_depth,
                            min_importance)

@@ -283,10 +283,11 @@ PARAMETERS = (
               "2147483647, the range of a Processing integer).",
               methods=("shap", "rise"), shown_in=EXPLAIN_METHODS, minimum=0, maximum=MAX_SEED,
               short="Seed"),
-    Parameter("batch_size", "BATCH_SIZE", int, 1, "Images per model call",
-              "Images per model call; 1 is within 5 % of the fastest on a CPU (BENCHMARKS.md "
-              "section 6), larger batches help on a GPU and need more memory.",
-              methods=_ALL, minimum=1, maximum=4096, short="Batch size"),
+    Parameter("batch_size", "BATCH_SIZE", int, None, "Images per model call (0 = automatic)",
+              "Images per model call; 0 = automatic: about 200,000 pixels a call (7 images "
+              "of 160 x 160 px, 1 from 317 x 317 px up), the fastest on a CPU "
+              "(docs/benchmarks.md). Larger batches can help on a GPU and need more memory.",
+              methods=_ALL, minimum=1, maximum=4096, none_as=0, short="Batch size"),
     Parameter("crop", "CROP", str, None, "Crop to the model's receptive field (verified)",
               "Run the model only on the smallest crop of the window around the region whose "
               "prediction over the region is the whole window's (checked to CROP_TOLERANCE).",

@@ -13,7 +13,7 @@ from typing import Union
 
 import numpy as np
 
-from .batching import check_cancel, run_batched
+from .batching import batch_size_for, check_cancel, run_batched
 from .parameters import by_name
 
 _D = {n: by_name(n).default for n in ("grid_size", "p_keep", "seed", "batch_size")}
@@ -113,7 +113,8 @@ def rise(score_fn, shape, n_masks, *, grid_size=_D["grid_size"], p_keep=_D["p_ke
     seed : int
         The masks are ``rise_masks(numpy.random.default_rng(seed), N, ...)``, drawn
         ``batch_size`` at a time, so the result does not depend on ``batch_size``.
-    batch_size : int
+    batch_size : int, optional
+        None (the default): automatic, :func:`~.batching.batch_size_for` the shape.
     progress : callable(float), optional
         Called after every batch with the fraction of masks scored.
     cancel : callable() -> bool, optional
@@ -127,7 +128,7 @@ def rise(score_fn, shape, n_masks, *, grid_size=_D["grid_size"], p_keep=_D["p_ke
     n_masks = by_name("n_masks").check(n_masks)
     p_keep = by_name("p_keep").check(p_keep)
     rng = np.random.default_rng(seed)
-    batch_size = max(1, int(batch_size))
+    batch_size = batch_size_for(batch_size, h, w)
     weighted = None                      # sum_i score_i mask_i, (D, H*W)
     mask_sum = np.zeros(h * w)           # sum_i mask_i
     score_sum = None

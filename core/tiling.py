@@ -8,7 +8,7 @@ import contextlib
 
 import numpy as np
 
-from .batching import check_cancel
+from .batching import batch_size_for, check_cancel
 from .geoio import geotiff_writer, raster_info, read_window, window_geotransform
 from .checked_model import checked
 from .parameters import by_name
@@ -83,6 +83,8 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
     tile_size, overlap : int, optional
         Defaults: the model's fixed or preferred tile size (else 512) and its overlap
         (else 15 % of the tile).
+    batch_size : int, optional
+        Tiles per model call; None (the default): :func:`~.batching.batch_size_for` the tile.
     metadata : dict, optional
         Written into both GeoTIFFs.
     complex_as : {"intensity", "amplitude"}
@@ -153,7 +155,7 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
                 buf[-n:] = 0
             acc_top = upto
 
-        step = max(1, int(batch_size))
+        step = batch_size_for(batch_size, tile, tile)
         for r in rows:
             flush(min(r, height))
             for start in range(0, len(cols), step):
@@ -162,7 +164,8 @@ def segment_raster(model, path, prob_path, class_path, *, bands=None, window=Non
                 flags = np.zeros((len(batch_cols), tile, tile), dtype=np.uint8)
                 tiles = [read_window(path, row0 + r, col0 + c, tile, tile, bands, flags=f,
                                      complex_as=complex_as) for c, f in zip(batch_cols, flags)]
-                pred = model.predict(np.stack([fill_tile_nodata(t) for t in tiles]))
+                pred = model.predict(np.stack([fill_tile_nodata(t) for t in tiles]),
+                                     batch_size=step)
                 for c, p, t, f in zip(batch_cols, pred, tiles, flags):
                     h, w = min(tile, height - r), min(tile, width - c)
                     sl = (slice(r - acc_top, r - acc_top + h), slice(c, c + w))

@@ -100,8 +100,9 @@ def describe_model(path):
 
 
 def measure_run(model_path, window, n_channels, batch_size, occlusion=None, cancel=None):
-    """``(seconds per batch, occlusion's expected evaluations or None)`` of a run on a
-    ``window`` px window: the engine's evaluation path timed
+    """``(seconds per evaluation, occlusion's expected evaluations or None)`` of a run on a
+    ``window`` px window, ``batch_size`` images a model call (None: automatic): the engine's
+    evaluation path timed
     (:func:`~seg_explainer.core.estimate.seconds_per_evaluation`) and, given ``occlusion``
     (:func:`occlusion_sample`), a sample of occlusion's trees grown on the real raster and
     region (:func:`~seg_explainer.core.estimate.measured_occlusion_evaluations`). Also times
@@ -130,4 +131,4 @@ def measure_run(model_path, window, n_channels, batch_size, occlusion=None, canc
                                                          cancel=cancel)[0]
         except ExplanationCancelled:
             return None
-    return per_evaluation * max(1, int(batch_size)), evaluations
+    return per_evaluation, evaluations

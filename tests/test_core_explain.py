@@ -85,7 +85,7 @@ def test_shap_efficiency_and_cell_map():
     assert e.cells[top]["polygon"].intersects(__import__("shapely").box(12, 12, 24, 24))
     assert e.params == {"hex_size": 8, "cell_shape": "hexagon", "n_samples": 400,
                         "baseline": "mean", "baseline_value": None, "blur_sigma": 8.0,
-                        "seed": 0, "batch_size": 1, "method": "shap"}
+                        "seed": 0, "batch_size": 16, "method": "shap"}
     assert not e.details["exact"]
     assert e.n_evaluations == 402 and e.seconds > 0
     assert all(c["standard_error"].shape == (1,) for c in e.cells)
@@ -207,7 +207,7 @@ def test_invalid_arguments(kwargs, error, message):
 def test_defaults_are_documented():
     # issue 14: the cell size follows the region by default (core.cells.auto_cell_size)
     assert DEFAULTS["hex_size"] is None and DEFAULTS["n_masks"] == 2000
-    assert DEFAULTS["baseline"] == "mean" and DEFAULTS["batch_size"] == 1
+    assert DEFAULTS["baseline"] == "mean" and DEFAULTS["batch_size"] is None
 
 
 # ------------------------------------------------------------------ RISE
@@ -287,7 +287,7 @@ def test_occlusion_peaks_on_the_planted_area(baseline):
     assert leaf["standard_error"] is None and leaf["depth"] >= 1
     assert leaf["polygon"].intersects(__import__("shapely").box(26, 26, 34, 34))
     assert e.params == {"max_depth": 3, "n_best": 3, "baseline": baseline,
-                        "baseline_value": None, "blur_sigma": 8.0, "batch_size": 1,
+                        "baseline_value": None, "blur_sigma": 8.0, "batch_size": 16,
                         "method": "occlusion"}
     np.testing.assert_allclose(e.prediction, model.predict(planted_scene()[None])[0])
 

@@ -252,7 +252,7 @@ def test_method_tabs_carry_the_papers_defaults(dock):
                       "occlusion": {"MAX_DEPTH": 4, "N_BEST": 5}}
     assert [dock.method_form.tabs.tabText(i) for i in range(3)] == ["SHAP", "RISE", "Occlusion"]
     common = dock.method_form.common_widgets
-    assert common["WINDOW"].value() == 0 and common["BATCH_SIZE"].value() == 1
+    assert common["WINDOW"].value() == 0 and common["BATCH_SIZE"].value() == 0
     assert common["SEED"].value() == 0 and common["BASELINE"].currentIndex() == 0
     for widgets in dock.method_form.param_widgets.values():
         for widget in widgets.values():
@@ -260,7 +260,8 @@ def test_method_tabs_carry_the_papers_defaults(dock):
     # an automatic choice reads "auto", not a bare 0 (nor an older rule's words)
     automatic = {"WINDOW": common["WINDOW"],
                  "HEX_SIZE": dock.method_form.param_widgets["shap"]["HEX_SIZE"],
-                 "N_SAMPLES": dock.method_form.param_widgets["shap"]["N_SAMPLES"]}
+                 "N_SAMPLES": dock.method_form.param_widgets["shap"]["N_SAMPLES"],
+                 "BATCH_SIZE": common["BATCH_SIZE"]}
     for key, widget in automatic.items():
         assert widget.text() == "auto", key
         widget.setValue(30)
@@ -323,9 +324,9 @@ def test_estimate_counts_evaluations_and_times_one_batch(ready, monkeypatch):
     task = ready.start_estimate()
     assert task is not None
     _wait(lambda: ready.output_box.estimate_task is None)
-    assert task.seconds_per_batch is not None and task.seconds_per_batch > 0
+    assert task.seconds_per_evaluation is not None and task.seconds_per_evaluation > 0
     count, seconds = ready.update_estimate()
-    assert seconds == pytest.approx(task.seconds_per_batch * 2001 / 32)
+    assert seconds == pytest.approx(task.seconds_per_evaluation * 2001)
     assert "about" in ready.output_box.estimate_label.text()
     # SHAP's time (same window and batch, so already timed) adds its own fits after the model
     ks = importlib.import_module("seg_explainer.core.kernel_shap")
@@ -336,8 +337,24 @@ def test_estimate_counts_evaluations_and_times_one_batch(ready, monkeypatch):
         count, seconds = ready.update_estimate()
         solve = ks.solve_seconds(plan.n_cells, count - 2)
         assert count == plan.evaluations and solve > 0
-        assert seconds == pytest.approx(task.seconds_per_batch * count / 32 + solve)
+        assert seconds == pytest.approx(task.seconds_per_evaluation * count + solve)
     assert timed_on and not any(timed_on)      # timed, in the background task only
+
+
+def test_the_estimate_times_the_automatic_batch(ready):
+    """BATCH_SIZE 0 (automatic) is timed as a run takes it: the engine chooses the batch for
+    the window, and the timing is kept apart from a batch size set by hand."""
+    ready.method_form.common_widgets["BATCH_SIZE"].setValue(0)
+    _select_method(ready, "rise")
+    assert ready.batch_size() is None and ready.update_estimate() == (2001, None)
+    task = ready.start_estimate()
+    assert task is not None and task.batch_size is None
+    _wait(lambda: ready.output_box.estimate_task is None)
+    assert task.seconds_per_evaluation is not None and task.seconds_per_evaluation > 0, task.error
+    count, seconds = ready.update_estimate()
+    assert seconds == pytest.approx(task.seconds_per_evaluation * count)
+    ready.method_form.common_widgets["BATCH_SIZE"].setValue(4)
+    assert ready.batch_size() == 4 and ready.update_estimate() == (2001, None)
 
 
 def test_occlusion_s_estimate_samples_its_real_trees(ready):
@@ -366,7 +383,7 @@ def test_occlusion_s_estimate_samples_its_real_trees(ready):
                                                               spec["params"])[0]
     count, seconds = ready.update_estimate()
     assert count == task.evaluations
-    assert seconds == pytest.approx(task.seconds_per_batch * count / 32)
+    assert seconds == pytest.approx(task.seconds_per_evaluation * count)
     assert "from a sample of its trees" in ready.output_box.estimate_label.text()
     run = ready.run()
     assert run is not None, ready.result_panel.label.text()

@@ -54,7 +54,7 @@ def test_core_defaults_and_signatures_come_from_the_declaration():
         for name, arg in inspect.signature(function).parameters.items():
             if arg.default is not inspect.Parameter.empty and name in DEFAULTS:
                 assert arg.default == P.by_name(name).default, (function.__name__, name)
-    assert P.by_name("batch_size").default == 1
+    assert P.by_name("batch_size").default is None and P.by_name("batch_size").none_as == 0
 
 
 @pytest.mark.parametrize("name", [p.name for p in P.PARAMETERS

@@ -130,11 +130,16 @@ class SegExplainerDock(QDockWidget):
         """The run's :class:`~seg_explainer.core.estimate.Plan`, or None (see above)."""
         return self.estimate_inputs()[0]
 
+    def batch_size(self):
+        """The form's batch size as the engine takes it (None: automatic)."""
+        from ..processing_provider.parameters import by_key
+
+        return by_key("BATCH_SIZE").from_form(self.method_form.common_value("BATCH_SIZE"))
+
     def update_estimate(self, *_):
         """The run's window, cells and evaluations, and its time once the model is timed."""
         plan, sample = self.estimate_inputs()
-        return self.output_box.show_estimate(self.model_picker.path(), plan,
-                                             self.method_form.common_value("BATCH_SIZE"),
+        return self.output_box.show_estimate(self.model_picker.path(), plan, self.batch_size(),
                                              occlusion=sample)
 
     def start_estimate(self):
@@ -144,9 +149,8 @@ class SegExplainerDock(QDockWidget):
         if plan is None:
             return None
         return self.output_box.start_timing(
-            self.model_picker.path(), plan.window, self.input_box.channels(),
-            self.method_form.common_value("BATCH_SIZE"), done=self.update_state,
-            occlusion=sample)
+            self.model_picker.path(), plan.window, self.input_box.channels(), self.batch_size(),
+            done=self.update_state, occlusion=sample)
 
     # ====================================================================== run
     def build_parameters(self):

@@ -18,7 +18,8 @@ class EstimateTask(QgsTask):
 
     Inputs are plain values (``occlusion``: from
     :func:`~seg_explainer.processing_provider.estimate.occlusion_sample`, or None);
-    ``seconds_per_batch`` (and ``evaluations`` for occlusion) or ``error`` hold the answer.
+    ``batch_size`` None is automatic, as in a run; ``seconds_per_evaluation`` (and
+    ``evaluations`` for occlusion) or ``error`` hold the answer.
     ``done`` (a plain callable, optional) is called on the main thread with the task.
     """
 
@@ -27,10 +28,10 @@ class EstimateTask(QgsTask):
         self.model_path = str(model_path)
         self.window = int(window)
         self.n_channels = max(1, int(n_channels or 1))
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = None if batch_size is None else max(1, int(batch_size))
         self.done = done
         self.occlusion = dict(occlusion) if occlusion else None
-        self.seconds_per_batch = None
+        self.seconds_per_evaluation = None
         self.evaluations = None
         self.error = ""
 
@@ -42,7 +43,7 @@ class EstimateTask(QgsTask):
                                    self.batch_size, self.occlusion, cancel=self.isCanceled)
             if measured is None:
                 return False
-            self.seconds_per_batch, self.evaluations = measured
+            self.seconds_per_evaluation, self.evaluations = measured
             return True
         except UserError as exc:          # the run would say the same: shown as a message
             self.error = str(exc)

@@ -49,7 +49,7 @@ class OutputBox(QGroupBox):
 
     def __init__(self, parent=None):
         super().__init__("Output", parent)
-        self.seconds_per_batch = {}
+        self.seconds_per_evaluation = {}   # by (model, window, batch size: None automatic)
         self.measured = {}            # occlusion's evaluations by sample inputs
         self.estimate_task = None
         form = QFormLayout(self)
@@ -81,7 +81,7 @@ class OutputBox(QGroupBox):
                                           QSizePolicy.Policy.Preferred)
         row.addWidget(self.estimate_label, 1)
         self.estimate_button = QPushButton("Estimate time")
-        self.estimate_button.setToolTip("Times one model call on BATCH_SIZE windows (in the "
+        self.estimate_button.setToolTip("Times a few model calls of BATCH_SIZE windows (in the "
                                         "background) and extrapolates to the whole run.")
         row.addWidget(self.estimate_button)
         form.addRow(row)
@@ -127,7 +127,8 @@ class OutputBox(QGroupBox):
     def show_estimate(self, model_path, plan, batch_size, occlusion=None):
         """The run's window, cells and model evaluations (a
         :class:`~seg_explainer.core.estimate.Plan`, None while no region is chosen), and its
-        time once this model, window and batch size have been timed; for occlusion, the
+        time once this model, window and batch size (None: automatic) have been timed; for
+        occlusion, the
         evaluations measured on a sample of its trees once ``occlusion`` (the sample's inputs)
         has been timed. Returns ``(evaluations, seconds or None)``, or None."""
         if model_path is None:
@@ -143,10 +144,10 @@ class OutputBox(QGroupBox):
             plan = plan.with_evaluations(measured)
             text = plan.text() + " (from a sample of its trees)"
         evaluations = plan.evaluations
-        per_batch = self.seconds_per_batch.get((model_path, plan.window, batch_size))
+        per_evaluation = self.seconds_per_evaluation.get((model_path, plan.window, batch_size))
         seconds = None
-        if per_batch is not None and (plan.method != "occlusion" or measured is not None):
-            seconds = plan.seconds(per_batch / max(1, batch_size))
+        if per_evaluation is not None and (plan.method != "occlusion" or measured is not None):
+            seconds = plan.seconds(per_evaluation)
             text += f"; about {format_duration(seconds)}"
         else:
             text += "; press 'Estimate time' to time the model on this window"
@@ -158,10 +159,10 @@ class OutputBox(QGroupBox):
         self.estimate_button.setEnabled(can_time and self.estimate_task is None)
 
     def start_timing(self, model_path, window, channels, batch_size, done, occlusion=None):
-        """Time one batch in the background (a QgsTask) and, given ``occlusion`` (the inputs of
-        a sample of occlusion's trees), measure its evaluations; ``done(task)`` is called on
-        the main thread once the answer is kept. Returns the task, or None while a timing
-        runs."""
+        """Time the model in the background (a QgsTask), ``batch_size`` images a call (None:
+        automatic), and, given ``occlusion`` (the inputs of a sample of occlusion's trees),
+        measure its evaluations; ``done(task)`` is called on the main thread once the answer
+        is kept. Returns the task, or None while a timing runs."""
         from .estimate_task import EstimateTask
         from .task import start_task
 
@@ -170,8 +171,8 @@ class OutputBox(QGroupBox):
         key = (model_path, window, batch_size)
 
         def timed(task):
-            if task.seconds_per_batch is not None:
-                self.seconds_per_batch[key] = task.seconds_per_batch
+            if task.seconds_per_evaluation is not None:
+                self.seconds_per_evaluation[key] = task.seconds_per_evaluation
             if task.evaluations is not None:
                 self.measured[_sample_key(model_path, occlusion)] = task.evaluations
             self.estimate_task = None
