@@ -295,6 +295,36 @@ def test_settings_persist_across_sessions(qgis_iface, dock, files, raster, tmp_p
         again.deleteLater()
 
 
+def test_a_default_the_user_kept_follows_the_plugin(qgis_iface, qgis_new_project,
+                                                    settings_group):
+    """A value equal to its default is not stored, so a later default applies to it; the 1
+    that versions before automatic batches stored for BATCH_SIZE (their default) is dropped
+    once, a value chosen by hand is kept."""
+    from qgis.core import QgsSettings
+
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    stored = QgsSettings()
+    stored.setValue(f"{settings_group}/BATCH_SIZE", 1)     # as an earlier version saved it
+    stored.setValue(f"{settings_group}/SEED", 5)
+    docks = [SegExplainerDock(qgis_iface)]
+    try:
+        common = docks[0].method_form.common_widgets
+        assert common["BATCH_SIZE"].value() == 0 and common["SEED"].value() == 5
+        common["BATCH_SIZE"].setValue(1)                      # chosen now: kept
+        common["SEED"].setValue(0)                            # back to the default: forgotten
+        docks[0].save_settings()
+        assert str(stored.value(f"{settings_group}/BATCH_SIZE")) == "1"
+        assert stored.value(f"{settings_group}/SEED") is None
+        assert stored.value(f"{settings_group}/WINDOW") is None
+        docks.append(SegExplainerDock(qgis_iface))
+        assert docks[1].method_form.common_widgets["BATCH_SIZE"].value() == 1
+    finally:
+        for d in docks:
+            d.shutdown()
+            d.deleteLater()
+
+
 def test_estimate_counts_evaluations_and_times_one_batch(ready, monkeypatch):
     """The estimate counts the run's evaluations; 'Estimate time' times one batch of the
     model and, for SHAP's own work, the machine's boosted-trees rounds, in its background
