@@ -86,6 +86,14 @@ def measure(method, model, image, region, params, batch_size=16, profile=False):
     return out
 
 
+def _batch_text(batch, size):
+    from seg_explainer.core.batching import batch_size_for
+
+    if batch is not None:
+        return f"batch size {batch}"
+    return f"the default batch size (automatic: {batch_size_for(None, size, size)} images a call)"
+
+
 def _cases(quick):
     """``(label, window edge, region radius or None, batch size, {method: params})``: the
     bench's budgets on the sample model's 512 px tile (batch 16), then every parameter at
@@ -135,7 +143,7 @@ def run(quick=False):
                           for m, p in budgets.items())
         parts += [f"**{label}**: sample model, a disc of {int(region.sum())} px on the oil "
                   f"slick, {size} x {size} window, "
-                  f"{'the default batch size' if batch is None else f'batch size {batch}'} "
+                  f"{_batch_text(batch, size)} "
                   f"({given}).", "",
                   md_table(["method", "evaluations", "model calls", "explain_region (s)",
                             "inside InferenceSession.run (s)", "ratio (median run)",
