@@ -39,6 +39,7 @@ import warnings
 
 import numpy as np
 
+from .batching import batch_size_for
 from .errors import ExplanationCancelled, ModelError
 from .interrupt import model_call, requested
 from .metadata import KEY_SCALING, parse_metadata
@@ -51,8 +52,6 @@ _ORT_DTYPES = {
     "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
 }
 _FLOAT_OUTPUTS = {"tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)"}
-# Pixels per batch when predict() chooses the batch size (16 tiles of 512 x 512).
-_AUTO_BATCH_PIXELS = 16 * 512 * 512
 # Edge of the test input for models with a dynamic spatial size and no stated tile size.
 _PROBE_SIZE = 64
 
@@ -836,8 +835,9 @@ class SegmentationModel:
             Raw raster values, bands last (C must equal :attr:`n_channels`). NaN = nodata,
             replaced per the metadata (default: per-band mean of the image's valid pixels).
         batch_size : int, optional
-            Images per model call. Default: as many 512 x 512 equivalents as fit 16. A model
-            whose batch axis is fixed (e.g. to 1) is called with that many images at a time.
+            Images per model call. Default: automatic, as the explanations take it
+            (:func:`~.batching.batch_size_for` the model's input size). A model whose batch
+            axis is fixed (e.g. to 1) is called with that many images at a time.
 
         Returns
         -------
@@ -910,7 +910,7 @@ class SegmentationModel:
         elif batch_size is not None:
             step = max(1, int(batch_size))
         else:
-            step = max(1, _AUTO_BATCH_PIXELS // max(1, x.shape[1] * x.shape[2]))
+            step = batch_size_for(None, x.shape[1], x.shape[2])
         step = self._check_memory(step, x.shape[1], x.shape[2], c)
         if pixels is None:
             out = np.empty((n, h, w, self.n_classes), dtype=np.float32)

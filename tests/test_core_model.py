@@ -168,6 +168,24 @@ def test_nhwc_fixed_size_fixed_batch(tmp_path, wb3):
         model.predict(images(n=1, h=13, w=12))
 
 
+def test_predict_without_a_batch_size_takes_the_automatic_batch(tmp_path, wb3, monkeypatch):
+    """predict's default is the engine's automatic batch for the input size (7 images of
+    160 x 160 a call, one of 512 x 512), not a rule of its own."""
+    from seg_explainer.core.batching import batch_size_for
+
+    w, b = wb3
+    model = SegmentationModel.load(build_model(tmp_path / "m.onnx", weights=w, bias=b))
+    calls, run = [], model._run
+    monkeypatch.setattr(model, "_run", lambda x: calls.append(len(x)) or run(x))
+    for edge, n in ((160, 16), (512, 3)):
+        calls.clear()
+        x = images(n=n, h=edge, w=edge)
+        np.testing.assert_allclose(model.predict(x), softmax_np(logits_np(x, w, b)), atol=1e-5)
+        step = batch_size_for(None, edge, edge)
+        assert calls == [step] * (n // step) + ([n % step] if n % step else [])
+    assert batch_size_for(None, 160, 160) == 7 and batch_size_for(None, 512, 512) == 1
+
+
 def test_fixed_batch_two_pads_the_last_chunk(tmp_path, wb3):
     w, b = wb3
     model = SegmentationModel.load(build_model(tmp_path / "m.onnx", weights=w, bias=b,
