@@ -907,10 +907,8 @@ class SegmentationModel:
         fixed_batch = self._fixed_batch
         if fixed_batch is not None:
             step = fixed_batch
-        elif batch_size is not None:
-            step = max(1, int(batch_size))
         else:
-            step = batch_size_for(None, x.shape[1], x.shape[2])
+            step = batch_size_for(batch_size, x.shape[1], x.shape[2])
         step = self._check_memory(step, x.shape[1], x.shape[2], c)
         if pixels is None:
             out = np.empty((n, h, w, self.n_classes), dtype=np.float32)
