@@ -780,7 +780,8 @@ def _run_rise(scorer, image, p, images_for, prog, cancel, win, region):
 
     def score_fn(masks):
         masks = np.asarray(masks, dtype=np.float32)[:, r0:r1, c0:c1]
-        return scorer(images_for(masks), keep_all=np.all(masks >= 1.0, axis=(1, 2)))
+        # unmasked where the smallest value is 1 (one pass, no temporary array)
+        return scorer(images_for(masks), keep_all=masks.min(axis=(1, 2)) >= 1.0)
 
     res = rise(score_fn, image.shape[:2], p["n_masks"], grid_size=p["grid_size"],
                p_keep=p["p_keep"], seed=p["seed"], batch_size=p["batch_size"], progress=prog,

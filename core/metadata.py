@@ -133,13 +133,16 @@ class InputScaling:
         import numpy as np
 
         x = np.asarray(x, dtype=np.float32)
+        # float32 arrays with float32 scalars stay float32: each step in place on the one
+        # new array (the same values as new arrays each time, fewer passes over memory)
         if self.type == "divide":
-            return (x / np.float32(self.divisor)).astype(np.float32)
+            return np.divide(x, np.float32(self.divisor))
         if self.type == "minmax":
-            y = (x - np.float32(self.min)) / np.float32(self.max - self.min)
+            y = np.subtract(x, np.float32(self.min))
+            y /= np.float32(self.max - self.min)
             if self.clip:
-                y = np.clip(y, 0.0, 1.0)
-            return y.astype(np.float32)
+                np.clip(y, np.float32(0.0), np.float32(1.0), out=y)
+            return y
         return x.copy()
 
     def as_dict(self):

@@ -717,8 +717,9 @@ class SegmentationModel:
         ndarray, shape (N, H, W, C), float32
         """
         x = np.asarray(images, dtype=np.float32)
-        nan = np.isnan(x)
-        if nan.any():
+        # the minimum is NaN when any value is (one pass, no temporary array)
+        if x.size and np.isnan(x.min()):
+            nan = np.isnan(x)
             fill = self.metadata.nodata_fill
             if fill == "mean":
                 valid = np.where(nan, 0.0, x)
@@ -727,8 +728,10 @@ class SegmentationModel:
                 x = np.where(nan, means, x).astype(np.float32)
             else:
                 x = np.where(nan, 0.0 if fill == "zero" else float(fill), x).astype(np.float32)
-        x = self.metadata.input_scaling.apply(x)
-        return ((x - self._mean) / self._std).astype(np.float32)
+        x = self.metadata.input_scaling.apply(x)      # a new float32 array
+        x -= self._mean                                # float32 - float32, in place
+        x /= self._std
+        return x
 
     def _run(self, x):
         """Model-space batch [n, H, W, C] (n = fixed batch if any) -> raw output [n, H, W, K]."""

@@ -451,3 +451,40 @@ def test_metadata_never_fails_with_anything_but_model_error(key, value):
         parse_metadata({key: value})
     except ModelError as exc:
         assert key in str(exc)
+
+
+@pytest.mark.parametrize("scaling", [
+    {"type": "none"}, {"type": "divide", "divisor": 255.0},
+    {"type": "minmax", "min": -35.0, "max": 5.0, "clip": False},
+    {"type": "minmax", "min": -35.0, "max": 5.0, "clip": True}])
+def test_preprocess_is_the_stated_formula_in_float32_bit_for_bit(tmp_path, wb3, scaling):
+    """Scaling then standardisation, each step one float32 operation as the metadata states
+    it (done in place by preprocess): equal bit for bit; NaN filled with the image's band
+    mean first; the caller's array is left as it was."""
+    w, b = wb3
+    meta = {"standardization_mean": "[0.5, -0.25]", "standardization_std": "[0.25, 2.0]",
+            "seg_explainer_input_scaling": json.dumps(scaling)}
+    model = SegmentationModel.load(build_model(tmp_path / "m.onnx", weights=w, bias=b,
+                                               metadata=meta))
+    x = images(n=3, scale=30, offset=-25)
+    hole = np.zeros(x.shape, bool)
+    hole[1, 2:5, 1:3, 0] = True
+    x[hole] = np.nan
+    given_x = x.copy()
+    f32 = np.float32
+    filled = x.copy()
+    filled[hole] = np.nanmean(x[1, ..., 0], dtype=np.float64)
+    if scaling["type"] == "none":
+        scaled = filled
+    elif scaling["type"] == "divide":
+        scaled = filled / f32(255.0)
+    else:
+        scaled = (filled - f32(-35.0)) / f32(40.0)
+        if scaling["clip"]:
+            scaled = np.clip(scaled, f32(0), f32(1))
+    expected = ((scaled - np.array([0.5, -0.25], f32)) / np.array([0.25, 2.0], f32))
+    out = model.preprocess(x)
+    assert out.dtype == np.float32
+    assert np.array_equal(out[~hole], expected[~hole].astype(np.float32))
+    np.testing.assert_allclose(out[hole], expected[hole], rtol=1e-5)
+    assert np.array_equal(x, given_x, equal_nan=True)
