@@ -148,6 +148,7 @@ _ALIAS_TRIPLES = 1000          # 3-feature terms checked for aliasing, at most
 _ALIASED = 1e-6                # ... aliased: less than this share of its column left
 _DENSE_RIDGE = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalties of the dense
                                # triples tried, relative to their columns' mean squared norm
+_BLOCKED_BASE = 48             # _omp adds more base columns than this at once (_base_block)
 _PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
                                # count) after the held-out error last improved
 
@@ -1803,8 +1804,21 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss
         k += 1
         return True
 
-    for j in range(n_base):
-        add(j)
+    beta = _base_block(gram, corr, n_base, floor, held, b, q_held) \
+        if n_base > _BLOCKED_BASE else None
+    if beta is not None:
+        # every base column added at once: add()'s steps on each, as matrix products
+        rows = b[:n_base]
+        k = n_base
+        used[:n_base] = True
+        left -= float(beta @ beta)
+        rest -= rows.T @ beta
+        norms -= np.einsum("ij,ij->j", rows, rows)
+        if n_held:
+            pred = q_held[:, :n_base] @ beta
+    else:
+        for j in range(n_base):
+            add(j)
     err = (lambda: float(((held_target - pred) ** 2).sum())) if n_held else \
         (lambda: max(left, 0.0))
     errors[0], preds[0] = err(), pred
@@ -1831,6 +1845,28 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss
     errors[step + 1:] = errors[step]
     preds[step + 1:] = preds[step]
     return order, errors, preds
+
+
+def _base_block(gram, corr, n_base, floor, held, b, q_held):
+    """The first ``n_base`` steps of ``_omp`` (its base columns) at once, when none of them
+    is (nearly) dependent on the ones before: ``add`` on column ``k`` makes row ``k`` of
+    ``L^-1 G[:n_base]`` (``L`` the Cholesky factor of the base columns' Gram matrix, its
+    diagonal the steps' roots) and the coefficient ``(L^-1 c)[k]``; the held rows' basis is
+    ``H L^-T``. Fills ``b[:n_base]`` and ``q_held[:, :n_base]`` and returns the
+    coefficients, or returns None (nothing filled) when the factor fails or a root is
+    within a factor 4 of ``add``'s floor: then ``add`` skips columns, one by one."""
+    from scipy.linalg import solve_triangular
+
+    try:
+        low = np.linalg.cholesky(gram[:n_base, :n_base])
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.diag(low) ** 2 > 4.0 * floor[:n_base]):
+        return None
+    b[:n_base] = solve_triangular(low, gram[:n_base], lower=True)
+    if held is not None and len(held):
+        q_held[:, :n_base] = solve_triangular(low, held[:, :n_base].T, lower=True).T
+    return solve_triangular(low, corr[:n_base], lower=True)
 
 
 def _solve(design, y, delta, hats=None, ridge=True):

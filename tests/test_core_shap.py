@@ -285,6 +285,43 @@ def test_pairwise_game_exact_from_pairs_alone():
     np.testing.assert_allclose(res.values, truth, atol=1e-9)
 
 
+@pytest.mark.parametrize("dependent", [False, True])
+def test_matching_pursuit_many_base_columns_at_once_is_least_squares(monkeypatch, dependent):
+    """More base columns than _BLOCKED_BASE are added as one block (a Cholesky factor); the
+    pursuit then predicts as least squares on the columns it chose, on held rows and in
+    sample, and takes the same steps as when the base columns are added one by one. With a
+    base column that repeats another, the block is refused and they go one by one."""
+    rng = np.random.default_rng(3)
+    n, n_base, n_cand = 400, ks._BLOCKED_BASE + 12, 30
+    cols = rng.normal(size=(n, n_base + n_cand))
+    if dependent:
+        cols[:, 7] = cols[:, 3]
+    target = cols[:, :n_base] @ rng.normal(size=n_base) + \
+        cols[:, n_base + np.array([2, 11])] @ np.array([3.0, -2.0]) + 0.05 * rng.normal(size=n)
+    train = np.arange(n) < 300
+    tr = cols[train]
+    gram, corr = tr.T @ tr, tr.T @ target[train]
+    args = (gram, corr, n_base, 5, cols[~train], target[~train])
+    blocks, block = [], ks._base_block
+    monkeypatch.setattr(ks, "_base_block", lambda *a: blocks.append(block(*a)) or blocks[-1])
+    order, errors, preds = ks._omp(*args)
+    assert len(blocks) == 1 and (blocks[0] is None) == dependent
+    ss = float(target[train] @ target[train])
+    own = ks._omp(gram, corr, n_base, 5, ss=ss)
+    monkeypatch.setattr(ks, "_BLOCKED_BASE", 10 ** 6)           # one by one
+    order_1, errors_1, preds_1 = ks._omp(*args)
+    assert order == order_1 and {n_base + 2, n_base + 11} <= set(order[:2])
+    np.testing.assert_allclose(errors, errors_1, rtol=1e-9)
+    np.testing.assert_allclose(preds, preds_1, atol=1e-9)
+    base = [j for j in range(n_base) if not (dependent and j == 7)]
+    for k in range(len(order) + 1):
+        sel = base + order[:k]
+        coef = np.linalg.lstsq(tr[:, sel], target[train], rcond=None)[0]
+        np.testing.assert_allclose(preds[k], cols[~train][:, sel] @ coef, atol=1e-8)
+        np.testing.assert_allclose(own[1][k], ((target[train] - tr[:, sel] @ coef) ** 2).sum(),
+                                   rtol=1e-7)
+
+
 def test_matching_pursuit_predictions_equal_least_squares():
     rng = np.random.default_rng(0)
     n, n_base, n_cand = 60, 4, 12
