@@ -17,6 +17,7 @@ them), with a squared loss, leaf values shrunk by ``lam`` (as XGBoost's L2 penal
 learning rate ``rate``; a player is split on at most once on a path.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -46,24 +47,56 @@ class BoostedTrees:
         return out
 
     def shapley(self):
-        """Exact Shapley values of the model as a game on its players, (M,)."""
+        """Exact Shapley values of the model as a game on its players, (M,).
+
+        Every leaf of every tree at once (:func:`_leaf_terms`); each player's terms are
+        added in the order of the trees and their leaves, one after another
+        (``np.add.at``), as a loop over the leaves adds them: the same values bit for bit."""
         phi = np.zeros(self.n_features)
-        for splits, values in self.trees:
-            depth = len(splits)
-            for leaf in np.flatnonzero(values):
-                lits = _literals(splits, int(leaf), depth)
-                if lits is None:
-                    continue
-                on, off = lits
-                a, b = len(on), len(off)
-                if a + b == 0:
-                    continue
-                total = math.factorial(a + b)
-                if a:
-                    phi[on] += values[leaf] * math.factorial(a - 1) * math.factorial(b) / total
-                if b:
-                    phi[off] -= values[leaf] * math.factorial(a) * math.factorial(b - 1) / total
+        if not self.trees:
+            return phi
+        depths = {len(splits) for splits, _ in self.trees}
+        groups = [self.trees] if len(depths) == 1 else [[t] for t in self.trees]
+        for trees in groups:                 # fit's trees share one depth: one group
+            splits = [np.stack([t[0][level] for t in trees]) for level in range(len(trees[0][0]))]
+            players, terms = _leaf_terms(splits, np.stack([t[1] for t in trees]))
+            np.add.at(phi, players, terms)
         return phi
+
+
+@functools.lru_cache(maxsize=8)
+def _factorials(depth):
+    """``k!`` for ``k = 0 .. depth``, float64: a path has at most ``depth`` literals."""
+    return np.array([math.factorial(k) for k in range(depth + 1)], dtype=np.float64)
+
+
+def _leaf_terms(splits, values):
+    """The Shapley terms of trees of one depth: ``splits[level]`` (T, 2**level) and
+    ``values`` (T, leaves) stacked over the trees. Returns ``(players, terms)``, tree after
+    tree, leaf after leaf, each leaf's players in the order of its path. A nonzero leaf of
+    literals ``on`` (``a`` of them) and ``off`` (``b``) gives ``+ v (a - 1)! b! / (a + b)!``
+    to each player of ``on`` and ``- v a! (b - 1)! / (a + b)!`` to each of ``off`` (module
+    notes); a leaf under an unsplit node's empty second child, or with no literal, none."""
+    depth = len(splits)
+    tree, leaves = np.nonzero(values)                         # row-major: tree, then leaf
+    shift = depth - 1 - np.arange(depth)
+    bits = (leaves[:, None] >> shift) & 1                     # (L, depth): the path's turns
+    nodes = leaves[:, None] >> (shift + 1)                    # the node at each level
+    split = np.zeros((len(leaves), depth), dtype=np.int64)    # the player split on there
+    for level in range(depth):
+        split[:, level] = splits[level][tree, nodes[:, level]]
+    keep = ~((split < 0) & (bits == 1)).any(axis=1)
+    on, off = (split >= 0) & (bits == 1), (split >= 0) & (bits == 0)
+    a, b = on.sum(axis=1), off.sum(axis=1)
+    keep &= a + b > 0
+    v, a, b, fact = values[tree, leaves], a[:, None], b[:, None], _factorials(depth)
+    total = fact[a + b]
+    # as a loop over the leaves computes them: ((v * x!) * y!) / (a + b)!
+    plus = v[:, None] * fact[np.maximum(a - 1, 0)] * fact[b] / total
+    minus = v[:, None] * fact[a] * fact[np.maximum(b - 1, 0)] / total
+    literal = (on | off) & keep[:, None]                      # row-major: leaf after leaf
+    terms = np.where(on, plus, -minus)
+    return split[literal], terms[literal]
 
 
 def _leaf_of(xb, rows, splits):
@@ -98,21 +131,6 @@ def _children_sums(x, r, node, s1, n1):
     return s_next, n_next
 
 
-def _literals(splits, leaf, depth):
-    """The players present (``on``) and absent (``off``) on the path to ``leaf``, or None
-    when the path passes an unsplit node's empty second child."""
-    on, off, node = [], [], 0
-    for level in range(depth):
-        bit = (leaf >> (depth - 1 - level)) & 1
-        j = int(splits[level][node])
-        if j >= 0:
-            (on if bit else off).append(j)
-        elif bit:
-            return None
-        node = 2 * node + bit
-    return on, off
-
-
 def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
     """Boosted trees fitted to ``y`` (n,) on bool rows ``z`` (n, M) by least squares."""
     xb = np.asarray(z, dtype=bool)
@@ -128,6 +146,7 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
         used = np.zeros((1, m), dtype=bool)
         splits = []
         s1, n1 = (x.T @ r)[:, None], counts             # (M, nodes): sums with player j in
+        least = 1e-12 * max(float(r @ r), 1e-300)       # the smallest gain that splits
         for level in range(depth):
             width = 1 << level
             if level:
@@ -137,7 +156,7 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
             gain = s1 ** 2 / (n1 + lam) + s0 ** 2 / (n0 + lam) - st ** 2 / (nt + lam)
             gain = np.where((n1 >= 1) & (n0 >= 1) & ~used.T, gain, -np.inf)
             best = np.argmax(gain, axis=0)
-            split = gain[best, np.arange(width)] > 1e-12 * max(float(r @ r), 1e-300)
+            split = gain[best, np.arange(width)] > least
             best = np.where(split, best, -1)
             splits.append(best)
             node = _child(xb, rows, node, best)

@@ -359,10 +359,13 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
 #: surrogates, and the trees' adjustment (10 folds of 100 rounds, with their Shapley values)
 #: when it is tried. Measured on the sample model's four default runs (M = 93-295 cells,
 #: 2,234-2,638 coalitions), against rounds timed beside them: 397-450 rounds without the
-#: trees, 1,551-1,857 with them (one calm series); 472-563 and 1,788-1,892 in another (one
-#: BLAS thread), 252-379 and 1,086-3,186 in a noisy one (the machine is shared).
+#: trees (one calm series); 472-563 in another (one BLAS thread), 252-379 in a noisy one
+#: (the machine is shared). The trees, tried up to ``_TREES_PLAYERS`` players: 1,091-1,292
+#: rounds at M = 13-48 and 300-2,000 coalitions on a tanh game (/tmp script, 2026-12-06,
+#: the best of two runs each), their Shapley values computed for all leaves at once
+#: (1,896-2,080 rounds when a Python loop went over the leaves).
 _SOLVE_ROUNDS = 430
-_TREES_ROUNDS = 1250
+_TREES_ROUNDS = 1200
 
 
 def solve_seconds(n_features, n_samples, *, surrogate=True, trees=True):

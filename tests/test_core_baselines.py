@@ -81,6 +81,26 @@ def test_composite():
         composite(x, b, masks[:, :5])
 
 
+@pytest.mark.parametrize("bands", [1, 3])
+def test_bool_masks_select_the_image_or_the_baseline_bit_for_bit(bands):
+    # NaN, infinities and signed zeros included: a selection, not arithmetic; masks laid out
+    # as fancy indexing leaves them (not C-contiguous); one baseline, or one per mask
+    rng = np.random.default_rng(bands)
+    x = rng.normal(size=(9, 11, bands)).astype(np.float32)
+    x[0, 0], x[1, 1], x[2, 2], x[3, 3] = np.nan, -0.0, np.inf, -np.inf
+    cells = rng.random((5, 4)) < 0.5
+    labels = rng.integers(0, 4, (9, 11))
+    masks = cells[:, labels]
+    assert not masks.flags["C_CONTIGUOUS"]
+    for b in (np.full(x.shape, -0.0, np.float32),
+              np.broadcast_to(np.float32(np.nan), x.shape),
+              rng.normal(size=(5,) + x.shape).astype(np.float32)):
+        out = composite(x, b, masks)
+        want = np.where(masks[..., None], x, b)
+        assert out.shape == (5,) + x.shape and out.dtype == np.float32
+        np.testing.assert_array_equal(out.view(np.int32), want.view(np.int32))
+
+
 def test_inpaint_smooth_field_is_recovered():
     rows, cols = np.indices((24, 24))
     x = np.stack([rows * 0.5 + cols * 0.25, rows * -0.1 + 3.0], axis=-1).astype(np.float32)

@@ -46,6 +46,37 @@ def test_shapley_values_of_the_trees_are_those_of_the_game_they_define(n_rows, d
     assert model.shapley().sum() == pytest.approx(total[0], abs=1e-12)
 
 
+def test_shapley_values_are_a_loop_over_the_leaves_bit_for_bit():
+    # every leaf's closed-form terms added leaf after leaf, as written in the module notes
+    import math
+
+    rng = np.random.default_rng(11)
+    z = rng.random((60, 9)) < 0.5
+    model = boosted_trees.fit(z, nested_game(9)(z) + 0.1 * rng.normal(size=60), rounds=30)
+    want = np.zeros(9)
+    for splits, values in model.trees:
+        depth = len(splits)
+        for leaf in np.flatnonzero(values):
+            on, off, node, dead = [], [], 0, False
+            for level in range(depth):
+                bit = (int(leaf) >> (depth - 1 - level)) & 1
+                j = int(splits[level][node])
+                if j >= 0:
+                    (on if bit else off).append(j)
+                dead |= j < 0 and bit == 1
+                node = 2 * node + bit
+            a, b = len(on), len(off)
+            if dead or a + b == 0:
+                continue
+            total = math.factorial(a + b)
+            if a:
+                want[on] += values[leaf] * math.factorial(a - 1) * math.factorial(b) / total
+            if b:
+                want[off] -= values[leaf] * math.factorial(a) * math.factorial(b - 1) / total
+    assert any((level < 0).any() for splits, _ in model.trees for level in splits)
+    np.testing.assert_array_equal(model.shapley(), want)
+
+
 def test_children_sums_are_the_sums_over_each_childs_rows():
     rng = np.random.default_rng(3)
     n, m, width = 300, 9, 8
