@@ -136,14 +136,18 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
     xb = np.asarray(z, dtype=bool)
     x = xb.astype(np.float64)
     n, m = x.shape
-    rows = np.arange(n)
+    # a column M no row holds: an unsplit node's rows all go to its first child
+    held = np.zeros((n, m + 1), dtype=np.int64)
+    held[:, :m] = xb
+    flat = held.ravel()
+    row_start = np.arange(n) * (m + 1)
     base = float(np.mean(y)) if n else 0.0
     r = np.asarray(y, dtype=np.float64) - base
     trees = []
     counts = x.sum(axis=0)[:, None]
     for _ in range(rounds):
         node = np.zeros(n, dtype=np.int64)
-        used = np.zeros((1, m), dtype=bool)
+        used = np.zeros((m, 1), dtype=bool)             # (M, nodes): split on above the node
         splits = []
         s1, n1 = (x.T @ r)[:, None], counts             # (M, nodes): sums with player j in
         least = 1e-12 * max(float(r @ r), 1e-300)       # the smallest gain that splits
@@ -154,16 +158,16 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
             st, nt = np.bincount(node, r, width), np.bincount(node, None, width)
             s0, n0 = st - s1, nt - n1
             gain = s1 ** 2 / (n1 + lam) + s0 ** 2 / (n0 + lam) - st ** 2 / (nt + lam)
-            gain = np.where((n1 >= 1) & (n0 >= 1) & ~used.T, gain, -np.inf)
+            gain[(n1 < 1) | (n0 < 1) | used] = -np.inf
             best = np.argmax(gain, axis=0)
             split = gain[best, np.arange(width)] > least
-            best = np.where(split, best, -1)
+            best[~split] = -1
             splits.append(best)
-            node = _child(xb, rows, node, best)
-            used = np.repeat(used, 2, axis=0)
+            node = 2 * node + flat[row_start + np.where(split, best, m)[node]]
+            used = np.repeat(used, 2, axis=1)
             idx = np.flatnonzero(split)
-            used[2 * idx, best[idx]] = True
-            used[2 * idx + 1, best[idx]] = True
+            used[best[idx], 2 * idx] = True
+            used[best[idx], 2 * idx + 1] = True
         leaves = 1 << depth
         values = rate * np.bincount(node, r, leaves) / (np.bincount(node, None, leaves) + lam)
         r = r - values[node]
