@@ -3,7 +3,10 @@
 For each method, the sample model explains the oil region of a 512 x 512 window of the demo
 scene with the bench's budgets, then, every parameter at its default, the oil region and a
 60 px disc on the slick in their automatic windows (160 and 192 px: small windows make the
-model fast, so the engine's own work weighs most there). The model's onnxruntime session
+model fast, so the engine's own work weighs most there), and SHAP on hexagons of 40 px on
+a 256 px window (19 cells, where Kernel SHAP tries its boosted-trees adjustment: a cost of
+its own, about 10 fits, that a smaller budget spreads over fewer evaluations), with the
+default coalitions and with 500. The model's onnxruntime session
 is wrapped so that the time inside every ``InferenceSession.run`` is summed, in the same
 process and the same run as the wall time:
 the machine's load weighs on both alike. The ratio is explain_region's wall time over that
@@ -25,6 +28,7 @@ from _setup import md_table, summary_row
 TITLE = "1. Engine overhead"
 GOAL = 1.05
 REPEATS = 3
+COARSE_HEX = 40.0     # circumradius, px: 19 cells meet the 256 px window on the oil region
 
 
 class _TimedSession:
@@ -86,6 +90,12 @@ def measure(method, model, image, region, params, batch_size=16, profile=False):
     return out
 
 
+def _method_text(res):
+    """The row's method, with SHAP's players (the cells meeting the window)."""
+    players = res["explanation"].details.get("n_players")
+    return res["method"] + (f" ({players} cells)" if players else "")
+
+
 def _batch_text(batch, size):
     from seg_explainer.core.batching import batch_size_for
 
@@ -105,9 +115,15 @@ def _cases(quick):
     _, regions = _setup.sample_scene()
     oil = 2 * regions["oil"]["radius_px"]
     defaults = _budgets(True) if quick else {m: {} for m in _budgets(quick)}
+    # SHAP on cells large enough for few players (<= kernel_shap._TREES_PLAYERS): the
+    # boosted-trees adjustment is tried, a cost of its own that more coalitions spread
+    coarse = {"shap": dict(n_samples=14, hex_size=40)} if quick else \
+        {"shap": dict(hex_size=COARSE_HEX),
+                                "shap, 500 coalitions": dict(hex_size=COARSE_HEX, n_samples=500)}
     return [("bench budgets", 128 if quick else 512, None, 16, _budgets(quick)),
             ("defaults, oil region", auto_window_edge(oil), None, None, defaults),
-            ("defaults, 60 px disc", auto_window_edge(60), 30.0, None, defaults)]
+            ("defaults, 60 px disc", auto_window_edge(60), 30.0, None, defaults),
+            ("SHAP on large hexagons", 128 if quick else 256, None, None, coarse)]
 
 
 def run(quick=False):
@@ -123,18 +139,20 @@ def run(quick=False):
         model.predict(np.zeros((2, size, size, 1), np.float32), batch_size=2)   # warm up
         runs = {m: [] for m in budgets}
         for _ in range(repeats):                       # rounds over the methods, interleaved
-            for method, params in budgets.items():
-                runs[method].append(measure(method, model, image, region, params, batch))
+            for method, params in budgets.items():     # a key: the method, then a label
+                runs[method].append(measure(method.split(",")[0], model, image, region,
+                                            params, batch))
         case = []
         for method, params in budgets.items():
             ordered = sorted(runs[method], key=lambda r: r["ratio"])
             res = dict(ordered[len(ordered) // 2], ratios=[r["ratio"] for r in runs[method]],
-                       case=label)
+                       case=label, method=method)
             if res["ratio"] > GOAL and not quick:      # where does it go? a profiled rerun
-                res["profile"] = measure(method, model, image, region, params, batch,
+                res["profile"] = measure(method.split(",")[0], model, image, region, params,
+                                         batch,
                                          profile=True)["profile"]
             case.append(res)
-        body = [[r["method"], r["evaluations"], r["calls"], f"{r['wall']:.2f}",
+        body = [[_method_text(r), r["evaluations"], r["calls"], f"{r['wall']:.2f}",
                  f"{r['model']:.2f}", f"{r['ratio']:.3f}",
                  ", ".join(f"{v:.3f}" for v in r["ratios"]),
                  f"{r['outside']:.2f} ({100 * r['outside'] / r['wall']:.1f} %)"] for r in case]
