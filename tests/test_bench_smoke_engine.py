@@ -39,16 +39,21 @@ def test_overhead_quick():
     results = out["results"]
     cases = ["bench budgets", "defaults, oil region", "defaults, 60 px disc"]
     assert [(r["case"], r["method"]) for r in results] == [
-        (c, m) for c in cases for m in ("shap", "rise", "occlusion")]
+        (c, m) for c in cases for m in ("shap", "rise", "occlusion")] + [
+        ("SHAP on large hexagons", "shap")]
     for r in results:
         assert r["evaluations"] > 2
         assert r["calls"] >= 1 and r["wall"] > 0 and r["ratio"] >= 1
         assert r["model"] > 0 and r["model"] <= r["wall"]
         assert np.isfinite(r["explanation"].signed).all()
-    assert len(out["rows"]) == 9 and all("inside InferenceSession.run" in r["measure"]
-                                         for r in out["rows"])
+    assert len(out["rows"]) == 10 and all("inside InferenceSession.run" in r["measure"]
+                                          for r in out["rows"])
     # the default cases' windows are the automatic ones: 160 px (oil), 192 px (60 px disc)
-    assert [r["explanation"].signed.shape[-1] for r in results[3::3]] == [160, 192]
+    assert [r["explanation"].signed.shape[-1] for r in results[3:9:3]] == [160, 192]
+    # the large hexagons: few enough players for Kernel SHAP's trees' adjustment
+    from seg_explainer.core.kernel_shap import _TREES_PLAYERS
+
+    assert 2 <= results[-1]["explanation"].details["n_players"] <= _TREES_PLAYERS
 
 
 def test_crop_quick():
