@@ -117,9 +117,9 @@ def _cases(quick):
     defaults = _budgets(True) if quick else {m: {} for m in _budgets(quick)}
     # SHAP on cells large enough for few players (<= kernel_shap._TREES_PLAYERS): the
     # boosted-trees adjustment is tried, a cost of its own that more coalitions spread
-    coarse = {"shap": dict(n_samples=14, hex_size=40)} if quick else \
-        {"shap": dict(hex_size=COARSE_HEX),
-                                "shap, 500 coalitions": dict(hex_size=COARSE_HEX, n_samples=500)}
+    coarse = {"shap": dict(n_samples=14, hex_size=40)} if quick else {
+        "shap": dict(hex_size=COARSE_HEX),
+        "shap, 500 coalitions": dict(hex_size=COARSE_HEX, n_samples=500)}
     return [("bench budgets", 128 if quick else 512, None, 16, _budgets(quick)),
             ("defaults, oil region", auto_window_edge(oil), None, None, defaults),
             ("defaults, 60 px disc", auto_window_edge(60), 30.0, None, defaults),
@@ -137,19 +137,19 @@ def run(quick=False):
     for label, size, radius, batch, budgets in _cases(quick):
         image, region, _ = _setup.oil_window(size, min_radius=radius or 1.0)
         model.predict(np.zeros((2, size, size, 1), np.float32), batch_size=2)   # warm up
-        runs = {m: [] for m in budgets}
+        # a key is the method, then maybe ", " and what sets the run apart
+        methods = {key: key.split(",")[0] for key in budgets}
+        runs = {key: [] for key in budgets}
         for _ in range(repeats):                       # rounds over the methods, interleaved
-            for method, params in budgets.items():     # a key: the method, then a label
-                runs[method].append(measure(method.split(",")[0], model, image, region,
-                                            params, batch))
+            for key, params in budgets.items():
+                runs[key].append(measure(methods[key], model, image, region, params, batch))
         case = []
-        for method, params in budgets.items():
-            ordered = sorted(runs[method], key=lambda r: r["ratio"])
-            res = dict(ordered[len(ordered) // 2], ratios=[r["ratio"] for r in runs[method]],
-                       case=label, method=method)
+        for key, params in budgets.items():
+            ordered = sorted(runs[key], key=lambda r: r["ratio"])
+            res = dict(ordered[len(ordered) // 2], ratios=[r["ratio"] for r in runs[key]],
+                       case=label, method=key)
             if res["ratio"] > GOAL and not quick:      # where does it go? a profiled rerun
-                res["profile"] = measure(method.split(",")[0], model, image, region, params,
-                                         batch,
+                res["profile"] = measure(methods[key], model, image, region, params, batch,
                                          profile=True)["profile"]
             case.append(res)
         body = [[_method_text(r), r["evaluations"], r["calls"], f"{r['wall']:.2f}",

@@ -39,11 +39,13 @@ class BoostedTrees:
         self.n_features = n_features
 
     def predict(self, z):
-        xb = np.asarray(z, dtype=bool)
-        rows = np.arange(len(xb))
-        out = np.full(len(xb), self.base)
+        rows = _Rows(z)
+        out = np.full(rows.n, self.base)
         for splits, values in self.trees:
-            out += values[_leaf_of(xb, rows, splits)]
+            node = np.zeros(rows.n, dtype=np.int64)
+            for split in splits:
+                node = rows.child(node, split)
+            out += values[node]
         return out
 
     def shapley(self):
@@ -53,13 +55,10 @@ class BoostedTrees:
         added in the order of the trees and their leaves, one after another
         (``np.add.at``), as a loop over the leaves adds them: the same values bit for bit."""
         phi = np.zeros(self.n_features)
-        if not self.trees:
-            return phi
-        depths = {len(splits) for splits, _ in self.trees}
-        groups = [self.trees] if len(depths) == 1 else [[t] for t in self.trees]
-        for trees in groups:                 # fit's trees share one depth: one group
-            splits = [np.stack([t[0][level] for t in trees]) for level in range(len(trees[0][0]))]
-            players, terms = _leaf_terms(splits, np.stack([t[1] for t in trees]))
+        if self.trees:                       # fit's trees: all of one depth
+            depth = len(self.trees[0][0])
+            splits = [np.stack([s[level] for s, _ in self.trees]) for level in range(depth)]
+            players, terms = _leaf_terms(splits, np.stack([v for _, v in self.trees]))
             np.add.at(phi, players, terms)
         return phi
 
@@ -99,18 +98,22 @@ def _leaf_terms(splits, values):
     return split[literal], terms[literal]
 
 
-def _leaf_of(xb, rows, splits):
-    node = np.zeros(len(xb), dtype=np.int64)
-    for split in splits:
-        node = _child(xb, rows, node, split)
-    return node
+class _Rows:
+    """Bool rows (n, M) laid out for sending each row down a tree: a column M that no row
+    holds, where a node that does not split (``-1``) sends all its rows (its first child)."""
 
+    def __init__(self, z):
+        xb = np.asarray(z, dtype=bool)
+        self.n, self.m = xb.shape
+        held = np.zeros((self.n, self.m + 1), dtype=np.int64)
+        held[:, :self.m] = xb
+        self.flat = held.ravel()
+        self.start = np.arange(self.n) * (self.m + 1)
 
-def _child(xb, rows, node, split):
-    """Every row's node on the next level: the second child of its node when the node splits
-    on a player (``split[node] >= 0``) the row holds, else the first."""
-    j = split[node]
-    return 2 * node + np.where(j >= 0, xb[rows, np.maximum(j, 0)], False)
+    def child(self, node, split):
+        """Every row's node on the next level: the second child of its node when the node
+        splits on a player (``split[node] >= 0``) the row holds, else the first."""
+        return 2 * node + self.flat[self.start + np.where(split >= 0, split, self.m)[node]]
 
 
 def _children_sums(x, r, node, s1, n1):
@@ -136,11 +139,7 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
     xb = np.asarray(z, dtype=bool)
     x = xb.astype(np.float64)
     n, m = x.shape
-    # a column M no row holds: an unsplit node's rows all go to its first child
-    held = np.zeros((n, m + 1), dtype=np.int64)
-    held[:, :m] = xb
-    flat = held.ravel()
-    row_start = np.arange(n) * (m + 1)
+    rows = _Rows(xb)
     base = float(np.mean(y)) if n else 0.0
     r = np.asarray(y, dtype=np.float64) - base
     trees = []
@@ -163,7 +162,7 @@ def fit(z, y, *, depth=DEPTH, rounds=ROUNDS, rate=RATE, lam=LAM):
             split = gain[best, np.arange(width)] > least
             best[~split] = -1
             splits.append(best)
-            node = 2 * node + flat[row_start + np.where(split, best, m)[node]]
+            node = rows.child(node, best)
             used = np.repeat(used, 2, axis=1)
             idx = np.flatnonzero(split)
             used[best[idx], 2 * idx] = True
