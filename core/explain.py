@@ -306,11 +306,11 @@ class _Scorer:
             if probs.ndim != 3 or probs.shape[:2] != (n, len(self.idx)):
                 raise ModelError(f"model.predict returned shape {probs.shape} for images of "
                                  f"shape {images.shape}; expected [N, H, W, K]")
-            # indexed as the whole prediction is above, for the same memory layout: the mean
-            # then adds the pixels in the same order, and the scores are equal bit for bit
-            picked = np.ascontiguousarray(probs)[:, np.arange(len(self.idx))]
+            picked = probs
         self.n_evaluations += n
-        return picked[:, :, self.classes].mean(axis=1, dtype=np.float64)
+        # the classes asked for, C-contiguous whatever the model's memory layout: the mean adds
+        # the pixels in the same order on both paths, and the scores are equal bit for bit
+        return np.ascontiguousarray(picked[:, :, self.classes]).mean(axis=1, dtype=np.float64)
 
     def unperturbed(self, cancel):
         if self.prediction is None:

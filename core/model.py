@@ -34,6 +34,7 @@ What the engine does with hostile or unusual models
 """
 
 import os
+import re
 import sys
 import warnings
 
@@ -137,15 +138,15 @@ CALL_OVERHEAD = 4.0
 
 
 def _meminfo(key):
+    """``key``'s value in /proc/meminfo, bytes, or None (read before every model call: one
+    read and one search, no line-by-line parse)."""
     try:
         with open("/proc/meminfo", "rb") as fh:
-            for line in fh:
-                name, _, rest = line.partition(b":")
-                if name.decode() == key:
-                    return int(rest.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+            text = fh.read()
+        found = re.search(rb"^" + re.escape(key.encode()) + rb":\s*(\d+)", text, re.MULTILINE)
+        return int(found.group(1)) * 1024 if found else None
+    except (OSError, ValueError):
+        return None
 
 
 def _windows_memory():
@@ -272,17 +273,27 @@ def _looks_like_probabilities(out):
     return bool(np.all(np.abs(out.sum(axis=-1) - 1.0) < 1e-3))
 
 
-def _gather_pixels(raw, rows, cols):
-    """``raw[:, rows, cols]`` (n, P, K) in the memory order of ``raw``'s class axis.
+def _gather_pixels(raw, pixels):
+    """``raw.reshape(n, H * W, K)[:, pixels]`` (n, P, K) in the memory order of ``raw``'s
+    class axis.
 
     The activation then runs over the same memory layout as on the whole output (class axis
     outermost for an [N, K, H, W] model, innermost for [N, H, W, K]), so numpy reduces over
     the classes in the same order and the probabilities are equal bit for bit.
     """
-    if raw.strides[-1] > raw.strides[2]:        # class-major memory: [N, K, H, W] output
-        return np.ascontiguousarray(raw.transpose(0, 3, 1, 2)[:, :, rows, cols]) \
-            .transpose(0, 2, 1)
-    return np.ascontiguousarray(raw[:, rows, cols])
+    class_major = raw.strides[-1] > raw.strides[2]      # [N, K, H, W] output
+    src = raw.transpose(0, 3, 1, 2) if class_major else raw
+    axis = 2 if class_major else 1
+    (h, w), (step_h, step_w) = src.shape[axis:axis + 2], src.strides[axis:axis + 2]
+    if step_h == w * step_w:
+        # rows follow each other in memory (no padding cropped off): one flat take, three
+        # times faster than indexing rows and columns
+        flat = src.reshape(src.shape[:axis] + (h * w,) + src.shape[axis + 2:])
+        out = np.take(flat, pixels, axis=axis)
+    else:
+        rows, cols = np.divmod(pixels, w)
+        out = np.ascontiguousarray(src[(slice(None),) * axis + (rows, cols)])
+    return out.transpose(0, 2, 1) if class_major else out
 
 
 class SegmentationModel:
@@ -917,7 +928,6 @@ class SegmentationModel:
             out = np.empty((n, h, w, self.n_classes), dtype=np.float32)
         else:
             out = np.empty((n, len(pixels), self.n_classes), dtype=np.float32)
-            rows, cols = np.divmod(pixels, w)
         for start in range(0, n, step):
             chunk = x[start:start + step]
             m = len(chunk)
@@ -928,7 +938,7 @@ class SegmentationModel:
                 raise ModelError(f"the model returned {raw.shape[-1]} channels, earlier "
                                  f"{self._n_raw_classes}; its output is not a class map")
             if pixels is not None:
-                raw = _gather_pixels(raw, rows, cols)
+                raw = _gather_pixels(raw, pixels)
             out[start:start + m] = self._activate(raw)
             check_finite(out[start:start + m])
         return out

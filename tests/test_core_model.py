@@ -196,10 +196,11 @@ def test_fixed_batch_two_pads_the_last_chunk(tmp_path, wb3):
 
 @pytest.mark.parametrize("layout, k, fixed", [("NCHW", 3, False), ("NHWC", 3, False),
                                                ("NCHW", 1, False), ("NCHW", 9, False),
-                                               ("NHWC", 9, True)])
+                                               ("NHWC", 9, True), ("NCHW", 3, True)])
 def test_predict_pixels_is_predict_at_those_pixels_bit_for_bit(tmp_path, layout, k, fixed):
     # only the pixels asked for are activated, with the same arithmetic (9 classes: numpy's
-    # pairwise sum over the classes, which depends on the memory layout)
+    # pairwise sum over the classes, which depends on the memory layout); a fixed-size model
+    # pads the image, so its output's rows are not contiguous once cropped
     w, b = RNG.normal(size=(k, 2)) * 3, RNG.normal(size=k)
     sizes = dict(batch=1, height=12, width=12) if fixed else {}
     model = SegmentationModel.load(build_model(tmp_path / "m.onnx", weights=w, bias=b,
