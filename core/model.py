@@ -33,9 +33,11 @@ What the engine does with hostile or unusual models
   at load.
 """
 
+import math
 import os
 import re
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -184,15 +186,29 @@ def total_memory():
     return total
 
 
+#: Seconds a reading of the available memory is reused: it is asked before every model call,
+#: and reading it (a system call that sums the kernel's counters) cost more than the rest of
+#: the check; a batch's worth of memory does not come and go within this time.
+AVAILABLE_MEMORY_TTL = 0.5
+_AVAILABLE = [-math.inf, None]  # [time.monotonic() of the reading, bytes]
+
+
 def available_memory():
     """Bytes of memory available to a new allocation now (Linux MemAvailable, Windows'
-    available physical memory, else the physical memory), or None when unknown."""
+    available physical memory, else the physical memory), or None when unknown; read at most
+    every :data:`AVAILABLE_MEMORY_TTL` seconds."""
+    now = time.monotonic()
+    if now - _AVAILABLE[0] < AVAILABLE_MEMORY_TTL:
+        return _AVAILABLE[1]
     if sys.platform == "win32":
         try:
-            return _windows_memory()[1]
+            found = _windows_memory()[1]
         except (OSError, AttributeError):
-            return None
-    return _meminfo("MemAvailable") or total_memory()
+            found = None
+    else:
+        found = _meminfo("MemAvailable") or total_memory()
+    _AVAILABLE[:] = [now, found]
+    return found
 
 
 _ARENA = {}  # "cap": bytes, once onnxruntime's shared CPU arena is registered

@@ -62,19 +62,70 @@ def rise_masks(rng, n, shape, grid_size=8, p_keep=0.5):
     -------
     ndarray of float32, shape (n, H, W), values in [0, 1], 1 = keep.
     """
-    h, w = (int(v) for v in shape)
+    return _upsample(*_draw(rng, n, shape, grid_size, p_keep), shape)
+
+
+def _draw(rng, n, shape, grid_size, p_keep):
+    """The random part of ``n`` masks: grids (n, s, s) of 0/1 (float64), and the shifts
+    ``dy``, ``dx`` (n,) of the upsampled grid, in [0, C) pixels."""
     s = int(grid_size)
+    ch, cw = _cells(shape, s)
     u = rng.random((int(n), s * s + 2))
     grid = (u[:, :s * s] < p_keep).reshape(-1, s, s).astype(np.float64)
-    ch, cw = math.ceil(h / s), math.ceil(w / s)
     dy = np.minimum((u[:, -2] * ch).astype(int), ch - 1)
     dx = np.minimum((u[:, -1] * cw).astype(int), cw - 1)
+    return grid, dy, dx
+
+
+def _cells(shape, s):
+    """Pixels per grid cell along each axis, ``ceil(size / s)``."""
+    return math.ceil(int(shape[0]) / s), math.ceil(int(shape[1]) / s)
+
+
+def _shifted(weights, start, stop, n_shifts):
+    """The resampling rows of pixels ``start .. stop - 1`` for every shift in
+    ``[0, n_shifts)``: ``weights[shift + pixel]``, laid out (pixels, shift * s + cell)."""
+    pixels = np.arange(start, stop)
+    return weights[pixels[:, None] + np.arange(n_shifts)].reshape(len(pixels), -1)
+
+
+def _upsample(grid, dy, dx, shape):
+    """Masks (n, H, W), float32: each grid upsampled bilinearly, shifted and cropped."""
+    h, w = (int(v) for v in shape)
+    s = grid.shape[1]
+    ch, cw = _cells(shape, s)
     ry = _linear_weights(s, (s + 1) * ch)          # (out_h, s)
     rx = _linear_weights(s, (s + 1) * cw)          # (out_w, s)
     rows = ry[dy[:, None] + np.arange(h)]          # (n, H, s)
     # (n, s, W), contiguous: numpy's matmul falls back to a slow loop on a transposed view
     cols_t = np.ascontiguousarray(rx[dx[:, None] + np.arange(w)].transpose(0, 2, 1))
     return np.matmul(np.matmul(rows, grid), cols_t).astype(np.float32)
+
+
+def _upsample_sums(coarse, s, shape, block=1024):
+    """Full-size sums of masks from their grids' sums per shift.
+
+    ``coarse`` (C_h * C_w, G, s * s) holds, for each shift ``(dy, dx)`` (row ``dy * C_w +
+    dx``), G weighted sums of the grids drawn with it. Returns (G, H, W): ``Ry A Rx^T``,
+    where ``A`` (G, C_h * s, C_w * s) puts the shifts' grid sums side by side and ``Ry``
+    (H, C_h * s) holds each pixel row's resampling weights for every shift (``Rx`` alike),
+    computed ``block`` rows and columns at a time so that no H x H matrix is made.
+    """
+    h, w = (int(v) for v in shape)
+    g = coarse.shape[1]
+    ch, cw = _cells(shape, s)
+    ry = _linear_weights(s, (s + 1) * ch)
+    rx = _linear_weights(s, (s + 1) * cw)
+    grids = coarse.reshape(ch, cw, g, s, s).transpose(2, 0, 3, 1, 4).reshape(g, ch * s, cw * s)
+    half = np.empty((g, ch * s, w))          # A Rx^T
+    for x0 in range(0, w, block):
+        x1 = min(w, x0 + block)
+        half[:, :, x0:x1] = grids @ _shifted(rx, x0, x1, cw).T
+    out = np.empty((g, h, w))
+    for y0 in range(0, h, block):
+        y1 = min(h, y0 + block)
+        out[:, y0:y1] = _shifted(ry, y0, y1, ch) @ half
+    return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -129,29 +180,35 @@ def rise(score_fn, shape, n_masks, *, grid_size=_D["grid_size"], p_keep=_D["p_ke
     p_keep = by_name("p_keep").check(p_keep)
     rng = np.random.default_rng(seed)
     batch_size = batch_size_for(batch_size, h, w)
-    weighted = None                      # sum_i score_i mask_i, (D, H*W)
-    mask_sum = np.zeros(h * w)           # sum_i mask_i
+    s = int(grid_size)
+    ch, cw = _cells((h, w), s)
+    # sum_i [score_i, 1] grid_i per shift (dy, dx): a mask is linear in its grid, so the
+    # masks of one shift add up as their grids do, and their sums are upsampled once at the
+    # end instead of adding up every full-size mask (a pass over the image each batch)
+    coarse = None                        # (ch * cw, D + 1, s * s)
     score_sum = None
     scalar = True
     for start in range(0, n_masks, batch_size):
         check_cancel(cancel)
-        masks = rise_masks(rng, min(batch_size, n_masks - start), (h, w), grid_size, p_keep)
+        grid, dy, dx = _draw(rng, min(batch_size, n_masks - start), (h, w), s, p_keep)
+        masks = _upsample(grid, dy, dx, (h, w))
         scores = run_batched(score_fn, masks, batch_size, progress=progress, cancel=cancel,
                              done=start, total=n_masks)
         scores = np.asarray(scores, dtype=np.float64)
         scalar = scores.ndim == 1
         scores = scores.reshape(len(masks), -1)
-        flat = masks.reshape(len(masks), -1).astype(np.float64)
-        if weighted is None:
-            weighted = np.zeros((scores.shape[1], h * w))
+        if coarse is None:
+            coarse = np.zeros((ch * cw, scores.shape[1] + 1, s * s))
             score_sum = np.zeros(scores.shape[1])
-        weighted += scores.T @ flat
-        mask_sum += flat.sum(axis=0)
+        terms = np.concatenate([scores, np.ones((len(masks), 1))], axis=1)
+        np.add.at(coarse, dy * cw + dx, terms[:, :, None] * grid.reshape(len(masks), 1, -1))
         score_sum += scores.sum(axis=0)
+    sums = _upsample_sums(coarse, s, (h, w))     # (D + 1, H, W)
+    weighted, mask_sum = sums[:-1], sums[-1]
     mean = score_sum / n_masks
     norm = n_masks * p_keep
-    saliency = (weighted / norm).reshape(-1, h, w)
-    signed = ((weighted - mean[:, None] * mask_sum) / norm).reshape(-1, h, w)
+    saliency = weighted / norm
+    signed = (weighted - mean[:, None, None] * mask_sum) / norm
     if scalar:
         return RiseResult(saliency[0], signed[0], n_masks, float(mean[0]))
     return RiseResult(saliency, signed, n_masks, mean)

@@ -2,6 +2,9 @@
 
 import hashlib
 import json
+import math
+import sys
+import types
 
 import numpy as np
 import onnx
@@ -458,16 +461,19 @@ def test_metadata_never_fails_with_anything_but_model_error(key, value):
     {"type": "none"}, {"type": "divide", "divisor": 255.0},
     {"type": "minmax", "min": -35.0, "max": 5.0, "clip": False},
     {"type": "minmax", "min": -35.0, "max": 5.0, "clip": True}])
-def test_preprocess_is_the_stated_formula_in_float32_bit_for_bit(tmp_path, wb3, scaling):
+@pytest.mark.parametrize("spread", [30.0, 3.0])
+def test_preprocess_is_the_stated_formula_in_float32_bit_for_bit(tmp_path, wb3, scaling, spread):
     """Scaling then standardisation, each step one float32 operation as the metadata states
     it (done in place by preprocess): equal bit for bit; NaN filled with the image's band
-    mean first; the caller's array is left as it was."""
+    mean first; the caller's array is left as it was. Spread 30: values beyond [min, max]
+    (clipped), 3: none."""
     w, b = wb3
     meta = {"standardization_mean": "[0.5, -0.25]", "standardization_std": "[0.25, 2.0]",
             "seg_explainer_input_scaling": json.dumps(scaling)}
     model = SegmentationModel.load(build_model(tmp_path / "m.onnx", weights=w, bias=b,
                                                metadata=meta))
-    x = images(n=3, scale=30, offset=-25)
+    x = images(n=3, scale=spread, offset=-25 if spread > 10 else -15)
+    assert (np.abs(x + 15) > 20).any() == (spread > 10)
     hole = np.zeros(x.shape, bool)
     hole[1, 2:5, 1:3, 0] = True
     x[hole] = np.nan
@@ -487,5 +493,21 @@ def test_preprocess_is_the_stated_formula_in_float32_bit_for_bit(tmp_path, wb3, 
     out = model.preprocess(x)
     assert out.dtype == np.float32
     assert np.array_equal(out[~hole], expected[~hole].astype(np.float32))
-    np.testing.assert_allclose(out[hole], expected[hole], rtol=1e-5)
+    np.testing.assert_allclose(out[hole], expected[hole], rtol=1e-5, atol=1e-5)
     assert np.array_equal(x, given_x, equal_nan=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="reads Linux's /proc/meminfo")
+def test_available_memory_is_read_again_only_after_its_ttl(monkeypatch):
+    import seg_explainer.core.model as model_module
+
+    reads, clock = [], [1000.0]
+    monkeypatch.setattr(model_module, "_AVAILABLE", [-math.inf, None])
+    monkeypatch.setattr(model_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(model_module, "_meminfo",
+                        lambda key: reads.append(key) or (len(reads) << 30))
+    assert model_module.available_memory() == 1 << 30
+    clock[0] += model_module.AVAILABLE_MEMORY_TTL * 0.9
+    assert model_module.available_memory() == 1 << 30 and len(reads) == 1
+    clock[0] += model_module.AVAILABLE_MEMORY_TTL * 0.2
+    assert model_module.available_memory() == 2 << 30 and len(reads) == 2

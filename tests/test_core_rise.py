@@ -26,20 +26,28 @@ def test_masks_in_range_with_mean_near_p_keep():
     assert masks.mean() == pytest.approx(0.3, abs=0.03)
 
 
-def test_masks_follow_the_rise_construction():
-    """Grid of Bernoulli cells, bilinear upsampling (scikit-image), shift, crop."""
+def documented_masks(seed, n, shape, s, p):
+    """The masks as documented, float64: Bernoulli grids from the documented draws,
+    upsampled bilinearly by scikit-image, shifted and cropped."""
     from skimage.transform import resize
 
-    s, p, (h, w) = 5, 0.5, SHAPE
-    masks = rise_masks(np.random.default_rng(3), 6, SHAPE, grid_size=s, p_keep=p)
-    u = np.random.default_rng(3).random((6, s * s + 2))     # the documented draws
+    h, w = shape
+    u = np.random.default_rng(seed).random((n, s * s + 2))
     ch, cw = math.ceil(h / s), math.ceil(w / s)
-    for i in range(6):
+    out = []
+    for i in range(n):
         grid = (u[i, :s * s] < p).reshape(s, s).astype(float)
         up = resize(grid, ((s + 1) * ch, (s + 1) * cw), order=1, mode="edge",
                     anti_aliasing=False)
         dy, dx = int(u[i, -2] * ch), int(u[i, -1] * cw)
-        np.testing.assert_allclose(masks[i], up[dy:dy + h, dx:dx + w], atol=1e-6)
+        out.append(up[dy:dy + h, dx:dx + w])
+    return np.array(out)
+
+
+def test_masks_follow_the_rise_construction():
+    """Grid of Bernoulli cells, bilinear upsampling (scikit-image), shift, crop."""
+    masks = rise_masks(np.random.default_rng(3), 6, SHAPE, grid_size=5, p_keep=0.5)
+    np.testing.assert_allclose(masks, documented_masks(3, 6, SHAPE, 5, 0.5), atol=1e-6)
 
 
 def test_masks_are_drawn_sequentially():
@@ -57,10 +65,11 @@ def test_equals_closed_form_on_fixed_masks():
 
     n, p = 120, 0.4
     res = rise(score, SHAPE, n, grid_size=6, p_keep=p, seed=4, batch_size=16)
-    masks = rise_masks(np.random.default_rng(4), n, SHAPE, grid_size=6, p_keep=p)
-    scores = score(masks).astype(np.float64)
-    sal = np.tensordot(scores, masks.astype(np.float64), axes=1) / (n * p)
-    signed = np.tensordot(scores - scores.mean(), masks.astype(np.float64), axes=1) / (n * p)
+    # the model scores the float32 masks; the saliency weighs the scores by the exact masks
+    scores = score(rise_masks(np.random.default_rng(4), n, SHAPE, grid_size=6, p_keep=p))
+    masks = documented_masks(4, n, SHAPE, 6, p)
+    sal = np.tensordot(scores, masks, axes=1) / (n * p)
+    signed = np.tensordot(scores - scores.mean(), masks, axes=1) / (n * p)
     np.testing.assert_allclose(res.saliency, sal, atol=1e-9)
     np.testing.assert_allclose(res.signed, signed, atol=1e-9)
     assert res.mean_score == pytest.approx(scores.mean())
@@ -113,3 +122,23 @@ def test_cancel_and_progress():
     rise(lambda m: m.sum(axis=(1, 2)), SHAPE, 50, batch_size=8, progress=seen.append)
     assert seen[-1] == pytest.approx(1.0)
     assert all(a <= b for a, b in zip(seen, seen[1:]))
+
+
+def test_mask_sums_in_blocks_equal_the_whole():
+    # the full-size sums are made a block of rows and columns at a time on large images
+    from skimage.transform import resize
+
+    from seg_explainer.core.rise import _upsample_sums
+
+    s, shape = 6, SHAPE
+    ch, cw = math.ceil(shape[0] / s), math.ceil(shape[1] / s)
+    coarse = np.random.default_rng(0).normal(size=(ch * cw, 3, s * s))
+    whole = _upsample_sums(coarse, s, shape)
+    np.testing.assert_allclose(_upsample_sums(coarse, s, shape, block=7), whole, rtol=1e-12)
+    # one shift's grid alone: its upsampled, shifted and cropped mask
+    one = np.zeros_like(coarse)
+    one[1 * cw + 2, 0] = coarse[1 * cw + 2, 0]
+    grid = one[1 * cw + 2, 0].reshape(s, s)
+    up = resize(grid, ((s + 1) * ch, (s + 1) * cw), order=1, mode="edge", anti_aliasing=False)
+    np.testing.assert_allclose(_upsample_sums(one, s, shape)[0], up[1:1 + shape[0], 2:2 + shape[1]],
+                               atol=1e-12)
