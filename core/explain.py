@@ -797,15 +797,14 @@ def _occlusion_scores(scorer, image, p, images_for, win):
     frame ``win``), and the list that receives the score with everything occluded."""
     h, w = image.shape[:2]
     f0, f1, g0, g1 = win
+    low, high = np.array([f0, f0, g0, g0]), np.array([f1, f1, g1, g1])
     everything_occluded = []     # the root rectangle's score: the base value
     unoccluded = []              # the frame's unoccluded score, computed once
 
     def score_fn(rects):
         rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
         # each rectangle's part inside the frame, in frame pixels
-        local = np.stack([np.clip(rects[:, 0], f0, f1), np.clip(rects[:, 1], f0, f1),
-                          np.clip(rects[:, 2], g0, g1), np.clip(rects[:, 3], g0, g1)], axis=1)
-        local -= np.array([f0, f0, g0, g0])
+        local = np.minimum(np.maximum(rects, low), high) - low
         hits = (local[:, 1] > local[:, 0]) & (local[:, 3] > local[:, 2])
         scores = np.empty((len(rects), len(scorer.classes)))
         if hits.any():
