@@ -140,8 +140,7 @@ CALL_OVERHEAD = 4.0
 
 
 def _meminfo(key):
-    """``key``'s value in /proc/meminfo, bytes, or None (read before every model call: one
-    read and one search, no line-by-line parse)."""
+    """``key``'s value in /proc/meminfo, bytes, or None (one read and one search)."""
     try:
         with open("/proc/meminfo", "rb") as fh:
             text = fh.read()
