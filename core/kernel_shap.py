@@ -302,12 +302,12 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         # the surrogate, when kept on the first phase's pairs, is subtracted from every
         # value, and the two phases estimate the residual game's values (see _adjust)
         clock.pause()
-        thetas = _first_surrogates(design, first, y, v1 - v0, seed)
+        thetas, chosen = _first_surrogates(design, first, y, v1 - v0, seed)
         y[rows] -= _surrogate_values(thetas, coalitions[rows])
         clock.tick()
     r0, r1 = y[0], y[1]                        # the residual game's ends (the game's in one phase)
     if first is not None:
-        singles = _choose_singles(design, first, y[2:] - r0, r1 - r0, seed)
+        singles = _choose_singles(design, first, y[2:] - r0, r1 - r0, seed, chosen)
         clock.tick()
         clock.resume()
         if singles is not None:
@@ -572,9 +572,9 @@ def _low_order(design, y, delta, seed):
     part's weighted sum of squares (the first order predicts the pairs better than zero
     does). Both, since a strong term the pairs can see is chosen, and one they cannot see
     is left in the residuals."""
-    terms = []
-    cv = _odd_solve(design, y, delta, True, seed, with_cv=True, terms_out=terms)[2]
-    if cv is None or len(terms) < y.shape[1] or any(terms):
+    chosen = []
+    cv = _odd_solve(design, y, delta, True, seed, with_cv=True, chosen_out=chosen)[2]
+    if cv is None or len(chosen) < y.shape[1] or any(c[1][0] for c in chosen):
         return False
     odd = 0.5 * (y[0::2] - y[1::2]) * np.sqrt(design["w"][0::2] + design["w"][1::2])[:, None]
     return all((c ** 2).sum() < _BORDER_SHARE * (odd[:, col] ** 2).sum()
@@ -688,18 +688,22 @@ def _first_design(design, first):
 def _first_surrogates(design, first, y, delta, seed):
     """The surrogate's parameters per column where ``_surrogates`` keeps it on the first
     phase's pairs and the residual game's cross-validated error is at most ``_FIRST_GAIN``
-    of the plain fit's, else None (a list of D). The margin, as for single coalitions, is
-    for the choice's noise and for what the first phase cannot see: with the whole budget
-    the plain fit finds more terms, and a surrogate that only helps a little on a quarter
-    of the pairs can cost more than it gives."""
+    of the plain fit's, else None (a list of D); and the plain fit's choice of terms per
+    column (``_odd_solve``'s ``chosen_out``, empty when it made none), which
+    ``_choose_singles`` would make again on the same pairs where no surrogate is kept.
+    The margin, as for single coalitions, is for the choice's noise and for what the
+    first phase cannot see: with the whole budget the plain fit finds more terms, and a
+    surrogate that only helps a little on a quarter of the pairs can cost more than it
+    gives."""
     sub = _first_design(design, first)
     y_sub = np.concatenate([y[:2], y[2 + first]])
+    chosen = []
     cv = _odd_solve(sub, y_sub[2:] - y_sub[0], delta, True, seed, with_cv=True,
-                    dense_ridge=False)[2]
+                    dense_ridge=False, chosen_out=chosen)[2]
     if cv is None:
-        return [None] * len(delta)
+        return [None] * len(delta), chosen
     return [k[0] if k is not None and (k[2] ** 2).sum() <= _FIRST_GAIN * (cv[col] ** 2).sum()
-            else None for col, k in enumerate(_surrogates(sub, y_sub, cv, seed))]
+            else None for col, k in enumerate(_surrogates(sub, y_sub, cv, seed))], chosen
 
 
 def _surrogate_values(thetas, z):
@@ -1102,7 +1106,7 @@ def _full_pairs(design, first, y):
     return pairs, x, odd, even, w, mass
 
 
-def _choose_singles(design, first, y, delta, seed):
+def _choose_singles(design, first, y, delta, seed, chosen=()):
     """Whether single coalitions beat pairs for the rest of the budget, from the first phase.
 
     A pair costs two evaluations and observes the odd part exactly: its error in the
@@ -1137,8 +1141,8 @@ def _choose_singles(design, first, y, delta, seed):
     shares = np.zeros(len(delta))
     for col in range(len(delta)):
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
-        terms, held, _, ridge = _select_terms(base, x, sw, target, 0.5 * delta[col],
-                                              seed, dense_ridge=False)
+        terms, held, _, ridge = _selection(chosen, col, (base, x, sw, target,
+                                                         0.5 * delta[col], seed, False))
         cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge)
         # the noise the pairs leave; the selection's variability is not counted: the fit
         # bears it whether the rest of the budget goes to pairs or to singles
@@ -1158,6 +1162,18 @@ def _choose_singles(design, first, y, delta, seed):
         even_var[:, col] = np.where(counts >= 2, within, s_e)
     return {"even": models, "even_var": even_var, "share": shares, "pairs": pairs,
             "x": x, "odd": odd, "w": w, "mass": mass}
+
+
+def _selection(chosen, col, args):
+    """``_select_terms(*args)``, or the choice ``chosen[col]`` (an entry of ``_odd_solve``'s
+    ``chosen_out``) when it was made with the same arguments, bit for bit (``args``:
+    ``(base, x, sw, target, half_total, seed, dense_ridge)``)."""
+    if col < len(chosen):
+        made, selection = chosen[col]
+        if all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+               for a, b in zip(made, args)):
+            return selection
+    return _select_terms(*args)
 
 
 def _even_model(x, even, sw, ranking, seed):
@@ -1327,14 +1343,16 @@ def _single_units(design, first, units, sign, y, y_single, singles):
 # --------------------------------------------------------------------------- solve
 
 def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, dense_ridge=True,
-               terms_out=None):
+               chosen_out=None):
     """Values and standard errors from the odd part of the game, (M, D) twice.
 
     ``units`` (from ``_single_units``) replaces the pairs of ``design`` when some rows are
     single coalitions. Falls back to ``_solve`` (Kernel SHAP with a GCV ridge) when the
     pairs do not determine the first-order fit (fewer than ``M + 2`` pairs). ``with_cv``
     adds a third value: per column, every pair's cross-validated weighted residual (a list
-    of D arrays), or None from the fallback.
+    of D arrays), or None from the fallback. ``chosen_out``, a list, receives per column
+    where terms are chosen ``(args, selection)``: ``_select_terms``'s arguments and what
+    it returned.
     """
     z = design["z"]
     m, d = z.shape[1], len(delta)
@@ -1353,22 +1371,23 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
     se = np.zeros((m, d))
     cv = [None] * d
     for col in range(d):
+        memo = {}                                          # see _projected_svd
         sw = sws[:, col]                                   # unit weights, square root
         base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held, pool, ridge = [], None, [], 0.0
         if surrogate and not design["exact"]:
-            terms, held, pool, ridge = _select_terms(base, x, sw, target,
-                                                     0.5 * delta[col], seed, dense_ridge)
-            if terms_out is not None:
-                terms_out.append(terms)
+            args = (base, x, sw, target, 0.5 * delta[col], seed, dense_ridge)
+            terms, held, pool, ridge = _select_terms(*args, memo=memo)
+            if chosen_out is not None:
+                chosen_out.append((args, (terms, held, pool, ridge)))
         extra = None
         if offset is not None:
             g, stratum, even_var, sampled = offset
             extra = (g * sw, stratum, even_var[:, col], sampled)
         phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
                                                     0.5 * delta[col], design, held, extra,
-                                                    ridge)
+                                                    ridge, memo)
         if held is not None and terms:
             shift, spread = _alias_spread(base, x, sw, target, terms, pool,
                                           0.5 * delta[col], phi[:, col])
@@ -1426,7 +1445,7 @@ def _term_columns(x, terms):
 
 
 def _fit_odd(base, x, sw, target, terms, half_total, design, held=None, extra=None,
-             ridge=0.0):
+             ridge=0.0, memo=None):
     """Weighted least squares of the odd part on order 1 and ``terms``; values and errors.
 
     The model is ``odd(x) = sum_T c_T prod_{i in T} x_i`` with ``sum_T c_T = half_total``
@@ -1451,7 +1470,7 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held=None, extra=No
     Returns ``(phi, se, held)``: values and standard errors (M,), and every pair's
     cross-validated (or leave-one-out) weighted residual (P,).
     """
-    cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge)
+    cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge, memo)
     lmap = _value_map(x.shape[1], terms)
     coef = fit @ target
     phi = lmap @ coef
@@ -1488,7 +1507,7 @@ def _value_map(m, terms):
     return lmap
 
 
-def _fit_map(base, x, sw, terms, ridge=0.0):
+def _fit_map(base, x, sw, terms, ridge=0.0, memo=None):
     """The odd fit as a linear map of the target: ``(cols, fit, lev, lev2)``, the weighted
     columns (P, K), the coefficients' map (K, P) (``coef = fit @ target``), every pair's
     leverage (P,), the diagonal of the hat matrix ``H = cols @ fit``, and the diagonal of
@@ -1497,7 +1516,8 @@ def _fit_map(base, x, sw, terms, ridge=0.0):
 
     With ``ridge`` > 0 the terms' coefficients are penalised by ``ridge * |c|^2`` and the
     first-order ones are not: the terms' columns are taken orthogonal to the first-order
-    ones, and their ridge solution comes from that projection's SVD."""
+    ones, and their ridge solution comes from that projection's SVD
+    (``_projected_svd``)."""
     cols = base
     if terms:
         cols = np.concatenate([base, _term_columns(x, terms) * sw[:, None]], axis=1)
@@ -1505,9 +1525,8 @@ def _fit_map(base, x, sw, terms, ridge=0.0):
         u, inv = _orthonormal(cols)                         # cols = u @ inv^-1 (on its range)
         lev = (u ** 2).sum(axis=1)
         return cols, inv @ u.T, lev, lev
-    q, inv_b = _orthonormal(base)
     t_cols = cols[:, base.shape[1]:]
-    u, s, vt = np.linalg.svd(t_cols - q @ (q.T @ t_cols), full_matrices=False)
+    q, inv_b, _, u, s, vt = _projected_svd(base, t_cols, memo)
     t_fit = (vt.T * (s / (s ** 2 + ridge))) @ u.T          # the terms' coefficients' map
     b_fit = inv_b @ (q.T - (q.T @ t_cols) @ t_fit)
     shrink = s ** 2 / (s ** 2 + ridge)                     # H = q q' + u diag(shrink) u'
@@ -1545,15 +1564,30 @@ def _pair_r2(resid, lev, lev2, held, selection=True):
     return resid ** 2 / np.maximum(1.0 - 2.0 * lev + lev2, 0.01)
 
 
-def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE):
+def _projected_svd(base, t_cols, memo=None):
+    """``(q, inv, t_r, u, s, vt)``: ``_orthonormal(base)``, the columns ``t_cols`` less their
+    projection on ``base``, ``t_r``, and its thin SVD. ``memo`` (a dict, optional) keeps the
+    last one: asked again with the same ``base`` and ``t_cols`` (bit for bit), as the final
+    fit does after ``_dense_ridge`` chose a penalty, it is not computed twice."""
+    if memo is not None and "svd" in memo:
+        (b0, t0), out = memo["svd"]
+        if np.array_equal(b0, base) and np.array_equal(t0, t_cols):
+            return out
+    q, inv = _orthonormal(base)
+    t_r = t_cols - q @ (q.T @ t_cols)
+    out = (q, inv, t_r, *np.linalg.svd(t_r, full_matrices=False))
+    if memo is not None:
+        memo["svd"] = ((base, t_cols), out)
+    return out
+
+
+def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE, memo=None):
     """The ridge penalty of the dense terms ``t_cols`` (weighted columns, (P, T)) with the
     lowest leave-one-out error, over ``penalties`` relative to the columns' mean squared
     norm (0 too when the pairs determine the terms): ``(ridge, loo)``, the penalty and
     every pair's leave-one-out residual, or ``(None, None)`` when every penalty nearly
     interpolates a pair, or when the terms are (to ``_ALIASED``) combinations of ``base``."""
-    q = _orthonormal(base)[0]
-    t_r = t_cols - q @ (q.T @ t_cols)
-    u, s, _ = np.linalg.svd(t_r, full_matrices=False)
+    q, _, t_r, u, s, _ = _projected_svd(base, t_cols, memo)
     keep = s > s.max(initial=0.0) * 1e-10
     u, s = u[:, keep], s[keep]
     resid0 = target - q @ (q.T @ target)
@@ -1639,7 +1673,7 @@ def _ranking(base, target, half_total):
     return np.argsort(-strength, kind="stable")
 
 
-def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
+def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True, memo=None):
     """Odd interaction terms chosen by orthogonal matching pursuit, their number by K-fold
     cross-validation over pairs. ``half_total``: ``(v(N) - v(0)) / 2``, the sum of the
     first-order coefficients, which gives feature 0's (eliminated) one.
@@ -1674,7 +1708,8 @@ def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
     determined = n > n_base + len(dense) + 2
     if dense and (determined or dense_ridge and n >= 4 * (m + 2)):
         ridge, dense_out = _dense_ridge(base, cols[:, n_base + np.asarray(dense)], target,
-                                        determined, _DENSE_RIDGE if dense_ridge else ())
+                                        determined, _DENSE_RIDGE if dense_ridge else (),
+                                        memo)
         gain = held_out ** 2 - (dense_out ** 2 if dense_out is not None else held_out ** 2)
         if ridge == 0.0 and gain.sum() > 0.0 or \
                 ridge and gain.sum() > _SLACK * math.sqrt(n * gain.var()):
@@ -1703,8 +1738,10 @@ def _cv_pursuit(cols, target, n_base, k_max, seed, leverage=True):
     def run(f, min_steps=0):
         out = fold == f
         held = cols[out]
-        order, _, preds = _omp(gram - held.T @ held, corr - held.T @ target[out], n_base,
-                               k_max, held, target[out], min_steps)
+        g = _Downdated(gram, held, n_base) if n_base > _BLOCKED_BASE else \
+            gram - held.T @ held
+        order, _, preds = _omp(g, corr - held.T @ target[out], n_base, k_max, held,
+                               target[out], min_steps)
         held_out[:, out] = target[out] - preds
         steps[f] = len(order)
 
@@ -1758,8 +1795,25 @@ def _cv_pursuit(cols, target, n_base, k_max, seed, leverage=True):
     return order, held_out[k_use], held_lev
 
 
+class _Downdated:
+    """The Gram matrix of the columns without some rows, ``gram - held.T @ held``, as
+    ``_omp`` reads it: its diagonal, the base columns' rows (``head``, one product) and the
+    other rows one at a time when a step adds their column. Forming it whole costs
+    ``(columns)^2 x (held rows)`` a fold; the pursuit reads the base rows and its few
+    steps' rows (equal to rounding: the sums run in another order)."""
+
+    def __init__(self, gram, held, n_base):
+        self.gram, self.held, self.n_base = gram, held, n_base
+        self.head = gram[:n_base] - held[:, :n_base].T @ held
+        self.diag = np.diag(gram) - np.einsum("ij,ij->j", held, held)
+
+    def row(self, j):
+        return self.head[j] if j < self.n_base else self.gram[j] - self.held[:, j] @ self.held
+
+
 def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss=None):
-    """Orthogonal matching pursuit from the Gram matrix of the columns on the fitting rows.
+    """Orthogonal matching pursuit from the Gram matrix of the columns on the fitting rows
+    (an array, or a ``_Downdated`` one).
 
     The first ``n_base`` columns are always in the model; then up to ``k_max`` of the others
     are added greedily (largest reduction of the residual sum of squares), by Gram-Schmidt
@@ -1774,7 +1828,10 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss
     what the steps explained), else zeros.
     """
     n_cols = len(corr)
-    diag = np.diag(gram).copy()
+    lazy = isinstance(gram, _Downdated)
+    diag = gram.diag.copy() if lazy else np.diag(gram).copy()
+    row_of = gram.row if lazy else gram.__getitem__
+    head = gram.head if lazy else gram[:n_base]
     floor = np.maximum(diag, 1e-300) * 1e-9
     norms = diag.copy()                     # squared norm of each column's residual part
     rest = corr.copy()                      # each column's inner product with the residual
@@ -1795,7 +1852,7 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss
         if norms[j] <= floor[j]:
             return False
         root = math.sqrt(norms[j])
-        row = (gram[j] - b[:k, j] @ b[:k]) / root
+        row = (row_of(j) - b[:k, j] @ b[:k]) / root
         beta = rest[j] / root
         b[k] = row
         left -= beta ** 2
@@ -1807,7 +1864,7 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss
         k += 1
         return True
 
-    beta = _base_block(gram, corr, n_base, floor, held, b, q_held) \
+    beta = _base_block(head, corr, n_base, floor, held, b, q_held) \
         if n_base > _BLOCKED_BASE else None
     if beta is not None:
         # every base column added at once: add()'s steps on each, as matrix products
@@ -1850,8 +1907,9 @@ def _omp(gram, corr, n_base, k_max, held=None, held_target=None, min_steps=0, ss
     return order, errors, preds
 
 
-def _base_block(gram, corr, n_base, floor, held, b, q_held):
-    """The first ``n_base`` steps of ``_omp`` (its base columns) at once, when none of them
+def _base_block(head, corr, n_base, floor, held, b, q_held):
+    """The first ``n_base`` steps of ``_omp`` (its base columns) at once, from ``head``, the
+    Gram matrix's first ``n_base`` rows, when none of them
     is (nearly) dependent on the ones before: ``add`` on column ``k`` makes row ``k`` of
     ``L^-1 G[:n_base]`` (``L`` the Cholesky factor of the base columns' Gram matrix, its
     diagonal the steps' roots) and the coefficient ``(L^-1 c)[k]``; the held rows' basis is
@@ -1861,12 +1919,12 @@ def _base_block(gram, corr, n_base, floor, held, b, q_held):
     from scipy.linalg import solve_triangular
 
     try:
-        low = np.linalg.cholesky(gram[:n_base, :n_base])
+        low = np.linalg.cholesky(head[:, :n_base])
     except np.linalg.LinAlgError:
         return None
     if not np.all(np.diag(low) ** 2 > 4.0 * floor[:n_base]):
         return None
-    b[:n_base] = solve_triangular(low, gram[:n_base], lower=True)
+    b[:n_base] = solve_triangular(low, head, lower=True)
     if held is not None and len(held):
         q_held[:, :n_base] = solve_triangular(low, held[:, :n_base].T, lower=True).T
     return solve_triangular(low, corr[:n_base], lower=True)

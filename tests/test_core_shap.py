@@ -322,6 +322,67 @@ def test_matching_pursuit_many_base_columns_at_once_is_least_squares(monkeypatch
                                    rtol=1e-7)
 
 
+def test_fold_gram_read_row_by_row_is_the_downdated_gram():
+    # _cv_pursuit's folds above _BLOCKED_BASE base columns: the Gram matrix without the
+    # held rows, read as _omp reads it (diagonal, base rows, the rows its steps add), is
+    # gram - held' held, and the pursuit on it takes the same steps as on the whole one
+    rng = np.random.default_rng(4)
+    n, n_base, n_cand = 300, ks._BLOCKED_BASE + 6, 40
+    cols = rng.normal(size=(n, n_base + n_cand))
+    target = cols[:, :n_base] @ rng.normal(size=n_base) + \
+        cols[:, n_base + np.array([5, 17, 30])] @ np.array([2.0, -1.5, 1.0]) + \
+        0.1 * rng.normal(size=n)
+    gram, held = cols.T @ cols, cols[:30]
+    whole = gram - held.T @ held
+    lazy = ks._Downdated(gram, held, n_base)
+    np.testing.assert_allclose(lazy.diag, np.diag(whole), rtol=1e-12)
+    np.testing.assert_allclose(lazy.head, whole[:n_base], atol=1e-9)
+    for j in (0, n_base - 1, n_base, n_base + n_cand - 1):
+        np.testing.assert_allclose(lazy.row(j), whole[j], atol=1e-9)
+    corr = cols[30:].T @ target[30:]
+    got = ks._omp(lazy, corr, n_base, 8, held, target[:30])
+    want = ks._omp(whole, corr, n_base, 8, held, target[:30])
+    assert got[0] == want[0] and {n_base + 5, n_base + 17, n_base + 30} <= set(got[0][:3])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-9)
+    np.testing.assert_allclose(got[2], want[2], atol=1e-9)
+
+
+def test_first_phase_choice_of_terms_is_reused_only_for_the_same_arguments(monkeypatch):
+    # _choose_singles takes the first phase's choice of terms instead of choosing again
+    # only when it was made on the same pairs, weights and target, bit for bit
+    rng = np.random.default_rng(2)
+    x, sw, base = weighted_pairs(rng, 80, 8)
+    target = (x @ rng.normal(size=8)) * sw
+    args = (base, x, sw, target, 0.5, 0, False)
+    made = ks._select_terms(*args)
+    calls = []
+    real = ks._select_terms
+    monkeypatch.setattr(ks, "_select_terms", lambda *a: calls.append(a) or real(*a))
+    chosen = [(args, made)]
+    assert ks._selection(chosen, 0, args) is made and not calls
+    other = target.copy()
+    other[3] = np.nextafter(other[3], np.inf)
+    for changed in ((base, x, sw, other, 0.5, 0, False), (base, x, sw, target, 0.5, 1, False)):
+        assert ks._selection(chosen, 0, changed) is not made
+    assert ks._selection(chosen, 1, args) is not made         # no choice for that column
+    assert len(calls) == 3
+
+
+def test_projected_svd_is_kept_for_the_same_columns_only():
+    rng = np.random.default_rng(6)
+    base, t_cols = rng.normal(size=(50, 6)), rng.normal(size=(50, 9))
+    memo = {}
+    q, inv, t_r, u, s, vt = ks._projected_svd(base, t_cols, memo)
+    np.testing.assert_allclose(base @ inv, q, atol=1e-12)
+    np.testing.assert_allclose(q.T @ t_r, 0.0, atol=1e-12)
+    np.testing.assert_allclose((u * s) @ vt, t_r, atol=1e-12)
+    assert ks._projected_svd(base, t_cols.copy(), memo)[3] is u
+    moved = t_cols.copy()
+    moved[0, 0] += 1e-9
+    again = ks._projected_svd(base, moved, memo)
+    assert again[3] is not u and memo["svd"][1] is again
+
+
 def test_matching_pursuit_predictions_equal_least_squares():
     rng = np.random.default_rng(0)
     n, n_base, n_cand = 60, 4, 12
@@ -480,7 +541,8 @@ def saturating_game(m, seed=3):
 def no_first_surrogate(monkeypatch):
     """Two phases without the surrogate: a sigmoid game then exercises the single
     coalitions (with it, the sigmoid is recovered exactly and the singles are not used)."""
-    monkeypatch.setattr(ks, "_first_surrogates", lambda d, f, y, delta, s: [None] * len(delta))
+    monkeypatch.setattr(ks, "_first_surrogates",
+                        lambda d, f, y, delta, s: ([None] * len(delta), []))
 
 
 def test_single_coalitions_on_a_saturating_game_halve_the_error(no_first_surrogate):
