@@ -42,6 +42,14 @@ docs/shapley_benchmark.md is then left alone, and the section says it is restric
 
     SHAP_BENCH_GAMES="saturating, M=14" SHAP_BENCH_BUDGETS=256,512 \
         .venv-bench/bin/python bench/run_all.py --only shap_accuracy
+
+``SHAP_BENCH_INSTANCE`` (a non-negative integer other than the default ``GAME_SEED``) draws
+other instances of the synthetic games (their generator's seed; the sample model is left
+out), so that a result can be checked on games it was not developed on; the competitors
+run on them too (their cache is keyed by the table)::
+
+    SHAP_BENCH_INSTANCE=101 SHAP_BENCH_GAMES="M=12" \
+        .venv-bench/bin/python bench/run_all.py --only shap_accuracy --out /tmp/i101.md
 """
 
 import glob
@@ -57,7 +65,8 @@ import numpy as np
 
 import _setup
 from _setup import md_table, summary_row
-from shapley_games import GAMES, TableGame, exact_shapley, result_key, synthetic_table
+from shapley_games import (GAME_SEED, GAMES, TableGame, exact_shapley, result_key,
+                           synthetic_table)
 from seg_explainer.core.model import file_sha256
 
 FULL_SEEDS = 20
@@ -117,16 +126,32 @@ def model_game(m_range=(12, 16), shape=(128, 160)):
     return table, m, desc
 
 
-def games(quick):
-    """(name, M, table maker) of every game."""
+def games(quick, instance=None):
+    """(name, table maker) of every game; ``instance``: the synthetic games' generator seed
+    when not ``GAME_SEED`` (named after it; the sample model is then left out)."""
     out = []
-    if _setup.sample_available():
+    if _setup.sample_available() and instance is None:
         args = ((6, 8), (64, 64)) if quick else ((12, 16), (128, 160))
         out.append(("sample model", lambda: model_game(*args)))
+    seed = GAME_SEED if instance is None else instance
+    tag = "" if instance is None else f" #{instance}"
     for m in ((10,) if quick else MS):
         for g in GAMES:
-            out.append((f"{g}, M={m}", lambda g=g, m=m: (synthetic_table(g, m), m, None)))
+            out.append((f"{g}{tag}, M={m}",
+                        lambda g=g, m=m: (synthetic_table(g, m, seed=seed), m, None)))
     return out
+
+
+def instance():
+    """The SHAP_BENCH_INSTANCE seed of the synthetic games, or None (``GAME_SEED``'s)."""
+    env = os.environ.get("SHAP_BENCH_INSTANCE", "").strip()
+    if not env:
+        return None
+    if not env.isdigit():
+        raise SystemExit(f"SHAP_BENCH_INSTANCE={env!r} is not a non-negative integer: give "
+                         f"the synthetic games' generator seed, e.g. 101 (the default "
+                         f"instance is {GAME_SEED})")
+    return None if int(env) == GAME_SEED else int(env)
 
 
 # --------------------------------------------------------------------------- competitors
@@ -328,7 +353,9 @@ def restriction():
 
 def run(quick=False):
     only_games, only_budgets, only_seeds, options = restriction()
-    restricted = any(r is not None for r in (only_games, only_budgets, only_seeds, options))
+    other = instance()
+    restricted = any(r is not None for r in (only_games, only_budgets, only_seeds, options,
+                                             other))
     seeds = list(range(only_seeds or (QUICK_SEEDS if quick else FULL_SEEDS)))
     cal_seeds = list(range(only_seeds or (QUICK_SEEDS if quick else CALIBRATION_SEEDS)))
     budgets = only_budgets or ((64, 128, 256) if quick else BUDGETS)
@@ -336,7 +363,7 @@ def run(quick=False):
     cells, notes, versions, all_errors, labels_seen = [], [], {}, {}, set()
     eff_worst = 0.0
     played = []
-    for name, make in games(quick):              # ours first: the competitors' runs are cached
+    for name, make in games(quick, other):       # ours first: the competitors' runs are cached
         if only_games and not any(part in name for part in only_games):
             continue
         table, m, desc = make()
@@ -495,7 +522,8 @@ def _report(cells, notes, versions, errors, labels, seeds, n_cal, eff_worst, ovh
                  f"window at {per_image * 1e3:.0f} ms each.")
     if restricted:
         parts.append("**Restricted run** (SHAP_BENCH_GAMES / SHAP_BENCH_BUDGETS / "
-                     "SHAP_BENCH_SEEDS / SHAP_BENCH_OPTIONS): not every game, budget or seed"
+                     "SHAP_BENCH_SEEDS / SHAP_BENCH_OPTIONS / SHAP_BENCH_INSTANCE): not every "
+                     "game, budget or seed, or other instances of the games (named #seed)"
                      + (f"; ours with the options {json.dumps(options)}" if options else "")
                      + ".")
     parts.append(f"Run time {seconds:.0f} s.")

@@ -166,3 +166,39 @@ def test_run_all_writes_report(tmp_path, monkeypatch):
     text = out.read_text()
     assert "FAILED: RuntimeError: boom" in text and "| benchmark |" in text
     assert "Machine:" in text and "Command:" in text
+
+
+def test_other_instances_of_the_synthetic_games(monkeypatch, tmp_path):
+    # SHAP_BENCH_INSTANCE draws other games of the same kinds (their generator's seed), so
+    # that a result can be checked on games it was not developed on
+    bench = importlib.import_module("bench_shap_accuracy")
+    games = importlib.import_module("shapley_games")
+    monkeypatch.setattr(_setup, "CACHE", tmp_path)
+    monkeypatch.setattr(bench, "competitor_python", lambda: None)
+    monkeypatch.setenv("SHAP_BENCH_INSTANCE", str(games.GAME_SEED))
+    assert bench.instance() is None                        # the default instance
+    for bad in ("x", "-1", "1.5"):
+        monkeypatch.setenv("SHAP_BENCH_INSTANCE", bad)
+        with pytest.raises(SystemExit, match="SHAP_BENCH_INSTANCE"):
+            bench.instance()
+    monkeypatch.setenv("SHAP_BENCH_INSTANCE", "101")
+    assert bench.instance() == 101
+    listed = bench.games(False, 101)
+    assert len(listed) == len(games.GAMES) * len(bench.MS)      # no sample model
+    default = dict(bench.games(False))
+    for name, make in listed[:len(games.GAMES)]:
+        table, m, _ = make()
+        assert "#101" in name
+        base = default[name.replace(" #101", "")]()[0]
+        assert table.shape == base.shape == (2 ** m,)
+        assert not np.allclose(table, base)
+    monkeypatch.setenv("SHAP_BENCH_GAMES", "sparse #101")
+    monkeypatch.setenv("SHAP_BENCH_BUDGETS", "64")
+    monkeypatch.setenv("SHAP_BENCH_SEEDS", "2")
+    out = bench.run(quick=True)
+    assert [c["game"] for c in out["cells"]] == ["sparse #101, M=10"]
+    assert "Restricted run" in out["markdown"] and "SHAP_BENCH_INSTANCE" in out["markdown"]
+    table = games.synthetic_table("sparse", 10, seed=101)
+    est = bench.ours(table, 10, 64, [0, 1])[0]
+    np.testing.assert_array_equal(out["cells"][0]["ours"],
+                                  bench.mse_stats(est, games.exact_shapley(table, 10)))
