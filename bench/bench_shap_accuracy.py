@@ -147,7 +147,7 @@ def instance():
     env = os.environ.get("SHAP_BENCH_INSTANCE", "").strip()
     if not env:
         return None
-    if not env.isdigit():
+    if not env.isdecimal():
         raise SystemExit(f"SHAP_BENCH_INSTANCE={env!r} is not a non-negative integer: give "
                          f"the synthetic games' generator seed, e.g. 101 (the default "
                          f"instance is {GAME_SEED})")

@@ -177,7 +177,7 @@ def test_other_instances_of_the_synthetic_games(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "competitor_python", lambda: None)
     monkeypatch.setenv("SHAP_BENCH_INSTANCE", str(games.GAME_SEED))
     assert bench.instance() is None                        # the default instance
-    for bad in ("x", "-1", "1.5"):
+    for bad in ("x", "-1", "1.5", "\u00b2"):           # "²" is a digit, not decimal
         monkeypatch.setenv("SHAP_BENCH_INSTANCE", bad)
         with pytest.raises(SystemExit, match="SHAP_BENCH_INSTANCE"):
             bench.instance()
