@@ -118,8 +118,11 @@ separate steps:
   penalised triples, the penalty's squared bias (a plug-in estimate, see ``_fit_odd``).
 """
 
+import contextlib
+import functools
 import itertools
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Union
@@ -149,6 +152,8 @@ _ALIASED = 1e-6                # ... aliased: less than this share of its column
 _DENSE_RIDGE = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalties of the dense
                                # triples tried, relative to their columns' mean squared norm
 _BLOCKED_BASE = 48             # _omp adds more base columns than this at once (_base_block)
+_FACTORS_KEPT = 3              # _orthonormal's results kept for asking again (_Factors), at
+_FACTORS_BYTES = 32 << 20      # most, of matrices of at most this size
 _PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
                                # count) after the held-out error last improved
 
@@ -182,6 +187,16 @@ class ShapleyResult:
     exact: bool
 
 
+def _keeping_factors(f):
+    """``f`` run in a ``_Factors`` scope (its matrix factorisations kept for asking again)."""
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        with _Factors.scope():
+            return f(*args, **kwargs)
+    return run
+
+
+@_keeping_factors
 def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_reg=False,
                 sampling="leverage", surrogate=True, trees=True, progress=None, cancel=None):
     """Estimate Shapley values with Kernel SHAP.
@@ -761,9 +776,9 @@ def _logistic_fit(z, y, w):
 
     def residuals(th):
         s = 1.0 / (1.0 + np.exp(-(x1 @ th[2:])))
-        jac = np.concatenate([np.ones((n, 1)), s[:, None], (th[1] * s * (1 - s))[:, None] * x1],
-                             axis=1) * sw[:, None]
-        return (th[0] + th[1] * s - y) * sw, jac
+        return (th[0] + th[1] * s - y) * sw, lambda: np.concatenate(
+            [np.ones((n, 1)), s[:, None], (th[1] * s * (1 - s))[:, None] * x1],
+            axis=1) * sw[:, None]
 
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         theta, r, jac = _levenberg_marquardt(residuals, theta)
@@ -785,27 +800,29 @@ def _logistic_fit(z, y, w):
 
 
 def _levenberg_marquardt(residuals, theta):
-    """Minimise ``|r(theta)|^2`` from ``theta``; ``residuals(theta) -> (r, jacobian)``.
-    Returns ``(theta, r, jacobian)`` at the minimum found, or ``(None, None, None)`` when
-    it is not finite."""
-    r, jac = residuals(theta)
+    """Minimise ``|r(theta)|^2`` from ``theta``; ``residuals(theta) -> (r, jacobian)``, the
+    jacobian as a function of no arguments (formed only at the steps taken, not at the
+    ones the damping rejects). Returns ``(theta, r, jacobian)`` at the minimum found, or
+    ``(None, None, None)`` when it is not finite."""
+    r, jac_at = residuals(theta)
     cost = float(r @ r)
     if not np.isfinite(cost):
         return None, None, None
+    jac = jac_at()
     lam = 1e-3
     for _ in range(_LM_STEPS):
         jtj, grad = jac.T @ jac, jac.T @ r
         scale = np.maximum(np.diag(jtj), 1e-12)
         for _ in range(10):           # raise the damping until a step lowers the cost
             step = np.linalg.solve(jtj + lam * np.diag(scale), -grad)
-            r_new, jac_new = residuals(theta + step)
+            r_new, jac_at = residuals(theta + step)
             cost_new = float(r_new @ r_new)
             if np.isfinite(cost_new) and cost_new < cost:
                 break
             lam *= 10.0
         else:
             break
-        theta, r, jac, lam = theta + step, r_new, jac_new, max(lam / 10.0, 1e-12)
+        theta, r, jac, lam = theta + step, r_new, jac_at(), max(lam / 10.0, 1e-12)
         gain, cost = cost - cost_new, cost_new
         if gain <= 1e-10 * cost:
             break
@@ -1219,10 +1236,14 @@ def _size_class(x):
 
 
 def _products(x, terms):
-    """Parity products of ``terms`` on the rows ``x`` (+-1), (n, len(terms))."""
+    """Parity products of ``terms`` on the rows ``x`` (+-1), (n, len(terms)): the terms of
+    one order at once (products of +-1 are exact in any order)."""
     out = np.empty((len(x), len(terms)))
-    for k, t in enumerate(terms):
-        out[:, k] = np.prod(x[:, list(t)], axis=1)
+    orders = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
+    for order in np.unique(orders):
+        at = np.flatnonzero(orders == order)
+        features = np.array([terms[k] for k in at], dtype=np.int64).reshape(len(at), order)
+        out[:, at] = np.prod(x[:, features], axis=2)
     return out
 
 
@@ -1636,10 +1657,55 @@ def _sandwich_se(design, a, r2, params):
     return np.sqrt(var * inflate)
 
 
+class _Factors:
+    """The last ``_FACTORS_KEPT`` results of ``_orthonormal`` in this thread, with a copy of
+    their matrix, while :func:`kernel_shap` runs (``scope``); asked again with the same
+    matrix (bit for bit) it gives the same arrays, read-only. Outside a scope nothing is
+    kept."""
+
+    _local = threading.local()
+
+    @classmethod
+    @contextlib.contextmanager
+    def scope(cls):
+        outer = getattr(cls._local, "kept", None)
+        cls._local.kept = []
+        try:
+            yield
+        finally:
+            cls._local.kept = outer
+
+    @classmethod
+    def find(cls, a):
+        for key, out in getattr(cls._local, "kept", None) or ():
+            if key.shape == a.shape and np.array_equal(key, a):
+                return out
+        return None
+
+    @classmethod
+    def keep(cls, a, out):
+        kept = getattr(cls._local, "kept", None)
+        if kept is not None and a.nbytes <= _FACTORS_BYTES:
+            for arr in out:
+                arr.flags.writeable = False
+            kept.append((np.array(a), out))
+            del kept[:max(len(kept) - _FACTORS_KEPT, 0)]
+        return out
+
+
 def _orthonormal(a):
     """An orthonormal basis ``u`` of the columns of ``a`` and ``inv`` with ``a @ inv = u``:
     least squares on ``a`` is ``inv @ (u.T @ y)``. QR, or an SVD when ``a`` is
-    rank-deficient (the minimum-norm solution)."""
+    rank-deficient (the minimum-norm solution). Within :func:`kernel_shap` the last few
+    are kept (``_Factors``): the fits ask for the same matrix again (the first-order
+    columns of the first phase's pairs, five times on the sample model's default run)."""
+    kept = _Factors.find(a)
+    if kept is not None:
+        return kept
+    return _Factors.keep(a, _factor(a))
+
+
+def _factor(a):
     q, r = np.linalg.qr(a)
     d = np.abs(np.diag(r))
     if len(d) and d.min() > d.max() * 1e-9:

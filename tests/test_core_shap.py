@@ -4,6 +4,7 @@ import importlib
 import itertools
 import math
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -381,6 +382,63 @@ def test_projected_svd_is_kept_for_the_same_columns_only():
     moved[0, 0] += 1e-9
     again = ks._projected_svd(base, moved, memo)
     assert again[3] is not u and memo["svd"][1] is again
+
+
+def test_products_of_terms_of_mixed_orders_are_each_term_s_product():
+    rng = np.random.default_rng(11)
+    x = random_pairs(rng, 40, 9)
+    terms = [(0, 3, 5), (1, 2), (2, 4, 6, 7, 8), (4,), (0, 1, 2, 3, 4, 5, 6), (6, 8),
+             (1, 5, 7)]
+    out = ks._products(x, terms)
+    assert out.shape == (40, len(terms))
+    for k, t in enumerate(terms):
+        np.testing.assert_array_equal(out[:, k], np.prod(x[:, list(t)], axis=1))
+    assert ks._products(x, []).shape == (40, 0)
+
+
+def test_factorisations_are_kept_within_a_run_for_the_same_matrix_only():
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=(30, 5)), rng.normal(size=(30, 5))
+    outside = ks._orthonormal(a)
+    assert ks._orthonormal(a)[0] is not outside[0] and outside[0].flags.writeable
+    with ks._Factors.scope():
+        first = ks._orthonormal(a)
+        np.testing.assert_array_equal(first[0], outside[0])
+        assert not first[0].flags.writeable and not first[1].flags.writeable
+        assert ks._orthonormal(a.copy())[0] is first[0]        # the same bits: kept
+        moved = a.copy()
+        moved[3, 2] += 1e-12
+        assert ks._orthonormal(moved)[0] is not first[0]
+        assert ks._orthonormal(a[:, :4])[0].shape == (30, 4)   # another shape
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(ks._orthonormal(a)[0]))
+        worker.start()
+        worker.join()
+        assert seen[0] is not first[0]                        # another thread's run
+        ks._orthonormal(b)                                   # a fourth matrix: a's goes
+        assert ks._orthonormal(a)[0] is not first[0]
+    assert ks._orthonormal(a)[0] is not first[0]             # the run's are gone
+
+
+@pytest.mark.parametrize("m, budget", [(20, 600), (60, 900)])
+def test_kept_factorisations_leave_the_values_unchanged_bit_for_bit(monkeypatch, m, budget):
+    w = np.random.default_rng(m).normal(size=m) * 3.0 / math.sqrt(m)
+
+    def game(z):
+        zf = z.astype(float)
+        return 1.0 / (1.0 + np.exp(-(zf @ w - 0.5))) + 0.2 * zf[:, 0] * zf[:, 1] * zf[:, 2]
+
+    factored = []
+    factor = ks._factor
+    monkeypatch.setattr(ks, "_factor", lambda a: factored.append(a.shape) or factor(a))
+    kept = kernel_shap(game, m, budget, seed=3)
+    n_kept = len(factored)
+    monkeypatch.setattr(ks, "_FACTORS_KEPT", 0)
+    factored.clear()
+    fresh = kernel_shap(game, m, budget, seed=3)
+    assert n_kept < len(factored)                            # some were asked again
+    np.testing.assert_array_equal(kept.values, fresh.values)
+    np.testing.assert_array_equal(kept.standard_errors, fresh.standard_errors)
 
 
 def test_matching_pursuit_predictions_equal_least_squares():
