@@ -118,7 +118,6 @@ separate steps:
   penalised triples, the penalty's squared bias (a plug-in estimate, see ``_fit_odd``).
 """
 
-import contextlib
 import functools
 import itertools
 import math
@@ -152,8 +151,8 @@ _ALIASED = 1e-6                # ... aliased: less than this share of its column
 _DENSE_RIDGE = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalties of the dense
                                # triples tried, relative to their columns' mean squared norm
 _BLOCKED_BASE = 48             # _omp adds more base columns than this at once (_base_block)
-_FACTORS_KEPT = 3              # _orthonormal's results kept for asking again (_Factors), at
-_FACTORS_BYTES = 32 << 20      # most, of matrices of at most this size
+_KEPT = 3                      # results of a kept function kept for asking again (_Run), at
+_KEPT_BYTES = 32 << 20         # most, for arguments of at most this size
 _PATIENCE = 10                 # matching pursuit stops this many steps (or half the best
                                # count) after the held-out error last improved
 
@@ -187,16 +186,51 @@ class ShapleyResult:
     exact: bool
 
 
-def _keeping_factors(f):
-    """``f`` run in a ``_Factors`` scope (its matrix factorisations kept for asking again)."""
-    @functools.wraps(f)
-    def run(*args, **kwargs):
-        with _Factors.scope():
-            return f(*args, **kwargs)
-    return run
+class _Run:
+    """What a :func:`kernel_shap` run keeps: the last ``_KEPT`` results of each function
+    decorated with ``_Run.kept`` (pure functions of arrays: factorisations the fits ask
+    for again), per thread, with a copy of their arguments; asked again with the same
+    arguments (arrays bit for bit) such a function returns the same arrays, read-only.
+    Outside a run (``_Run.scope``) nothing is kept."""
+
+    _local = threading.local()
+
+    @classmethod
+    def scope(cls, f):
+        """``f`` run with a store of its own, dropped when it returns."""
+        @functools.wraps(f)
+        def run(*args, **kwargs):
+            outer = getattr(cls._local, "store", None)
+            cls._local.store = {}
+            try:
+                return f(*args, **kwargs)
+            finally:
+                cls._local.store = outer
+        return run
+
+    @classmethod
+    def kept(cls, f):
+        """``f(*arrays)`` (positional arguments, a tuple of arrays returned) kept in a run."""
+        @functools.wraps(f)
+        def kept_f(*args):
+            store = getattr(cls._local, "store", None)
+            if store is None:
+                return f(*args)
+            kept = store.setdefault(f.__name__, [])
+            for key, out in kept:
+                if all(k.shape == a.shape and np.array_equal(k, a) for k, a in zip(key, args)):
+                    return out
+            out = f(*args)
+            if sum(a.nbytes for a in args) <= _KEPT_BYTES:
+                for arr in out:
+                    arr.flags.writeable = False
+                kept.append((tuple(np.array(a) for a in args), out))
+                del kept[:max(len(kept) - _KEPT, 0)]
+            return out
+        return kept_f
 
 
-@_keeping_factors
+@_Run.scope
 def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_reg=False,
                 sampling="leverage", surrogate=True, trees=True, progress=None, cancel=None):
     """Estimate Shapley values with Kernel SHAP.
@@ -1392,14 +1426,13 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
     se = np.zeros((m, d))
     cv = [None] * d
     for col in range(d):
-        memo = {}                                          # see _projected_svd
         sw = sws[:, col]                                   # unit weights, square root
         base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held, pool, ridge = [], None, [], 0.0
         if surrogate and not design["exact"]:
             args = (base, x, sw, target, 0.5 * delta[col], seed, dense_ridge)
-            terms, held, pool, ridge = _select_terms(*args, memo=memo)
+            terms, held, pool, ridge = _select_terms(*args)
             if chosen_out is not None:
                 chosen_out.append((args, (terms, held, pool, ridge)))
         extra = None
@@ -1408,7 +1441,7 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
             extra = (g * sw, stratum, even_var[:, col], sampled)
         phi[:, col], se[:, col], cv[col] = _fit_odd(base, x, sw, target, terms,
                                                     0.5 * delta[col], design, held, extra,
-                                                    ridge, memo)
+                                                    ridge)
         if held is not None and terms:
             shift, spread = _alias_spread(base, x, sw, target, terms, pool,
                                           0.5 * delta[col], phi[:, col])
@@ -1466,7 +1499,7 @@ def _term_columns(x, terms):
 
 
 def _fit_odd(base, x, sw, target, terms, half_total, design, held=None, extra=None,
-             ridge=0.0, memo=None):
+             ridge=0.0):
     """Weighted least squares of the odd part on order 1 and ``terms``; values and errors.
 
     The model is ``odd(x) = sum_T c_T prod_{i in T} x_i`` with ``sum_T c_T = half_total``
@@ -1491,7 +1524,7 @@ def _fit_odd(base, x, sw, target, terms, half_total, design, held=None, extra=No
     Returns ``(phi, se, held)``: values and standard errors (M,), and every pair's
     cross-validated (or leave-one-out) weighted residual (P,).
     """
-    cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge, memo)
+    cols, fit, lev, lev2 = _fit_map(base, x, sw, terms, ridge)
     lmap = _value_map(x.shape[1], terms)
     coef = fit @ target
     phi = lmap @ coef
@@ -1528,7 +1561,7 @@ def _value_map(m, terms):
     return lmap
 
 
-def _fit_map(base, x, sw, terms, ridge=0.0, memo=None):
+def _fit_map(base, x, sw, terms, ridge=0.0):
     """The odd fit as a linear map of the target: ``(cols, fit, lev, lev2)``, the weighted
     columns (P, K), the coefficients' map (K, P) (``coef = fit @ target``), every pair's
     leverage (P,), the diagonal of the hat matrix ``H = cols @ fit``, and the diagonal of
@@ -1547,7 +1580,7 @@ def _fit_map(base, x, sw, terms, ridge=0.0, memo=None):
         lev = (u ** 2).sum(axis=1)
         return cols, inv @ u.T, lev, lev
     t_cols = cols[:, base.shape[1]:]
-    q, inv_b, _, u, s, vt = _projected_svd(base, t_cols, memo)
+    q, inv_b, _, u, s, vt = _projected_svd(base, t_cols)
     t_fit = (vt.T * (s / (s ** 2 + ridge))) @ u.T          # the terms' coefficients' map
     b_fit = inv_b @ (q.T - (q.T @ t_cols) @ t_fit)
     shrink = s ** 2 / (s ** 2 + ridge)                     # H = q q' + u diag(shrink) u'
@@ -1585,30 +1618,23 @@ def _pair_r2(resid, lev, lev2, held, selection=True):
     return resid ** 2 / np.maximum(1.0 - 2.0 * lev + lev2, 0.01)
 
 
-def _projected_svd(base, t_cols, memo=None):
+@_Run.kept
+def _projected_svd(base, t_cols):
     """``(q, inv, t_r, u, s, vt)``: ``_orthonormal(base)``, the columns ``t_cols`` less their
-    projection on ``base``, ``t_r``, and its thin SVD. ``memo`` (a dict, optional) keeps the
-    last one: asked again with the same ``base`` and ``t_cols`` (bit for bit), as the final
-    fit does after ``_dense_ridge`` chose a penalty, it is not computed twice."""
-    if memo is not None and "svd" in memo:
-        (b0, t0), out = memo["svd"]
-        if np.array_equal(b0, base) and np.array_equal(t0, t_cols):
-            return out
+    projection on ``base``, ``t_r``, and its thin SVD. Kept in a run (``_Run``): the final
+    fit asks for it again after ``_dense_ridge`` chose a penalty."""
     q, inv = _orthonormal(base)
     t_r = t_cols - q @ (q.T @ t_cols)
-    out = (q, inv, t_r, *np.linalg.svd(t_r, full_matrices=False))
-    if memo is not None:
-        memo["svd"] = ((base, t_cols), out)
-    return out
+    return (q, inv, t_r, *np.linalg.svd(t_r, full_matrices=False))
 
 
-def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE, memo=None):
+def _dense_ridge(base, t_cols, target, determined, penalties=_DENSE_RIDGE):
     """The ridge penalty of the dense terms ``t_cols`` (weighted columns, (P, T)) with the
     lowest leave-one-out error, over ``penalties`` relative to the columns' mean squared
     norm (0 too when the pairs determine the terms): ``(ridge, loo)``, the penalty and
     every pair's leave-one-out residual, or ``(None, None)`` when every penalty nearly
     interpolates a pair, or when the terms are (to ``_ALIASED``) combinations of ``base``."""
-    q, _, t_r, u, s, _ = _projected_svd(base, t_cols, memo)
+    q, _, t_r, u, s, _ = _projected_svd(base, t_cols)
     keep = s > s.max(initial=0.0) * 1e-10
     u, s = u[:, keep], s[keep]
     resid0 = target - q @ (q.T @ target)
@@ -1657,55 +1683,13 @@ def _sandwich_se(design, a, r2, params):
     return np.sqrt(var * inflate)
 
 
-class _Factors:
-    """The last ``_FACTORS_KEPT`` results of ``_orthonormal`` in this thread, with a copy of
-    their matrix, while :func:`kernel_shap` runs (``scope``); asked again with the same
-    matrix (bit for bit) it gives the same arrays, read-only. Outside a scope nothing is
-    kept."""
-
-    _local = threading.local()
-
-    @classmethod
-    @contextlib.contextmanager
-    def scope(cls):
-        outer = getattr(cls._local, "kept", None)
-        cls._local.kept = []
-        try:
-            yield
-        finally:
-            cls._local.kept = outer
-
-    @classmethod
-    def find(cls, a):
-        for key, out in getattr(cls._local, "kept", None) or ():
-            if key.shape == a.shape and np.array_equal(key, a):
-                return out
-        return None
-
-    @classmethod
-    def keep(cls, a, out):
-        kept = getattr(cls._local, "kept", None)
-        if kept is not None and a.nbytes <= _FACTORS_BYTES:
-            for arr in out:
-                arr.flags.writeable = False
-            kept.append((np.array(a), out))
-            del kept[:max(len(kept) - _FACTORS_KEPT, 0)]
-        return out
-
-
+@_Run.kept
 def _orthonormal(a):
     """An orthonormal basis ``u`` of the columns of ``a`` and ``inv`` with ``a @ inv = u``:
     least squares on ``a`` is ``inv @ (u.T @ y)``. QR, or an SVD when ``a`` is
-    rank-deficient (the minimum-norm solution). Within :func:`kernel_shap` the last few
-    are kept (``_Factors``): the fits ask for the same matrix again (the first-order
-    columns of the first phase's pairs, five times on the sample model's default run)."""
-    kept = _Factors.find(a)
-    if kept is not None:
-        return kept
-    return _Factors.keep(a, _factor(a))
-
-
-def _factor(a):
+    rank-deficient (the minimum-norm solution). Kept in a run (``_Run``): the fits ask for
+    the same matrix again (the first-order columns of the first phase's pairs, five times
+    on the sample model's default run)."""
     q, r = np.linalg.qr(a)
     d = np.abs(np.diag(r))
     if len(d) and d.min() > d.max() * 1e-9:
@@ -1739,7 +1723,7 @@ def _ranking(base, target, half_total):
     return np.argsort(-strength, kind="stable")
 
 
-def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True, memo=None):
+def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
     """Odd interaction terms chosen by orthogonal matching pursuit, their number by K-fold
     cross-validation over pairs. ``half_total``: ``(v(N) - v(0)) / 2``, the sum of the
     first-order coefficients, which gives feature 0's (eliminated) one.
@@ -1774,8 +1758,7 @@ def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True, memo=
     determined = n > n_base + len(dense) + 2
     if dense and (determined or dense_ridge and n >= 4 * (m + 2)):
         ridge, dense_out = _dense_ridge(base, cols[:, n_base + np.asarray(dense)], target,
-                                        determined, _DENSE_RIDGE if dense_ridge else (),
-                                        memo)
+                                        determined, _DENSE_RIDGE if dense_ridge else ())
         gain = held_out ** 2 - (dense_out ** 2 if dense_out is not None else held_out ** 2)
         if ridge == 0.0 and gain.sum() > 0.0 or \
                 ridge and gain.sum() > _SLACK * math.sqrt(n * gain.var()):

@@ -369,19 +369,29 @@ def test_first_phase_choice_of_terms_is_reused_only_for_the_same_arguments(monke
     assert len(calls) == 3
 
 
-def test_projected_svd_is_kept_for_the_same_columns_only():
+def test_projected_svd_is_kept_within_a_run_for_the_same_columns_only():
     rng = np.random.default_rng(6)
     base, t_cols = rng.normal(size=(50, 6)), rng.normal(size=(50, 9))
-    memo = {}
-    q, inv, t_r, u, s, vt = ks._projected_svd(base, t_cols, memo)
-    np.testing.assert_allclose(base @ inv, q, atol=1e-12)
-    np.testing.assert_allclose(q.T @ t_r, 0.0, atol=1e-12)
-    np.testing.assert_allclose((u * s) @ vt, t_r, atol=1e-12)
-    assert ks._projected_svd(base, t_cols.copy(), memo)[3] is u
-    moved = t_cols.copy()
-    moved[0, 0] += 1e-9
-    again = ks._projected_svd(base, moved, memo)
-    assert again[3] is not u and memo["svd"][1] is again
+
+    @ks._Run.scope
+    def run():
+        q, inv, t_r, u, s, vt = ks._projected_svd(base, t_cols)
+        np.testing.assert_allclose(base @ inv, q, atol=1e-12)
+        np.testing.assert_allclose(q.T @ t_r, 0.0, atol=1e-12)
+        np.testing.assert_allclose((u * s) @ vt, t_r, atol=1e-12)
+        assert ks._projected_svd(base, t_cols.copy())[3] is u
+        assert ks._orthonormal(base.copy())[0] is q          # its basis is kept too
+        moved = t_cols.copy()
+        moved[0, 0] += 1e-9
+        again = ks._projected_svd(base, moved)
+        assert again[3] is not u and ks._projected_svd(base, moved)[3] is again[3]
+        assert ks._projected_svd(base, t_cols)[3] is u       # both are kept
+        with pytest.raises(ValueError, match="read-only"):
+            u[0, 0] = 1.0
+        return u
+
+    u = run()
+    assert ks._projected_svd(base, t_cols)[3] is not u       # the run's are gone
 
 
 def test_products_of_terms_of_mixed_orders_are_each_term_s_product():
@@ -401,7 +411,9 @@ def test_factorisations_are_kept_within_a_run_for_the_same_matrix_only():
     a, b = rng.normal(size=(30, 5)), rng.normal(size=(30, 5))
     outside = ks._orthonormal(a)
     assert ks._orthonormal(a)[0] is not outside[0] and outside[0].flags.writeable
-    with ks._Factors.scope():
+
+    @ks._Run.scope
+    def run():
         first = ks._orthonormal(a)
         np.testing.assert_array_equal(first[0], outside[0])
         assert not first[0].flags.writeable and not first[1].flags.writeable
@@ -417,6 +429,9 @@ def test_factorisations_are_kept_within_a_run_for_the_same_matrix_only():
         assert seen[0] is not first[0]                        # another thread's run
         ks._orthonormal(b)                                   # a fourth matrix: a's goes
         assert ks._orthonormal(a)[0] is not first[0]
+        return first
+
+    first = run()
     assert ks._orthonormal(a)[0] is not first[0]             # the run's are gone
 
 
@@ -429,11 +444,14 @@ def test_kept_factorisations_leave_the_values_unchanged_bit_for_bit(monkeypatch,
         return 1.0 / (1.0 + np.exp(-(zf @ w - 0.5))) + 0.2 * zf[:, 0] * zf[:, 1] * zf[:, 2]
 
     factored = []
-    factor = ks._factor
-    monkeypatch.setattr(ks, "_factor", lambda a: factored.append(a.shape) or factor(a))
+    for name in ("qr", "svd"):
+        def counted(a, *args, f=getattr(np.linalg, name), **kwargs):
+            factored.append(a.shape)
+            return f(a, *args, **kwargs)
+        monkeypatch.setattr(np.linalg, name, counted)
     kept = kernel_shap(game, m, budget, seed=3)
     n_kept = len(factored)
-    monkeypatch.setattr(ks, "_FACTORS_KEPT", 0)
+    monkeypatch.setattr(ks, "_KEPT", 0)
     factored.clear()
     fresh = kernel_shap(game, m, budget, seed=3)
     assert n_kept < len(factored)                            # some were asked again
