@@ -20,8 +20,7 @@ What the engine does with hostile or unusual models
   range and the fix: nothing says how those values relate to the model's. Values are never
   wrapped around. A float16 input gets values beyond +-65504 clipped, with the same warning.
 * **Memory.** Sessions allocate from one capped onnxruntime arena (80 % of the physical
-  memory, grown only by what is asked, returned after each call beyond a first region of
-  256 MiB that stays, so that small calls do not allocate anew), initializers outside it;
+  memory, grown only by what is asked, returned after each call), initializers outside it;
   before each call the input and output of the batch are estimated and a call that would not
   fit in the memory available is split into smaller batches, or refused with a
   :class:`ModelMemoryError` when one image does not fit. A model that asks onnxruntime for
@@ -135,13 +134,6 @@ class ModelMemoryError(ModelError):
 
 #: Share of the physical memory onnxruntime's CPU arena may hold (its cap).
 ARENA_SHARE = 0.8
-#: The arena's first region, bytes (at most an eighth of the cap), kept for the process's life
-#: while what a call takes beyond it is returned after the call: an explanation's thousands of
-#: small calls are served from it instead of allocating and freeing their tensors every call.
-#: That churn fragmented glibc's heap around small long-lived allocations: 8,000 calls of 2-5
-#: images at 192 px grew a process from 0.5 to 9-23 GB in 3 of 4 runs; with this region
-#: 0.62-0.66 GB over 12,000 calls (docs/benchmarks.md, 2026-12-07).
-ARENA_FLOOR = 256 << 20
 #: Bytes a call may need per byte of its input and output (onnxruntime's copies of both,
 #: ours in float32, and the model's intermediate maps, which are not known before the call).
 CALL_OVERHEAD = 4.0
@@ -223,18 +215,17 @@ _ARENA = {}  # "cap": bytes, once onnxruntime's shared CPU arena is registered
 
 def _capped_arena(ort):
     """Register (once per process) onnxruntime's shared CPU arena, capped at
-    :data:`ARENA_SHARE` of the physical memory, its first region :data:`ARENA_FLOOR`, and
-    grown only by what is asked; returns the cap in bytes, or None when onnxruntime does not
-    offer it (the sessions then use their own arenas, uncapped)."""
+    :data:`ARENA_SHARE` of the physical memory and grown only by what is asked; returns the
+    cap in bytes, or None when onnxruntime does not offer it (the sessions then use their own
+    arenas, uncapped)."""
     if "cap" in _ARENA:
         return _ARENA["cap"]
     total = total_memory()
     cap = int(total * ARENA_SHARE) if total else 0
-    floor = min(ARENA_FLOOR, cap // 8) if cap else ARENA_FLOOR
     try:
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
                                  ort.OrtMemType.DEFAULT)
-        ort.create_and_register_allocator(info, ort.OrtArenaCfg(cap, 1, floor, -1))  # 1: as asked
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(cap, 1, -1, -1))  # 1: as asked
     except Exception:  # noqa: BLE001 (an older onnxruntime, or one registered by another user)
         cap = None
     _ARENA["cap"] = cap or None

@@ -497,30 +497,6 @@ def test_preprocess_is_the_stated_formula_in_float32_bit_for_bit(tmp_path, wb3, 
     assert np.array_equal(x, given_x, equal_nan=True)
 
 
-@pytest.mark.parametrize("total, floor", [(16 << 30, 256 << 20),
-                                          (1 << 30, int((1 << 30) * 0.8) // 8)])
-def test_the_shared_arena_is_capped_and_keeps_a_first_region(monkeypatch, total, floor):
-    # the first region stays for the process's life: small calls are served from it instead
-    # of allocating and freeing their tensors every call (the churn fragmented glibc's heap)
-    import onnxruntime as ort
-
-    import seg_explainer.core.model as model_module
-
-    registered = []
-    fake = types.SimpleNamespace(
-        OrtMemoryInfo=ort.OrtMemoryInfo, OrtAllocatorType=ort.OrtAllocatorType,
-        OrtMemType=ort.OrtMemType, OrtArenaCfg=ort.OrtArenaCfg,
-        create_and_register_allocator=lambda info, cfg: registered.append(cfg))
-    monkeypatch.setattr(model_module, "_ARENA", {})
-    monkeypatch.setattr(model_module, "total_memory", lambda: total)
-    cap = model_module._capped_arena(fake)
-    assert cap == int(total * model_module.ARENA_SHARE)
-    (cfg,) = registered
-    assert cfg.max_mem == cap and cfg.arena_extend_strategy == 1     # grown as asked
-    assert cfg.initial_chunk_size_bytes == floor
-    assert model_module._capped_arena(fake) == cap and len(registered) == 1     # once
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="reads Linux's /proc/meminfo")
 def test_available_memory_is_read_again_only_after_its_ttl(monkeypatch):
     import seg_explainer.core.model as model_module
