@@ -147,6 +147,14 @@ def splice(old, sections, command, seconds):
                 done.add(key)
             continue
         out.append(line)
+    # a section new to the report: its rows after the summary table's last
+    added = [row for key, rows in new_rows.items() if key not in done for row in rows]
+    start = next((i for i, line in enumerate(out) if line.startswith("| benchmark |")), None)
+    if added and start is not None:
+        end = start
+        while end < len(out) and out[end].startswith("|"):
+            end += 1
+        out[end:end] = added
     text = "\n".join(out)
     for s in sections:
         body = f"## {s['title']}\n\n{s['markdown'].rstrip()}\n\n_({s['seconds']:.0f} s)_\n"
@@ -156,6 +164,7 @@ def splice(old, sections, command, seconds):
                 parts[i] = body[3:]
                 break
         else:
+            parts[-1] = parts[-1].rstrip("\n") + "\n"    # a blank line before the new one
             parts.append(body[3:])
         text = "\n## ".join(parts)
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

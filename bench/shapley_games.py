@@ -12,6 +12,9 @@ Every game is a function of bool coalitions ``z`` (n, M) and is tabulated once o
   small linear part (a game of order <= 4);
 * sparse: three strong players (a random function of their 8 coalitions), plus a weak linear
   part and a weak smooth term over every player.
+
+``wide_game`` is not tabulated: its exact values are known in closed form at any number of
+players (the plugin's tens to hundreds of cells).
 """
 
 import math
@@ -58,8 +61,12 @@ def interaction_game(m, rng):
         order = int(rng.integers(2, 5))
         members = rng.choice(m, size=order, replace=False)
         terms.append((members, bool(rng.random() < 0.5), rng.normal()))
-    lin = 0.2 * rng.normal(size=m)
+    return and_or(0.2 * rng.normal(size=m), terms)
 
+
+def and_or(lin, terms):
+    """The game ``z @ lin`` plus ``c`` times the AND (``is_and``) or the OR of ``members``
+    for every ``(members, is_and, c)`` of ``terms``."""
     def v(z):
         z = np.asarray(z, dtype=bool)
         out = z @ lin
@@ -83,6 +90,21 @@ def sparse_game(m, rng):
         return table[idx] - table[0] + zf @ lin + 0.05 * np.tanh((zf - 0.5) @ u)
 
     return v
+
+
+def wide_game(m, seed):
+    """A game of any number of players with exact values in closed form: a weak linear part
+    plus ``m // 2`` AND / OR terms of 2-8 random players; a term's coefficient is shared
+    equally by its players (symmetry and efficiency, AND and OR alike). Its odd part has
+    terms of every odd order up to 7. Returns ``(v, exact values (M,))``."""
+    rng = np.random.default_rng([seed, m])
+    w = 0.1 * rng.normal(size=m)
+    terms = [(rng.choice(m, int(rng.integers(2, 9)), replace=False), bool(rng.random() >= 0.5),
+              0.3 * rng.normal()) for _ in range(m // 2)]
+    exact = w.copy()
+    for members, _, c in terms:
+        exact[members] += c / len(members)
+    return and_or(w, terms), exact
 
 
 MAKERS = {"smooth": smooth_game, "saturating": saturating_game,

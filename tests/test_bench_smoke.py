@@ -202,3 +202,24 @@ def test_other_instances_of_the_synthetic_games(monkeypatch, tmp_path):
     est = bench.ours(table, 10, 64, [0, 1])[0]
     np.testing.assert_array_equal(out["cells"][0]["ours"],
                                   bench.mse_stats(est, games.exact_shapley(table, 10)))
+
+
+def test_update_adds_a_new_sections_rows_and_keeps_the_others():
+    old = "\n".join(["# Benchmarks", "", "- Command: x", "",
+                     "| benchmark | measure | result | goal | met |", "|---|---|---|---|---|",
+                     "| 1. A | speed | 1.0 | | |", "| 2. B | error | 2.0 | | |", "",
+                     "## 1. A", "", "old A", "", "## 2. B", "", "old B"])
+    row = _setup.summary_row("3. C", "size", "3.0", "<= 4", True)
+    new = run_all.splice(old, [{"title": "3. C", "markdown": "new C", "rows": [row],
+                                "seconds": 5.0}], "cmd", 5.0)
+    table = [line for line in new.splitlines() if line.startswith("| ")]
+    assert table[1:] == ["| 1. A | speed | 1.0 | | |", "| 2. B | error | 2.0 | | |",
+                         "| 3. C | size | 3.0 | <= 4 | yes |"]
+    assert "old B\n\n## 3. C\n\nnew C\n\n_(5 s)_" in new
+    assert "## 1. A\n\nold A" in new
+    again = run_all.splice(new, [{"title": "3. C", "markdown": "newer C",
+                                  "rows": [dict(row, result="2.5")], "seconds": 6.0}],
+                           "cmd", 6.0)
+    assert [line for line in again.splitlines() if line.startswith("| 3. C")] == \
+        ["| 3. C | size | 2.5 | <= 4 | yes |"]
+    assert "new C" not in again and again.count("## 3. C") == 1

@@ -207,36 +207,14 @@ def test_error_shrinks_with_budget_and_standard_errors_are_calibrated():
         assert 0.5 < ratio < 2.0
 
 
-def wide_and_or_game(m, seed):
-    """A linear part plus ``m / 2`` AND / OR terms of 2-8 random players, and its exact
-    Shapley values: a term's coefficient is shared equally by its players (symmetry and
-    efficiency; AND and OR alike), so the truth is known at any number of players."""
-    rng = np.random.default_rng(seed)
-    w = 0.1 * rng.normal(size=m)
-    terms = [(rng.choice(m, int(rng.integers(2, 9)), replace=False), rng.random() < 0.5,
-              0.3 * rng.normal()) for _ in range(m // 2)]
-    truth = w.copy()
-    for members, _, c in terms:
-        truth[members] += c / len(members)
-
-    def v(z):
-        z = np.asarray(z, dtype=bool)
-        out = z @ w
-        for members, is_or, c in terms:
-            out = out + c * (z[:, members].any(axis=1) if is_or else z[:, members].all(axis=1))
-        return out
-
-    return v, truth
-
-
 @pytest.mark.parametrize("m, budget", [(30, 800), (100, 700)])
 def test_standard_errors_are_calibrated_at_the_plugins_sizes(m, budget):
     # hexagon cells number tens to hundreds: games of 2-8-player AND / OR terms, whose
     # odd part has terms of every odd order up to 7 (beyond what the fit adds), exact
-    # values in closed form; 30 players takes the boosted-trees path, 100 the two phases
-    # without it. Over 20 seeds, 90-98 % of the values lie within 1.96 standard errors
-    # and the mean (error / SE)^2 is 0.7-1.5 (the issue's goal for the estimator)
-    v, truth = wide_and_or_game(m, seed=m)
+    # values in closed form (bench/shapley_games.py); 30 players takes the boosted-trees
+    # path, 100 the two phases without it. Over 20 seeds, 90-98 % of the values lie within
+    # 1.96 standard errors and the mean (error / SE)^2 is 0.7-1.5 (the estimator's goal)
+    v, truth = bench_games().wide_game(m, seed=0)
     err, se = [], []
     for seed in range(20):
         res = kernel_shap(v, m, budget, seed=seed)
