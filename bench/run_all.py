@@ -26,7 +26,7 @@ from _setup import md_table
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["overhead", "shap_accuracy", "occlusion", "crop", "large", "throughput", "regions",
-         "defaults"]
+         "shap_calibration", "defaults"]
 COMMAND = "make bench  (= bash scripts/bench.sh: scripts/setup_bench.sh, then " \
           ".venv-bench/bin/python bench/run_all.py --out BENCHMARKS.md)"
 
