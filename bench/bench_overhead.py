@@ -53,7 +53,7 @@ class _TimedSession:
 
 def _budgets(quick):
     if quick:
-        return {"shap": dict(n_samples=14, hex_size=40), "rise": dict(n_masks=8),
+        return {"shap": dict(n_samples=32, hex_size=40), "rise": dict(n_masks=8),
                 "occlusion": dict(max_depth=1, n_best=1)}
     return {"shap": dict(n_samples=300, hex_size=22), "rise": dict(n_masks=300),
             "occlusion": dict(max_depth=2)}
@@ -117,7 +117,7 @@ def _cases(quick):
     defaults = _budgets(True) if quick else {m: {} for m in _budgets(quick)}
     # SHAP on cells large enough for few players (<= kernel_shap._TREES_PLAYERS): the
     # boosted-trees adjustment is tried, a cost of its own that more coalitions spread
-    coarse = {"shap": dict(n_samples=14, hex_size=40)} if quick else {
+    coarse = {"shap": dict(n_samples=32, hex_size=40)} if quick else {
         "shap": dict(hex_size=COARSE_HEX),
         "shap, 500 coalitions": dict(hex_size=COARSE_HEX, n_samples=500)}
     return [("bench budgets", 128 if quick else 512, None, 16, _budgets(quick)),

@@ -223,9 +223,19 @@ def default_samples(n_players):
     return 2 * int(n_players) + 2048
 
 
+def min_samples(n_players):
+    """The fewest SHAP coalitions that determine one value per cell: ``M + 2`` complementary
+    pairs (``2 M + 4`` coalitions), or every coalition when that is fewer. With fewer pairs
+    Kernel SHAP's regression has more unknowns than equations: its values are then a
+    penalised guess pulled toward an equal share, and their standard errors miss that bias
+    by orders of magnitude (coverage of +-1.96 SE 4-10 % at 19-229 cells; docs/benchmarks.md)."""
+    m = int(n_players)
+    return min(2 * m + 4, 2 ** min(m, 62) - 2)
+
+
 def _check_samples(n_samples, n_players):
     """Refuse a SHAP sample count too small to determine one value per cell."""
-    needed = min(n_players, 2 ** min(n_players, 62) - 2)
+    needed = min_samples(n_players)
     if n_samples < needed:
         raise InputError(
             f"N_SAMPLES: {n_samples} coalition(s) cannot determine the values of "

@@ -242,7 +242,8 @@ PARAMETERS = (
               "2048)",
               "Coalitions (on/off patterns of the cells) the model is run on; 0 = automatic, "
               "2 M + 2048 for M cells. With 2^M or more the Shapley values are exact. At "
-              "least M are needed (one per cell); at most 10 million.",
+              "least 2 M + 4 are needed (M + 2 complementary pairs: fewer cannot determine "
+              "one value per cell); at most 10 million.",
               methods=("shap",), minimum=0, maximum=MAX_SAMPLES, none_as=0, short="Samples"),
     Parameter("n_masks", "N_MASKS", int, 2000, "Number of masks",
               "Random masks the model is run on (RISE, Petsiuk et al. 2018: 2000 to 8000); "

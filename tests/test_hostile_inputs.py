@@ -59,11 +59,18 @@ def image_and_region(h=32, w=32):
 
 
 def test_too_few_shap_samples_for_the_cells_are_refused():
+    # M cells need M + 2 complementary pairs: with fewer, the regression has more unknowns
+    # than equations, and the values' standard errors would claim a precision they lack
     x, region = image_and_region()
     with pytest.raises(InputError, match=r"N_SAMPLES: 1 coalition\(s\) cannot determine the "
                                          r"values of \d+ cells; at least \d+ are needed"):
         explain_region(Model(), x, region, 1, "shap", hex_size=8, n_samples=1)
-    explain_region(Model(), x, region, 1, "shap", hex_size=8, n_samples=40)   # enough
+    m = explain_region(Model(), x, region, 1, "shap", hex_size=8).details["n_players"]
+    assert 2 * m + 4 < 2 ** m - 2                  # not every coalition: the pairs bound
+    with pytest.raises(InputError, match=rf"values of {m} cells; at least {2 * m + 4} are "):
+        explain_region(Model(), x, region, 1, "shap", hex_size=8, n_samples=2 * m + 3)
+    e = explain_region(Model(), x, region, 1, "shap", hex_size=8, n_samples=2 * m + 4)
+    assert e.n_evaluations == 2 * m + 6                        # the pairs and both ends
 
 
 @pytest.mark.parametrize("name, value, message", [

@@ -328,7 +328,8 @@ def test_no_code_path_runs_model_content():
 def test_model_with_a_fixed_size_larger_than_the_raster_still_works(provider, data, tmp_path):
     fb = feedback()
     res = run("explain_shap", {"INPUT": data["small"], "MODEL": data["fixed96"],
-                               "ROI": data["roi"], "CLASS": "oil", **dict(FAST, WINDOW=0),
+                               "ROI": data["roi"], "CLASS": "oil",
+                               **dict(FAST, WINDOW=0, N_SAMPLES=60),   # 27 cells
                                **explain_outputs(tmp_path)}, fb)
     assert re.search(r"96 x 96 px window is larger than the raster \(48 x 64 px\)", fb.text())
     exc = gdal.Open(res["EXCITATION"])
@@ -706,7 +707,7 @@ def test_cancel_explanation_at_every_stage(provider, data, tmp_path, monkeypatch
     out = tmp_path / "out"
     _cancel_sweep("explain_shap", {"INPUT": data["scene"], "MODEL": data["model"],
                                    "ROI": data["roi"], "CLASS": "oil",
-                                   **dict(FAST, N_SAMPLES=24),
+                                   **FAST,
                                    **explain_outputs(out, signed=True, report=True)},
                   out, monkeypatch)
 
