@@ -42,6 +42,9 @@ class Plan:
         Model evaluations: exact for SHAP and RISE, expected for occlusion.
     most : int
         The most evaluations the run can spend (= ``evaluations`` but for occlusion).
+    samples_needed : int or None
+        SHAP: the fewest coalitions its cells need (``explain.min_samples``) when the
+        N_SAMPLES asked is below it (the run will be refused); None otherwise.
     """
 
     method: str
@@ -52,6 +55,7 @@ class Plan:
     n_cells: int | None
     evaluations: int
     most: int
+    samples_needed: int | None = None
 
     def with_evaluations(self, evaluations):
         """This plan with ``evaluations`` expected (e.g. measured for occlusion)."""
@@ -83,6 +87,9 @@ class Plan:
         if self.most != self.evaluations:
             count = f"about {count} (at most {self.most:,})"
         parts.append(count)
+        if self.samples_needed is not None:
+            parts.append(f"too few for {self.n_cells:,} cells: N_SAMPLES must be at least "
+                         f"{self.samples_needed:,} (or raise the cell size)")
         return "; ".join(parts)
 
 
@@ -123,16 +130,18 @@ def plan_run(method, params, *, region_pixels, region_extent, fixed_size=None, t
 
     requested = params.get("window") or None
     window = explanation_window_edge(requested, fixed_size, tile_size, region_extent, context)
-    cell_size = n_cells = None
+    cell_size = n_cells = needed = None
     cell_auto = False
     if method == "shap":
         from .cells import auto_cell_size
-        from .explain import default_samples
+        from .explain import default_samples, min_samples
 
         cell_auto = not params.get("hex_size")
         cell_size = auto_cell_size(region_pixels) if cell_auto else float(params["hex_size"])
         n_cells = _cell_count(window, cell_size, value("cell_shape"))
         n = int(params.get("n_samples") or 0) or default_samples(n_cells)
+        if n < min_samples(n_cells):
+            needed = min_samples(n_cells)
         if n_cells < 60:
             n = min(n, 2 ** n_cells - 2)
         count = most = n + 2
@@ -149,7 +158,8 @@ def plan_run(method, params, *, region_pixels, region_extent, fixed_size=None, t
         raise ValueError(f"unknown method {method!r}")
     return Plan(method=method, window=int(window), window_auto=requested is None and
                 not fixed_size, cell_size=cell_size, cell_size_auto=cell_auto,
-                n_cells=n_cells, evaluations=int(count), most=int(most))
+                n_cells=n_cells, evaluations=int(count), most=int(most),
+                samples_needed=needed)
 
 
 #: The share of the stand-in score's rectangles below depth 1 that a real occlusion run is

@@ -59,7 +59,7 @@ class ContextModel(Model):
 
 
 @pytest.mark.parametrize("method, params", [("shap", {}), ("rise", {"n_masks": 30}),
-                                            ("shap", {"hex_size": 5, "n_samples": 90})])
+                                            ("shap", {"hex_size": 5, "n_samples": 190})])
 def test_the_plan_is_what_the_run_uses(raster, method, params):  # noqa: F811
     from osgeo import gdal
 
@@ -77,6 +77,26 @@ def test_the_plan_is_what_the_run_uses(raster, method, params):  # noqa: F811
         assert run.result.details["n_cells"] == plan.n_cells == \
             hexagon_grid(plan.window, plan.window, plan.cell_size).n_cells
     assert run.metadata["window"]
+
+
+def test_the_plan_names_the_coalitions_too_few_for_its_cells(raster):  # noqa: F811
+    # what the form shows before a run that the engine would refuse, with the same minimum
+    from osgeo import gdal
+
+    from seg_explainer.core.errors import InputError
+
+    wkb = region_wkb(40, 42, 58, 54)
+    pixels, extent = region_size(wkb, gdal.Open(raster).GetGeoTransform())
+    plan = plan_run("shap", {"hex_size": 5, "n_samples": 60}, region_pixels=pixels,
+                    region_extent=extent, context=ContextModel.context)
+    assert plan.samples_needed == 2 * plan.n_cells + 4 > 60
+    assert f"N_SAMPLES must be at least {plan.samples_needed:,}" in plan.text()
+    with pytest.raises(InputError, match=f"{plan.n_cells} cells; at least "
+                                         f"{plan.samples_needed} are needed"):
+        explain_to_files(ContextModel(), raster, wkb, "oil", "shap", hex_size=5, n_samples=60)
+    enough = plan_run("shap", {"hex_size": 5, "n_samples": plan.samples_needed},
+                      region_pixels=pixels, region_extent=extent, context=ContextModel.context)
+    assert enough.samples_needed is None and "N_SAMPLES" not in enough.text()
 
 
 def test_the_time_of_a_shap_run_adds_the_estimator_s_own_work():
