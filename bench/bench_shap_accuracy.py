@@ -269,6 +269,15 @@ def our_cell(name, table, m, exact, budget, n_compared, cal_seeds, options=None)
             "inexact_seeds": int(inexact.sum())}, eff
 
 
+COVERAGE = (0.90, 0.98)  # the standard errors' goal: share of true values within +-1.96 SE
+MEAN_Z2 = (0.7, 1.5)     # ... and mean (error / SE)^2
+
+
+def calibrated(cover, z2):
+    """Whether a cell's coverage and mean (err/SE)^2 meet the goal."""
+    return COVERAGE[0] <= cover <= COVERAGE[1] and MEAN_Z2[0] <= z2 <= MEAN_Z2[1]
+
+
 def calibration(est, se, exact):
     err = np.asarray(est) - exact
     se = np.asarray(se)
@@ -448,7 +457,7 @@ def _report(cells, notes, versions, errors, labels, seeds, n_cal, eff_worst, ovh
     if cal:
         cov = [c["cover"] for c in cal]
         z2 = [c["z2"] for c in cal]
-        bad = [c for c in cal if not (0.90 <= c["cover"] <= 0.98 and 0.7 <= c["z2"] <= 1.5)]
+        bad = [c for c in cal if not calibrated(c["cover"], c["z2"])]
         summary.append(summary_row(
             TITLE, "standard errors: coverage of +-1.96 SE / mean (err/SE)^2, range over cells",
             f"{min(cov):.0%}-{max(cov):.0%} / {min(z2):.2f}-{max(z2):.2f}; cells outside "

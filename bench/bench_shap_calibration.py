@@ -17,10 +17,9 @@ import time
 import numpy as np
 
 from _setup import md_table, summary_row
+from bench_shap_accuracy import COVERAGE, MEAN_Z2, calibrated, calibration
 
 TITLE = "8. Kernel SHAP standard errors at the plugin's sizes"
-COVERAGE = (0.90, 0.98)
-MEAN_Z2 = (0.7, 1.5)
 SEEDS = 20
 
 
@@ -51,15 +50,14 @@ def cell(m, budget, seeds):
         err.append(res.values - exact)
         se.append(res.standard_errors)
     seconds = (time.perf_counter() - t0) / seeds
-    err, se = np.array(err), np.array(se)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z2 = np.where(se > 0, (err / se) ** 2, np.where(err == 0, 0.0, np.inf))
-    return {"m": m, "budget": budget, "cover": float(np.mean(np.abs(err) <= 1.96 * se)),
-            "z2": float(np.mean(z2)), "mse": float(np.mean(err ** 2)), "seconds": seconds}
+    err = np.array(err)
+    cover, z2 = calibration(err + exact, se, exact)
+    return {"m": m, "budget": budget, "cover": cover, "z2": z2,
+            "mse": float(np.mean(err ** 2)), "seconds": seconds}
 
 
 def _inside(c):
-    return COVERAGE[0] <= c["cover"] <= COVERAGE[1] and MEAN_Z2[0] <= c["z2"] <= MEAN_Z2[1]
+    return calibrated(c["cover"], c["z2"])
 
 
 def run(quick=False):

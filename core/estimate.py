@@ -140,8 +140,8 @@ def plan_run(method, params, *, region_pixels, region_extent, fixed_size=None, t
         cell_size = auto_cell_size(region_pixels) if cell_auto else float(params["hex_size"])
         n_cells = _cell_count(window, cell_size, value("cell_shape"))
         n = int(params.get("n_samples") or 0) or default_samples(n_cells)
-        if n < min_samples(n_cells):
-            needed = min_samples(n_cells)
+        least = min_samples(n_cells)
+        needed = least if n < least else None
         if n_cells < 60:
             n = min(n, 2 ** n_cells - 2)
         count = most = n + 2
