@@ -226,6 +226,48 @@ def test_standard_errors_are_calibrated_at_the_plugins_sizes(m, budget):
     assert 0.7 <= np.mean((err / se) ** 2) <= 1.5
 
 
+@pytest.mark.parametrize("weights, budget", [((1,) * 16, 128), ((3, 1, 4, 1, 5, 9, 2, 6, 5,
+                                                                 3, 5, 8, 9, 7, 9, 3), 76)])
+def test_standard_errors_hold_on_weighted_majority_games(weights, budget):
+    # a weighted majority (1 when the players present hold at least half the weight) is a
+    # threshold of a weighted sum: the logistic surrogate fits its rows exactly by steepening
+    # without end, and its Shapley values are then those of whichever separating hyperplane
+    # the fit reached. Kept, they gave standard errors of 1e-14 and no true value covered
+    w = np.asarray(weights, dtype=float)
+    m = len(w)
+
+    def v(z):
+        return (z @ w >= w.sum() / 2).astype(float)
+
+    games = bench_games()
+    truth = games.exact_shapley(games.tabulate(v, m), m)
+    err, se = [], []
+    for seed in range(20):
+        res = kernel_shap(v, m, budget - 2, seed=seed)
+        assert abs(res.values.sum() - 1.0) < 1e-12
+        err.append(res.values - truth)
+        se.append(res.standard_errors)
+    err, se = np.array(err), np.array(se)
+    assert np.all(se > 1e-6)
+    assert np.mean(np.abs(err) <= 1.96 * se) >= 0.85
+    assert np.mean((err / se) ** 2) <= 2.0
+
+
+def test_majority_game_exact_where_the_coalitions_pin_its_threshold_down():
+    # with enough coalitions every hyperplane that separates them induces the same game,
+    # the majority itself: the surrogate's refits agree, it is kept, and the values are
+    # exact (1 / M each) with standard errors of rounding size
+    m = 12
+
+    def v(z):
+        return (z.sum(axis=1) >= m // 2).astype(float)
+
+    for seed in range(3):
+        res = kernel_shap(v, m, 1022, seed=seed)
+        np.testing.assert_allclose(res.values, 1.0 / m, atol=1e-12)
+        assert res.standard_errors.max() < 1e-10
+
+
 def test_large_number_of_features_runs():
     m = 600
     w = np.random.default_rng(1).normal(size=m)
