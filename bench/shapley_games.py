@@ -107,6 +107,21 @@ def wide_game(m, seed):
     return and_or(w, terms), exact
 
 
+def majority_game(weights):
+    """A weighted majority: 1 when the players present hold at least half the total weight,
+    else 0 (a weighted voting game; two levels separated by a hyperplane). Returns
+    ``(v, exact values (M,))``, the values by enumeration (at most 20 players)."""
+    w = np.asarray(weights, dtype=float)
+    m = len(w)
+    if m > 20:
+        raise ValueError("majority_game enumerates its coalitions: at most 20 players")
+
+    def v(z):
+        return (np.asarray(z, dtype=bool) @ w >= w.sum() / 2).astype(float)
+
+    return v, exact_shapley(tabulate(v, m), m)
+
+
 MAKERS = {"smooth": smooth_game, "saturating": saturating_game,
           "interactions": interaction_game, "sparse": sparse_game}
 
