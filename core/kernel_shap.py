@@ -855,8 +855,8 @@ def _determined(z, y, w, theta, seed):
     freedom that changes the game on any coalition, the refits agree, and the surrogate
     is the game itself (a majority of 12 equal players from 1,024 coalitions: exact
     values). Between the two, the refits' spread (their grouped jackknife variance) is not
-    an error to report: at 128-2,048 coalitions it was 3-45 x the squared error, mean
-    (error / SE)^2 0.02-0.34 (docs/benchmarks.md)."""
+    an error to report: at 128-2,048 coalitions it was 2-45 x the squared error, mean
+    (error / SE)^2 0.02-0.56 (docs/benchmarks.md)."""
     sw = np.sqrt(w)
     with np.errstate(over="ignore"):
         r = (_logistic(theta, z) - y) * sw
