@@ -843,8 +843,8 @@ def _logistic_fit(z, y, w):
 def _determined(z, y, w, theta, seed):
     """Whether the rows ``z`` (values ``y``, weights ``w``) determine the Shapley values of
     the surrogate ``theta`` fitted to them: unless the rows are separated (``_separated``),
-    yes; if they are, only when refits without each of ``_FOLDS`` groups of pairs (from
-    the same start) give the same Shapley values, to rounding.
+    yes; if they are, only when refits without each of ``_FOLDS`` groups of pairs (each
+    started as the fit is, from its own rows) give the same Shapley values, to rounding.
 
     Under separation the fit steepens without end and every hyperplane that separates the
     rows fits them: the surrogate's Shapley values are then those of the one the

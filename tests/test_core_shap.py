@@ -233,14 +233,8 @@ def test_standard_errors_hold_on_weighted_majority_games(weights, budget):
     # threshold of a weighted sum: the logistic surrogate fits its rows exactly by steepening
     # without end, and its Shapley values are then those of whichever separating hyperplane
     # the fit reached. Kept, they gave standard errors of 1e-14 and no true value covered
-    w = np.asarray(weights, dtype=float)
-    m = len(w)
-
-    def v(z):
-        return (z @ w >= w.sum() / 2).astype(float)
-
-    games = bench_games()
-    truth = games.exact_shapley(games.tabulate(v, m), m)
+    v, truth = bench_games().majority_game(weights)
+    m = len(weights)
     err, se = [], []
     for seed in range(20):
         res = kernel_shap(v, m, budget - 2, seed=seed)
@@ -258,13 +252,11 @@ def test_majority_game_exact_where_the_coalitions_pin_its_threshold_down():
     # the majority itself: the surrogate's refits agree, it is kept, and the values are
     # exact (1 / M each) with standard errors of rounding size
     m = 12
-
-    def v(z):
-        return (z.sum(axis=1) >= m // 2).astype(float)
-
+    v, truth = bench_games().majority_game((1,) * m)
+    np.testing.assert_allclose(truth, 1.0 / m, atol=1e-15)
     for seed in range(3):
         res = kernel_shap(v, m, 1022, seed=seed)
-        np.testing.assert_allclose(res.values, 1.0 / m, atol=1e-12)
+        np.testing.assert_allclose(res.values, truth, atol=1e-12)
         assert res.standard_errors.max() < 1e-10
 
 
