@@ -170,7 +170,8 @@ class ShapleyResult:
     values : ndarray, shape (M,) or (M, D)
         Estimated Shapley value of every feature (per output column).
     standard_errors : ndarray, same shape as ``values``
-        Estimated standard error of each value; 0 where the value is exact.
+        Estimated standard error of each value; 0 where the value is exact; NaN below
+        ``M + 2`` sampled pairs, where it cannot be estimated (see ``kernel_shap``).
     base_value : float or ndarray, shape (D,)
         ``v(empty coalition)``.
     full_value : float or ndarray, shape (D,)
@@ -295,8 +296,11 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     -----
     With fewer than ``M + 2`` pairs the first-order fit is not determined; the values then
     come from Kernel SHAP with a ridge penalty on ``phi - (full - base) / M`` chosen by
-    generalised cross-validation (biased, but finite), with the plain sandwich standard
-    errors. Exact runs are never regularised and report standard errors of 0.
+    generalised cross-validation (biased, but finite), and the standard errors are NaN:
+    the fit (nearly) interpolates its pairs, so no residuals are left to estimate them (the
+    sandwich gave 1e-17 where the values were 5-80 % off). ``explain_region`` refuses such
+    budgets (``core.explain.min_samples``). Exact runs are never regularised and report
+    standard errors of 0.
 
     Standard errors come from the sandwich (linearisation) variance of the fit, per
     complementary pair, within each sampled size stratum with a finite-population
@@ -1475,6 +1479,8 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
     if units is None:
         if m < 2 or len(z) // 2 < m + 2:
             out = _solve(design, y, delta)
+            if not design["exact"]:
+                out[1][:] = np.nan       # no residuals left to estimate them (see kernel_shap)
             return (*out, None) if with_cv else out
         x = np.where(z[0::2], 1.0, -1.0)                   # each pair's first side, +-1
         odd = 0.5 * (y[0::2] - y[1::2])                    # the game's odd part, (P, D)

@@ -96,6 +96,21 @@ def test_linear_game_recovered_with_small_budget():
         assert res.base_value == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("budget", [2, 10, 22])
+def test_standard_errors_unknown_below_the_pairs_that_determine_the_fit(budget):
+    # fewer than M + 2 pairs: the ridge fallback's values are biased toward an equal share
+    # and the fit (nearly) interpolates its pairs, so no residual is left to estimate the
+    # error; the sandwich reported 1e-17 where the values were off by 10 %
+    m = 12
+    w = np.arange(1.0, m + 1)
+    res = kernel_shap(lambda z: z @ w, m, budget, seed=1)
+    assert not res.exact
+    assert abs(res.values.sum() - w.sum()) < 1e-9
+    assert np.all(np.isnan(res.standard_errors))
+    assert np.all(np.isfinite(kernel_shap(lambda z: z @ w, m, 2 * m + 4, seed=1)
+                              .standard_errors))
+
+
 @settings(max_examples=30, deadline=None)
 @given(m=st.integers(1, 14), budget=st.integers(0, 1200), seed=st.integers(0, 10 ** 6),
        sampling=st.sampled_from(["balanced", "leverage", "kernel"]))
