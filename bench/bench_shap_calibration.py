@@ -42,22 +42,24 @@ def _cells(quick):
     return cells
 
 
+def _runs(v, m, n_samples, exact, seeds):
+    """Our estimator's errors and standard errors on the game ``v``, (seeds, M) each."""
+    from seg_explainer.core.kernel_shap import kernel_shap
+
+    runs = [kernel_shap(v, m, n_samples, seed=seed) for seed in range(seeds)]
+    return (np.array([r.values - exact for r in runs]),
+            np.array([r.standard_errors for r in runs]))
+
+
 def cell(m, budget, seeds):
     """Coverage, mean (err/SE)^2, MSE and seconds per run of our estimator on
     ``wide_game(m)`` with ``budget`` coalitions, over ``seeds`` seeds."""
-    from seg_explainer.core.kernel_shap import kernel_shap
-
     import shapley_games
 
     v, exact = shapley_games.wide_game(m, seed=0)
-    err, se = [], []
     t0 = time.perf_counter()
-    for seed in range(seeds):
-        res = kernel_shap(v, m, budget, seed=seed)
-        err.append(res.values - exact)
-        se.append(res.standard_errors)
+    err, se = _runs(v, m, budget, exact, seeds)
     seconds = (time.perf_counter() - t0) / seeds
-    err = np.array(err)
     cover, z2 = calibration(err + exact, se, exact)
     return {"m": m, "budget": budget, "cover": cover, "z2": z2,
             "mse": float(np.mean(err ** 2)), "seconds": seconds}
@@ -80,23 +82,20 @@ def majority_cell(weights, budget, seeds):
     """As ``cell``, on ``majority_game(weights)`` with ``budget`` coalitions (the empty and
     the full one included), the seeds exact to float precision left out (``exact``: how
     many)."""
-    from seg_explainer.core.kernel_shap import kernel_shap
-
     import shapley_games
 
     v, exact = shapley_games.majority_game(weights)
-    m = len(weights)
-    err, se = [], []
-    for seed in range(seeds):
-        res = kernel_shap(v, m, budget - 2, seed=seed)
-        err.append(res.values - exact)
-        se.append(res.standard_errors)
-    err, se = np.array(err), np.array(se)
+    err, se = _runs(v, len(weights), budget - 2, exact, seeds)
     inexact = (err ** 2).mean(axis=1) > EXACT_REL * (exact ** 2).mean()
     cover, z2 = calibration(err[inexact] + exact, se[inexact], exact) if inexact.any() \
         else (float("nan"), float("nan"))
-    return {"m": m, "budget": budget, "cover": cover, "z2": z2, "mse": float(np.mean(err ** 2)),
-            "exact": int((~inexact).sum()), "seeds": seeds}
+    return {"m": len(weights), "budget": budget, "cover": cover, "z2": z2,
+            "mse": float(np.mean(err ** 2)), "exact": int((~inexact).sum()), "seeds": seeds}
+
+
+def _judged(c):
+    """Whether a majority cell has seeds not exact to float precision (calibration's)."""
+    return c["exact"] < c["seeds"]
 
 
 def _inside(c):
@@ -126,14 +125,13 @@ def run(quick=False):
     rows = [summary_row(TITLE, "standard errors: coverage of +-1.96 SE / mean (err/SE)^2, "
                         "range over cells", result, goal, not outside)]
     majority = [(label, majority_cell(w, b, seeds)) for (label, w), b in _majority_cells(quick)]
-    judged = [c for _, c in majority if c["exact"] < c["seeds"]]
-    off = [(label, c) for label, c in majority
-           if c["exact"] < c["seeds"] and not _inside(c)]
+    judged = [c for _, c in majority if _judged(c)]
+    off = [(label, c) for label, c in majority if _judged(c) and not _inside(c)]
     body = [[f"{label}, M={c['m']}", c["budget"],
-             "exact" if c["exact"] == c["seeds"] else f"{100 * c['cover']:.1f} %",
-             "" if c["exact"] == c["seeds"] else f"{c['z2']:.3g}", f"{c['mse']:.2e}",
+             f"{100 * c['cover']:.1f} %" if _judged(c) else "exact",
+             f"{c['z2']:.3g}" if _judged(c) else "", f"{c['mse']:.2e}",
              f"{c['exact']} of {c['seeds']}",
-             "" if c["exact"] == c["seeds"] or _inside(c) else "**outside**"]
+             "**outside**" if _judged(c) and not _inside(c) else ""]
             for label, c in majority]
     text += ("\n\nWeighted majorities (1 when the players present hold at least half the "
              f"weight), {seeds} seeds a cell; the seeds whose estimate is exact to float "

@@ -699,12 +699,12 @@ def _surrogates(design, y, cv, seed):
         if fit is None:
             continue
         theta, held = fit
-        if not _determined(z, y[:, col], w, theta, seed):
+        with np.errstate(over="ignore"):
+            r = y[:, col] - _logistic(theta, z)
+        if not _determined(z, y[:, col], w, theta, r, seed):
             continue
         # held out: each pair's residual from the surrogate fitted without it, so that the
         # comparison with the plain fit does not favour the surrogate for fitting the pair
-        with np.errstate(over="ignore"):
-            r = y[:, col] - _logistic(theta, z)
         r_held = np.concatenate([r[:2], y[2:, col] - held[2:]])
         cv_adj = _odd_solve(design, (r_held[2:] - r_held[0])[:, None],
                             r_held[1:2] - r_held[0], True, seed, with_cv=True,
@@ -844,11 +844,12 @@ def _logistic_fit(z, y, w):
     return theta, y + held / np.where(sw > 0, sw, 1.0)
 
 
-def _determined(z, y, w, theta, seed):
+def _determined(z, y, w, theta, r, seed):
     """Whether the rows ``z`` (values ``y``, weights ``w``) determine the Shapley values of
-    the surrogate ``theta`` fitted to them: unless the rows are separated (``_separated``),
-    yes; if they are, only when refits without each of ``_FOLDS`` groups of pairs (each
-    started as the fit is, from its own rows) give the same Shapley values, to rounding.
+    the surrogate ``theta`` fitted to them (its residuals there ``r``): unless the rows are
+    separated (``_separated``), yes; if they are, only when refits without each of
+    ``_FOLDS`` groups of pairs (each started as the fit is, from its own rows) give the
+    same Shapley values, to rounding.
 
     Under separation the fit steepens without end and every hyperplane that separates the
     rows fits them: the surrogate's Shapley values are then those of the one the
@@ -862,9 +863,7 @@ def _determined(z, y, w, theta, seed):
     an error to report: at 128-2,048 coalitions it was 2-45 x the squared error, mean
     (error / SE)^2 0.02-0.56 (docs/benchmarks.md)."""
     sw = np.sqrt(w)
-    with np.errstate(over="ignore"):
-        r = (_logistic(theta, z) - y) * sw
-    if not _separated(theta[2] + z @ theta[3:], y, sw, float(r @ r)):
+    if not _separated(theta[2] + z @ theta[3:], y, sw, float(((r * sw) ** 2).sum())):
         return True
     m = z.shape[1]
     with np.errstate(over="ignore"):
@@ -1479,8 +1478,6 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
     if units is None:
         if m < 2 or len(z) // 2 < m + 2:
             out = _solve(design, y, delta)
-            if not design["exact"]:
-                out[1][:] = np.nan       # no residuals left to estimate them (see kernel_shap)
             return (*out, None) if with_cv else out
         x = np.where(z[0::2], 1.0, -1.0)                   # each pair's first side, +-1
         odd = 0.5 * (y[0::2] - y[1::2])                    # the game's odd part, (P, D)
@@ -2045,18 +2042,17 @@ def _base_block(head, corr, n_base, floor, held, b, q_held):
     return solve_triangular(low, corr[:n_base], lower=True)
 
 
-def _solve(design, y, delta, hats=None, ridge=True):
-    """Constrained weighted least squares; returns values and standard errors, (M, D).
-
-    ``ridge`` (a bool, or one per column) False skips the GCV ridge (used after the
-    surrogate, where rows are plentiful and a ridge would only bias the residual's values).
-    ``hats``, if a list, receives each column's ``(M, M)`` map from the normal equations'
-    right-hand side to the values (for the surrogate's standard errors).
-    """
+def _solve(design, y, delta):
+    """Kernel SHAP's constrained weighted least squares with a GCV ridge, for designs whose
+    pairs do not determine the first-order fit (fewer than ``M + 2``): values and standard
+    errors, (M, D). The standard errors are 0 when the design is exact, else NaN: the fit
+    (nearly) interpolates its pairs, so no residuals are left to estimate them (the sandwich
+    gave 1e-17 where the values were 5-80 % off; see ``kernel_shap``)."""
     z, w = design["z"], design["w"]
     m, d = z.shape[1], y.shape[1]
+    se = np.zeros((m, d)) if design["exact"] else np.full((m, d), np.nan)
     if len(z) == 0:
-        return np.repeat(delta[None, :] / m, m, axis=0), np.zeros((m, d))
+        return np.repeat(delta[None, :] / m, m, axis=0), se
     a = np.zeros((m, m))
     b = np.zeros((m, d))
     for start in range(0, len(z), _ROW_BLOCK):
@@ -2070,19 +2066,11 @@ def _solve(design, y, delta, hats=None, ridge=True):
     e, v = _projected_eigh(a)
     rss0 = _weighted_rss0(z, w, y, c)
     phi = np.empty((m, d))
-    se = np.zeros((m, d))
     for col in range(d):                            # each output column on its own
         bt = v.T @ rhs[:, col]
-        use_ridge = ridge[col] if isinstance(ridge, (list, tuple)) else ridge
-        lam = 0.0 if design["exact"] or not use_ridge else \
-            _gcv_ridge(e, bt, rss0[col], len(z))
+        lam = 0.0 if design["exact"] else _gcv_ridge(e, bt, rss0[col], len(z))
         phi[:, col] = c[col] + v @ (bt / (e + lam))
         phi[:, col] -= (phi[:, col].sum() - delta[col]) / m     # remove rounding drift
-        if not design["exact"]:
-            h = (v / (e + lam)) @ v.T
-            se[:, col] = _standard_errors(design, y[:, col], phi[:, col], h)
-            if hats is not None:
-                hats.append(h)
     return phi, se
 
 
@@ -2125,23 +2113,6 @@ def _gcv_ridge(e, bt, yy, n):
         if g < best * (1 - 1e-9):
             best, best_lam = g, lam
     return best_lam
-
-
-def _standard_errors(design, y, phi, h):
-    """Pair-clustered, stratified sandwich standard errors of one column, (M,)."""
-    m = len(phi)
-    n0 = design["n_enum"]
-    z, w = design["z"][n0:], design["w"][n0:]
-    if len(z) == 0:
-        return np.zeros(m)
-    g = np.zeros((len(z) // 2, m))                  # per-pair score: sum_rows w r z
-    for start in range(0, len(z), _ROW_BLOCK):
-        zb = z[start:start + _ROW_BLOCK].astype(np.float64)
-        r = y[n0 + start:n0 + start + len(zb)] - zb @ phi
-        gz = zb * (w[start:start + len(zb)] * r)[:, None]
-        g[start // 2:(start + len(zb)) // 2] = gz[0::2] + gz[1::2]
-    g = _center_by_stratum(g, design["pair_stratum"], design["fpc"])
-    return np.sqrt(((g @ h) ** 2).sum(axis=0))
 
 
 def _center_by_stratum(g, strata, fpc):
