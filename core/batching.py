@@ -1,5 +1,7 @@
 """Run a function over items in batches, with progress and cancellation."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .errors import ExplanationCancelled
@@ -32,6 +34,56 @@ def check_cancel(cancel):
         raise ExplanationCancelled("cancelled by the user")
 
 
+class Staged:
+    """A batch function in two stages, ``finish(prepare(items))``.
+
+    :func:`run_batched` runs the next batch's ``prepare`` in a worker thread while this
+    batch's ``finish`` runs (see :func:`ahead`): the perturbed images of the next call are
+    composed while the model runs on these. ``prepare`` must be a function of its items
+    (and of state that only it changes, such as a random generator: the worker calls it in
+    the batches' order); progress, cancellation and anything ``finish`` changes stay out of
+    it. Called directly, a ``Staged`` is one function.
+    """
+
+    __slots__ = ("prepare", "finish")
+
+    def __init__(self, prepare, finish):
+        self.prepare = prepare
+        self.finish = finish
+
+    def __call__(self, items):
+        return self.finish(self.prepare(items))
+
+
+def ahead(fn, args):
+    """``fn(a)`` for every ``a`` of ``args``, in order, each computed in a worker thread while
+    the caller works on the one before (numpy and onnxruntime release the GIL, so the two
+    overlap on a machine with cores to spare).
+
+    A generator: an exception of ``fn`` is raised where its result is taken, with its
+    traceback. When the caller stops early (an exception, a cancel), the one result being
+    computed ahead is waited for and dropped, so no thread outlives the loop.
+    """
+    args = iter(args)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seg-explainer-ahead") as pool:
+        pending = [pool.submit(fn, a) for a in _first(args)]
+        try:
+            while pending:
+                current = pending.pop()
+                pending = [pool.submit(fn, a) for a in _first(args)]
+                yield current.result()
+        finally:
+            for future in pending:          # not started: not run; started: waited for
+                future.cancel()
+
+
+def _first(iterator):
+    """The next item of ``iterator`` as a list of one, or an empty list at its end."""
+    for item in iterator:
+        return [item]
+    return []
+
+
 def run_batched(fn, items, batch_size, *, progress=None, cancel=None, done=0, total=None):
     """Evaluate ``fn`` on consecutive slices of ``items`` and stack the results.
 
@@ -39,7 +91,8 @@ def run_batched(fn, items, batch_size, *, progress=None, cancel=None, done=0, to
     ----------
     fn : callable
         Takes ``items[i:j]`` (length <= ``batch_size``) and returns an array whose first
-        axis has length ``j - i``.
+        axis has length ``j - i``. A :class:`Staged` one has the next batch prepared in a
+        worker thread while this one finishes.
     items : ndarray, shape (n, ...)
     batch_size : int
     progress : callable(float), optional
@@ -57,17 +110,27 @@ def run_batched(fn, items, batch_size, *, progress=None, cancel=None, done=0, to
     n = len(items)
     batch_size = max(1, int(batch_size))
     total = done + n if total is None else total
+    starts = range(0, n, batch_size)
+    if isinstance(fn, Staged) and len(starts) > 1:
+        finish = fn.finish
+        prepared = ahead(lambda s: fn.prepare(items[s:s + batch_size]), starts)
+    else:
+        finish = fn
+        prepared = (items[s:s + batch_size] for s in starts)
     out = []
-    for start in range(0, n, batch_size):
-        check_cancel(cancel)
-        res = np.asarray(fn(items[start:start + batch_size]))
-        if res.shape[:1] != (min(batch_size, n - start),):
-            raise ValueError(
-                f"the evaluated function returned shape {res.shape} for a batch of "
-                f"{min(batch_size, n - start)} inputs")
-        out.append(res)
-        if progress is not None:
-            progress(min(1.0, (done + start + len(res)) / max(total, 1)))
+    try:
+        for start, batch in zip(starts, prepared):
+            check_cancel(cancel)
+            res = np.asarray(finish(batch))
+            if res.shape[:1] != (min(batch_size, n - start),):
+                raise ValueError(
+                    f"the evaluated function returned shape {res.shape} for a batch of "
+                    f"{min(batch_size, n - start)} inputs")
+            out.append(res)
+            if progress is not None:
+                progress(min(1.0, (done + start + len(res)) / max(total, 1)))
+    finally:
+        prepared.close()        # a batch prepared ahead is dropped now, not when collected
     if not out:
         return np.zeros((0,), dtype=np.float64)
     return np.concatenate(out, axis=0)

@@ -46,7 +46,7 @@ import numpy as np
 
 from .baselines import (STATIC_KINDS, baseline_image, composite, fill_nodata, infill_rects,
                         inpaint_masked, screen_values, screening_message)
-from .batching import batch_size_for, check_cancel
+from .batching import Staged, batch_size_for, check_cancel
 from .checked_model import checked
 from .errors import InputError, InputWarning, ModelError
 from .parameters import EXPLAIN_METHODS, PARAMETERS, by_name, check_parameters, defaults
@@ -296,6 +296,13 @@ class _Scorer:
         self.batch_size = batch_size
         self.n_evaluations = 0
         self.prediction = None
+
+    def prepare(self, images):
+        """The model's input for ``images``: the model's own ``prepare_images`` when it has
+        one (the work before its call, which can run ahead: see ``batching.Staged``), else
+        the images."""
+        prepare = getattr(self.model, "prepare_images", None)
+        return images if prepare is None else prepare(images)
 
     def __call__(self, images, keep_all=None):
         n, h, w = images.shape[:3]
@@ -763,11 +770,12 @@ def _run_shap(scorer, image, p, images_for, prog, cancel, win, region):
         p["n_samples"] = default_samples(n_players)
     _check_samples(p["n_samples"], n_players)
 
-    def value_fn(coalitions):
+    def prepare(coalitions):
         z = np.asarray(coalitions, dtype=bool)
         # np.take: z[:, local_labels] in C order, twice as fast
-        return scorer(images_for(np.take(z, local_labels, axis=1)), keep_all=z.all(axis=1))
+        return scorer.prepare(images_for(np.take(z, local_labels, axis=1))), z.all(axis=1)
 
+    value_fn = Staged(prepare, lambda prepared: scorer(*prepared))
     res = kernel_shap(value_fn, n_players, p["n_samples"], seed=p["seed"],
                       batch_size=p["batch_size"], progress=prog, cancel=cancel)
     played, played_se = _as_rows(res.values), _as_rows(res.standard_errors)
@@ -789,11 +797,12 @@ def _run_rise(scorer, image, p, images_for, prog, cancel, win, region):
 
     r0, r1, c0, c1 = win
 
-    def score_fn(masks):
+    def prepare(masks):
         masks = np.asarray(masks, dtype=np.float32)[:, r0:r1, c0:c1]
         # unmasked where the smallest value is 1 (one pass, no temporary array)
-        return scorer(images_for(masks), keep_all=masks.min(axis=(1, 2)) >= 1.0)
+        return scorer.prepare(images_for(masks)), masks.min(axis=(1, 2)) >= 1.0
 
+    score_fn = Staged(prepare, lambda prepared: scorer(*prepared))
     res = rise(score_fn, image.shape[:2], p["n_masks"], grid_size=p["grid_size"],
                p_keep=p["p_keep"], seed=p["seed"], batch_size=p["batch_size"], progress=prog,
                cancel=cancel)
@@ -811,12 +820,12 @@ def _occlusion_scores(scorer, image, p, images_for, win):
     everything_occluded = []     # the root rectangle's score: the base value
     unoccluded = []              # the frame's unoccluded score, computed once
 
-    def score_fn(rects):
+    def prepare(rects):
         rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
         # each rectangle's part inside the frame, in frame pixels
         local = np.minimum(np.maximum(rects, low), high) - low
         hits = (local[:, 1] > local[:, 0]) & (local[:, 3] > local[:, 2])
-        scores = np.empty((len(rects), len(scorer.classes)))
+        images = None
         if hits.any():
             sel = local[hits]
             if p["baseline"] == "infill":
@@ -826,7 +835,14 @@ def _occlusion_scores(scorer, image, p, images_for, win):
                 for i, (r0, r1, c0, c1) in enumerate(sel):
                     masks[i, r0:r1, c0:c1] = False
                 images = images_for(masks)
-            scores[hits] = scorer(images, keep_all=np.zeros(len(sel), dtype=bool))
+            images = scorer.prepare(images)
+        return rects, hits, images
+
+    def finish(prepared):
+        rects, hits, images = prepared
+        scores = np.empty((len(rects), len(scorer.classes)))
+        if images is not None:
+            scores[hits] = scorer(images, keep_all=np.zeros(int(hits.sum()), dtype=bool))
         if not hits.all():       # nothing of the frame occluded: the unoccluded score
             if not unoccluded:
                 unoccluded.append(scorer(scorer.image[None], keep_all=np.ones(1, bool))[0])
@@ -836,7 +852,7 @@ def _occlusion_scores(scorer, image, p, images_for, win):
             everything_occluded.append(np.atleast_1d(scores[int(np.argmax(whole))]).copy())
         return scores
 
-    return score_fn, everything_occluded
+    return Staged(prepare, finish), everything_occluded
 
 
 def _run_occlusion(scorer, image, p, images_for, prog, cancel, win, region):

@@ -311,6 +311,30 @@ def _gather_pixels(raw, pixels):
     return out.transpose(0, 2, 1) if class_major else out
 
 
+class ModelInput:
+    """Images in a model's space, ready for its call: what
+    :meth:`SegmentationModel.prepare_images` returns, and its ``predict`` and
+    ``predict_pixels`` take in place of raw images.
+
+    Attributes
+    ----------
+    model : SegmentationModel
+        The model they were prepared for.
+    x : ndarray, shape (N, H', W', C), float32
+        Preprocessed, padded to a fixed-size model's input (H' >= H, W' >= W).
+    shape : tuple
+        The raw images' shape (N, H, W, C).
+    """
+
+    __slots__ = ("model", "x", "shape")
+
+    def __init__(self, model, x, shape):
+        self.model, self.x, self.shape = model, x, tuple(shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+
 class SegmentationModel:
     """A loaded ONNX semantic segmentation model. Create it with :meth:`load`.
 
@@ -860,9 +884,10 @@ class SegmentationModel:
 
         Parameters
         ----------
-        images : ndarray, shape (N, H, W, C)
+        images : ndarray, shape (N, H, W, C), or ModelInput
             Raw raster values, bands last (C must equal :attr:`n_channels`). NaN = nodata,
             replaced per the metadata (default: per-band mean of the image's valid pixels).
+            Or :meth:`prepare_images`'s result for them.
         batch_size : int, optional
             Images per model call. Default: automatic, as the explanations take it
             (:func:`~.batching.batch_size_for` the model's input size). A model whose batch
@@ -891,7 +916,7 @@ class SegmentationModel:
 
         Parameters
         ----------
-        images : ndarray, shape (N, H, W, C)
+        images : ndarray, shape (N, H, W, C), or ModelInput
             As in :meth:`predict`.
         pixels : ndarray of int, shape (P,)
             Flat pixel indices ``row * W + col``.
@@ -905,7 +930,21 @@ class SegmentationModel:
         """
         return self._predict(images, batch_size, np.asarray(pixels, dtype=np.intp))
 
-    def _predict(self, images, batch_size, pixels):
+    def prepare_images(self, images):
+        """Raw images checked and put in the model's space (:meth:`preprocess`, then padded to
+        a fixed-size model's input): the work before the model call, which
+        :meth:`predict` and :meth:`predict_pixels` skip when given the result in place of
+        the images. The explanations run it for the next batch while the model runs.
+
+        Parameters
+        ----------
+        images : ndarray, shape (N, H, W, C)
+            As in :meth:`predict`.
+
+        Returns
+        -------
+        ModelInput
+        """
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
@@ -933,6 +972,16 @@ class SegmentationModel:
             padded = np.repeat(np.repeat(fill, h + ph, axis=1), w + pw, axis=2)
             padded[:, :h, :w] = x
             x = padded
+        return ModelInput(self, x, (n, h, w, c))
+
+    def _predict(self, images, batch_size, pixels):
+        if not isinstance(images, ModelInput):
+            images = self.prepare_images(images)
+        elif images.model is not self:
+            raise ValueError("these images were prepared for another model; give the raw "
+                             "images or this model's prepare_images(images)")
+        x = images.x
+        n, h, w, c = images.shape
         fixed_batch = self._fixed_batch
         if fixed_batch is not None:
             step = fixed_batch

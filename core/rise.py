@@ -13,7 +13,7 @@ from typing import Union
 
 import numpy as np
 
-from .batching import batch_size_for, check_cancel, run_batched
+from .batching import Staged, batch_size_for, run_batched
 from .parameters import by_name
 
 _D = {n: by_name(n).default for n in ("grid_size", "p_keep", "seed", "batch_size")}
@@ -185,24 +185,33 @@ def rise(score_fn, shape, n_masks, *, grid_size=_D["grid_size"], p_keep=_D["p_ke
     # sum_i [score_i, 1] grid_i per shift (dy, dx): a mask is linear in its grid, so the
     # masks of one shift add up as their grids do, and their sums are upsampled once at the
     # end instead of adding up every full-size mask (a pass over the image each batch)
-    coarse = None                        # (ch * cw, D + 1, s * s)
-    score_sum = None
-    scalar = True
-    for start in range(0, n_masks, batch_size):
-        check_cancel(cancel)
-        grid, dy, dx = _draw(rng, min(batch_size, n_masks - start), (h, w), s, p_keep)
+    acc = {}                             # "coarse": (ch * cw, D + 1, s * s), "sum": (D,)
+    staged = isinstance(score_fn, Staged)
+    score = score_fn.finish if staged else score_fn
+
+    def prepare(index):                  # the next batch's masks drawn while the model runs
+        grid, dy, dx = _draw(rng, len(index), (h, w), s, p_keep)
         masks = _upsample(grid, dy, dx, (h, w))
-        scores = run_batched(score_fn, masks, batch_size, progress=progress, cancel=cancel,
-                             done=start, total=n_masks)
-        scores = np.asarray(scores, dtype=np.float64)
-        scalar = scores.ndim == 1
-        scores = scores.reshape(len(masks), -1)
-        if coarse is None:
-            coarse = np.zeros((ch * cw, scores.shape[1] + 1, s * s))
-            score_sum = np.zeros(scores.shape[1])
-        terms = np.concatenate([scores, np.ones((len(masks), 1))], axis=1)
-        np.add.at(coarse, dy * cw + dx, terms[:, :, None] * grid.reshape(len(masks), 1, -1))
-        score_sum += scores.sum(axis=0)
+        return grid, dy, dx, score_fn.prepare(masks) if staged else masks
+
+    def finish(prepared):
+        grid, dy, dx, masks = prepared
+        raw = np.asarray(score(masks))
+        if raw.shape[:1] != (len(grid),):
+            return raw                   # run_batched names the wrong shape
+        scores = raw.astype(np.float64).reshape(len(grid), -1)
+        if not acc:
+            acc["coarse"] = np.zeros((ch * cw, scores.shape[1] + 1, s * s))
+            acc["sum"] = np.zeros(scores.shape[1])
+        terms = np.concatenate([scores, np.ones((len(grid), 1))], axis=1)
+        np.add.at(acc["coarse"], dy * cw + dx, terms[:, :, None] * grid.reshape(len(grid), 1, -1))
+        acc["sum"] += scores.sum(axis=0)
+        return raw
+
+    scores = run_batched(Staged(prepare, finish), np.arange(n_masks), batch_size,
+                         progress=progress, cancel=cancel)
+    scalar = scores.ndim == 1
+    coarse, score_sum = acc["coarse"], acc["sum"]
     sums = _upsample_sums(coarse, s, (h, w))     # (D + 1, H, W)
     weighted, mask_sum = sums[:-1], sums[-1]
     mean = score_sum / n_masks

@@ -217,6 +217,30 @@ def test_predict_pixels_is_predict_at_those_pixels_bit_for_bit(tmp_path, layout,
     np.testing.assert_array_equal(got, want.reshape(5, -1, model.n_classes)[:, pixels])
 
 
+@pytest.mark.parametrize("fixed", [False, True])
+def test_prepared_images_predict_as_the_images_do(tmp_path, wb3, fixed):
+    # the explanations prepare the next batch (preprocessing, padding) while the model runs
+    w, b = wb3
+    sizes = dict(batch=1, height=12, width=12) if fixed else {}
+    model = SegmentationModel.load(build_model(tmp_path / "m.onnx", weights=w, bias=b,
+                                               **sizes))
+    x = images(n=3, h=10, w=11, scale=3.0)
+    x[1, 2, 3, 0] = np.nan                      # nodata, filled in the preparation
+    prepared = model.prepare_images(x)
+    assert prepared.shape == x.shape and len(prepared) == 3
+    np.testing.assert_array_equal(model.predict(prepared, batch_size=2),
+                                  model.predict(x, batch_size=2))
+    pixels = np.array([0, 7, 50, 109])
+    np.testing.assert_array_equal(model.predict_pixels(prepared, pixels, batch_size=2),
+                                  model.predict_pixels(x, pixels, batch_size=2))
+    other = SegmentationModel.load(build_model(tmp_path / "o.onnx", weights=w, bias=b,
+                                               **sizes))
+    with pytest.raises(ValueError, match="prepared for another model"):
+        other.predict(prepared)
+    with pytest.raises(ModelError, match="band"):
+        model.prepare_images(np.zeros((1, 10, 11, 3), np.float32))
+
+
 def test_infer_layout():
     assert infer_layout([None, 3, None, None]) == "NCHW"
     assert infer_layout([1, 256, 256, 3]) == "NHWC"

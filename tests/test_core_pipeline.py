@@ -1,0 +1,163 @@
+"""The next batch composed while the model runs: ``batching.Staged``, ``ahead`` and the
+explanations that use them (the same results as one batch after the other)."""
+
+import threading
+import traceback
+
+import numpy as np
+import pytest
+
+from seg_explainer.core import batching
+from seg_explainer.core.batching import Staged, run_batched
+from seg_explainer.core.errors import ExplanationCancelled
+from seg_explainer.core.explain import explain_region
+from seg_explainer.core.rise import rise
+
+WAIT = 60.0     # seconds: a guard against a hang if the stages never overlap, not a timing
+
+
+def _workers():
+    return [t for t in threading.enumerate() if t.name.startswith("seg-explainer-ahead")]
+
+
+def _serial(fn, args):
+    return (fn(a) for a in args)
+
+
+def test_the_next_batch_is_prepared_while_this_one_finishes():
+    items = np.arange(23)
+    started = {}                        # first item of a batch -> set when its prepare starts
+    log = []
+
+    def prepare(batch):
+        log.append(("prepare", int(batch[0]), threading.current_thread().name))
+        started.setdefault(int(batch[0]), threading.Event()).set()
+        return batch * 10
+
+    def finish(prepared):
+        first = int(prepared[0]) // 10
+        log.append(("finish", first, threading.current_thread().name))
+        if first + 5 < len(items):
+            # the next batch's prepare runs while this finish waits for it
+            assert started.setdefault(first + 5, threading.Event()).wait(WAIT)
+        return prepared + 1
+
+    out = run_batched(Staged(prepare, finish), items, 5)
+    np.testing.assert_array_equal(out, items * 10 + 1)
+    main = threading.current_thread().name
+    assert [f for kind, f, _ in log if kind == "prepare"] == [0, 5, 10, 15, 20]
+    assert [f for kind, f, _ in log if kind == "finish"] == [0, 5, 10, 15, 20]
+    assert all(name != main for kind, _, name in log if kind == "prepare")
+    assert all(name == main for kind, _, name in log if kind == "finish")
+    assert _workers() == []
+
+
+def test_a_single_batch_and_a_plain_function_run_on_the_callers_thread():
+    names = []
+
+    def prepare(batch):
+        names.append(threading.current_thread().name)
+        return batch
+
+    out = run_batched(Staged(prepare, lambda b: b * 2.0), np.arange(4), 8)
+    np.testing.assert_array_equal(out, np.arange(4) * 2.0)
+    assert names == [threading.current_thread().name]
+    assert Staged(prepare, lambda b: b + 1)(np.arange(3)).tolist() == [1, 2, 3]
+
+
+def test_a_failing_prepare_raises_its_own_error_with_its_traceback():
+    finished = []
+
+    def prepare(batch):
+        if batch[0] == 9:
+            raise ZeroDivisionError("a bug in prepare")
+        return batch
+
+    with pytest.raises(ZeroDivisionError, match="a bug in prepare") as info:
+        run_batched(Staged(prepare, lambda b: finished.append(int(b[0])) or b),
+                    np.arange(20), 3)
+    assert finished == [0, 3, 6]                 # the batches before it, in order
+    assert "prepare" in [frame.name for frame in traceback.extract_tb(info.tb)]
+    assert _workers() == []
+
+
+def test_a_cancel_drops_the_batch_prepared_ahead_and_leaves_no_thread():
+    prepared, finished = [], []
+    calls = iter(range(100))
+
+    def cancel():
+        return next(calls) >= 3                  # three batches finish, then a cancel
+
+    def prepare(batch):
+        prepared.append(int(batch[0]))
+        return batch
+
+    with pytest.raises(ExplanationCancelled):
+        run_batched(Staged(prepare, lambda b: finished.append(int(b[0])) or b),
+                    np.arange(40), 4, cancel=cancel)
+    assert finished == [0, 4, 8]
+    assert prepared[:4] == [0, 4, 8, 12] and len(prepared) <= 5
+    assert _workers() == []
+
+
+def test_rise_with_a_staged_score_equals_rise_with_the_plain_one():
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(19, 26))
+    threads = set()
+
+    def plain(masks):
+        return np.stack([(masks * weights).sum(axis=(1, 2)), masks.mean(axis=(1, 2))], axis=1)
+
+    def prepare(masks):
+        threads.add(threading.current_thread().name)
+        return masks.copy()
+
+    want = rise(plain, (19, 26), 60, seed=4, batch_size=7)
+    got = rise(Staged(prepare, plain), (19, 26), 60, seed=4, batch_size=7)
+    np.testing.assert_array_equal(got.signed, want.signed)
+    np.testing.assert_array_equal(got.saliency, want.saliency)
+    np.testing.assert_array_equal(got.mean_score, want.mean_score)
+    assert threads and threading.current_thread().name not in threads
+
+
+class _Model:
+    """A small segmentation model with a preparation stage of its own, as
+    ``SegmentationModel`` has: the probability of class 1 is a sigmoid of a local mean."""
+
+    class_names = ["sea", "oil"]
+    n_channels = 1
+
+    def __init__(self):
+        self.prepared = 0
+
+    def prepare_images(self, images):         # predict takes its result or the images
+        self.prepared += len(images)
+        return np.array(images, dtype=np.float32)
+
+    def predict(self, images, batch_size=None):
+        x = np.asarray(images, dtype=np.float32)
+        smooth = (x + np.roll(x, 1, axis=1) + np.roll(x, 1, axis=2)) / 3.0
+        p = 1.0 / (1.0 + np.exp(-smooth[..., 0]))
+        return np.stack([1.0 - p, p], axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize("method, params", [
+    ("shap", {"hex_size": 6, "n_samples": 150, "batch_size": 4}),
+    ("rise", {"n_masks": 40, "batch_size": 3}),
+    ("occlusion", {"max_depth": 2, "batch_size": 5}),
+    ("occlusion", {"max_depth": 1, "batch_size": 2, "baseline": "infill"})])
+def test_explanations_are_the_same_with_the_batches_prepared_ahead(monkeypatch, method,
+                                                                   params):
+    rng = np.random.default_rng(8)
+    image = rng.normal(size=(40, 44, 1)).astype(np.float32)
+    region = np.zeros((40, 44), dtype=bool)
+    region[14:26, 15:30] = True
+    model = _Model()
+    ahead = explain_region(model, image, region, 1, method, **params)
+    assert model.prepared >= ahead.n_evaluations - 1      # the model's own stage was used
+    monkeypatch.setattr(batching, "ahead", _serial)
+    serial = explain_region(_Model(), image, region, 1, method, **params)
+    np.testing.assert_array_equal(ahead.signed, serial.signed)
+    assert ahead.n_evaluations == serial.n_evaluations
+    for a, b in zip(ahead.cells, serial.cells):
+        np.testing.assert_array_equal(a.value, b.value)
