@@ -126,12 +126,22 @@ def _compare(model, image, region, name, method, params, quick, multiple):
     return row
 
 
-def run(quick=False):
+def configs(quick):
+    """``(window edge, [(method, params)])`` of a run: SHAP's coalitions at least the
+    engine's minimum for the whole window's cells (``core.explain.min_samples``)."""
     if quick:
-        model, size = BoxModel(9), 128
-        configs = [("rise", dict(n_masks=24, grid_size=4)),
-                   ("occlusion", dict(max_depth=2, n_best=2)),
-                   ("shap", dict(cell_shape="square", hex_size=43, n_samples=2 ** 9))]
+        return 128, [("rise", dict(n_masks=24, grid_size=4)),
+                     ("occlusion", dict(max_depth=2, n_best=2)),
+                     ("shap", dict(cell_shape="square", hex_size=43, n_samples=2 ** 9))]
+    return WINDOW, [("rise", dict(n_masks=48)),
+                    ("occlusion", dict(max_depth=2, n_best=2)),
+                    ("shap", dict(hex_size=192, n_samples=64))]
+
+
+def run(quick=False):
+    size, configs_ = configs(quick)
+    if quick:
+        model = BoxModel(9)
         regions, multiple = ("oil", "pixel"), 1
         searches = []
     else:
@@ -139,10 +149,7 @@ def run(quick=False):
             return {"title": TITLE, "markdown": "Skipped: no sample model.",
                     "rows": [summary_row(TITLE, "crop", "skipped: no sample model", None,
                                          None)]}
-        model, size = _setup.load_sample_model(), WINDOW
-        configs = [("rise", dict(n_masks=48)),
-                   ("occlusion", dict(max_depth=2, n_best=2)),
-                   ("shap", dict(hex_size=192, n_samples=48))]
+        model = _setup.load_sample_model()
         regions, multiple = ("oil", "pixel"), 32
         searches = [512, 1024, WINDOW]
     results, search_rows = [], []
@@ -165,7 +172,7 @@ def run(quick=False):
                                           for c in rec["candidates"]),
                                 f"{time.perf_counter() - t0:.1f}"])
         image, region = _window(name, size)
-        for method, params in configs:
+        for method, params in configs_:
             results.append(_compare(model, image, region, name, method, params, quick,
                                     multiple))
     body = []
@@ -185,7 +192,7 @@ def run(quick=False):
                      f"{r['max_diff']:.1e} ({r['compared']}){extra}"])
     model_txt = "a 9 x 9 box-filter model (quick mode)" if quick else "the sample model"
     budgets = "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in p.items())
-                        for m, p in configs)
+                        for m, p in configs_)
     parts = [f"{model_txt}, {size} x {size} windows centred on the regions ({budgets}); "
              f"crop edges on multiples of {multiple} px, tolerance 1e-6.", ""]
     if search_rows:

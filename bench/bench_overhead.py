@@ -55,7 +55,7 @@ def _budgets(quick):
     if quick:
         return {"shap": dict(n_samples=32, hex_size=40), "rise": dict(n_masks=8),
                 "occlusion": dict(max_depth=1, n_best=1)}
-    return {"shap": dict(n_samples=300, hex_size=22), "rise": dict(n_masks=300),
+    return {"shap": dict(n_samples=500, hex_size=22), "rise": dict(n_masks=300),
             "occlusion": dict(max_depth=2)}
 
 

@@ -98,3 +98,23 @@ def test_large_quick():
     ds = gdal.Open(str(bench.tiled_raster(large)))
     assert (ds.RasterXSize, ds.RasterYSize) == (large, large)
     assert ds.GetRasterBand(1).GetBlockSize() != [large, 1]        # tiled, not striped
+
+
+def test_full_runs_give_shap_budgets_the_engine_takes():
+    # the full runs' SHAP budgets must meet the engine's minimum (M + 2 pairs) for the cells
+    # of their whole windows: the quick runs above do not reach them
+    from seg_explainer.core.cells import hexagon_grid, square_grid
+    from seg_explainer.core.explain import min_samples
+
+    runs = [(size, params) for _, size, _, _, budgets in _bench("overhead")._cases(False)
+            for params in budgets.values()]
+    size, configs = _bench("crop").configs(False)
+    runs += [(size, params) for _, params in configs]
+    checked = 0
+    for size, params in runs:
+        if "n_samples" in params:
+            grid = square_grid if params.get("cell_shape") == "square" else hexagon_grid
+            cells = grid(size, size, params["hex_size"]).n_cells
+            assert params["n_samples"] >= min_samples(cells), (size, params)
+            checked += 1
+    assert checked >= 3
