@@ -64,24 +64,16 @@ def ahead(fn, args):
     traceback. When the caller stops early (an exception, a cancel), the one result being
     computed ahead is waited for and dropped, so no thread outlives the loop.
     """
-    args = iter(args)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seg-explainer-ahead") as pool:
-        pending = [pool.submit(fn, a) for a in _first(args)]
+        futures = (pool.submit(fn, a) for a in args)      # submitted one at a time
+        pending = next(futures, None)
         try:
-            while pending:
-                current = pending.pop()
-                pending = [pool.submit(fn, a) for a in _first(args)]
+            while pending is not None:
+                current, pending = pending, next(futures, None)
                 yield current.result()
         finally:
-            for future in pending:          # not started: not run; started: waited for
-                future.cancel()
-
-
-def _first(iterator):
-    """The next item of ``iterator`` as a list of one, or an empty list at its end."""
-    for item in iterator:
-        return [item]
-    return []
+            if pending is not None:         # not started: not run; started: waited for
+                pending.cancel()
 
 
 def run_batched(fn, items, batch_size, *, progress=None, cancel=None, done=0, total=None):
