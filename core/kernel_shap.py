@@ -246,7 +246,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         ``value_fn(coalitions)`` takes a bool array of shape (n, M), True where a feature
         is present, and returns the game's value for every row, shape (n,) or (n, D).
         It is never called with more than ``batch_size`` rows, nor twice on the same
-        coalition.
+        coalition. A :class:`~.batching.Staged` one has the next batch prepared while this
+        one finishes.
     n_features : int
         Number of features ``M`` (>= 1).
     n_samples : int

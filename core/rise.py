@@ -154,7 +154,9 @@ def rise(score_fn, shape, n_masks, *, grid_size=_D["grid_size"], p_keep=_D["p_ke
     score_fn : callable
         ``score_fn(masks)`` takes float32 masks of shape (n, H, W) in [0, 1] (1 = keep
         the pixel) and returns the model's score on each masked input, shape (n,) or
-        (n, D). Called with at most ``batch_size`` masks.
+        (n, D). Called with at most ``batch_size`` masks. A :class:`~.batching.Staged` one
+        has its ``prepare`` run on the next batch's masks, which are drawn then too, while
+        this batch's ``finish`` runs.
     shape : tuple of int
         ``(H, W)``, pixels.
     n_masks : int
