@@ -139,7 +139,7 @@ def configs(quick):
 
 
 def run(quick=False):
-    size, configs_ = configs(quick)
+    size, methods = configs(quick)
     if quick:
         model = BoxModel(9)
         regions, multiple = ("oil", "pixel"), 1
@@ -172,7 +172,7 @@ def run(quick=False):
                                           for c in rec["candidates"]),
                                 f"{time.perf_counter() - t0:.1f}"])
         image, region = _window(name, size)
-        for method, params in configs_:
+        for method, params in methods:
             results.append(_compare(model, image, region, name, method, params, quick,
                                     multiple))
     body = []
@@ -192,7 +192,7 @@ def run(quick=False):
                      f"{r['max_diff']:.1e} ({r['compared']}){extra}"])
     model_txt = "a 9 x 9 box-filter model (quick mode)" if quick else "the sample model"
     budgets = "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in p.items())
-                        for m, p in configs_)
+                        for m, p in methods)
     parts = [f"{model_txt}, {size} x {size} windows centred on the regions ({budgets}); "
              f"crop edges on multiples of {multiple} px, tolerance 1e-6.", ""]
     if search_rows:
