@@ -1,6 +1,7 @@
 """Run a function over items in batches, with progress and cancellation."""
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -74,6 +75,17 @@ def ahead(fn, args):
         finally:
             if pending is not None:         # not started: not run; started: waited for
                 pending.cancel()
+
+
+@contextmanager
+def alongside(fn, *args):
+    """``fn(*args)`` computed in a worker thread while the ``with`` block runs; the block gets
+    a function that waits for its result (an exception of ``fn`` is raised there, with its
+    traceback). Leaving the block waits for the worker, so no thread outlives it; when the
+    block raises, ``fn``'s result is dropped.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seg-explainer-alongside") as pool:
+        yield pool.submit(fn, *args).result
 
 
 def run_batched(fn, items, batch_size, *, progress=None, cancel=None, done=0, total=None):

@@ -133,7 +133,7 @@ from typing import Union
 import numpy as np
 
 from . import boosted_trees
-from .batching import check_cancel, run_batched
+from .batching import alongside, check_cancel, run_batched
 from .solve_time import NO_CLOCK, Clock, round_seconds
 
 _SAMPLINGS = ("balanced", "leverage", "kernel")
@@ -203,10 +203,21 @@ class _Run:
     @classmethod
     def scope(cls, f):
         """``f`` run with a store of its own, dropped when it returns."""
+        return cls._with(f, dict)
+
+    @classmethod
+    def carried(cls, f):
+        """``f`` run with the calling thread's store, in whatever thread calls it (a worker
+        of the same run; the two must not use the store at the same time)."""
+        store = getattr(cls._local, "store", None)
+        return cls._with(f, lambda: store)
+
+    @classmethod
+    def _with(cls, f, store):
         @functools.wraps(f)
         def run(*args, **kwargs):
             outer = getattr(cls._local, "store", None)
-            cls._local.store = {}
+            cls._local.store = store()
             try:
                 return f(*args, **kwargs)
             finally:
@@ -357,31 +368,38 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
     v0, v1 = y[0].copy(), y[1].copy()
     units, thetas = None, None
     if first is not None:
-        # the surrogate, when kept on the first phase's pairs, is subtracted from every
-        # value, and the two phases estimate the residual game's values (see _adjust)
-        clock.pause()
-        thetas, chosen = _first_surrogates(design, first, y, v1 - v0, seed)
-        y[rows] -= _surrogate_values(thetas, coalitions[rows])
-        clock.tick()
+        # both ways of spending the rest of the budget (see _choose_singles) evaluate one
+        # side of every pair the first phase left, the side a single coalition takes: those
+        # rows are evaluated while the first phase's fits choose the way
+        pairs = _first_pairs(design, first)[0]
+        extra, side, drawn = _single_rows(design, first, pairs, rng)
+        left = len(design["pair_stratum"]) - len(pairs)
+        with alongside(_Run.carried(_first_fits), design, first, y, coalitions[rows], rows,
+                       v1 - v0, seed) as fitted:
+            seen = _evaluated(value_fn, extra[:left], batch_size, progress, cancel,
+                              len(rows), total)
+            clock.pause()
+            y, thetas, singles = fitted()
+            clock.resume()
     r0, r1 = y[0], y[1]                        # the residual game's ends (the game's in one phase)
     if first is not None:
-        singles = _choose_singles(design, first, y[2:] - r0, r1 - r0, seed, chosen)
-        clock.tick()
-        clock.resume()
         if singles is not None:
-            extra, side, units = _single_rows(design, first, singles, rng)
-            more = run_batched(value_fn, extra, batch_size, progress=progress, cancel=cancel,
-                               done=len(rows), total=len(rows) + len(extra))
-            more = np.asarray(more, dtype=np.float64).reshape(len(extra), -1) \
-                - _surrogate_values(thetas, extra)
-            units = _single_units(design, first, units, side, y[2:] - r0, more - r0, singles)
+            more = np.concatenate([seen, _evaluated(
+                value_fn, extra[left:], batch_size, progress, cancel, len(rows) + left,
+                len(rows) + len(extra))]) - _surrogate_values(thetas, extra)
+            units = _single_units(design, first, drawn, side, y[2:] - r0, more - r0, singles)
             total = len(rows) + len(extra)
         else:
+            # both rows of every pair left, in pairs; one side of each seen, now the other
             rest = np.setdiff1d(np.arange(len(design["z"])), first)
-            more = run_batched(value_fn, design["z"][rest], batch_size, progress=progress,
-                               cancel=cancel, done=len(rows), total=total)
-            y[2 + rest] = np.asarray(more, dtype=np.float64).reshape(len(rest), -1) \
-                - _surrogate_values(thetas, design["z"][rest])
+            at = np.arange(len(rest)).reshape(left, 2)
+            flip = (side[:left] < 0).astype(int)         # 1: the complement was seen
+            seen_at, other_at = at[np.arange(left), flip], at[np.arange(left), 1 - flip]
+            more = np.empty((len(rest), seen.shape[1]))
+            more[seen_at] = seen
+            more[other_at] = _evaluated(value_fn, design["z"][rest[other_at]], batch_size,
+                                        progress, cancel, len(rows) + left, total)
+            y[2 + rest] = more - _surrogate_values(thetas, design["z"][rest])
     clock.evaluated()
     if units is None:
         started = time.perf_counter()
@@ -744,6 +762,25 @@ def _first_design(design, first):
     fpc = np.clip(1.0 - np.bincount(strata, minlength=len(mass)) / population, 0.0, 1.0)
     return {"z": design["z"][first], "w": w, "n_enum": n0, "pair_stratum": strata,
             "fpc": fpc, "exact": False}
+
+
+def _first_fits(design, first, y, z, rows, delta, seed):
+    """What the first phase's values decide (run while the second phase's first rows are
+    evaluated): the surrogate per column where it is kept (``_first_surrogates``), the values
+    ``y`` less it on the evaluated ``rows`` (bool coalitions ``z``; a new array: the two
+    phases estimate the residual game's values, see ``_adjust``), and ``_choose_singles``'s
+    choice on them."""
+    thetas, chosen = _first_surrogates(design, first, y, delta, seed)
+    y = y.copy()
+    y[rows] -= _surrogate_values(thetas, z)
+    return y, thetas, _choose_singles(design, first, y[2:] - y[0], y[1] - y[0], seed, chosen)
+
+
+def _evaluated(value_fn, z, batch_size, progress, cancel, done, total):
+    """``value_fn`` on the rows ``z`` (``run_batched``), as float64, shape (len(z), D)."""
+    out = run_batched(value_fn, z, batch_size, progress=progress, cancel=cancel, done=done,
+                      total=total)
+    return np.asarray(out, dtype=np.float64).reshape(len(z), -1)
 
 
 def _first_surrogates(design, first, y, delta, seed):
@@ -1352,10 +1389,11 @@ def _even_predict(models, x):
                      for mod in models], axis=1)
 
 
-def _single_rows(design, first, singles, rng):
+def _single_rows(design, first, pairs, rng):
     """Single coalitions for the second phase: one random side of every pair not yet
-    evaluated, and one of as many new pairs, distinct, in each sampled stratum (see
-    ``_new_pairs``; when they run out, the other sides of some singles).
+    evaluated (the sampled pairs not among the first phase's ``pairs``, by index), and one
+    of as many new pairs, distinct, in each sampled stratum (see ``_new_pairs``; when they
+    run out, the other sides of some singles). A function of the design and ``rng`` only.
 
     Returns the rows (E + C, M), the singles' signs (E,) (+1: the canonical side, the one
     ``_distinct_subsets`` returns) and a dict: their strata and canonical sides as +-1
@@ -1364,7 +1402,7 @@ def _single_rows(design, first, singles, rng):
     z, n0 = design["z"], design["n_enum"]
     m = z.shape[1]
     strata = design["pair_stratum"]
-    rest = np.setdiff1d(np.arange(len(strata)), singles["pairs"])
+    rest = np.setdiff1d(np.arange(len(strata)), pairs)
     canon = [z[n0 + 2 * rest]]
     unit_strata = [strata[rest]]
     for j, want in _new_pairs(design, rest).items():

@@ -1,7 +1,10 @@
 """The next batch composed while the model runs: ``batching.Staged``, ``ahead`` and the
-explanations that use them (the same results as one batch after the other)."""
+explanations that use them (the same results as one batch after the other); and Kernel
+SHAP's second phase evaluated while its first phase's fits run (``batching.alongside``)."""
 
+import importlib
 import threading
+import time
 import traceback
 
 import numpy as np
@@ -11,6 +14,7 @@ from seg_explainer.core import batching
 from seg_explainer.core.batching import Staged, run_batched
 from seg_explainer.core.errors import ExplanationCancelled
 from seg_explainer.core.explain import explain_region
+from seg_explainer.core.kernel_shap import kernel_shap
 from seg_explainer.core.rise import rise
 
 WAIT = 60.0     # seconds: a guard against a hang if the stages never overlap, not a timing
@@ -161,3 +165,122 @@ def test_explanations_are_the_same_with_the_batches_prepared_ahead(monkeypatch, 
     assert ahead.n_evaluations == serial.n_evaluations
     for a, b in zip(ahead.cells, serial.cells):
         np.testing.assert_array_equal(a.value, b.value)
+
+
+# --------------------------------------------------------------------------- Kernel SHAP
+
+ks = importlib.import_module("seg_explainer.core.kernel_shap")
+
+
+def _alongside_workers():
+    return [t for t in threading.enumerate() if t.name.startswith("seg-explainer-alongside")]
+
+
+def test_alongside_gives_the_result_its_error_with_its_traceback_and_leaves_no_thread():
+    with batching.alongside(lambda a, b: (threading.current_thread().name, a + b), 2, 3) as got:
+        name, value = got()
+    assert value == 5 and name != threading.current_thread().name
+
+    def bug():
+        raise KeyError("a bug in the worker")
+
+    with pytest.raises(KeyError, match="a bug in the worker") as info:
+        with batching.alongside(bug) as got:
+            got()
+    assert "bug" in [frame.name for frame in traceback.extract_tb(info.tb)]
+    finished = threading.Event()
+    with pytest.raises(ExplanationCancelled):
+        with batching.alongside(lambda: finished.wait(0.2) or finished.set()):
+            raise ExplanationCancelled("stopped")
+    assert finished.is_set()              # the worker was waited for, its result dropped
+    assert _alongside_workers() == []
+
+
+def _sigmoid(m, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=m) * 2.0 / np.sqrt(m)
+    return lambda z: 1.0 / (1.0 + np.exp(-(z @ w - w.sum() / 2)))
+
+
+def _noisy_even(m, seed):
+    """A linear game plus an even part (the same for a coalition and its complement) that
+    no model of few terms captures: pairs beat single coalitions."""
+    w = np.random.default_rng(seed).normal(size=m)
+
+    def v(z):
+        canon = np.where(z[:, :1], z, ~z)             # the side holding feature 0
+        keys = np.packbits(canon, axis=1).view(np.uint8).astype(np.uint64)
+        noise = np.sin((keys * np.arange(1, keys.shape[1] + 1, dtype=np.uint64)).sum(1) * 7.1)
+        return z @ w + 2.0 * noise
+    return v
+
+
+@pytest.mark.parametrize("game, singles", [(_noisy_even, False), (_sigmoid, True)])
+def test_kernel_shaps_second_phase_starts_while_the_first_phases_fits_run(monkeypatch, game,
+                                                                          singles):
+    # one side of every pair the first phase left is needed whichever way the rest of the
+    # budget goes (pairs or single coalitions): it is evaluated while the fits choose
+    m, budget = 12, 400
+    v = game(m, 5)
+    if singles:         # without the surrogate a sigmoid takes single coalitions
+        monkeypatch.setattr(ks, "_first_surrogates",
+                            lambda d, f, y, delta, s: ([None] * len(delta), []))
+    started, overlapped, log, seen = threading.Event(), threading.Event(), [], []
+    real = ks._first_fits
+
+    def first_fits(*args):
+        log.append(threading.current_thread().name)
+        started.set()
+        assert overlapped.wait(WAIT)          # a serial run never gets past here
+        out = real(*args)
+        log.append(out[2] is not None)
+        return out
+
+    def value_fn(z):
+        if started.is_set():
+            overlapped.set()
+        seen.extend(row.tobytes() for row in np.packbits(z, axis=1))
+        return v(z)
+
+    monkeypatch.setattr(ks, "_first_fits", first_fits)
+    res = kernel_shap(value_fn, m, budget, seed=3, batch_size=16)
+    assert log == [log[0], singles] and log[0] != threading.current_thread().name
+    assert len(seen) == len(set(seen)) == res.n_evaluations == budget + 2
+    assert abs(res.values.sum() - (res.full_value - res.base_value)) < 1e-12
+    assert _alongside_workers() == []
+
+
+def test_kernel_shap_raises_a_bug_in_the_first_phases_fits_with_its_traceback(monkeypatch):
+    def broken(*args):
+        raise IndexError("a bug in the first fits")
+
+    monkeypatch.setattr(ks, "_first_surrogates", broken)
+    with pytest.raises(IndexError, match="a bug in the first fits") as info:
+        kernel_shap(_sigmoid(12, 1), 12, 400, seed=0, batch_size=16)
+    assert "broken" in [frame.name for frame in traceback.extract_tb(info.tb)]
+    assert _alongside_workers() == []
+
+
+def test_a_cancel_during_the_first_phases_fits_waits_for_them_and_leaves_no_thread(
+        monkeypatch):
+    started, cancelled, done = threading.Event(), threading.Event(), []
+    real = ks._first_fits
+
+    def first_fits(*args):
+        started.set()
+        assert cancelled.wait(WAIT)
+        time.sleep(0.2)                      # still working when the cancel is raised
+        done.append(real(*args))
+        return done[-1]
+
+    def cancel():
+        if started.is_set():
+            cancelled.set()
+            return True
+        return False
+
+    monkeypatch.setattr(ks, "_first_fits", first_fits)
+    with pytest.raises(ExplanationCancelled):
+        kernel_shap(_sigmoid(12, 2), 12, 400, seed=1, batch_size=16, cancel=cancel)
+    assert len(done) == 1                 # the fits ran to their end before the error left
+    assert _alongside_workers() == []
