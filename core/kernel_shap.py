@@ -37,7 +37,10 @@ separate steps:
   to the remaining pairs (the estimate is then the one-phase one). The singles' standard
   errors add the even part's variance around the model (its cross-validated error, the
   model's own estimation error included), which the finite-population correction does not
-  reduce.
+  reduce. Either way one side of every remaining pair is evaluated (the side a single
+  coalition would take, drawn before the choice): those rows are evaluated while the first
+  phase's fits run in a worker thread (``_first_fits``), so the model need not wait for them
+  where a core is free.
 * solving (``_odd_solve``): with ``x = 2 z - 1`` (+-1 per feature), a pair observes the odd
   part of the game, ``o(x) = (v(S) - v(N \\ S)) / 2``, and the Shapley values depend on the odd
   part only (Fumagalli et al. 2026, "OddSHAP"): in the parity basis
