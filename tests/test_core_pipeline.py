@@ -209,7 +209,7 @@ def _noisy_even(m, seed):
 
     def v(z):
         canon = np.where(z[:, :1], z, ~z)             # the side holding feature 0
-        keys = np.packbits(canon, axis=1).view(np.uint8).astype(np.uint64)
+        keys = np.packbits(canon, axis=1).astype(np.uint64)
         noise = np.sin((keys * np.arange(1, keys.shape[1] + 1, dtype=np.uint64)).sum(1) * 7.1)
         return z @ w + 2.0 * noise
     return v
