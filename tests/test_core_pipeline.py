@@ -3,9 +3,11 @@ explanations that use them (the same results as one batch after the other); and 
 SHAP's second phase evaluated while its first phase's fits run (``batching.alongside``)."""
 
 import importlib
+import sys
 import threading
 import time
 import traceback
+import types
 
 import numpy as np
 import pytest
@@ -194,6 +196,46 @@ def test_alongside_gives_the_result_its_error_with_its_traceback_and_leaves_no_t
             raise ExplanationCancelled("stopped")
     assert finished.is_set()              # the worker was waited for, its result dropped
     assert _alongside_workers() == []
+
+
+def test_alongside_keeps_blas_to_one_thread_while_the_worker_runs(monkeypatch):
+    """The worker's fits run beside the model: BLAS on one thread for the block, the
+    library's setting back after it (threadpoolctl's own report where a BLAS with threads is
+    loaded, and a stand-in module recording the calls everywhere); without threadpoolctl the
+    block runs unlimited."""
+    import threadpoolctl
+
+    def blas():
+        return [(i["filepath"], i["num_threads"]) for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    before = blas()
+    with batching.alongside(blas) as got:
+        during = got()
+    assert [n for _, n in during] == [1] * len(before)
+    assert blas() == before
+    calls = []
+
+    class Limits:
+        def __init__(self, limits, user_api):
+            calls.append(("limit", limits, user_api))
+
+        def __enter__(self):
+            calls.append("enter")
+
+        def __exit__(self, *exc):
+            calls.append("exit")
+
+    fake = types.ModuleType("threadpoolctl")
+    fake.threadpool_limits = Limits
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    with pytest.raises(ExplanationCancelled):
+        with batching.alongside(lambda: calls.append("fits")):
+            raise ExplanationCancelled("stopped")
+    assert calls == [("limit", 1, "blas"), "enter", "fits", "exit"]
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)        # not installed
+    with batching.alongside(lambda: 7) as got:
+        assert got() == 7
 
 
 def _sigmoid(m, seed):

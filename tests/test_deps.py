@@ -82,6 +82,25 @@ def test_missing_modules_sees_a_missing_package(no_onnxruntime):
     assert missing == {"onnxruntime": "onnxruntime"}
 
 
+def test_a_missing_recommended_package_is_installed_with_the_required_ones_never_blocking(
+        qgis_iface, qgis_new_project, no_onnxruntime, monkeypatch, settings_group):
+    from seg_explainer.ui import deps
+    from seg_explainer.ui.dock import SegExplainerDock
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "threadpoolctl" else
+                        find_spec(name, *a, **k))
+    assert deps.missing_recommended() == {"threadpoolctl": "threadpoolctl"}
+    assert deps.missing_modules() == {"onnxruntime": "onnxruntime"}
+    dock = SegExplainerDock(qgis_iface)
+    assert "threadpoolctl" not in dock.deps_box.label.text()
+    task = dock.deps_box.make_install_task()
+    assert task.projects == ["onnxruntime", "threadpoolctl"]
+    assert [line for line in task.requirements if line.startswith("threadpoolctl")] == \
+        [line for line in deps.requirement_lines() if line.startswith("threadpoolctl")] != []
+
+
 def test_dock_says_what_is_missing_and_blocks_runs(qgis_iface, qgis_new_project, no_onnxruntime,
                                                    settings_group):
     from seg_explainer.ui import deps

@@ -58,8 +58,10 @@ class DependencyBox(QGroupBox):
             if self.missing else []
 
     def make_install_task(self):
-        """The pip task for the missing packages (not started)."""
-        return deps.PipInstallTask(list(self.missing.values()), done=self._installed)
+        """The pip task for the missing packages (not started), with the missing
+        :data:`~.deps.RECOMMENDED` ones."""
+        projects = list(self.missing.values()) + list(deps.missing_recommended().values())
+        return deps.PipInstallTask(projects, done=self._installed)
 
     def install(self):
         """Run pip in the background for the missing packages. Returns the task, or None."""

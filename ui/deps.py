@@ -31,6 +31,10 @@ REQUIRED = {"onnxruntime": "onnxruntime", "shapely": "shapely", "skimage": "scik
 #: import name -> project of the optional packages: only segexplainer:explain_regions needs
 #: them (many regions on a local or remote Dask cluster); everything else works without.
 OPTIONAL = {"dask": "dask", "distributed": "distributed"}
+#: import name -> project of packages that only speed runs up, installed with the required
+#: ones (never blocking a run): threadpoolctl keeps BLAS to one thread while the estimator
+#: fits beside the model (core/batching.py, blas_threads).
+RECOMMENDED = {"threadpoolctl": "threadpoolctl"}
 DEPS_FOLDER_NAME = "seg_explainer_deps"
 
 
@@ -74,6 +78,12 @@ def missing_optional():
     """``{import name: project name}`` of the :data:`OPTIONAL` packages that cannot be
     imported (install them with ``PipInstallTask(list(missing_optional().values()))``)."""
     return _missing(OPTIONAL)
+
+
+def missing_recommended():
+    """``{import name: project name}`` of the :data:`RECOMMENDED` packages that cannot be
+    imported."""
+    return _missing(RECOMMENDED)
 
 
 def numpy_version():
