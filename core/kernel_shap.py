@@ -130,6 +130,7 @@ import itertools
 import math
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Union
 
@@ -357,8 +358,13 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         clock = Clock(progress, 0.0 if design["exact"] else solve_seconds(
             m, n_samples, surrogate=surrogate, trees=trees))
         progress = clock.evaluations
-    values = run_batched(value_fn, coalitions[rows], batch_size, progress=progress,
-                         cancel=cancel, total=total)
+    # the second phase's single coalitions (see below) are a function of the design and the
+    # random generator only: drawn while the first phase is evaluated
+    drawing = nullcontext(None) if first is None else \
+        alongside(_single_rows, design, first, _first_pairs(design, first)[0], rng)
+    with drawing as drawn_rows:
+        values = run_batched(value_fn, coalitions[rows], batch_size, progress=progress,
+                             cancel=cancel, total=total)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim not in (1, 2):
         raise ValueError(f"value_fn must return shape (n,) or (n, D), got {values.shape}")
@@ -374,9 +380,8 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         # both ways of spending the rest of the budget (see _choose_singles) evaluate one
         # side of every pair the first phase left, the side a single coalition takes: those
         # rows are evaluated while the first phase's fits choose the way
-        pairs = _first_pairs(design, first)[0]
-        extra, side, drawn = _single_rows(design, first, pairs, rng)
-        left = len(design["pair_stratum"]) - len(pairs)
+        extra, side, drawn = drawn_rows()
+        left = len(design["pair_stratum"]) - len(_first_pairs(design, first)[0])
         with alongside(_Run.carried(_first_fits), design, first, y, coalitions[rows], rows,
                        v1 - v0, seed) as fitted:
             seen = _evaluated(value_fn, extra[:left], batch_size, progress, cancel,
@@ -1375,13 +1380,18 @@ def _size_class(x):
 
 def _products(x, terms):
     """Parity products of ``terms`` on the rows ``x`` (+-1), (n, len(terms)): the terms of
-    one order at once (products of +-1 are exact in any order)."""
+    one order at once, a feature at a time, on the features' rows of ``x.T`` as int8
+    (products of +-1 are exact in any order and type)."""
     out = np.empty((len(x), len(terms)))
     orders = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
+    signs = np.ascontiguousarray(x.T, dtype=np.int8)
     for order in np.unique(orders):
         at = np.flatnonzero(orders == order)
         features = np.array([terms[k] for k in at], dtype=np.int64).reshape(len(at), order)
-        out[:, at] = np.prod(x[:, features], axis=2)
+        prod = signs[features[:, 0]]
+        for k in range(1, order):
+            prod *= signs[features[:, k]]
+        out[:, at] = prod.T
     return out
 
 

@@ -2,6 +2,7 @@
 explanations that use them (the same results as one batch after the other); and Kernel
 SHAP's second phase evaluated while its first phase's fits run (``batching.alongside``)."""
 
+import contextlib
 import importlib
 import sys
 import threading
@@ -289,6 +290,51 @@ def test_kernel_shaps_second_phase_starts_while_the_first_phases_fits_run(monkey
     assert log == [log[0], singles] and log[0] != threading.current_thread().name
     assert len(seen) == len(set(seen)) == res.n_evaluations == budget + 2
     assert abs(res.values.sum() - (res.full_value - res.base_value)) < 1e-12
+    assert _alongside_workers() == []
+
+
+def test_kernel_shaps_single_coalitions_are_drawn_while_the_first_phase_is_evaluated(
+        monkeypatch):
+    # the second phase's single coalitions depend on the design and the random generator
+    # only: drawn in a worker while the model evaluates the first phase, the same rows and
+    # values as drawn before it; a model error there leaves no thread
+    m, budget, v = 12, 400, _sigmoid(12, 4)
+    started, overlapped, log = threading.Event(), threading.Event(), []
+    real = ks._single_rows
+
+    def single_rows(*args):
+        log.append(threading.current_thread().name)
+        started.set()
+        assert overlapped.wait(WAIT)          # a serial run never gets past here
+        return real(*args)
+
+    def value_fn(z):
+        if started.is_set():
+            overlapped.set()
+        return v(z)
+
+    monkeypatch.setattr(ks, "_single_rows", single_rows)
+    res = kernel_shap(value_fn, m, budget, seed=3, batch_size=16)
+    assert len(log) == 1 and log[0] != threading.current_thread().name
+    monkeypatch.setattr(ks, "_single_rows", real)
+
+    @contextlib.contextmanager
+    def serial(fn, *args):              # alongside but in the calling thread
+        with batching.blas_threads(1):
+            out = fn(*args)
+            yield lambda: out
+
+    monkeypatch.setattr(ks, "alongside", serial)
+    again = kernel_shap(v, m, budget, seed=3, batch_size=16)
+    assert np.array_equal(res.values, again.values)
+    assert np.array_equal(res.standard_errors, again.standard_errors)
+    monkeypatch.undo()
+
+    def broken(z):
+        raise RuntimeError("the model failed")
+
+    with pytest.raises(RuntimeError, match="the model failed"):
+        kernel_shap(broken, m, budget, seed=3, batch_size=16)
     assert _alongside_workers() == []
 
 
