@@ -407,8 +407,11 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
             seen_at, other_at = at[np.arange(left), flip], at[np.arange(left), 1 - flip]
             more = np.empty((len(rest), seen.shape[1]))
             more[seen_at] = seen
-            more[other_at] = _evaluated(value_fn, design["z"][rest[other_at]], batch_size,
-                                        progress, cancel, len(rows) + left, total)
+            with alongside(_Run.carried(_prepare_solve), design) as prepared:
+                more[other_at] = _evaluated(value_fn, design["z"][rest[other_at]],
+                                            batch_size, progress, cancel, len(rows) + left,
+                                            total)
+                prepared()
             y[2 + rest] = more - _surrogate_values(thetas, design["z"][rest])
     clock.evaluated()
     if units is None:
@@ -1293,7 +1296,7 @@ def _choose_singles(design, first, y, delta, seed, chosen=()):
     n_strata = len(design["fpc"])
     counts = np.bincount(strata, minlength=n_strata)
     sw = np.sqrt(w)
-    base = (x[:, 1:] - x[:, :1]) * sw[:, None]
+    base = _base_columns(x, sw)
     ws = w[n_enum:]
     usable = counts[strata] >= 2
     if not usable.any():
@@ -1533,9 +1536,9 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
         if m < 2 or len(z) // 2 < m + 2:
             out = _solve(design, y, delta)
             return (*out, None) if with_cv else out
-        x = np.where(z[0::2], 1.0, -1.0)                   # each pair's first side, +-1
+        x, sw = _pair_columns(design)
         odd = 0.5 * (y[0::2] - y[1::2])                    # the game's odd part, (P, D)
-        sws = np.repeat(np.sqrt(design["w"][0::2] + design["w"][1::2])[:, None], d, axis=1)
+        sws = np.repeat(sw[:, None], d, axis=1)
     else:
         x, odd, sws, design = units["x"], units["odd"], units["sw"], units["design"]
         offset = units["singles"]
@@ -1544,7 +1547,7 @@ def _odd_solve(design, y, delta, surrogate, seed, units=None, with_cv=False, den
     cv = [None] * d
     for col in range(d):
         sw = sws[:, col]                                   # unit weights, square root
-        base = (x[:, 1:] - x[:, :1]) * sw[:, None]         # order 1, sum constraint removed
+        base = _base_columns(x, sw)
         target = (odd[:, col] - 0.5 * delta[col] * x[:, 0]) * sw
         terms, held, pool, ridge = [], None, [], 0.0
         if surrogate and not design["exact"]:
@@ -1608,6 +1611,26 @@ def _alias_spread(base, x, sw, target, terms, pool, half_total, phi):
     diffs = np.concatenate([np.zeros((1, m)), diffs])
     shift = diffs.mean(axis=0)
     return shift, ((diffs - shift) ** 2).mean(axis=0)
+
+
+def _pair_columns(design):
+    """Every pair's first side (+-1, (P, M)) and the square root of its weight (P,): the
+    rows of ``_odd_solve`` on a design of pairs."""
+    return np.where(design["z"][0::2], 1.0, -1.0), \
+        np.sqrt(design["w"][0::2] + design["w"][1::2])
+
+
+def _base_columns(x, sw):
+    """The odd fit's first-order columns on the rows ``x`` (+-1) weighted by ``sw``, less
+    the reference feature 0's (the sum constraint removed), (P, M - 1)."""
+    return (x[:, 1:] - x[:, :1]) * sw[:, None]
+
+
+def _prepare_solve(design):
+    """What the values do not change in the final fit on ``design`` (pairs): its
+    first-order columns' factorisation (``_orthonormal``, kept in the run), made while the
+    last rows are evaluated."""
+    _orthonormal(_base_columns(*_pair_columns(design)))
 
 
 def _term_columns(x, terms):

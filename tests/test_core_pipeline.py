@@ -397,6 +397,41 @@ def test_a_large_dense_fit_runs_beside_the_pursuits_cross_validation(monkeypatch
     assert _alongside_workers() == []
 
 
+def test_the_final_fits_first_order_factorisation_is_made_while_the_last_rows_run(
+        monkeypatch):
+    # the pairs way: the final design is known before its last rows are evaluated, so its
+    # first-order columns are factorised in a worker meanwhile, once, and the final fit
+    # reads them (the same values as made there, on one BLAS thread)
+    m, budget, v = 12, 400, _noisy_even(12, 5)
+    real_qr, factored = np.linalg.qr, []
+
+    def qr(a, *args, **kwargs):
+        factored.append((threading.current_thread().name, np.array(a)))
+        return real_qr(a, *args, **kwargs)
+
+    designs, real_design = [], ks._design
+
+    def design(*args):
+        designs.append(real_design(*args))
+        return designs[-1]
+
+    monkeypatch.setattr(np.linalg, "qr", qr)
+    monkeypatch.setattr(ks, "_design", design)
+    with batching.blas_threads(1):
+        ahead = kernel_shap(v, m, budget, seed=3, batch_size=16)
+        base = ks._base_columns(*ks._pair_columns(designs[-1]))
+        made = [name for name, a in factored if a.shape == base.shape and
+                np.array_equal(a, base)]
+        assert len(made) == 1 and made[0] != threading.current_thread().name
+        monkeypatch.setattr(ks, "_prepare_solve", lambda design: None)
+        factored.clear()
+        later = kernel_shap(v, m, budget, seed=3, batch_size=16)
+    assert [name for name, a in factored if a.shape == base.shape and
+            np.array_equal(a, base)] == [threading.current_thread().name]
+    assert np.array_equal(ahead.values, later.values)
+    assert np.array_equal(ahead.standard_errors, later.standard_errors)
+
+
 def test_kernel_shap_raises_a_bug_in_the_first_phases_fits_with_its_traceback(monkeypatch):
     def broken(*args):
         raise IndexError("a bug in the first fits")
