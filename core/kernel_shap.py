@@ -158,8 +158,6 @@ _ALIAS_TRIPLES = 1000          # 3-feature terms checked for aliasing, at most
 _ALIASED = 1e-6                # ... aliased: less than this share of its column left
 _DENSE_RIDGE = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # ridge penalties of the dense
                                # triples tried, relative to their columns' mean squared norm
-_DENSE_BESIDE = 2e7            # pairs x dense triples^2 (about the dense fit's SVD's flops)
-                               # from which it runs beside the pursuit (a thread: ~0.5 ms)
 _BLOCKED_BASE = 48             # _omp adds more base columns than this at once (_base_block)
 _KEPT = 3                      # results of a kept function kept for asking again (_Run), at
 _KEPT_BYTES = 32 << 20         # most, for arguments of at most this size
@@ -1885,6 +1883,7 @@ def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
         pool = []           # neither a pursuit step nor the dense triples fit these pairs
     cols = np.concatenate([base, _term_columns(x, pool) * sw[:, None]], axis=1)
     n_base = base.shape[1]
+    order, held_out, held_lev = _cv_pursuit(cols, target, n_base, k_max, seed)
     # the dense alternative: every candidate triple (PolySHAP's third order), unpenalised
     # when the pairs determine them, or with a ridge penalty on the triples (many small
     # interactions, as a network's output has, rather than a few strong ones: the
@@ -1892,22 +1891,12 @@ def _select_terms(base, x, sw, target, half_total, seed, dense_ridge=True):
     # (below, a strong term the penalty spreads over its aliases is missed by the
     # standard errors); kept when its leave-one-out error, at the penalty where it is
     # lowest, is lower than the pursuit's cross-validated error, by more than one standard
-    # error of the difference for a penalised fit (the bigger model). Neither fit needs the
-    # other: a large dense fit (mostly an SVD, which leaves the GIL) runs in a worker while
-    # the pursuit's cross-validation runs here.
+    # error of the difference for a penalised fit (the bigger model)
     dense = [j for j, t in enumerate(pool) if len(t) == 3]
     determined = n > n_base + len(dense) + 2
-    tried = bool(dense) and (determined or dense_ridge and n >= 4 * (m + 2))
-    trying = nullcontext()
-    if tried:
-        args = (base, cols[:, n_base + np.asarray(dense)], target, determined,
-                _DENSE_RIDGE if dense_ridge else ())
-        trying = alongside(_Run.carried(_dense_ridge), *args) \
-            if n * len(dense) ** 2 >= _DENSE_BESIDE else nullcontext(lambda: _dense_ridge(*args))
-    with trying as dense_fit:
-        order, held_out, held_lev = _cv_pursuit(cols, target, n_base, k_max, seed)
-    if tried:
-        ridge, dense_out = dense_fit()
+    if dense and (determined or dense_ridge and n >= 4 * (m + 2)):
+        ridge, dense_out = _dense_ridge(base, cols[:, n_base + np.asarray(dense)], target,
+                                        determined, _DENSE_RIDGE if dense_ridge else ())
         gain = held_out ** 2 - (dense_out ** 2 if dense_out is not None else held_out ** 2)
         if ridge == 0.0 and gain.sum() > 0.0 or \
                 ridge and gain.sum() > _SLACK * math.sqrt(n * gain.var()):

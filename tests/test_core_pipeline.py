@@ -345,58 +345,6 @@ def test_kernel_shaps_single_coalitions_are_drawn_while_the_first_phase_is_evalu
     assert _alongside_workers() == []
 
 
-def test_a_large_dense_fit_runs_beside_the_pursuits_cross_validation(monkeypatch):
-    # the dense triples' fit and the pursuit's cross-validation are independent: a large
-    # dense fit runs in a worker while the pursuit runs, a small one after it, with the same
-    # values (on one BLAS thread both ways); a bug in it surfaces with its traceback
-    m, budget, v = 12, 600, _sigmoid(12, 6)
-    real_dense, real_pursuit, real_alongside = ks._dense_ridge, ks._cv_pursuit, ks.alongside
-    submitted, started, log = threading.Event(), threading.Event(), []
-
-    def dense_ridge(*args):
-        log.append(threading.current_thread().name)
-        started.set()
-        return real_dense(*args)
-
-    def alongside(fn, *args):
-        if getattr(fn, "__wrapped__", None) is dense_ridge:
-            submitted.set()
-        return real_alongside(fn, *args)
-
-    def cv_pursuit(*args, **kwargs):
-        if submitted.is_set():             # the dense fit starts while the pursuit runs
-            assert started.wait(WAIT)
-            submitted.clear()
-            started.clear()
-        return real_pursuit(*args, **kwargs)
-
-    monkeypatch.setattr(ks, "alongside", alongside)
-    monkeypatch.setattr(ks, "_dense_ridge", dense_ridge)
-    monkeypatch.setattr(ks, "_cv_pursuit", cv_pursuit)
-    monkeypatch.setattr(ks, "_DENSE_BESIDE", 0)
-    with batching.blas_threads(1):
-        beside = kernel_shap(v, m, budget, seed=2, batch_size=64)
-    main = threading.current_thread().name
-    assert log and main not in log
-    log.clear()
-    monkeypatch.setattr(ks, "_DENSE_BESIDE", float("inf"))
-    with batching.blas_threads(1):
-        after = kernel_shap(v, m, budget, seed=2, batch_size=64)
-    assert log and set(log) == {main}
-    assert np.array_equal(beside.values, after.values)
-    assert np.array_equal(beside.standard_errors, after.standard_errors)
-
-    def broken(*args):
-        raise ZeroDivisionError("a bug in the dense fit")
-
-    monkeypatch.setattr(ks, "_dense_ridge", broken)
-    monkeypatch.setattr(ks, "_DENSE_BESIDE", 0)
-    with pytest.raises(ZeroDivisionError, match="a bug in the dense fit") as info:
-        kernel_shap(v, m, budget, seed=2, batch_size=64)
-    assert "broken" in [frame.name for frame in traceback.extract_tb(info.tb)]
-    assert _alongside_workers() == []
-
-
 def test_the_final_fits_first_order_factorisation_is_made_while_the_last_rows_run(
         monkeypatch):
     # the pairs way: the final design is known before its last rows are evaluated, so its

@@ -519,7 +519,8 @@ def test_kept_factorisations_leave_the_values_unchanged_bit_for_bit(monkeypatch,
             return f(a, *args, **kwargs)
         monkeypatch.setattr(np.linalg, name, counted)
     # on one BLAS thread: with more, a factorisation's rounding depends on how many threads
-    # it ran on (a large dense fit's runs on one, beside the pursuit: _select_terms)
+    # it ran on (the final fit's first-order one is made on one, beside the model:
+    # _prepare_solve)
     with batching.blas_threads(1):
         kept = kernel_shap(game, m, budget, seed=3)
         n_kept = len(factored)
