@@ -360,8 +360,9 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         progress = clock.evaluations
     # the second phase's single coalitions (see below) are a function of the design and the
     # random generator only: drawn while the first phase is evaluated
+    pairs = None if first is None else _first_pairs(design, first)[0]
     drawing = nullcontext(None) if first is None else \
-        alongside(_single_rows, design, first, _first_pairs(design, first)[0], rng)
+        alongside(_single_rows, design, first, pairs, rng)
     with drawing as drawn_rows:
         values = run_batched(value_fn, coalitions[rows], batch_size, progress=progress,
                              cancel=cancel, total=total)
@@ -381,7 +382,7 @@ def kernel_shap(value_fn, n_features, n_samples, *, seed=0, batch_size=64, l1_re
         # side of every pair the first phase left, the side a single coalition takes: those
         # rows are evaluated while the first phase's fits choose the way
         extra, side, drawn = drawn_rows()
-        left = len(design["pair_stratum"]) - len(_first_pairs(design, first)[0])
+        left = len(design["pair_stratum"]) - len(pairs)
         with alongside(_Run.carried(_first_fits), design, first, y, coalitions[rows], rows,
                        v1 - v0, seed) as fitted:
             seen = _evaluated(value_fn, extra[:left], batch_size, progress, cancel,
@@ -1177,9 +1178,10 @@ def _aliasing(z, w, triples):
     the smallest share of a term's norm left outside the first-order columns. None of it
     depends on the features' labels."""
     x = np.where(z, 1.0, -1.0)
-    sw = np.sqrt(w)[:, None]
-    u = _orthonormal((x[:, 1:] - x[:, :1]) * sw)[0]
-    cols = (x[:, triples[:, 0]] * x[:, triples[:, 1]] * x[:, triples[:, 2]] - x[:, :1]) * sw
+    sw = np.sqrt(w)
+    u = _orthonormal(_base_columns(x, sw))[0]
+    cols = (x[:, triples[:, 0]] * x[:, triples[:, 1]] * x[:, triples[:, 2]] - x[:, :1]) * \
+        sw[:, None]
     resid = cols - u @ (u.T @ cols)                 # outside the first-order fit
     # relative to the product's own norm (the same for every term), so that no feature,
     # the reference one included, is favoured: the key ignores the labels
